@@ -1,0 +1,279 @@
+"""ORM models. Secret columns end in ``_enc`` and hold Fernet tokens, never plaintext."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="user")  # "admin" | "user"
+    password_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class ImapAccount(Base):
+    __tablename__ = "imap_accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(200), default="")
+    imap_host: Mapped[str] = mapped_column(String(255))
+    imap_port: Mapped[int] = mapped_column(Integer)
+    username: Mapped[str] = mapped_column(String(320))
+    password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls: Mapped[str] = mapped_column(String(16), default="auto")
+    sent_folder: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+    __table_args__ = (
+        UniqueConstraint("user_id", "description_key", name="uq_aliases_user_description"),
+        # At most one default per user, enforced by the database as a safety net.
+        Index(
+            "uq_aliases_one_default",
+            "user_id",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    description: Mapped[str] = mapped_column(String(200))
+    description_key: Mapped[str] = mapped_column(String(200))  # casefolded, for uniqueness
+    alias_name: Mapped[str] = mapped_column(String(200), default="")
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    smtp_host: Mapped[str] = mapped_column(String(255), default="")
+    smtp_port: Mapped[int] = mapped_column(Integer, default=587)
+    smtp_username: Mapped[str] = mapped_column(String(320), default="")
+    smtp_password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls: Mapped[str] = mapped_column(String(16), default="auto")
+    allow_plaintext_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    imap_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("imap_accounts.id", ondelete="RESTRICT"), nullable=True, index=True
+    )
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    delay_ms: Mapped[int] = mapped_column(Integer, default=0)
+    auth: Mapped[str] = mapped_column(String(16), default="password")
+    oauth_token_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+    imap_account: Mapped[ImapAccount | None] = relationship(lazy="joined")
+
+
+class SystemOutgoing(Base):
+    """The database's own outgoing settings (one row, id 1) for automated mail."""
+
+    __tablename__ = "system_outgoing"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    from_address: Mapped[str] = mapped_column(String(320), default="")
+    from_name: Mapped[str] = mapped_column(String(200), default="")
+    reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    smtp_host: Mapped[str] = mapped_column(String(255), default="")
+    smtp_port: Mapped[int] = mapped_column(Integer, default=587)
+    smtp_username: Mapped[str] = mapped_column(String(320), default="")
+    smtp_password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls: Mapped[str] = mapped_column(String(16), default="auto")
+    allow_plaintext_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delay_ms: Mapped[int] = mapped_column(Integer, default=0)
+    last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OAuthClient(Base):
+    """An OAuth application registered by the admin (Google or Microsoft)."""
+
+    __tablename__ = "oauth_clients"
+
+    provider: Mapped[str] = mapped_column(String(16), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(500))
+    client_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    discovery_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Campaign(Base):
+    """A form letter: templates plus one message per recipient."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"), index=True)
+    subject: Mapped[str] = mapped_column(Text)
+    text_template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    html_template: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Message(Base):
+    """One submission: a single email, one recipient of a form letter, or automated mail.
+
+    ``raw`` holds the exact bytes submitted, so the copy to Sent matches what was sent.
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_claim", "status", "lane", "next_attempt_at"),
+        Index("ix_messages_user_created", "user_id", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+    )
+    alias_id: Mapped[int | None] = mapped_column(
+        ForeignKey("aliases.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    # "alias:<id>" or "system": the pacing lane this message is sent through.
+    lane: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16), default="single")  # single|campaign|system
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    recipients: Mapped[list[str]] = mapped_column(JSON)
+    to_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    cc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    bcc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    message_id: Mapped[str] = mapped_column(String(500), default="")
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    server_reply: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_step: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    hint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recipient_results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    sent_copy: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    sent_copy_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Lane(Base):
+    """Pacing and pause state of one sending lane (an alias, or the system settings)."""
+
+    __tablename__ = "lanes"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    next_send_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    owner_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
