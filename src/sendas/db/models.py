@@ -235,6 +235,8 @@ class Message(Base):
     subject: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(500), default="")
     raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # A form letter's recipient values; the message is rendered and composed when first sent.
+    merge_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)

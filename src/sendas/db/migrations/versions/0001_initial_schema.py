@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 03:15:41.865462
+Create Date: 2026-11-28 03:21:12.141444
 """
 
 from __future__ import annotations
@@ -183,6 +183,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.Text(), nullable=False),
     sa.Column('message_id', sa.String(length=500), nullable=False),
     sa.Column('raw', sa.LargeBinary(), nullable=True),
+    sa.Column('merge_fields', sa.JSON(), nullable=True),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('lease_owner', sa.String(length=100), nullable=True),

@@ -1,0 +1,50 @@
+"""``create_app(settings)``: the FastAPI application, built per call (never at import)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from sendas import __version__
+from sendas.api.errors import install_error_handlers
+from sendas.api.routers import aliases, audit, imap_accounts, system, users
+from sendas.config import Settings
+from sendas.context import AppContext
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, ctx: AppContext | None = None) -> FastAPI:
+    """Build the app. Migrations run here, so a new database is ready before requests."""
+    settings = settings or Settings()
+    context = ctx or AppContext.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hooks = list(app.state.startup_hooks)
+        stops = [await hook(context) for hook in hooks]
+        try:
+            yield
+        finally:
+            for stop in reversed(stops):
+                if stop is not None:
+                    await stop()
+
+    app = FastAPI(title="sendas", version=__version__, lifespan=lifespan)
+    app.state.ctx = context
+    app.state.startup_hooks = []
+    install_error_handlers(app)
+
+    api = APIRouter(prefix="/api")
+    for module in (users, aliases, imap_accounts, system, audit):
+        api.include_router(module.router)
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

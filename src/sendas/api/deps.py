@@ -1,0 +1,78 @@
+"""Request dependencies: the app context, a write transaction, the current user."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from sendas.context import AppContext
+from sendas.db.models import User
+from sendas.errors import AuthenticationRequired, Forbidden
+from sendas.services import users as user_service
+from sendas.services.common import Actor
+
+_bearer = HTTPBearer(auto_error=False)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+CtxDep = Annotated[AppContext, Depends(get_ctx)]
+
+
+def get_current_user(
+    request: Request,
+    ctx: CtxDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> User:
+    """Bearer token first; else the web session cookie, with CSRF checked on writes.
+
+    Handlers open their own write transaction (``ctx.db.write()``) so that a commit is
+    done before the answer goes out.
+    """
+    with ctx.db.read() as session:
+        return _authenticate(request, session, creds)
+
+
+def _authenticate(
+    request: Request, session: Session, creds: HTTPAuthorizationCredentials | None
+) -> User:
+    if creds is not None:
+        return user_service.user_for_token(session, creds.credentials)
+    if "session" in request.scope:
+        user_id = request.session.get("user_id")
+        if user_id is not None:
+            if request.method not in SAFE_METHODS:
+                expected = request.session.get("csrf", "")
+                given = request.headers.get("x-csrf-token", "")
+                if not expected or not hmac.compare_digest(expected, given):
+                    raise Forbidden("missing or wrong CSRF token")
+            user = session.get(User, user_id)
+            if user is not None:
+                return user
+    raise AuthenticationRequired("a valid token is required")
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_actor(user: CurrentUser) -> Actor:
+    return Actor.of(user)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]
+
+
+def get_admin(actor: ActorDep) -> Actor:
+    actor.require_admin()
+    return actor
+
+
+AdminDep = Annotated[Actor, Depends(get_admin)]

@@ -1,0 +1,64 @@
+"""Map the sendas exception hierarchy onto HTTP answers.
+
+422 bodies list one entry per bad field (``loc``, ``msg``, ``type``) and never echo the
+submitted value, which could be a password.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from sendas.errors import (
+    AuthenticationRequired,
+    Conflict,
+    Forbidden,
+    NotFound,
+    SendasError,
+    ValidationFailed,
+)
+
+
+def _field_entries(errors: list[dict[str, object]]) -> list[dict[str, object]]:
+    out = []
+    for err in errors:
+        msg = str(err.get("msg", "invalid value"))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        out.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type", "")})  # type: ignore[call-overload]
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _field_entries(list(exc.errors()))}, status_code=422)
+
+    @app.exception_handler(ValidationFailed)
+    async def _failed(_: Request, exc: ValidationFailed) -> JSONResponse:
+        detail = [{"loc": list(p.loc), "msg": p.msg, "type": p.type} for p in exc.problems]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": f"{exc.kind} not found"}, status_code=404)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(_: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=403)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "blockers": exc.blockers}, status_code=409)
+
+    @app.exception_handler(AuthenticationRequired)
+    async def _unauth(_: Request, exc: AuthenticationRequired) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(SendasError)
+    async def _other(_: Request, exc: SendasError) -> JSONResponse:
+        # Messages of our own errors are written to be safe to show (no secrets).
+        return JSONResponse({"detail": str(exc)}, status_code=400)

@@ -1,0 +1,49 @@
+"""Email aliases: /api/aliases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from sendas.api.deps import ActorDep, CtxDep
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch
+from sendas.services import aliases as svc
+
+router = APIRouter(prefix="/aliases", tags=["aliases"])
+
+
+def _with_warnings(out: AliasOut, warnings: list[str]) -> AliasOut:
+    merged = list(dict.fromkeys([*out.warnings, *warnings]))
+    return out.model_copy(update={"warnings": merged})
+
+
+@router.get("")
+def list_aliases(ctx: CtxDep, actor: ActorDep) -> list[AliasOut]:
+    with ctx.db.read() as s:
+        return [svc.alias_out(a) for a in svc.list_aliases(s, actor)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_alias(ctx: CtxDep, actor: ActorDep, body: AliasCreate) -> AliasOut:
+    with ctx.db.write() as s:
+        alias, warnings = svc.create_alias(s, actor, body, ctx.secrets)
+        return _with_warnings(svc.alias_out(alias), warnings)
+
+
+@router.get("/{alias_id}")
+def get_alias(ctx: CtxDep, actor: ActorDep, alias_id: int) -> AliasOut:
+    with ctx.db.read() as s:
+        return svc.alias_out(svc.get_alias(s, actor, alias_id))
+
+
+@router.patch("/{alias_id}")
+def update_alias(ctx: CtxDep, actor: ActorDep, alias_id: int, body: AliasPatch) -> AliasOut:
+    with ctx.db.write() as s:
+        alias, warnings = svc.update_alias(s, actor, alias_id, body, ctx.secrets)
+        return _with_warnings(svc.alias_out(alias), warnings)
+
+
+@router.delete("/{alias_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_alias(ctx: CtxDep, actor: ActorDep, alias_id: int) -> Response:
+    with ctx.db.write() as s:
+        svc.delete_alias(s, actor, alias_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

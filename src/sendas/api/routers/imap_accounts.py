@@ -1,0 +1,42 @@
+"""IMAP accounts: /api/imap-accounts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from sendas.api.deps import ActorDep, CtxDep
+from sendas.schemas import ImapCreate, ImapOut, ImapPatch
+from sendas.services import imap_accounts as svc
+
+router = APIRouter(prefix="/imap-accounts", tags=["imap"])
+
+
+@router.get("")
+def list_accounts(ctx: CtxDep, actor: ActorDep) -> list[ImapOut]:
+    with ctx.db.read() as s:
+        return [svc.imap_out(a) for a in svc.list_imap_accounts(s, actor)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_account(ctx: CtxDep, actor: ActorDep, body: ImapCreate) -> ImapOut:
+    with ctx.db.write() as s:
+        return svc.imap_out(svc.create_imap_account(s, actor, body, ctx.secrets))
+
+
+@router.get("/{account_id}")
+def get_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> ImapOut:
+    with ctx.db.read() as s:
+        return svc.imap_out(svc.get_imap_account(s, actor, account_id))
+
+
+@router.patch("/{account_id}")
+def update_account(ctx: CtxDep, actor: ActorDep, account_id: int, body: ImapPatch) -> ImapOut:
+    with ctx.db.write() as s:
+        return svc.imap_out(svc.update_imap_account(s, actor, account_id, body, ctx.secrets))
+
+
+@router.delete("/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> Response:
+    with ctx.db.write() as s:
+        svc.delete_imap_account(s, actor, account_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

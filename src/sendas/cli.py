@@ -1,0 +1,437 @@
+"""The ``sendas`` command line: serve, worker, db, user, token, alias, imap, system, rotate-key.
+
+Every command works on the database named by the SENDAS_* settings, through the same
+services as the API. Bad input gives a one-line error and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from sendas.config import Settings
+from sendas.context import AppContext, configure_logging
+from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.schemas import AliasCreate, AliasPatch, ImapCreate, SystemOutgoingIn, UserCreate
+from sendas.services import aliases as alias_service
+from sendas.services import imap_accounts as imap_service
+from sendas.services import system_outgoing as system_service
+from sendas.services import users as user_service
+from sendas.services.common import Actor
+
+app = typer.Typer(help="sendas: per-user outgoing email.", no_args_is_help=False, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+alias_app = typer.Typer(help="Email aliases of a user.", no_args_is_help=True)
+imap_app = typer.Typer(help="IMAP accounts (copy sent mail to Sent).", no_args_is_help=True)
+system_app = typer.Typer(help="Database-wide settings.", no_args_is_help=True)
+outgoing_app = typer.Typer(help="Outgoing settings for automated mail.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(alias_app, name="alias")
+app.add_typer(imap_app, name="imap")
+app.add_typer(system_app, name="system")
+system_app.add_typer(outgoing_app, name="outgoing")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"error: {message}", markup=False, highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def context(*, migrate: bool = True) -> Iterator[AppContext]:
+    """Build the context; turn our errors into one line on stderr and an exit code."""
+    try:
+        ctx = AppContext.build(Settings(), migrate=migrate)
+    except SendasError as exc:
+        raise fail(str(exc)) from None
+    try:
+        yield ctx
+    except ValidationFailed as exc:
+        raise fail(_problems_text(exc), 2) from None
+    except NotFound as exc:
+        raise fail(str(exc)) from None
+    except SendasError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        ctx.close()
+
+
+def _problems_text(exc: ValidationFailed) -> str:
+    return "; ".join(f"{p.loc[-1]}: {p.msg}" for p in exc.problems)
+
+
+def build(model: Callable[..., T], **values: Any) -> T:
+    """Validate CLI input with the API's own schemas; unset options are left out."""
+    try:
+        return model(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        msgs = []
+        for e in exc.errors():
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            msgs.append(f"{'.'.join(str(p) for p in e['loc'])}: {msg}")
+        raise fail("; ".join(msgs), 2) from None
+
+
+def read_secret_stdin() -> SecretStr:
+    value = sys.stdin.readline().rstrip("\r\n")
+    if not value:
+        raise fail("no password on standard input", 2)
+    return SecretStr(value)
+
+
+def actor_for(ctx: AppContext, email: str) -> Actor:
+    with ctx.db.read() as s:
+        return Actor.of(user_service.get_user_by_email(s, email))
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, default=str, indent=2) + "\n")
+
+
+# --- serve, worker, db ----------------------------------------------------------------------
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(typer_ctx: typer.Context) -> None:
+    """Without a command, `sendas` serves the web app and API."""
+    if typer_ctx.invoked_subcommand is None:
+        serve()
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (SENDAS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (SENDAS_PORT).")] = None,
+) -> None:
+    """Upgrade the database, then serve the web UI and the API (with an embedded worker)."""
+    import uvicorn
+
+    from sendas.api import create_app
+    from sendas.bootstrap import ensure_first_admin
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    configure_logging(settings.log_level)
+    with context() as ctx:
+        first = ensure_first_admin(ctx)
+        if first is not None:
+            email, password = first
+            out.print(
+                f"[bold]First start:[/] created admin [cyan]{email}[/] with password "
+                f"[cyan]{password}[/] (shown once). Log in at {settings.base_url}/login",
+                highlight=False,
+            )
+        out.print(f"sendas serving on http://{settings.host}:{settings.port}", highlight=False)
+        uvicorn.run(create_app(settings, ctx=ctx), host=settings.host, port=settings.port,
+                    log_level=settings.log_level.lower())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from sendas.db.migrate import current_revision, upgrade
+
+    with context(migrate=False) as ctx:
+        upgrade(ctx.db.engine, revision)
+        out.print(f"database at revision {current_revision(ctx.db.engine)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION ('base' removes every table)."""
+    from sendas.db.migrate import current_revision, downgrade
+
+    with context(migrate=False) as ctx:
+        downgrade(ctx.db.engine, revision)
+        out.print(f"database at revision {current_revision(ctx.db.engine)}")
+
+
+# --- users and tokens -----------------------------------------------------------------------
+
+
+@user_app.command("add")
+def user_add(
+    email: str,
+    name: Annotated[str, typer.Option(help="Display name.")],
+    admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Add a user. Without --password-stdin a password is generated and printed once."""
+    generated = None
+    if password_stdin:
+        password = read_secret_stdin()
+    else:
+        generated = user_service.generate_password()
+        password = SecretStr(generated)
+    data = build(UserCreate, email=email, name=name, role="admin" if admin else "user", password=password)
+    with context() as ctx, ctx.db.write() as s:
+        user = user_service.create_user(s, data)
+        out.print(f"added {user.role} {user.email} (id {user.id})", highlight=False)
+    if generated:
+        out.print(f"password: {generated}", highlight=False)
+
+
+@user_app.command("list")
+def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List users."""
+    with context() as ctx, ctx.db.read() as s:
+        users = [
+            {"id": u.id, "email": u.email, "name": u.name, "role": u.role}
+            for u in user_service.list_users(s, Actor(0, "cli", True))
+        ]
+    if as_json:
+        emit_json(users)
+        return
+    table = Table("id", "email", "name", "role")
+    for u in users:
+        table.add_row(str(u["id"]), u["email"], u["name"], u["role"])
+    out.print(table)
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="Email of the token's user.")],
+    name: Annotated[str, typer.Option(help="A label for the token.")] = "cli",
+) -> None:
+    """Create an API token; prints the token alone on stdout (for scripts)."""
+    with context() as ctx, ctx.db.write() as s:
+        _, token = user_service.create_token(s, user_service.get_user_by_email(s, user), name)
+    sys.stdout.write(token + "\n")
+
+
+# --- aliases --------------------------------------------------------------------------------
+
+UserOpt = Annotated[str, typer.Option("--user", "-u", help="Email of the alias's owner.")]
+
+
+def _alias_values(**kw: Any) -> dict[str, Any]:
+    if kw.pop("password_stdin", False):
+        kw["smtp_password"] = read_secret_stdin()
+    return kw
+
+
+def _alias_row(a: Any) -> dict[str, Any]:
+    return alias_service.alias_out(a).model_dump(mode="json")
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for w in warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False)
+
+
+@alias_app.command("add")
+def alias_add(
+    user: UserOpt,
+    description: Annotated[str, typer.Option(help="Unique name of the alias, shown only in sendas.")],
+    name: Annotated[str | None, typer.Option("--name", help="Alias Name shown to recipients.")] = None,
+    from_address: Annotated[str | None, typer.Option("--from", help="From address.")] = None,
+    reply_to: Annotated[str | None, typer.Option("--reply-to", help="Reply-To address.")] = None,
+    server: Annotated[str | None, typer.Option("--server", help="SMTP server as host:port.")] = None,
+    username: Annotated[str | None, typer.Option("--username", help="SMTP user name.")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the SMTP password from stdin.")] = False,
+    tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
+    imap_account: Annotated[int | None, typer.Option("--imap-account", help="IMAP account id.")] = None,
+    default: Annotated[bool, typer.Option("--default", help="Make this the default alias.")] = False,
+    delay_ms: Annotated[int | None, typer.Option("--delay-ms", help="Delay between emails (ms).")] = None,
+    auth: Annotated[str | None, typer.Option(help="password | google | microsoft.")] = None,
+) -> None:
+    """Add an email alias for a user."""
+    values = _alias_values(
+        description=description, alias_name=name, from_address=from_address, reply_to=reply_to,
+        smtp_server=server, smtp_username=username, password_stdin=password_stdin, tls=tls,
+        imap_account_id=imap_account, is_default=default or None, delay_ms=delay_ms, auth=auth,
+    )
+    data = build(AliasCreate, **values)
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            alias, warnings = alias_service.create_alias(s, actor, data, ctx.secrets)
+            out.print(f"added alias {alias.id} {alias.description!r}", highlight=False)
+    _print_warnings(warnings)
+
+
+@alias_app.command("edit")
+def alias_edit(
+    user: UserOpt,
+    alias_id: int,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    from_address: Annotated[str | None, typer.Option("--from")] = None,
+    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
+    server: Annotated[str | None, typer.Option("--server")] = None,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    tls: Annotated[str | None, typer.Option()] = None,
+    imap_account: Annotated[int | None, typer.Option("--imap-account")] = None,
+    delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
+    auth: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change fields of an alias; options left out keep their value (the password too)."""
+    values = _alias_values(
+        description=description, alias_name=name, from_address=from_address, reply_to=reply_to,
+        smtp_server=server, smtp_username=username, password_stdin=password_stdin, tls=tls,
+        imap_account_id=imap_account, delay_ms=delay_ms, auth=auth,
+    )
+    data = build(AliasPatch, **values)
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            alias, warnings = alias_service.update_alias(s, actor, alias_id, data, ctx.secrets)
+            out.print(f"updated alias {alias.id} {alias.description!r}", highlight=False)
+    _print_warnings(warnings)
+
+
+@alias_app.command("list")
+def alias_list(user: UserOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List a user's aliases."""
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.read() as s:
+            rows = [_alias_row(a) for a in alias_service.list_aliases(s, actor)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "description", "from", "server", "default", "delay ms", "auth")
+    for r in rows:
+        sender = f"{r['alias_name']} <{r['from_address']}>" if r["alias_name"] else r["from_address"]
+        table.add_row(str(r["id"]), r["description"], sender, r["smtp_server"],
+                      "yes" if r["is_default"] else "", str(r["delay_ms"]), r["auth"])
+    out.print(table)
+
+
+@alias_app.command("delete")
+def alias_delete(user: UserOpt, alias_id: int) -> None:
+    """Delete an alias (the oldest remaining one becomes default if needed)."""
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            alias_service.delete_alias(s, actor, alias_id)
+    out.print(f"deleted alias {alias_id}")
+
+
+@alias_app.command("default")
+def alias_default(user: UserOpt, alias_id: int) -> None:
+    """Make an alias the user's default."""
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            alias = alias_service.make_default(s, actor, alias_id)
+            out.print(f"alias {alias.id} {alias.description!r} is now the default", highlight=False)
+
+
+# --- IMAP accounts --------------------------------------------------------------------------
+
+
+@imap_app.command("add")
+def imap_add(
+    user: UserOpt,
+    server: Annotated[str, typer.Option("--server", help="IMAP server as host:port.")],
+    username: Annotated[str, typer.Option("--username")],
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
+    sent_folder: Annotated[str | None, typer.Option("--sent-folder", help="Override the Sent folder.")] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add an IMAP account."""
+    data = build(ImapCreate, imap_server=server, username=username, tls=tls, sent_folder=sent_folder,
+                 description=description, password=read_secret_stdin() if password_stdin else None)
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            acc = imap_service.create_imap_account(s, actor, data, ctx.secrets)
+            out.print(f"added IMAP account {acc.id}", highlight=False)
+
+
+@imap_app.command("list")
+def imap_list(user: UserOpt, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List a user's IMAP accounts."""
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.read() as s:
+            rows = [imap_service.imap_out(a).model_dump(mode="json")
+                    for a in imap_service.list_imap_accounts(s, actor)]
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("id", "server", "username", "tls", "sent folder")
+    for r in rows:
+        table.add_row(str(r["id"]), r["imap_server"], r["username"], r["tls"], r["sent_folder"] or "(found)")
+    out.print(table)
+
+
+@imap_app.command("delete")
+def imap_delete(user: UserOpt, account_id: int) -> None:
+    """Delete an IMAP account (refused while aliases use it)."""
+    with context() as ctx:
+        actor = actor_for(ctx, user)
+        with ctx.db.write() as s:
+            imap_service.delete_imap_account(s, actor, account_id)
+    out.print(f"deleted IMAP account {account_id}")
+
+
+# --- database outgoing settings -------------------------------------------------------------
+
+
+@outgoing_app.command("show")
+def outgoing_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the outgoing settings for automated mail (never the password)."""
+    with context() as ctx, ctx.db.write() as s:
+        data = system_service.system_out(system_service.get_settings_row(s)).model_dump(mode="json")
+    if as_json:
+        emit_json(data)
+        return
+    for key, value in data.items():
+        out.print(f"{key}: {value}", highlight=False, markup=False)
+
+
+@outgoing_app.command("set")
+def outgoing_set(
+    from_address: Annotated[str | None, typer.Option("--from")] = None,
+    from_name: Annotated[str | None, typer.Option("--from-name")] = None,
+    reply_to: Annotated[str | None, typer.Option("--reply-to")] = None,
+    server: Annotated[str | None, typer.Option("--server")] = None,
+    username: Annotated[str | None, typer.Option("--username")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    tls: Annotated[str | None, typer.Option()] = None,
+    delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
+) -> None:
+    """Change the outgoing settings for automated mail; options left out keep their value."""
+    data = build(SystemOutgoingIn, from_address=from_address, from_name=from_name, reply_to=reply_to,
+                 smtp_server=server, smtp_username=username, tls=tls, delay_ms=delay_ms,
+                 smtp_password=read_secret_stdin() if password_stdin else None)
+    with context() as ctx, ctx.db.write() as s:
+        system_service.update_system_outgoing(s, Actor(0, "cli", True), data, ctx.secrets)
+    out.print("outgoing settings saved")
+
+
+@app.command("rotate-key")
+def rotate_key() -> None:
+    """Re-encrypt every stored secret under a new key."""
+    from sendas.services.keys import rotate_key as do_rotate
+
+    with context() as ctx:
+        count = do_rotate(ctx.db, ctx.secrets)
+    out.print(f"re-encrypted {count} secret(s) under the new key")
+
+
+def main() -> None:
+    app()

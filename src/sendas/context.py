@@ -1,0 +1,35 @@
+"""What every entry point (API, web, CLI, worker) needs: settings, database, secret box."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sendas.config import Settings
+from sendas.db.engine import Database, make_engine
+from sendas.db.migrate import upgrade
+from sendas.secrets import SecretBox, make_secret_box
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    db: Database
+    secrets: SecretBox
+
+    @classmethod
+    def build(cls, settings: Settings, *, migrate: bool = True) -> AppContext:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.effective_database_url)
+        if migrate:
+            upgrade(engine)
+        return cls(settings, Database(engine), make_secret_box(settings.secret_key, settings.key_file))
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )

@@ -1,0 +1,231 @@
+"""Input and output shapes shared by the API, the web UI and the CLI.
+
+Input models forbid unknown fields and validate every value; output models are separate
+and have no field that could carry a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+)
+
+TlsMode = Literal["auto", "implicit", "starttls", "none"]
+AuthMethod = Literal["password", "google", "microsoft"]
+Role = Literal["admin", "user"]
+
+# RFC 5322 caps a header line at 998 characters; no header-bound value may be longer.
+HEADER_MAX = 998
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def header_safe(value: str) -> str:
+    """Refuse CR, LF and other control characters: they could inject a header."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain line breaks or control characters")
+    return value
+
+
+def normalize_email(value: str) -> str:
+    """Validate syntax only (no DNS) and return the address with a Unicode domain."""
+    header_safe(value)
+    try:
+        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise ValueError(f"not a valid email address: {exc}") from None
+    return result.normalized
+
+
+def strip_password(value: SecretStr | None) -> SecretStr | None:
+    """Google shows app passwords in groups with spaces; the spaces are not part of it."""
+    if value is None:
+        return None
+    raw = value.get_secret_value()
+    if _CONTROL.search(raw):
+        raise ValueError("must not contain line breaks or control characters")
+    if re.fullmatch(r"[A-Za-z]{4}( [A-Za-z]{4}){3}", raw.strip()):
+        return SecretStr(raw.replace(" ", ""))
+    return value
+
+
+HeaderText = Annotated[str, StringConstraints(max_length=HEADER_MAX), AfterValidator(header_safe)]
+ShortText = Annotated[
+    str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(header_safe)
+]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
+Password = Annotated[SecretStr, Field(max_length=1000), AfterValidator(strip_password)]
+DelayMs = Annotated[int, Field(ge=0, le=3_600_000, strict=True)]
+ServerText = Annotated[str, StringConstraints(max_length=300, strip_whitespace=True)]
+PemText = Annotated[str, StringConstraints(max_length=200_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=200_000)
+
+
+# --- users and tokens ---------------------------------------------------------------------
+
+
+class UserCreate(Strict):
+    email: Email
+    name: ShortText = Field(min_length=1)
+    role: Role = "user"
+    password: Annotated[SecretStr, Field(min_length=8, max_length=1000)] | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class TokenCreate(Strict):
+    name: ShortText = ""
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    token: str  # shown once, at creation
+
+
+# --- aliases ------------------------------------------------------------------------------
+
+
+class SmtpFields(Strict):
+    smtp_server: ServerText | None = None
+    smtp_username: HeaderText | None = None
+    smtp_password: Password | None = None
+    tls: TlsMode | None = None
+    allow_plaintext_auth: bool | None = None
+    ca_bundle: PemText | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, v: str | None) -> str | None:
+        if v is not None and v.strip() and "-----BEGIN CERTIFICATE-----" not in v:
+            raise ValueError("must be PEM text containing at least one certificate")
+        return v.strip() or None if v is not None else None
+
+
+class AliasPatch(SmtpFields):
+    """Every field optional: absent keeps the stored value (``smtp_password`` too)."""
+
+    description: ShortText | None = None
+    alias_name: ShortText | None = None
+    from_address: Email | None = None
+    reply_to: Email | None = None
+    imap_account_id: int | None = None
+    is_default: bool | None = None
+    delay_ms: DelayMs | None = None
+    auth: AuthMethod | None = None
+
+
+class AliasCreate(AliasPatch):
+    description: ShortText = Field(min_length=1)
+
+
+class AliasOut(BaseModel):
+    id: int
+    user_id: int
+    description: str
+    alias_name: str
+    from_address: str
+    reply_to: str | None
+    smtp_server: str
+    smtp_username: str
+    tls: TlsMode
+    allow_plaintext_auth: bool
+    ca_bundle_set: bool
+    imap_account_id: int | None
+    is_default: bool
+    delay_ms: int
+    auth: AuthMethod
+    password_set: bool
+    needs_reauth: bool
+    last_test: dict[str, Any] | None
+    warnings: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- IMAP accounts --------------------------------------------------------------------------
+
+
+class ImapPatch(Strict):
+    description: ShortText | None = None
+    imap_server: ServerText | None = None
+    username: HeaderText | None = None
+    password: Password | None = None
+    tls: TlsMode | None = None
+    sent_folder: ShortText | None = None
+    ca_bundle: PemText | None = None
+
+
+class ImapCreate(ImapPatch):
+    imap_server: ServerText
+    username: HeaderText = Field(min_length=1)
+
+
+class ImapOut(BaseModel):
+    id: int
+    user_id: int
+    description: str
+    imap_server: str
+    username: str
+    tls: TlsMode
+    sent_folder: str | None
+    password_set: bool
+    last_test: dict[str, Any] | None
+    created_at: datetime
+
+
+# --- database outgoing settings ------------------------------------------------------------
+
+
+class SystemOutgoingIn(SmtpFields):
+    from_address: Email | None = None
+    from_name: ShortText | None = None
+    reply_to: Email | None = None
+    delay_ms: DelayMs | None = None
+
+
+class SystemOutgoingOut(BaseModel):
+    from_address: str
+    from_name: str
+    reply_to: str | None
+    smtp_server: str
+    smtp_username: str
+    tls: TlsMode
+    allow_plaintext_auth: bool
+    ca_bundle_set: bool
+    delay_ms: int
+    password_set: bool
+    configured: bool
+    last_test: dict[str, Any] | None
+    warnings: list[str] = []
+    updated_at: datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor_id: int | None
+    owner_id: int | None
+    action: str
+    target_type: str
+    target_id: int | None
+    detail: dict[str, Any] | None
+    created_at: datetime

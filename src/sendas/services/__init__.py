@@ -1,0 +1,1 @@
+"""The rules of sendas, shared by the API, the web UI and the CLI."""

@@ -1,0 +1,239 @@
+"""Email aliases: the rules of the Edit Alias screen.
+
+Every write locks the owner's row first (``FOR UPDATE`` on PostgreSQL; SQLite write
+transactions are ``BEGIN IMMEDIATE``), so "exactly one default alias per user" holds under
+concurrent requests; a partial unique index backs it up in the database.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Alias, ImapAccount, User
+from sendas.errors import FieldProblem, NotFound, ValidationFailed
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch
+from sendas.secrets import SecretBox
+from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.smtp.endpoint import server_warnings
+
+# Where "Sign in with Google/Microsoft" aliases submit, when the user gave no server.
+PROVIDER_SERVERS = {
+    "google": ("smtp.gmail.com", 465, "implicit"),
+    "microsoft": ("smtp.office365.com", 587, "starttls"),
+}
+
+
+def lock_owner(session: Session, user_id: int) -> None:
+    """Serialise alias writes of one user (no-op lock on SQLite, which serialises writers)."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update())
+
+
+def alias_out(alias: Alias) -> AliasOut:
+    return AliasOut(
+        id=alias.id,
+        user_id=alias.user_id,
+        description=alias.description,
+        alias_name=alias.alias_name,
+        from_address=alias.from_address,
+        reply_to=alias.reply_to,
+        smtp_server=format_server(alias.smtp_host, alias.smtp_port),
+        smtp_username=alias.smtp_username,
+        tls=alias.tls,  # type: ignore[arg-type]
+        allow_plaintext_auth=alias.allow_plaintext_auth,
+        ca_bundle_set=bool(alias.ca_bundle),
+        imap_account_id=alias.imap_account_id,
+        is_default=alias.is_default,
+        delay_ms=alias.delay_ms,
+        auth=alias.auth,  # type: ignore[arg-type]
+        password_set=alias.smtp_password_enc is not None,
+        needs_reauth=alias.needs_reauth,
+        last_test=alias.last_test,
+        warnings=server_warnings(alias.smtp_host) if alias.smtp_host else [],
+        created_at=alias.created_at,
+        updated_at=alias.updated_at,
+    )
+
+
+def list_aliases(session: Session, actor: Actor) -> list[Alias]:
+    return list(
+        session.scalars(
+            select(Alias).where(Alias.user_id == actor.id).order_by(Alias.created_at, Alias.id)
+        )
+    )
+
+
+def get_alias(session: Session, actor: Actor, alias_id: int) -> Alias:
+    """The actor's alias; anything owned by someone else is NotFound (never Forbidden)."""
+    alias = session.get(Alias, alias_id)
+    if alias is None or alias.user_id != actor.id:
+        raise NotFound("alias", alias_id)
+    return alias
+
+
+def default_alias(session: Session, user_id: int) -> Alias | None:
+    return session.scalar(select(Alias).where(Alias.user_id == user_id, Alias.is_default))
+
+
+def _check_description(
+    session: Session, user_id: int, description: str, alias_id: int | None
+) -> str:
+    key = description.casefold()
+    q = select(Alias.id).where(Alias.user_id == user_id, Alias.description_key == key)
+    if alias_id is not None:
+        q = q.where(Alias.id != alias_id)
+    if session.scalar(q) is not None:
+        raise ValidationFailed.one("description", "you already have an alias with this description")
+    return key
+
+
+def _check_imap(session: Session, user_id: int, imap_account_id: int | None) -> None:
+    if imap_account_id is None:
+        return
+    acc = session.get(ImapAccount, imap_account_id)
+    if acc is None or acc.user_id != user_id:
+        raise ValidationFailed.one("imap_account_id", "no such IMAP account")
+
+
+def _apply(
+    session: Session, alias: Alias, data: AliasPatch, box: SecretBox | None, *, creating: bool
+) -> list[str]:
+    """Copy validated fields onto ``alias``; return warnings. Raises ValidationFailed."""
+    fields = data.model_fields_set
+    problems: list[FieldProblem] = []
+    warnings: list[str] = []
+    if "description" in fields:
+        if not data.description:
+            problems.append(FieldProblem(("body", "description"), "is required"))
+        else:
+            try:
+                alias.description_key = _check_description(
+                    session, alias.user_id, data.description, None if creating else alias.id
+                )
+                alias.description = data.description
+            except ValidationFailed as exc:
+                problems.extend(exc.problems)
+    for name in ("alias_name", "from_address", "smtp_username"):
+        if name in fields:
+            setattr(alias, name, getattr(data, name) or "")
+    if "reply_to" in fields:
+        alias.reply_to = data.reply_to or None
+    if "auth" in fields and data.auth:
+        if data.auth != alias.auth:
+            alias.oauth_token_enc = None
+            alias.needs_reauth = False
+        alias.auth = data.auth
+    if "tls" in fields and data.tls:
+        alias.tls = data.tls
+    if "allow_plaintext_auth" in fields and data.allow_plaintext_auth is not None:
+        alias.allow_plaintext_auth = data.allow_plaintext_auth
+    if "ca_bundle" in fields:
+        alias.ca_bundle = data.ca_bundle
+    if "delay_ms" in fields and data.delay_ms is not None:
+        alias.delay_ms = data.delay_ms
+    if "imap_account_id" in fields:
+        try:
+            _check_imap(session, alias.user_id, data.imap_account_id)
+            alias.imap_account_id = data.imap_account_id
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+    if "smtp_server" in fields and data.smtp_server:
+        try:
+            alias.smtp_host, alias.smtp_port, warnings = parse_server_field(
+                "smtp_server", data.smtp_server, alias.tls
+            )
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+    elif alias.auth in PROVIDER_SERVERS and not alias.smtp_host:
+        alias.smtp_host, alias.smtp_port, alias.tls = PROVIDER_SERVERS[alias.auth]
+    if "smtp_password" in fields:
+        pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
+        assert box is not None, "a password is written only where a SecretBox is given"
+        alias.smtp_password_enc = box.encrypt(pw) if pw else None
+        if pw:
+            alias.needs_reauth = False  # the owner supplied new credentials
+    if alias.auth == "password" and not problems:
+        if not alias.from_address:
+            problems.append(FieldProblem(("body", "from_address"), "is required"))
+        if not alias.smtp_host:
+            problems.append(
+                FieldProblem(("body", "smtp_server"), "is required (host:port, e.g. mail.example.com:465)")
+            )
+    if alias.tls == "none" and alias.allow_plaintext_auth is False and "tls" in fields:
+        warnings.append(
+            "SSL/TLS is disabled: the password would cross the network in clear text, so "
+            "sending refuses to use it unless allow_plaintext_auth is set"
+        )
+    if problems:
+        raise ValidationFailed(problems)
+    return warnings
+
+
+def create_alias(
+    session: Session, actor: Actor, data: AliasCreate, box: SecretBox
+) -> tuple[Alias, list[str]]:
+    lock_owner(session, actor.id)
+    alias = Alias(user_id=actor.id, is_default=False, tls=data.tls or "auto", auth=data.auth or "password")
+    warnings = _apply(session, alias, data, box, creating=True)
+    has_default = default_alias(session, actor.id) is not None
+    want_default = bool(data.is_default) or not has_default
+    if want_default and has_default:
+        _clear_default(session, actor.id)
+    alias.is_default = want_default
+    session.add(alias)
+    session.flush()
+    audit(session, actor, "alias.create", "alias", alias.id, owner_id=actor.id,
+          detail={"fields": sorted(data.model_fields_set)})
+    return alias, warnings
+
+
+def _clear_default(session: Session, user_id: int) -> None:
+    for other in session.scalars(select(Alias).where(Alias.user_id == user_id, Alias.is_default)):
+        other.is_default = False
+    session.flush()  # the partial unique index must see the old default cleared first
+
+
+def update_alias(
+    session: Session, actor: Actor, alias_id: int, data: AliasPatch, box: SecretBox | None
+) -> tuple[Alias, list[str]]:
+    lock_owner(session, actor.id)
+    alias = get_alias(session, actor, alias_id)
+    if "is_default" in data.model_fields_set and data.is_default is False and alias.is_default:
+        raise ValidationFailed.one(
+            "is_default", "an alias stays default until you make another alias the default"
+        )
+    warnings = _apply(session, alias, data, box, creating=False)
+    if data.is_default and not alias.is_default:
+        _clear_default(session, actor.id)
+        alias.is_default = True
+    session.flush()
+    audit(session, actor, "alias.update", "alias", alias.id, owner_id=actor.id,
+          detail={"fields": sorted(data.model_fields_set)})
+    return alias, warnings
+
+
+def make_default(session: Session, actor: Actor, alias_id: int) -> Alias:
+    alias, _ = update_alias(session, actor, alias_id, AliasPatch(is_default=True), None)
+    return alias
+
+
+def delete_alias(session: Session, actor: Actor, alias_id: int) -> None:
+    lock_owner(session, actor.id)
+    alias = get_alias(session, actor, alias_id)
+    was_default = alias.is_default
+    session.delete(alias)
+    session.flush()
+    if was_default:
+        oldest = session.scalar(
+            select(Alias)
+            .where(Alias.user_id == actor.id)
+            .order_by(Alias.created_at, Alias.id)
+            .limit(1)
+        )
+        if oldest is not None:
+            oldest.is_default = True
+    audit(session, actor, "alias.delete", "alias", alias_id, owner_id=actor.id)
+
+
+def count_aliases(session: Session, user_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Alias).where(Alias.user_id == user_id)) or 0

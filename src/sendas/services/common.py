@@ -1,0 +1,68 @@
+"""Small pieces every service uses: who is acting, audit events, server fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from sendas.db.models import AuditEvent, User
+from sendas.errors import FieldProblem, Forbidden, ValidationFailed
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The user on whose behalf a service call runs."""
+
+    id: int
+    email: str
+    is_admin: bool
+
+    @classmethod
+    def of(cls, user: User) -> Actor:
+        return cls(user.id, user.email, user.is_admin)
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("this action needs the admin role")
+
+
+def audit(
+    session: Session,
+    actor: Actor | None,
+    action: str,
+    target_type: str,
+    target_id: int | None,
+    *,
+    owner_id: int | None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an event. ``detail`` must never hold a secret: callers pass field names only."""
+    session.add(
+        AuditEvent(
+            actor_id=actor.id if actor else None,
+            owner_id=owner_id,
+            action=action,
+            target_type=target_type,
+            target_id=target_id,
+            detail=detail,
+        )
+    )
+
+
+def format_server(host: str, port: int) -> str:
+    if not host:
+        return ""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_server_field(field: str, text: str, tls: str) -> tuple[str, int, list[str]]:
+    """Parse ``host:port`` for ``field``; a ValueError becomes a 422 naming the field."""
+    from sendas.smtp.endpoint import parse_server, server_warnings
+
+    try:
+        host, port = parse_server(text, tls)
+    except ValueError as exc:
+        raise ValidationFailed([FieldProblem(("body", field), str(exc))]) from None
+    return host, port, server_warnings(host)

@@ -1,0 +1,117 @@
+"""IMAP accounts that aliases may point to, so sent mail is copied to Sent."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Alias, ImapAccount
+from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from sendas.schemas import ImapCreate, ImapOut, ImapPatch
+from sendas.secrets import SecretBox
+from sendas.services.common import Actor, audit, format_server, parse_server_field
+
+# Without a port, follow the TLS mode: 993 implicit TLS, 143 STARTTLS or plain.
+IMAP_DEFAULT_PORTS = {"implicit": 993, "auto": 993, "starttls": 143, "none": 143}
+
+
+def imap_out(acc: ImapAccount) -> ImapOut:
+    return ImapOut(
+        id=acc.id,
+        user_id=acc.user_id,
+        description=acc.description,
+        imap_server=format_server(acc.imap_host, acc.imap_port),
+        username=acc.username,
+        tls=acc.tls,  # type: ignore[arg-type]
+        sent_folder=acc.sent_folder,
+        password_set=acc.password_enc is not None,
+        last_test=acc.last_test,
+        created_at=acc.created_at,
+    )
+
+
+def list_imap_accounts(session: Session, actor: Actor) -> list[ImapAccount]:
+    return list(
+        session.scalars(
+            select(ImapAccount).where(ImapAccount.user_id == actor.id).order_by(ImapAccount.id)
+        )
+    )
+
+
+def get_imap_account(session: Session, actor: Actor, account_id: int) -> ImapAccount:
+    acc = session.get(ImapAccount, account_id)
+    if acc is None or acc.user_id != actor.id:
+        raise NotFound("IMAP account", account_id)
+    return acc
+
+
+def _parse_imap_server(text: str, tls: str) -> tuple[str, int]:
+    stripped = text.strip()
+    has_port = stripped.rsplit("]", 1)[-1].count(":") == 1 if stripped.startswith("[") else (
+        stripped.count(":") == 1
+    )
+    if not has_port and stripped:
+        host = stripped if not (":" in stripped and not stripped.startswith("[")) else f"[{stripped}]"
+        stripped = f"{host}:{IMAP_DEFAULT_PORTS.get(tls, 993)}"
+    host, port, _ = parse_server_field("imap_server", stripped, tls)
+    return host, port
+
+
+def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
+    fields = data.model_fields_set
+    if "tls" in fields and data.tls:
+        acc.tls = data.tls
+    if "imap_server" in fields:
+        if not data.imap_server:
+            raise ValidationFailed([FieldProblem(("body", "imap_server"), "is required")])
+        acc.imap_host, acc.imap_port = _parse_imap_server(data.imap_server, acc.tls)
+    if "username" in fields:
+        if not data.username:
+            raise ValidationFailed.one("username", "is required")
+        acc.username = data.username
+    if "description" in fields:
+        acc.description = data.description or ""
+    if "sent_folder" in fields:
+        acc.sent_folder = data.sent_folder or None
+    if "ca_bundle" in fields:
+        acc.ca_bundle = data.ca_bundle or None
+    if "password" in fields:
+        pw = data.password.get_secret_value() if data.password else ""
+        acc.password_enc = box.encrypt(pw) if pw else None
+
+
+def create_imap_account(
+    session: Session, actor: Actor, data: ImapCreate, box: SecretBox
+) -> ImapAccount:
+    acc = ImapAccount(user_id=actor.id, tls=data.tls or "auto")
+    _apply(acc, data, box)
+    session.add(acc)
+    session.flush()
+    audit(session, actor, "imap.create", "imap_account", acc.id, owner_id=actor.id,
+          detail={"fields": sorted(data.model_fields_set)})
+    return acc
+
+
+def update_imap_account(
+    session: Session, actor: Actor, account_id: int, data: ImapPatch, box: SecretBox
+) -> ImapAccount:
+    acc = get_imap_account(session, actor, account_id)
+    _apply(acc, data, box)
+    session.flush()
+    audit(session, actor, "imap.update", "imap_account", acc.id, owner_id=actor.id,
+          detail={"fields": sorted(data.model_fields_set)})
+    return acc
+
+
+def delete_imap_account(session: Session, actor: Actor, account_id: int) -> None:
+    """Refused with Conflict while aliases use the account; the error names them."""
+    acc = get_imap_account(session, actor, account_id)
+    users = list(session.scalars(select(Alias.description).where(Alias.imap_account_id == acc.id)))
+    if users:
+        raise Conflict(
+            "this IMAP account is used by the alias(es) " + ", ".join(repr(u) for u in users)
+            + "; choose another IMAP server for them first",
+            blockers=users,
+        )
+    session.delete(acc)
+    audit(session, actor, "imap.delete", "imap_account", account_id, owner_id=actor.id)

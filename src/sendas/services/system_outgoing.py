@@ -1,0 +1,84 @@
+"""The database's own outgoing settings, for automated mail that no user sends (admin only)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from sendas.db.models import SystemOutgoing
+from sendas.errors import FieldProblem, ValidationFailed
+from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
+from sendas.secrets import SecretBox
+from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.smtp.endpoint import server_warnings
+
+SYSTEM_ID = 1
+
+
+def get_settings_row(session: Session) -> SystemOutgoing:
+    row = session.get(SystemOutgoing, SYSTEM_ID)
+    if row is None:
+        row = SystemOutgoing(id=SYSTEM_ID)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def is_configured(row: SystemOutgoing) -> bool:
+    return bool(row.from_address and row.smtp_host)
+
+
+def system_out(row: SystemOutgoing) -> SystemOutgoingOut:
+    return SystemOutgoingOut(
+        from_address=row.from_address,
+        from_name=row.from_name,
+        reply_to=row.reply_to,
+        smtp_server=format_server(row.smtp_host, row.smtp_port),
+        smtp_username=row.smtp_username,
+        tls=row.tls,  # type: ignore[arg-type]
+        allow_plaintext_auth=row.allow_plaintext_auth,
+        ca_bundle_set=bool(row.ca_bundle),
+        delay_ms=row.delay_ms,
+        password_set=row.smtp_password_enc is not None,
+        configured=is_configured(row),
+        last_test=row.last_test,
+        warnings=server_warnings(row.smtp_host) if row.smtp_host else [],
+        updated_at=row.updated_at,
+    )
+
+
+def update_system_outgoing(
+    session: Session, actor: Actor, data: SystemOutgoingIn, box: SecretBox
+) -> SystemOutgoing:
+    """Apply the given fields (absent ones keep their value); raises ValidationFailed."""
+    actor.require_admin()
+    row = get_settings_row(session)
+    fields = data.model_fields_set
+    if "tls" in fields and data.tls:
+        row.tls = data.tls
+    for name in ("from_address", "from_name", "smtp_username"):
+        if name in fields:
+            setattr(row, name, getattr(data, name) or "")
+    if "reply_to" in fields:
+        row.reply_to = data.reply_to or None
+    if "delay_ms" in fields and data.delay_ms is not None:
+        row.delay_ms = data.delay_ms
+    if "allow_plaintext_auth" in fields and data.allow_plaintext_auth is not None:
+        row.allow_plaintext_auth = data.allow_plaintext_auth
+    if "ca_bundle" in fields:
+        row.ca_bundle = data.ca_bundle
+    if "smtp_server" in fields:
+        if data.smtp_server:
+            row.smtp_host, row.smtp_port, _ = parse_server_field(
+                "smtp_server", data.smtp_server, row.tls
+            )
+        else:
+            row.smtp_host = ""
+    if "smtp_password" in fields:
+        pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
+        row.smtp_password_enc = box.encrypt(pw) if pw else None
+    if row.smtp_host and not row.from_address:
+        raise ValidationFailed([FieldProblem(("body", "from_address"), "is required")])
+    session.flush()
+    audit(session, actor, "system_outgoing.update", "system_outgoing", SYSTEM_ID, owner_id=None,
+          detail={"fields": sorted(fields)})
+    return row

@@ -1,0 +1,521 @@
+"""A private Dovecot IMAP server for the test session.
+
+``dovecot_server`` (session) starts the system's ``dovecot`` binary in the foreground with a
+configuration written to a temporary directory: it listens on 127.0.0.1 only, on ports chosen
+at run time, with IMAP + STARTTLS and implicit-TLS IMAPS listeners whose certificate comes from
+a CA made at test time (trustme). Mail is stored as maildir in the same directory. The server
+stops at the end of the session.
+
+Accounts (``DovecotServer.accounts``):
+
+* ``special`` — one namespace, separator ``/``; its Sent folder ``Sent Items`` carries the
+  RFC 6154 SPECIAL-USE attribute ``\\Sent``.
+* ``plain`` — maildir++ style: one namespace with prefix ``INBOX.`` and separator ``.``, no
+  SPECIAL-USE anywhere; its Sent folder is ``INBOX.Sent``.
+
+``DovecotServer.add_account()`` adds a fresh empty account at any time (Dovecot re-reads the
+passwd-file when it changes), for tests that create their own folders. ``read_mailbox()``
+reads a mailbox back (raw bytes + flags) over IMAP with the stdlib ``imaplib``.
+
+Dovecot also offers an authentication socket (``auth_socket``) that Postfix uses for SMTP AUTH
+(``smtpd_sasl_type = dovecot``); see ``tests/servers/postfix.py``.
+
+Dovecot's master must start as root to drop privileges; mail is owned by the ``dovecot`` OS
+user. Run as a normal user, everything runs as that user instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import imaplib
+import itertools
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.servers.need import missing, need_binary
+
+HOST = "127.0.0.1"
+# Both passwords have a space and punctuation, so quoting bugs in clients show up.
+SPECIAL_PASSWORD = "special pass 1!"
+PLAIN_PASSWORD = "plain pass 2?"
+
+
+@dataclass(frozen=True)
+class DovecotAccount:
+    """A test mailbox: credentials and the Sent folder a client should find."""
+
+    username: str
+    password: str
+    sent_folder: str | None
+    special_use: bool
+    separator: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message read back from a mailbox."""
+
+    uid: int
+    raw: bytes
+    flags: frozenset[str]
+
+
+@dataclass
+class DovecotServer:
+    """What the ``dovecot_server`` fixture returns."""
+
+    host: str
+    imap_port: int
+    imaps_port: int
+    ca: trustme.CA = field(repr=False)
+    root: Path
+    auth_socket: Path
+    accounts: dict[str, DovecotAccount]
+    passwd_file: Path = field(repr=False)
+    log_file: Path = field(repr=False)
+    _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def ca_pem(self) -> str:
+        """PEM of the CA that signed the server certificate (trust this to connect)."""
+        return self.ca.cert_pem.bytes().decode()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        self.ca.configure_trust(ctx)
+        return ctx
+
+    @property
+    def special(self) -> DovecotAccount:
+        return self.accounts["special"]
+
+    @property
+    def plain(self) -> DovecotAccount:
+        return self.accounts["plain"]
+
+    def add_account(self, prefix: str = "user", *, layout: str = "slash") -> DovecotAccount:
+        """A new empty account (``layout``: ``slash`` = separator ``/`` and no folders but
+        INBOX, no SPECIAL-USE; ``plain`` and ``special`` as the built-in accounts)."""
+        with self._lock:
+            n = next(self._counter)
+            username = f"{prefix}{n}-{os.getpid()}@example.test"
+            password = f"pw {n} {prefix}!"
+            line = _passwd_line(username, password, layout)
+            with self.passwd_file.open("a") as fh:
+                fh.write(line)
+            # passwd-file is re-read when its mtime changes; make sure it visibly does.
+            st = self.passwd_file.stat()
+            os.utime(self.passwd_file, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        sent = {"slash": None, "plain": "INBOX.Sent", "special": "Sent Items"}[layout]
+        sep = "." if layout == "plain" else "/"
+        return DovecotAccount(username, password, sent, layout == "special", sep)
+
+    def connect(self, account: DovecotAccount) -> imaplib.IMAP4_SSL:
+        """A logged-in imaplib client (implicit TLS), for test set-up and read-back."""
+        imap = imaplib.IMAP4_SSL(
+            self.host, self.imaps_port, ssl_context=self.ssl_context(), timeout=10
+        )
+        imap.login(account.username, account.password)
+        return imap
+
+    def create_folder(self, account: DovecotAccount, name: str) -> None:
+        """Create a folder; ``name`` is the raw (modified UTF-7) IMAP name."""
+        with contextlib.closing(_Closing(self.connect(account))) as c:
+            typ, data = c.imap.create(_quote(name))
+            assert typ == "OK", data
+
+    def list_folders(self, account: DovecotAccount) -> list[bytes]:
+        with contextlib.closing(_Closing(self.connect(account))) as c:
+            typ, data = c.imap.list()
+            assert typ == "OK", data
+            return [d if isinstance(d, bytes) else b" ".join(d) for d in data if d]
+
+    def read_mailbox(self, account: DovecotAccount, mailbox: str) -> list[Message]:
+        """Every message in ``mailbox`` (raw IMAP name) with its flags, oldest first."""
+        with contextlib.closing(_Closing(self.connect(account))) as c:
+            imap = c.imap
+            typ, data = imap.select(_quote(mailbox), readonly=True)
+            assert typ == "OK", data
+            typ, data = imap.uid("SEARCH", "ALL")
+            assert typ == "OK", data
+            uids = [int(u) for u in data[0].split()] if data and data[0] else []
+            messages = []
+            for uid in uids:
+                typ, data = imap.uid("FETCH", str(uid), "(FLAGS BODY.PEEK[])")
+                assert typ == "OK", data
+                head, raw = next(d for d in data if isinstance(d, tuple))
+                flags = re.search(rb"FLAGS \(([^)]*)\)", head)
+                flag_set = frozenset(flags.group(1).decode().split()) if flags else frozenset()
+                messages.append(Message(uid, raw, flag_set))
+            return messages
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+
+class _Closing:
+    def __init__(self, imap: imaplib.IMAP4) -> None:
+        self.imap = imap
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.imap.logout()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _passwd_line(username: str, password: str, layout: str) -> str:
+    """A passwd-file line. Userdb extra fields pick this user's namespace layout."""
+    enabled = {"special": "su", "plain": "dot", "slash": "slash"}[layout]
+    extra = " ".join(
+        f"userdb_namespace/{ns}/disabled={'no' if ns == enabled else 'yes'}"
+        for ns in ("su", "dot", "slash")
+    )
+    if ":" in username + password or "\n" in username + password:
+        raise ValueError("':' and newlines cannot appear in a passwd-file entry")
+    return f"{username}:{{PLAIN}}{password}::::::{extra}\n"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+CONFIG = """\
+# Private test instance: nothing here touches the system's Dovecot.
+instance_name = sendas-test-{pid}
+base_dir = {run}
+state_dir = {state}
+protocols = imap
+listen = 127.0.0.1
+log_path = {log}
+info_log_path = {log}
+auth_verbose = yes
+auth_debug = yes
+auth_failure_delay = 0
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+mail_uid = {mail_uid}
+mail_gid = {mail_gid}
+first_valid_uid = 1
+first_valid_gid = 1
+mail_location = maildir:{mail}/%u/Maildir
+mail_home = {mail}/%u
+mailbox_list_index = no
+{login_chroot}
+
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = passwd-file
+  args = username_format=%u {passwd}
+}}
+
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
+  }}
+  {login_service_user}
+}}
+service auth {{
+  # Postfix's smtpd authenticates SMTP clients here (smtpd_sasl_type = dovecot).
+  unix_listener {auth_socket} {{
+    mode = 0666
+  }}
+  {auth_service_user}
+}}
+service anvil {{
+  {anvil_chroot}
+}}
+{nonroot_services}
+
+# Layout "special": one namespace, '/' separator, Sent folder with SPECIAL-USE \\Sent.
+namespace su {{
+  inbox = yes
+  separator = /
+  prefix =
+  mailbox "Sent Items" {{
+    special_use = \\Sent
+    auto = subscribe
+  }}
+  mailbox Drafts {{
+    special_use = \\Drafts
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    special_use = \\Trash
+    auto = subscribe
+  }}
+}}
+# Layout "plain": maildir++ / Courier style, INBOX. prefix, '.' separator, no SPECIAL-USE.
+namespace dot {{
+  inbox = yes
+  separator = .
+  prefix = INBOX.
+  disabled = yes
+  mailbox Sent {{
+    auto = subscribe
+  }}
+  mailbox Trash {{
+    auto = subscribe
+  }}
+}}
+# Layout "slash": '/' separator, only INBOX, no SPECIAL-USE: tests create their own folders.
+namespace slash {{
+  inbox = yes
+  separator = /
+  prefix =
+  disabled = yes
+}}
+"""
+
+NONROOT_SERVICES = """\
+service imap {
+  user = $default_internal_user
+}
+service log {
+  user = $default_internal_user
+}
+service config {
+  user = $default_internal_user
+}
+service stats {
+  user = $default_internal_user
+}
+service dict {
+  user = $default_internal_user
+}
+service dict-async {
+  user = $default_internal_user
+}
+service indexer-worker {
+  user = $default_internal_user
+}
+"""
+
+
+class PrivateDovecot:
+    """``dovecot -F -c <tmp>/dovecot.conf``, stopped with SIGTERM at the end."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        # Not pytest's tmp_path: its parents are 0700 root, which the mail user and Postfix's
+        # smtpd (for the auth socket) cannot enter.
+        self.root = Path(tempfile.mkdtemp(prefix="sendas-dovecot-"))
+        self.root.chmod(0o755)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DovecotServer:
+        root = self.root
+        run, state, mail = root / "run", root / "state", root / "mail"
+        for d in (run, state, mail):
+            d.mkdir()
+        log = root / "dovecot.log"
+        passwd = root / "passwd"
+        auth_socket = root / "auth-postfix"
+
+        ca = trustme.CA()
+        cert = ca.issue_cert(HOST, "localhost")
+        cert_file, key_file = root / "server.crt", root / "server.key"
+        cert.cert_chain_pems[0].write_to_path(str(cert_file))
+        for extra in cert.cert_chain_pems[1:]:
+            with cert_file.open("ab") as fh:
+                fh.write(extra.bytes())
+        cert.private_key_pem.write_to_path(str(key_file))
+        key_file.chmod(0o600)
+
+        passwd.write_text(
+            _passwd_line("special@example.test", SPECIAL_PASSWORD, "special")
+            + _passwd_line("plain@example.test", PLAIN_PASSWORD, "plain")
+        )
+        passwd.chmod(0o644)
+
+        if os.geteuid() == 0:
+            try:
+                mail_user = pwd.getpwnam("dovecot")
+                pwd.getpwnam("dovenull")
+            except KeyError:
+                missing("the 'dovecot' and 'dovenull' OS users (from dovecot-core)")
+            os.chown(mail, mail_user.pw_uid, mail_user.pw_gid)
+            names = {
+                "login_user": "dovenull",
+                "internal_user": "dovecot",
+                "mail_uid": mail_user.pw_name,
+                "mail_gid": grp.getgrgid(mail_user.pw_gid).gr_name,
+                "login_chroot": "",
+                "login_service_user": "",
+                "auth_service_user": "",
+                "anvil_chroot": "",
+                "nonroot_services": "",
+            }
+        else:
+            me = pwd.getpwuid(os.geteuid())
+            names = {
+                "login_user": me.pw_name,
+                "internal_user": me.pw_name,
+                "mail_uid": me.pw_name,
+                "mail_gid": grp.getgrgid(me.pw_gid).gr_name,
+                "login_chroot": "",
+                "login_service_user": "chroot =\n  user = $default_internal_user",
+                "auth_service_user": "user = $default_internal_user",
+                "anvil_chroot": "chroot =",
+                "nonroot_services": NONROOT_SERVICES,
+            }
+
+        conf = root / "dovecot.conf"
+        last_error = ""
+        # A port picked here may be taken before Dovecot binds it; try a few.
+        for _attempt in range(5):
+            imap_port, imaps_port = free_port(), free_port()
+            if imap_port == imaps_port:
+                continue
+            conf.write_text(
+                CONFIG.format(
+                    pid=os.getpid(),
+                    run=run,
+                    state=state,
+                    log=log,
+                    cert=cert_file,
+                    key=key_file,
+                    mail=mail,
+                    passwd=passwd,
+                    auth_socket=auth_socket,
+                    imap_port=imap_port,
+                    imaps_port=imaps_port,
+                    **names,
+                )
+            )
+            self.process = subprocess.Popen(
+                [self.binary, "-F", "-c", str(conf)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=root,
+                start_new_session=True,
+            )
+            if self._wait_ready(imap_port, imaps_port):
+                break
+            last_error = self._output() + "\n" + _tail(log)
+            self.stop_process()
+            if "Address already in use" not in last_error:
+                raise RuntimeError(f"Dovecot did not start:\n{last_error}")
+        else:
+            raise RuntimeError(f"Dovecot found no free ports:\n{last_error}")
+
+        return DovecotServer(
+            host=HOST,
+            imap_port=imap_port,
+            imaps_port=imaps_port,
+            ca=ca,
+            root=root,
+            auth_socket=auth_socket,
+            accounts={
+                "special": DovecotAccount(
+                    "special@example.test", SPECIAL_PASSWORD, "Sent Items", True, "/"
+                ),
+                "plain": DovecotAccount(
+                    "plain@example.test", PLAIN_PASSWORD, "INBOX.Sent", False, "."
+                ),
+            },
+            passwd_file=passwd,
+            log_file=log,
+        )
+
+    def _wait_ready(self, *ports: int, timeout: float = 20) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        waiting = list(ports)
+        while waiting and time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection((HOST, waiting[0]), timeout=1):
+                    waiting.pop(0)
+            except OSError:
+                time.sleep(0.05)
+        return not waiting
+
+    def _output(self) -> str:
+        if self.process is None or self.process.stdout is None:
+            return ""
+        if self.process.poll() is None:
+            return ""
+        return self.process.stdout.read().decode(errors="replace")
+
+    def stop_process(self) -> None:
+        proc = self.process
+        if proc is None:
+            return
+        if proc.poll() is None:
+            # SIGTERM makes the master stop its children and exit.
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        self.process = None
+
+    def stop(self) -> None:
+        try:
+            self.stop_process()
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
+
+
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[DovecotServer]:
+    """A running private Dovecot (see the module docstring)."""
+    binary = need_binary("dovecot", "/usr/sbin/dovecot")
+    server = PrivateDovecot(binary)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
