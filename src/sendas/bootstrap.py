@@ -18,7 +18,12 @@ def ensure_first_admin(ctx: AppContext) -> tuple[str, str] | None:
             return None
         password = user_service.generate_password()
         user = user_service.create_user(
-            s, UserCreate(email=FIRST_ADMIN_EMAIL, name="Administrator", role="admin",
-                          password=SecretStr(password))
+            s,
+            UserCreate(
+                email=FIRST_ADMIN_EMAIL,
+                name="Administrator",
+                role="admin",
+                password=SecretStr(password),
+            ),
         )
         return user.email, password

@@ -25,9 +25,11 @@ from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services import users as user_service
-from sendas.services.common import Actor
+from sendas.services.common import OPERATOR, Actor
 
-app = typer.Typer(help="sendas: per-user outgoing email.", no_args_is_help=False, add_completion=False)
+app = typer.Typer(
+    help="sendas: per-user outgoing email.", no_args_is_help=False, add_completion=False
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
@@ -141,8 +143,12 @@ def serve(
                 highlight=False,
             )
         out.print(f"sendas serving on http://{settings.host}:{settings.port}", highlight=False)
-        uvicorn.run(create_app(settings, ctx=ctx), host=settings.host, port=settings.port,
-                    log_level=settings.log_level.lower())
+        uvicorn.run(
+            create_app(settings, ctx=ctx),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+        )
 
 
 @db_app.command("upgrade")
@@ -173,7 +179,9 @@ def user_add(
     email: str,
     name: Annotated[str, typer.Option(help="Display name.")],
     admin: Annotated[bool, typer.Option("--admin", help="Give the admin role.")] = False,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+    ] = False,
 ) -> None:
     """Add a user. Without --password-stdin a password is generated and printed once."""
     generated = None
@@ -182,7 +190,9 @@ def user_add(
     else:
         generated = user_service.generate_password()
         password = SecretStr(generated)
-    data = build(UserCreate, email=email, name=name, role="admin" if admin else "user", password=password)
+    data = build(
+        UserCreate, email=email, name=name, role="admin" if admin else "user", password=password
+    )
     with context() as ctx, ctx.db.write() as s:
         user = user_service.create_user(s, data)
         out.print(f"added {user.role} {user.email} (id {user.id})", highlight=False)
@@ -194,9 +204,9 @@ def user_add(
 def user_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List users."""
     with context() as ctx, ctx.db.read() as s:
-        users = [
+        users: list[dict[str, Any]] = [
             {"id": u.id, "email": u.email, "name": u.name, "role": u.role}
-            for u in user_service.list_users(s, Actor(0, "cli", True))
+            for u in user_service.list_users(s, OPERATOR)
         ]
     if as_json:
         emit_json(users)
@@ -241,24 +251,47 @@ def _print_warnings(warnings: list[str]) -> None:
 @alias_app.command("add")
 def alias_add(
     user: UserOpt,
-    description: Annotated[str, typer.Option(help="Unique name of the alias, shown only in sendas.")],
-    name: Annotated[str | None, typer.Option("--name", help="Alias Name shown to recipients.")] = None,
+    description: Annotated[
+        str, typer.Option(help="Unique name of the alias, shown only in sendas.")
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Alias Name shown to recipients.")
+    ] = None,
     from_address: Annotated[str | None, typer.Option("--from", help="From address.")] = None,
     reply_to: Annotated[str | None, typer.Option("--reply-to", help="Reply-To address.")] = None,
-    server: Annotated[str | None, typer.Option("--server", help="SMTP server as host:port.")] = None,
+    server: Annotated[
+        str | None, typer.Option("--server", help="SMTP server as host:port.")
+    ] = None,
     username: Annotated[str | None, typer.Option("--username", help="SMTP user name.")] = None,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the SMTP password from stdin.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the SMTP password from stdin.")
+    ] = False,
     tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
-    imap_account: Annotated[int | None, typer.Option("--imap-account", help="IMAP account id.")] = None,
-    default: Annotated[bool, typer.Option("--default", help="Make this the default alias.")] = False,
-    delay_ms: Annotated[int | None, typer.Option("--delay-ms", help="Delay between emails (ms).")] = None,
+    imap_account: Annotated[
+        int | None, typer.Option("--imap-account", help="IMAP account id.")
+    ] = None,
+    default: Annotated[
+        bool, typer.Option("--default", help="Make this the default alias.")
+    ] = False,
+    delay_ms: Annotated[
+        int | None, typer.Option("--delay-ms", help="Delay between emails (ms).")
+    ] = None,
     auth: Annotated[str | None, typer.Option(help="password | google | microsoft.")] = None,
 ) -> None:
     """Add an email alias for a user."""
     values = _alias_values(
-        description=description, alias_name=name, from_address=from_address, reply_to=reply_to,
-        smtp_server=server, smtp_username=username, password_stdin=password_stdin, tls=tls,
-        imap_account_id=imap_account, is_default=default or None, delay_ms=delay_ms, auth=auth,
+        description=description,
+        alias_name=name,
+        from_address=from_address,
+        reply_to=reply_to,
+        smtp_server=server,
+        smtp_username=username,
+        password_stdin=password_stdin,
+        tls=tls,
+        imap_account_id=imap_account,
+        is_default=default or None,
+        delay_ms=delay_ms,
+        auth=auth,
     )
     data = build(AliasCreate, **values)
     with context() as ctx:
@@ -287,9 +320,17 @@ def alias_edit(
 ) -> None:
     """Change fields of an alias; options left out keep their value (the password too)."""
     values = _alias_values(
-        description=description, alias_name=name, from_address=from_address, reply_to=reply_to,
-        smtp_server=server, smtp_username=username, password_stdin=password_stdin, tls=tls,
-        imap_account_id=imap_account, delay_ms=delay_ms, auth=auth,
+        description=description,
+        alias_name=name,
+        from_address=from_address,
+        reply_to=reply_to,
+        smtp_server=server,
+        smtp_username=username,
+        password_stdin=password_stdin,
+        tls=tls,
+        imap_account_id=imap_account,
+        delay_ms=delay_ms,
+        auth=auth,
     )
     data = build(AliasPatch, **values)
     with context() as ctx:
@@ -312,9 +353,18 @@ def alias_list(user: UserOpt, as_json: Annotated[bool, typer.Option("--json")] =
         return
     table = Table("id", "description", "from", "server", "default", "delay ms", "auth")
     for r in rows:
-        sender = f"{r['alias_name']} <{r['from_address']}>" if r["alias_name"] else r["from_address"]
-        table.add_row(str(r["id"]), r["description"], sender, r["smtp_server"],
-                      "yes" if r["is_default"] else "", str(r["delay_ms"]), r["auth"])
+        sender = (
+            f"{r['alias_name']} <{r['from_address']}>" if r["alias_name"] else r["from_address"]
+        )
+        table.add_row(
+            str(r["id"]),
+            r["description"],
+            sender,
+            r["smtp_server"],
+            "yes" if r["is_default"] else "",
+            str(r["delay_ms"]),
+            r["auth"],
+        )
     out.print(table)
 
 
@@ -348,12 +398,21 @@ def imap_add(
     username: Annotated[str, typer.Option("--username")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
     tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
-    sent_folder: Annotated[str | None, typer.Option("--sent-folder", help="Override the Sent folder.")] = None,
+    sent_folder: Annotated[
+        str | None, typer.Option("--sent-folder", help="Override the Sent folder.")
+    ] = None,
     description: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Add an IMAP account."""
-    data = build(ImapCreate, imap_server=server, username=username, tls=tls, sent_folder=sent_folder,
-                 description=description, password=read_secret_stdin() if password_stdin else None)
+    data = build(
+        ImapCreate,
+        imap_server=server,
+        username=username,
+        tls=tls,
+        sent_folder=sent_folder,
+        description=description,
+        password=read_secret_stdin() if password_stdin else None,
+    )
     with context() as ctx:
         actor = actor_for(ctx, user)
         with ctx.db.write() as s:
@@ -367,14 +426,18 @@ def imap_list(user: UserOpt, as_json: Annotated[bool, typer.Option("--json")] = 
     with context() as ctx:
         actor = actor_for(ctx, user)
         with ctx.db.read() as s:
-            rows = [imap_service.imap_out(a).model_dump(mode="json")
-                    for a in imap_service.list_imap_accounts(s, actor)]
+            rows = [
+                imap_service.imap_out(a).model_dump(mode="json")
+                for a in imap_service.list_imap_accounts(s, actor)
+            ]
     if as_json:
         emit_json(rows)
         return
     table = Table("id", "server", "username", "tls", "sent folder")
     for r in rows:
-        table.add_row(str(r["id"]), r["imap_server"], r["username"], r["tls"], r["sent_folder"] or "(found)")
+        table.add_row(
+            str(r["id"]), r["imap_server"], r["username"], r["tls"], r["sent_folder"] or "(found)"
+        )
     out.print(table)
 
 
@@ -415,11 +478,19 @@ def outgoing_set(
     delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
 ) -> None:
     """Change the outgoing settings for automated mail; options left out keep their value."""
-    data = build(SystemOutgoingIn, from_address=from_address, from_name=from_name, reply_to=reply_to,
-                 smtp_server=server, smtp_username=username, tls=tls, delay_ms=delay_ms,
-                 smtp_password=read_secret_stdin() if password_stdin else None)
+    data = build(
+        SystemOutgoingIn,
+        from_address=from_address,
+        from_name=from_name,
+        reply_to=reply_to,
+        smtp_server=server,
+        smtp_username=username,
+        tls=tls,
+        delay_ms=delay_ms,
+        smtp_password=read_secret_stdin() if password_stdin else None,
+    )
     with context() as ctx, ctx.db.write() as s:
-        system_service.update_system_outgoing(s, Actor(0, "cli", True), data, ctx.secrets)
+        system_service.update_system_outgoing(s, OPERATOR, data, ctx.secrets)
     out.print("outgoing settings saved")
 
 

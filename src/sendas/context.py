@@ -23,7 +23,9 @@ class AppContext:
         engine = make_engine(settings.effective_database_url)
         if migrate:
             upgrade(engine)
-        return cls(settings, Database(engine), make_secret_box(settings.secret_key, settings.key_file))
+        return cls(
+            settings, Database(engine), make_secret_box(settings.secret_key, settings.key_file)
+        )
 
     def close(self) -> None:
         self.db.dispose()

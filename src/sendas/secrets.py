@@ -24,7 +24,9 @@ def _parse_keys(text: str) -> list[str]:
         try:
             Fernet(k.encode())
         except (ValueError, TypeError) as exc:
-            raise ConfigError("a secret key is not a valid Fernet key (32 url-safe base64 bytes)") from exc
+            raise ConfigError(
+                "a secret key is not a valid Fernet key (32 url-safe base64 bytes)"
+            ) from exc
     return keys
 
 

@@ -53,14 +53,20 @@ def test_first_alias_is_default_and_default_moves(client: TestClient, alice: Per
     assert a["is_default"] is True and b["is_default"] is False
     r = client.patch(f"/api/aliases/{b['id']}", json={"is_default": True}, headers=alice.headers)
     assert r.status_code == 200 and r.json()["is_default"] is True
-    listed = {x["description"]: x["is_default"] for x in client.get("/api/aliases", headers=alice.headers).json()}
+    listed = {
+        x["description"]: x["is_default"]
+        for x in client.get("/api/aliases", headers=alice.headers).json()
+    }
     assert listed == {"A": False, "B": True}
 
 
 def test_new_alias_marked_default_takes_over(client: TestClient, alice: Person):
     create(client, alice, description="A")
     create(client, alice, description="B", is_default=True)
-    listed = {x["description"]: x["is_default"] for x in client.get("/api/aliases", headers=alice.headers).json()}
+    listed = {
+        x["description"]: x["is_default"]
+        for x in client.get("/api/aliases", headers=alice.headers).json()
+    }
     assert listed == {"A": False, "B": True}
 
 
@@ -76,11 +82,16 @@ def test_deleting_default_promotes_oldest(client: TestClient, alice: Person):
     create(client, alice, description="B")
     create(client, alice, description="C")
     assert client.delete(f"/api/aliases/{a['id']}", headers=alice.headers).status_code == 204
-    listed = {x["description"]: x["is_default"] for x in client.get("/api/aliases", headers=alice.headers).json()}
+    listed = {
+        x["description"]: x["is_default"]
+        for x in client.get("/api/aliases", headers=alice.headers).json()
+    }
     assert listed == {"B": True, "C": False}
 
 
-def test_description_unique_per_user_case_insensitive(client: TestClient, alice: Person, bob: Person):
+def test_description_unique_per_user_case_insensitive(
+    client: TestClient, alice: Person, bob: Person
+):
     create(client, alice, description="Work")
     r = client.post("/api/aliases", json={**GOOD, "description": "WORK"}, headers=alice.headers)
     assert r.status_code == 422 and fields_of(r) == {"description"}
@@ -105,12 +116,16 @@ def test_description_required(client: TestClient, alice: Person):
         ("[2001:db8::1]:587", "auto", "[2001:db8::1]:587"),
     ],
 )
-def test_smtp_server_parsing(client: TestClient, alice: Person, server: str, tls: str, expected: str):
+def test_smtp_server_parsing(
+    client: TestClient, alice: Person, server: str, tls: str, expected: str
+):
     body = create(client, alice, smtp_server=server, tls=tls)
     assert body["smtp_server"] == expected
 
 
-@pytest.mark.parametrize("server", ["mail.example.com:99999", "mail.example.com:abc", "bad host:25", ":25"])
+@pytest.mark.parametrize(
+    "server", ["mail.example.com:99999", "mail.example.com:abc", "bad host:25", ":25"]
+)
 def test_bad_smtp_server_is_refused(client: TestClient, alice: Person, server: str):
     r = client.post("/api/aliases", json={**GOOD, "smtp_server": server}, headers=alice.headers)
     assert r.status_code == 422 and fields_of(r) == {"smtp_server"}
@@ -123,7 +138,9 @@ def test_imap_host_in_smtp_field_warns(client: TestClient, alice: Person):
 
 
 def test_idn_addresses_stored_unicode(client: TestClient, alice: Person):
-    body = create(client, alice, from_address="jörg@bücher.example", reply_to="info@xn--bcher-kva.example")
+    body = create(
+        client, alice, from_address="jörg@bücher.example", reply_to="info@xn--bcher-kva.example"
+    )
     assert body["from_address"] == "jörg@bücher.example"
     assert body["reply_to"] == "info@bücher.example"
 
@@ -158,12 +175,16 @@ def test_patch_without_password_keeps_it(client: TestClient, alice: Person, ctx:
     from sendas.db.models import Alias
 
     a = create(client, alice)
-    r = client.patch(f"/api/aliases/{a['id']}", json={"alias_name": "Alice E."}, headers=alice.headers)
+    r = client.patch(
+        f"/api/aliases/{a['id']}", json={"alias_name": "Alice E."}, headers=alice.headers
+    )
     assert r.status_code == 200 and r.json()["password_set"] is True
     with ctx.db.read() as s:
         token = s.get(Alias, a["id"]).smtp_password_enc
         assert ctx.secrets.decrypt(token).get_secret_value() == "s3cret-Pa55"
-    r = client.patch(f"/api/aliases/{a['id']}", json={"smtp_password": "new-one-1"}, headers=alice.headers)
+    r = client.patch(
+        f"/api/aliases/{a['id']}", json={"smtp_password": "new-one-1"}, headers=alice.headers
+    )
     with ctx.db.read() as s:
         token = s.get(Alias, a["id"]).smtp_password_enc
         assert ctx.secrets.decrypt(token).get_secret_value() == "new-one-1"
@@ -179,7 +200,9 @@ def test_patch_without_password_keeps_it(client: TestClient, alice: Person, ctx:
         ("smtp_username", "u\nv"),
     ],
 )
-def test_header_injection_and_oversize_refused(client: TestClient, alice: Person, field: str, value: str):
+def test_header_injection_and_oversize_refused(
+    client: TestClient, alice: Person, field: str, value: str
+):
     r = client.post("/api/aliases", json={**GOOD, field: value}, headers=alice.headers)
     assert r.status_code == 422 and fields_of(r) == {field}
     assert client.get("/api/aliases", headers=alice.headers).json() == []
@@ -190,12 +213,18 @@ def test_unknown_fields_wrong_types_and_bad_json(client: TestClient, alice: Pers
     assert r.status_code == 422 and fields_of(r) == {"colour"}
     r = client.post("/api/aliases", json={**GOOD, "is_default": "perhaps"}, headers=alice.headers)
     assert r.status_code == 422 and fields_of(r) == {"is_default"}
-    r = client.post("/api/aliases", content=b'{"description": ', headers={**alice.headers, "content-type": "application/json"})
+    r = client.post(
+        "/api/aliases",
+        content=b'{"description": ',
+        headers={**alice.headers, "content-type": "application/json"},
+    )
     assert r.status_code == 422
     assert client.get("/api/aliases", headers=alice.headers).json() == []
 
 
-def test_several_bad_fields_reported_each_and_password_never_echoed(client: TestClient, alice: Person):
+def test_several_bad_fields_reported_each_and_password_never_echoed(
+    client: TestClient, alice: Person
+):
     body = {**GOOD, "from_address": "nope", "delay_ms": -5, "smtp_password": "leak-me\n"}
     r = client.post("/api/aliases", json=body, headers=alice.headers)
     assert r.status_code == 422
@@ -209,12 +238,16 @@ def test_imap_account_must_be_own(client: TestClient, alice: Person, bob: Person
         json={"imap_server": "imap.example.com:993", "username": "bob", "password": "pw-bob-1"},
         headers=bob.headers,
     ).json()
-    r = client.post("/api/aliases", json={**GOOD, "imap_account_id": acc["id"]}, headers=alice.headers)
+    r = client.post(
+        "/api/aliases", json={**GOOD, "imap_account_id": acc["id"]}, headers=alice.headers
+    )
     assert r.status_code == 422 and fields_of(r) == {"imap_account_id"}
 
 
 def test_oauth_alias_needs_no_smtp_fields(client: TestClient, alice: Person):
-    r = client.post("/api/aliases", json={"description": "G", "auth": "google"}, headers=alice.headers)
+    r = client.post(
+        "/api/aliases", json={"description": "G", "auth": "google"}, headers=alice.headers
+    )
     assert r.status_code == 201, r.text
     assert r.json()["smtp_server"] == "smtp.gmail.com:465"
     assert r.json()["password_set"] is False

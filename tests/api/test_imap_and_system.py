@@ -9,23 +9,36 @@ from tests.conftest import Person
 
 
 def test_imap_account_crud_and_port_defaults(client: TestClient, alice: Person):
-    r = client.post("/api/imap-accounts", json={"imap_server": "imap.example.com", "username": "alice",
-                                                 "password": "imap-pw-1", "sent_folder": "Sent Items"},
-                    headers=alice.headers)
+    r = client.post(
+        "/api/imap-accounts",
+        json={
+            "imap_server": "imap.example.com",
+            "username": "alice",
+            "password": "imap-pw-1",
+            "sent_folder": "Sent Items",
+        },
+        headers=alice.headers,
+    )
     assert r.status_code == 201, r.text
     acc = r.json()
     assert acc["imap_server"] == "imap.example.com:993"
     assert acc["password_set"] is True and "password" not in acc
     assert acc["sent_folder"] == "Sent Items"
-    r = client.patch(f"/api/imap-accounts/{acc['id']}", json={"tls": "starttls", "imap_server": "imap.example.com"},
-                     headers=alice.headers)
+    r = client.patch(
+        f"/api/imap-accounts/{acc['id']}",
+        json={"tls": "starttls", "imap_server": "imap.example.com"},
+        headers=alice.headers,
+    )
     assert r.json()["imap_server"] == "imap.example.com:143"
     assert r.json()["password_set"] is True
 
 
 def test_imap_account_in_use_cannot_be_deleted(client: TestClient, alice: Person):
-    acc = client.post("/api/imap-accounts", json={"imap_server": "imap.example.com:993", "username": "alice",
-                                                   "password": "imap-pw-1"}, headers=alice.headers).json()
+    acc = client.post(
+        "/api/imap-accounts",
+        json={"imap_server": "imap.example.com:993", "username": "alice", "password": "imap-pw-1"},
+        headers=alice.headers,
+    ).json()
     create(client, alice, description="Sales", imap_account_id=acc["id"])
     r = client.delete(f"/api/imap-accounts/{acc['id']}", headers=alice.headers)
     assert r.status_code == 409
@@ -34,8 +47,11 @@ def test_imap_account_in_use_cannot_be_deleted(client: TestClient, alice: Person
 
 
 def test_imap_bad_input(client: TestClient, alice: Person):
-    r = client.post("/api/imap-accounts", json={"imap_server": "imap.example.com:0", "username": "a"},
-                    headers=alice.headers)
+    r = client.post(
+        "/api/imap-accounts",
+        json={"imap_server": "imap.example.com:0", "username": "a"},
+        headers=alice.headers,
+    )
     assert r.status_code == 422
     assert client.get("/api/imap-accounts", headers=alice.headers).json() == []
 
@@ -43,8 +59,15 @@ def test_imap_bad_input(client: TestClient, alice: Person):
 def test_system_outgoing_roundtrip(client: TestClient, admin: Person):
     r = client.get("/api/system/outgoing", headers=admin.headers)
     assert r.status_code == 200 and r.json()["configured"] is False
-    body = {"from_address": "noreply@example.com", "from_name": "Example CRM", "smtp_server": "smtp.example.com",
-            "tls": "starttls", "smtp_username": "noreply", "smtp_password": "sys-pw-123", "delay_ms": 100}
+    body = {
+        "from_address": "noreply@example.com",
+        "from_name": "Example CRM",
+        "smtp_server": "smtp.example.com",
+        "tls": "starttls",
+        "smtp_username": "noreply",
+        "smtp_password": "sys-pw-123",
+        "delay_ms": 100,
+    }
     r = client.put("/api/system/outgoing", json=body, headers=admin.headers)
     assert r.status_code == 200, r.text
     out = r.json()
@@ -55,6 +78,10 @@ def test_system_outgoing_roundtrip(client: TestClient, admin: Person):
 
 
 def test_system_outgoing_bad_input_writes_nothing(client: TestClient, admin: Person):
-    r = client.put("/api/system/outgoing", json={"from_address": "bad", "delay_ms": 10**9}, headers=admin.headers)
+    r = client.put(
+        "/api/system/outgoing",
+        json={"from_address": "bad", "delay_ms": 10**9},
+        headers=admin.headers,
+    )
     assert r.status_code == 422
     assert client.get("/api/system/outgoing", headers=admin.headers).json()["from_address"] == ""

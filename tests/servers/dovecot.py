@@ -89,6 +89,7 @@ class DovecotServer:
     accounts: dict[str, DovecotAccount]
     passwd_file: Path = field(repr=False)
     log_file: Path = field(repr=False)
+    _pool: dict[str, list[tuple[str, str]]] = field(default_factory=dict, repr=False)
     _counter: Iterator[int] = field(default_factory=lambda: itertools.count(1), repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -111,20 +112,25 @@ class DovecotServer:
         return self.accounts["plain"]
 
     def add_account(self, prefix: str = "user", *, layout: str = "slash") -> DovecotAccount:
-        """A new empty account (``layout``: ``slash`` = separator ``/`` and no folders but
-        INBOX, no SPECIAL-USE; ``plain`` and ``special`` as the built-in accounts)."""
-        with self._lock:
-            n = next(self._counter)
-            username = f"{prefix}{n}-{os.getpid()}@example.test"
-            password = f"pw {n} {prefix}!"
-            line = _passwd_line(username, password, layout)
-            with self.passwd_file.open("a") as fh:
-                fh.write(line)
-            # passwd-file is re-read when its mtime changes; make sure it visibly does.
-            st = self.passwd_file.stat()
-            os.utime(self.passwd_file, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        """A new empty account, used by one test only.
+
+        ``layout``: ``slash`` (the default) = separator ``/``, only INBOX, no SPECIAL-USE, for
+        tests that create their own folders; ``plain`` and ``special`` as the built-in accounts.
+        """
         sent = {"slash": None, "plain": "INBOX.Sent", "special": "Sent Items"}[layout]
         sep = "." if layout == "plain" else "/"
+        with self._lock:
+            pool = self._pool.get(layout)
+            if pool:
+                username, password = pool.pop()
+            else:
+                n = next(self._counter)
+                username = f"{prefix}{n}@example.test"
+                password = f"pw {n} {prefix}!"
+                with self.passwd_file.open("a") as fh:
+                    fh.write(_passwd_line(username, password, layout))
+                # Dovecot stats the passwd-file at most once a second: let the change show.
+                time.sleep(1.1)
         return DovecotAccount(username, password, sent, layout == "special", sep)
 
     def connect(self, account: DovecotAccount) -> imaplib.IMAP4_SSL:
@@ -214,7 +220,7 @@ listen = 127.0.0.1
 log_path = {log}
 info_log_path = {log}
 auth_verbose = yes
-auth_debug = yes
+# Wrong-password tests need no 2 s penalty.
 auth_failure_delay = 0
 ssl = yes
 ssl_cert = <{cert}
@@ -361,9 +367,20 @@ class PrivateDovecot:
         cert.private_key_pem.write_to_path(str(key_file))
         key_file.chmod(0o600)
 
+        # Accounts handed out by add_account(), registered up front: Dovecot notices a changed
+        # passwd-file only once a second.
+        pool: dict[str, list[tuple[str, str]]] = {
+            layout: [(f"{layout}-{n}@example.test", f"pw {n} {layout}!") for n in range(size)]
+            for layout, size in (("slash", 40), ("special", 10), ("plain", 10))
+        }
         passwd.write_text(
             _passwd_line("special@example.test", SPECIAL_PASSWORD, "special")
             + _passwd_line("plain@example.test", PLAIN_PASSWORD, "plain")
+            + "".join(
+                _passwd_line(user, password, layout)
+                for layout, entries in pool.items()
+                for user, password in entries
+            )
         )
         passwd.chmod(0o644)
 
@@ -455,6 +472,7 @@ class PrivateDovecot:
             },
             passwd_file=passwd,
             log_file=log,
+            _pool={layout: entries[::-1] for layout, entries in pool.items()},
         )
 
     def _wait_ready(self, *ports: int, timeout: float = 20) -> bool:

@@ -39,13 +39,13 @@ def alias_out(alias: Alias) -> AliasOut:
         reply_to=alias.reply_to,
         smtp_server=format_server(alias.smtp_host, alias.smtp_port),
         smtp_username=alias.smtp_username,
-        tls=alias.tls,  # type: ignore[arg-type]
+        tls=alias.tls,
         allow_plaintext_auth=alias.allow_plaintext_auth,
         ca_bundle_set=bool(alias.ca_bundle),
         imap_account_id=alias.imap_account_id,
         is_default=alias.is_default,
         delay_ms=alias.delay_ms,
-        auth=alias.auth,  # type: ignore[arg-type]
+        auth=alias.auth,
         password_set=alias.smtp_password_enc is not None,
         needs_reauth=alias.needs_reauth,
         last_test=alias.last_test,
@@ -157,7 +157,9 @@ def _apply(
             problems.append(FieldProblem(("body", "from_address"), "is required"))
         if not alias.smtp_host:
             problems.append(
-                FieldProblem(("body", "smtp_server"), "is required (host:port, e.g. mail.example.com:465)")
+                FieldProblem(
+                    ("body", "smtp_server"), "is required (host:port, e.g. mail.example.com:465)"
+                )
             )
     if alias.tls == "none" and alias.allow_plaintext_auth is False and "tls" in fields:
         warnings.append(
@@ -173,7 +175,9 @@ def create_alias(
     session: Session, actor: Actor, data: AliasCreate, box: SecretBox
 ) -> tuple[Alias, list[str]]:
     lock_owner(session, actor.id)
-    alias = Alias(user_id=actor.id, is_default=False, tls=data.tls or "auto", auth=data.auth or "password")
+    alias = Alias(
+        user_id=actor.id, is_default=False, tls=data.tls or "auto", auth=data.auth or "password"
+    )
     warnings = _apply(session, alias, data, box, creating=True)
     has_default = default_alias(session, actor.id) is not None
     want_default = bool(data.is_default) or not has_default
@@ -182,8 +186,15 @@ def create_alias(
     alias.is_default = want_default
     session.add(alias)
     session.flush()
-    audit(session, actor, "alias.create", "alias", alias.id, owner_id=actor.id,
-          detail={"fields": sorted(data.model_fields_set)})
+    audit(
+        session,
+        actor,
+        "alias.create",
+        "alias",
+        alias.id,
+        owner_id=actor.id,
+        detail={"fields": sorted(data.model_fields_set)},
+    )
     return alias, warnings
 
 
@@ -207,8 +218,15 @@ def update_alias(
         _clear_default(session, actor.id)
         alias.is_default = True
     session.flush()
-    audit(session, actor, "alias.update", "alias", alias.id, owner_id=actor.id,
-          detail={"fields": sorted(data.model_fields_set)})
+    audit(
+        session,
+        actor,
+        "alias.update",
+        "alias",
+        alias.id,
+        owner_id=actor.id,
+        detail={"fields": sorted(data.model_fields_set)},
+    )
     return alias, warnings
 
 
@@ -236,4 +254,6 @@ def delete_alias(session: Session, actor: Actor, alias_id: int) -> None:
 
 
 def count_aliases(session: Session, user_id: int) -> int:
-    return session.scalar(select(func.count()).select_from(Alias).where(Alias.user_id == user_id)) or 0
+    return (
+        session.scalar(select(func.count()).select_from(Alias).where(Alias.user_id == user_id)) or 0
+    )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.orm import Session
 
 from sendas.db.models import AuditEvent, User
 from sendas.errors import FieldProblem, Forbidden, ValidationFailed
+from sendas.schemas import TlsMode
+
+OPERATOR_ID = 0  # the person at the command line: an admin with no user row
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,10 @@ class Actor:
     @classmethod
     def of(cls, user: User) -> Actor:
         return cls(user.id, user.email, user.is_admin)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.id == OPERATOR_ID
 
     def require_admin(self) -> None:
         if not self.is_admin:
@@ -41,7 +48,7 @@ def audit(
     """Record an event. ``detail`` must never hold a secret: callers pass field names only."""
     session.add(
         AuditEvent(
-            actor_id=actor.id if actor else None,
+            actor_id=actor.id if actor and not actor.is_operator else None,
             owner_id=owner_id,
             action=action,
             target_type=target_type,
@@ -57,12 +64,17 @@ def format_server(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def parse_server_field(field: str, text: str, tls: str) -> tuple[str, int, list[str]]:
+def parse_server_field(
+    field: str, text: str, tls: str, *, fallback_port: int | None = None
+) -> tuple[str, int, list[str]]:
     """Parse ``host:port`` for ``field``; a ValueError becomes a 422 naming the field."""
     from sendas.smtp.endpoint import parse_server, server_warnings
 
     try:
-        host, port = parse_server(text, tls)
+        host, port = parse_server(text, cast(TlsMode, tls), fallback_port=fallback_port)
     except ValueError as exc:
         raise ValidationFailed([FieldProblem(("body", field), str(exc))]) from None
     return host, port, server_warnings(host)
+
+
+OPERATOR = Actor(OPERATOR_ID, "(command line)", True)

@@ -22,7 +22,7 @@ def imap_out(acc: ImapAccount) -> ImapOut:
         description=acc.description,
         imap_server=format_server(acc.imap_host, acc.imap_port),
         username=acc.username,
-        tls=acc.tls,  # type: ignore[arg-type]
+        tls=acc.tls,
         sent_folder=acc.sent_folder,
         password_set=acc.password_enc is not None,
         last_test=acc.last_test,
@@ -46,14 +46,9 @@ def get_imap_account(session: Session, actor: Actor, account_id: int) -> ImapAcc
 
 
 def _parse_imap_server(text: str, tls: str) -> tuple[str, int]:
-    stripped = text.strip()
-    has_port = stripped.rsplit("]", 1)[-1].count(":") == 1 if stripped.startswith("[") else (
-        stripped.count(":") == 1
+    host, port, _ = parse_server_field(
+        "imap_server", text, tls, fallback_port=IMAP_DEFAULT_PORTS.get(tls, 993)
     )
-    if not has_port and stripped:
-        host = stripped if not (":" in stripped and not stripped.startswith("[")) else f"[{stripped}]"
-        stripped = f"{host}:{IMAP_DEFAULT_PORTS.get(tls, 993)}"
-    host, port, _ = parse_server_field("imap_server", stripped, tls)
     return host, port
 
 
@@ -87,8 +82,15 @@ def create_imap_account(
     _apply(acc, data, box)
     session.add(acc)
     session.flush()
-    audit(session, actor, "imap.create", "imap_account", acc.id, owner_id=actor.id,
-          detail={"fields": sorted(data.model_fields_set)})
+    audit(
+        session,
+        actor,
+        "imap.create",
+        "imap_account",
+        acc.id,
+        owner_id=actor.id,
+        detail={"fields": sorted(data.model_fields_set)},
+    )
     return acc
 
 
@@ -98,8 +100,15 @@ def update_imap_account(
     acc = get_imap_account(session, actor, account_id)
     _apply(acc, data, box)
     session.flush()
-    audit(session, actor, "imap.update", "imap_account", acc.id, owner_id=actor.id,
-          detail={"fields": sorted(data.model_fields_set)})
+    audit(
+        session,
+        actor,
+        "imap.update",
+        "imap_account",
+        acc.id,
+        owner_id=actor.id,
+        detail={"fields": sorted(data.model_fields_set)},
+    )
     return acc
 
 
@@ -109,7 +118,8 @@ def delete_imap_account(session: Session, actor: Actor, account_id: int) -> None
     users = list(session.scalars(select(Alias.description).where(Alias.imap_account_id == acc.id)))
     if users:
         raise Conflict(
-            "this IMAP account is used by the alias(es) " + ", ".join(repr(u) for u in users)
+            "this IMAP account is used by the alias(es) "
+            + ", ".join(repr(u) for u in users)
             + "; choose another IMAP server for them first",
             blockers=users,
         )

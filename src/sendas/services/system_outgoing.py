@@ -34,7 +34,7 @@ def system_out(row: SystemOutgoing) -> SystemOutgoingOut:
         reply_to=row.reply_to,
         smtp_server=format_server(row.smtp_host, row.smtp_port),
         smtp_username=row.smtp_username,
-        tls=row.tls,  # type: ignore[arg-type]
+        tls=row.tls,
         allow_plaintext_auth=row.allow_plaintext_auth,
         ca_bundle_set=bool(row.ca_bundle),
         delay_ms=row.delay_ms,
@@ -79,6 +79,13 @@ def update_system_outgoing(
     if row.smtp_host and not row.from_address:
         raise ValidationFailed([FieldProblem(("body", "from_address"), "is required")])
     session.flush()
-    audit(session, actor, "system_outgoing.update", "system_outgoing", SYSTEM_ID, owner_id=None,
-          detail={"fields": sorted(fields)})
+    audit(
+        session,
+        actor,
+        "system_outgoing.update",
+        "system_outgoing",
+        SYSTEM_ID,
+        owner_id=None,
+        detail={"fields": sorted(fields)},
+    )
     return row

@@ -42,8 +42,9 @@ def create_user(session: Session, data: UserCreate, actor: Actor | None = None) 
     )
     session.add(user)
     session.flush()
-    audit(session, actor, "user.create", "user", user.id, owner_id=user.id,
-          detail={"role": user.role})
+    audit(
+        session, actor, "user.create", "user", user.id, owner_id=user.id, detail={"role": user.role}
+    )
     return user
 
 
@@ -85,8 +86,15 @@ def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken
     row = ApiToken(user_id=user.id, token_hash=hash_token(token), name=name)
     session.add(row)
     session.flush()
-    audit(session, Actor.of(user), "token.create", "token", row.id, owner_id=user.id,
-          detail={"name": name})
+    audit(
+        session,
+        Actor.of(user),
+        "token.create",
+        "token",
+        row.id,
+        owner_id=user.id,
+        detail={"name": name},
+    )
     return row, token
 
 

@@ -115,11 +115,14 @@ def default_port(tls: TlsMode) -> int:
     return SUBMISSION_PORT
 
 
-def parse_server(text: str, tls: TlsMode = "auto") -> tuple[str, int]:
+def parse_server(
+    text: str, tls: TlsMode = "auto", *, fallback_port: int | None = None
+) -> tuple[str, int]:
     """Parse the ``smtp_server`` field into ``(host, port)``.
 
     Accepts DNS names (also internationalized ones), IPv4, ``[IPv6]`` and a bare IPv6
-    address, each with an optional ``:port``; without a port, the port follows ``tls``.
+    address, each with an optional ``:port``; without a port, the port follows ``tls``
+    (or is ``fallback_port`` when given, e.g. for IMAP).
     Raises ``ValueError`` with a message meant for the person who typed the value.
     """
     value = text.strip()
@@ -161,7 +164,7 @@ def parse_server(text: str, tls: TlsMode = "auto") -> tuple[str, int]:
         host = _check_host_name(host)
 
     if port_text is None:
-        return host, default_port(tls)
+        return host, fallback_port or default_port(tls)
     if not port_text.isdigit() or not port_text.isascii():
         raise ValueError(f"the port '{port_text}' must be a number, e.g. 587")
     port = int(port_text)

@@ -12,8 +12,8 @@ router = APIRouter(tags=["audit"])
 
 
 @router.get("/audit")
-def audit(
-    ctx: CtxDep, actor: ActorDep, limit: int = Query(200, ge=1, le=1000)
-) -> list[AuditOut]:
+def audit(ctx: CtxDep, actor: ActorDep, limit: int = Query(200, ge=1, le=1000)) -> list[AuditOut]:
     with ctx.db.read() as s:
-        return [AuditOut.model_validate(e, from_attributes=True) for e in list_events(s, actor, limit)]
+        return [
+            AuditOut.model_validate(e, from_attributes=True) for e in list_events(s, actor, limit)
+        ]

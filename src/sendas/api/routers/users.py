@@ -14,7 +14,10 @@ router = APIRouter(tags=["users"])
 
 def user_out(user: User) -> UserOut:
     return UserOut(
-        id=user.id, email=user.email, name=user.name, role=user.role,  # type: ignore[arg-type]
+        id=user.id,
+        email=user.email,
+        name=user.name,
+        role=user.role,
         created_at=user.created_at,
     )
 

@@ -1,0 +1,113 @@
+"""Where and how to reach an IMAP account: :class:`ImapEndpoint`."""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, get_args
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from sendas.db.models import ImapAccount
+
+TlsMode = Literal["auto", "implicit", "starttls", "none"]
+ResolvedTlsMode = Literal["implicit", "starttls", "none"]
+
+IMAPS_PORT = 993
+IMAP_PORT = 143
+
+
+@dataclass(frozen=True)
+class ImapEndpoint:
+    """One IMAP account's connection settings. Its repr never shows the password.
+
+    ``tls``: ``auto`` means implicit TLS on port 993 and STARTTLS on any other port; ``none``
+    is plain text (the password is then only sent when ``allow_plaintext_password`` is set).
+    ``ca_bundle_pem`` adds trusted CA certificates (PEM) to the system store, for a private
+    server. ``sent_folder`` names the Sent folder and disables discovery.
+
+    Raises ``ValueError`` for a malformed or contradictory setting.
+    """
+
+    host: str
+    port: int
+    username: str
+    password: SecretStr = field(repr=False)
+    tls: TlsMode = "auto"
+    ca_bundle_pem: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    sent_folder: str | None = None
+    allow_plaintext_password: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.host or any(c.isspace() for c in self.host):
+            raise ValueError("host must be a host name or an IP address")
+        if not 1 <= self.port <= 65535:
+            raise ValueError("port must be between 1 and 65535")
+        if self.tls not in get_args(TlsMode):
+            raise ValueError(f"tls must be one of {', '.join(get_args(TlsMode))}")
+        if not self.timeout > 0:
+            raise ValueError("timeout must be positive")
+        if not isinstance(self.password, SecretStr):
+            raise ValueError("password must be a SecretStr")
+        for name in ("username", "sent_folder"):
+            value = getattr(self, name)
+            if value is not None and ("\r" in value or "\n" in value or "\0" in value):
+                raise ValueError(f"{name} must not contain line breaks")
+        if self.sent_folder is not None and not self.sent_folder.strip():
+            raise ValueError("sent_folder must not be blank (use None to find it)")
+
+    @property
+    def tls_mode(self) -> ResolvedTlsMode:
+        """The TLS mode actually used (``auto`` resolved by port)."""
+        if self.tls == "auto":
+            return "implicit" if self.port == IMAPS_PORT else "starttls"
+        return self.tls
+
+    @property
+    def connect_host(self) -> str:
+        """The host without IPv6 brackets."""
+        return (
+            self.host[1:-1] if self.host.startswith("[") and self.host.endswith("]") else self.host
+        )
+
+    @classmethod
+    def for_account(
+        cls,
+        account: ImapAccount,
+        password: SecretStr,
+        *,
+        timeout: float = 30.0,
+        allow_plaintext_password: bool = False,
+    ) -> ImapEndpoint:
+        """The endpoint of a stored IMAP account (its password decrypted by the caller)."""
+        tls = account.tls if account.tls in get_args(TlsMode) else "auto"
+        return cls(
+            host=account.imap_host,
+            port=account.imap_port,
+            username=account.username,
+            password=password,
+            tls=tls,  # type: ignore[arg-type]  # checked just above
+            ca_bundle_pem=account.ca_bundle or None,
+            timeout=timeout,
+            sent_folder=account.sent_folder or None,
+            allow_plaintext_password=allow_plaintext_password,
+        )
+
+
+def tls_context(ca_bundle_pem: str | None) -> ssl.SSLContext:
+    """A verifying client context: the system store, ``SSL_CERT_FILE``, the account's CAs.
+
+    Raises ``ssl.SSLError`` when ``ca_bundle_pem`` holds no usable certificate.
+    """
+    ctx = ssl.create_default_context()
+    # OpenSSL reads SSL_CERT_FILE itself; loading it again keeps it working when the
+    # platform's default paths were compiled differently.
+    cafile = os.environ.get("SSL_CERT_FILE")
+    if cafile and os.path.isfile(cafile):
+        ctx.load_verify_locations(cafile=cafile)
+    if ca_bundle_pem and ca_bundle_pem.strip():
+        ctx.load_verify_locations(cadata=ca_bundle_pem)
+    return ctx

@@ -1,0 +1,159 @@
+"""Copy a sent message to the account's Sent folder, and Test Connection for IMAP.
+
+The blocking :mod:`sendas.imap.session` runs in a worker thread, one connection per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sendas.errors import TransportError
+from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.session import ImapSession
+
+log = logging.getLogger("sendas.imap")
+
+AppendStatus = Literal["appended", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class AppendOutcome:
+    """What became of the copy to Sent; stored beside the message, never a send failure.
+
+    ``reason`` is a readable detail; on failure ``step``, ``server_reply`` and ``hint`` say
+    where and why, as in a failed Test Connection.
+    """
+
+    status: AppendStatus
+    reason: str = ""
+    folder: str | None = None
+    uid: int | None = None
+    step: str | None = None
+    server_reply: str = ""
+    hint: str = ""
+
+    @classmethod
+    def skipped(cls, reason: str) -> AppendOutcome:
+        return cls("skipped", reason=reason)
+
+    @classmethod
+    def from_error(cls, error: TransportError) -> AppendOutcome:
+        return cls(
+            "failed",
+            reason=str(error),
+            step=error.step or None,
+            server_reply=error.server_reply,
+            hint=error.hint,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, without empty fields."""
+        data: dict[str, Any] = {"status": self.status, "reason": self.reason}
+        for key in ("folder", "uid", "step", "server_reply", "hint"):
+            value = getattr(self, key)
+            if value not in (None, ""):
+                data[key] = value
+        return data
+
+
+def _find_sent_blocking(endpoint: ImapEndpoint) -> str:
+    session = ImapSession(endpoint)
+    try:
+        session.connect()
+        session.login()
+        return session.find_sent().name
+    finally:
+        session.close()
+
+
+async def find_sent_folder(endpoint: ImapEndpoint) -> str:
+    """Log in and name the Sent folder (readable form, e.g. ``Envoyés``).
+
+    The account's ``sent_folder`` wins when the server has it; otherwise the folder marked
+    SPECIAL-USE ``\\Sent``, otherwise a common or localized Sent name.
+    Raises a :class:`~sendas.errors.TransportError` subclass naming the failed step.
+    """
+    return await asyncio.to_thread(_find_sent_blocking, endpoint)
+
+
+def _append_blocking(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
+    session = ImapSession(endpoint)
+    try:
+        session.connect()
+        session.login()
+        folder = session.find_sent()
+        uid = session.append(folder, raw)
+        return AppendOutcome(
+            "appended", reason=f"copied to {folder.name}", folder=folder.name, uid=uid
+        )
+    finally:
+        session.close()
+
+
+async def append_to_sent(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
+    """APPEND ``raw`` (the exact bytes sent, CRLF line ends) to Sent with ``\\Seen``.
+
+    Never raises for a server or network failure: the send already succeeded, so the
+    outcome says ``failed`` with the reason, step and hint instead.
+    """
+    try:
+        outcome = await asyncio.to_thread(_append_blocking, endpoint, raw)
+    except TransportError as exc:
+        outcome = AppendOutcome.from_error(exc)
+    except Exception as exc:  # a copy to Sent must never turn a sent message into an error
+        log.exception(
+            "copy to Sent failed unexpectedly",
+            extra={"imap_host": endpoint.host, "imap_user": endpoint.username},
+        )
+        outcome = AppendOutcome(
+            "failed", reason=f"unexpected error: {exc.__class__.__name__}", step="append"
+        )
+    log.info(
+        "copy to Sent %s",
+        outcome.status,
+        extra={
+            "imap_host": endpoint.host,
+            "imap_user": endpoint.username,
+            "folder": outcome.folder,
+            "step": outcome.step,
+            "reason": outcome.reason,
+        },
+    )
+    return outcome
+
+
+def _probe_blocking(endpoint: ImapEndpoint) -> dict[str, Any]:
+    session = ImapSession(endpoint)
+    try:
+        session.connect()
+        session.login()
+        folder = session.find_sent()
+        return {
+            "status": "OK",
+            "sent_folder": folder.name,
+            "steps": [s.as_dict() for s in session.steps],
+        }
+    except TransportError as exc:
+        return {
+            "status": "FAILED",
+            "step": exc.step,
+            "server_reply": exc.server_reply,
+            "hint": exc.hint,
+            "error": str(exc),
+            "steps": [s.as_dict() for s in session.steps],
+        }
+    finally:
+        session.close()
+
+
+async def probe_imap(endpoint: ImapEndpoint) -> dict[str, Any]:
+    """Test Connection for an IMAP account: connect, tls, login, find_sent; no mail written.
+
+    Returns ``{"status": "OK", "sent_folder", "steps"}`` or ``{"status": "FAILED", "step",
+    "server_reply", "hint", "error", "steps"}``; each step is ``{"step", "status", "ms",
+    "detail"}``.
+    """
+    return await asyncio.to_thread(_probe_blocking, endpoint)

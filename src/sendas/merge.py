@@ -1,0 +1,288 @@
+"""Form letters: sandboxed templates, strict merge fields, preview, and per-recipient render.
+
+A template reaches a recipient's values three ways: ``{{ email }}``, ``{{ fields.NAME }}``
+(or ``fields['NAME']`` for names that are not identifiers) and plain ``{{ NAME }}``. Every
+field a template names is known before anything is queued (:meth:`Templates.required`),
+so a campaign whose list lacks one is refused at creation, not at the 10,000th send.
+
+Templates run in Jinja2's immutable sandbox with ``StrictUndefined``: no attribute access
+to internals (``__class__``...), no mutation of the values, no huge ``range``/``*``/``**``
+results. The text part is not escaped; the HTML part is autoescaped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import jinja2
+from jinja2 import StrictUndefined, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from sqlalchemy.orm import Session
+
+from sendas.errors import TemplateError
+
+# Names every template may use without a recipient providing them.
+BUILTIN_NAMES = frozenset({"email", "fields"})
+# Caps on what a template may build, so one template cannot exhaust the worker's memory.
+MAX_SEQUENCE = 100_000
+MAX_EXPONENT = 64
+MAX_TEMPLATE_CHARS = 1_000_000
+PARTS = ("subject", "text", "html")
+
+_LINE_BREAKS = re.compile(r"[\r\n\x85\u2028\u2029]")
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, plus limits on ``*`` and ``**``."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent larger than {MAX_EXPONENT}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(count, int)
+                    and len(seq) * count > MAX_SEQUENCE
+                ):
+                    raise SecurityError(f"a result longer than {MAX_SEQUENCE} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_TEXT_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_HTML_ENV = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient of a form letter: the address and the named values."""
+
+    email: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+@dataclass(frozen=True)
+class _Part:
+    name: str
+    template: jinja2.Template
+    # Field names in the order the template first uses them.
+    fields: tuple[str, ...]
+
+
+class Templates:
+    """The compiled subject, text and HTML of one form letter.
+
+    Build with :func:`compile_templates`; raises :class:`TemplateError` (``field`` is the
+    part: ``subject``, ``text`` or ``html``) for a syntax error.
+    """
+
+    def __init__(self, subject: str, text: str | None, html: str | None) -> None:
+        self._parts: list[_Part] = []
+        self._parts.append(_compile("subject", subject, _TEXT_ENV))
+        self._parts.append(_compile("text", text or "", _TEXT_ENV))
+        self._html = html is not None
+        if html is not None:
+            self._parts.append(_compile("html", html, _HTML_ENV))
+        order: dict[str, str] = {}
+        for part in self._parts:
+            for name in part.fields:
+                order.setdefault(name, part.name)
+        # field -> the first part that uses it, in template order
+        self._field_part = order
+        self._subject_fields = frozenset(self._parts[0].fields)
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        """Every field name a recipient must provide, in order of first use."""
+        return tuple(self._field_part)
+
+    def part_of(self, field: str) -> str:
+        """The first part (``subject``, ``text``, ``html``) that uses ``field``."""
+        return self._field_part.get(field, "text")
+
+    def missing(self, fields: Mapping[str, Any] | Iterable[str]) -> str | None:
+        """The first required field not among ``fields`` (a mapping or its keys), or None."""
+        keys = fields.keys() if isinstance(fields, Mapping) else set(fields)
+        for name in self._field_part:
+            if name not in keys:
+                return name
+        return None
+
+    def check(self, recipient: Recipient, where: str) -> None:
+        """Refuse a recipient that lacks a field or puts a line break into the subject.
+
+        ``where`` names the recipient in the message (``"line 7"``, ``"recipient 3"``).
+        Raises :class:`TemplateError` with ``field`` and ``recipient`` set.
+        """
+        name = self.missing(recipient.fields)
+        if name is not None:
+            raise TemplateError(
+                f"unknown merge field {name!r}: {where} ({recipient.email}) has no such field",
+                field=name,
+                recipient=recipient.email,
+            )
+        for name in self._subject_fields:
+            value = recipient.fields.get(name)
+            if isinstance(value, str) and _LINE_BREAKS.search(value):
+                raise TemplateError(
+                    f"merge field {name!r} of {where} ({recipient.email}) has a line break "
+                    "and is used in the subject",
+                    field=name,
+                    recipient=recipient.email,
+                )
+
+    def render(self, recipient: Recipient) -> Rendered:
+        """Render every part for one recipient.
+
+        Raises :class:`TemplateError` when a value is missing, the sandbox refuses an
+        operation, or the rendered subject contains a line break.
+        """
+        context = _context(recipient)
+        out: dict[str, str] = {}
+        for part in self._parts:
+            try:
+                out[part.name] = part.template.render(context)
+            except jinja2.UndefinedError as exc:
+                raise TemplateError(
+                    f"{part.name}: {exc.message} (recipient {recipient.email})",
+                    field=_undefined_name(exc) or part.name,
+                    recipient=recipient.email,
+                ) from None
+            except SecurityError as exc:
+                raise TemplateError(
+                    f"{part.name}: not allowed in a template: {exc}",
+                    field=part.name,
+                    recipient=recipient.email,
+                ) from None
+            except Exception as exc:  # a filter or operator failing on this recipient's value
+                raise TemplateError(
+                    f"{part.name}: {type(exc).__name__}: {exc} (recipient {recipient.email})",
+                    field=part.name,
+                    recipient=recipient.email,
+                ) from None
+        subject = out["subject"]
+        if _LINE_BREAKS.search(subject):
+            raise TemplateError(
+                f"the rendered subject contains a line break (recipient {recipient.email})",
+                field="subject",
+                recipient=recipient.email,
+            )
+        return Rendered(subject=subject, text=out["text"], html=out.get("html"))
+
+
+def _context(recipient: Recipient) -> dict[str, Any]:
+    # Plain names first, so a column called "email" or "fields" cannot shadow the built-ins.
+    values = dict(recipient.fields)
+    return {**values, "email": recipient.email, "fields": values}
+
+
+def _undefined_name(exc: jinja2.UndefinedError) -> str | None:
+    match = re.search(r"'([^']+)' is undefined|has no attribute '([^']+)'", exc.message or "")
+    if match is None:
+        return None
+    return match.group(1) or match.group(2)
+
+
+def _compile(part: str, source: str, env: jinja2.Environment) -> _Part:
+    if len(source) > MAX_TEMPLATE_CHARS:
+        raise TemplateError(f"{part}: longer than {MAX_TEMPLATE_CHARS} characters", field=part)
+    try:
+        ast = env.parse(source)
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{part}: line {exc.lineno}: {exc.message}", field=part) from None
+    return _Part(part, template, tuple(_referenced_fields(ast)))
+
+
+def _referenced_fields(ast: nodes.Template) -> list[str]:
+    """Field names a template needs: free plain names and ``fields.X`` / ``fields['X']``."""
+    free = meta.find_undeclared_variables(ast)
+    found: dict[str, None] = {}
+    # ``fields.get('x', '')`` calls a method: it names no field.
+    called = {id(n.node) for n in ast.find_all(nodes.Call)}
+    # Walk in source order so the first missing field named is the first one used.
+    for node in _walk(ast):
+        if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in free:
+            if node.name not in BUILTIN_NAMES:
+                found.setdefault(node.name)
+        elif (
+            isinstance(node, nodes.Getattr) and _is_fields(node.node) and id(node) not in called
+        ):
+            found.setdefault(node.attr)
+        elif (
+            isinstance(node, nodes.Getitem)
+            and _is_fields(node.node)
+            and isinstance(node.arg, nodes.Const)
+            and isinstance(node.arg.value, str)
+        ):
+            found.setdefault(node.arg.value)
+    return list(found)
+
+
+def _is_fields(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "fields" and node.ctx == "load"
+
+
+def _walk(node: nodes.Node) -> Iterator[nodes.Node]:
+    yield node
+    for child in node.iter_child_nodes():
+        yield from _walk(child)
+
+
+@lru_cache(maxsize=64)
+def compile_templates(subject: str, text: str | None, html: str | None) -> Templates:
+    """Compile (and cache) a form letter's templates. Raises :class:`TemplateError`."""
+    return Templates(subject, text, html)
+
+
+def preview(subject: str, text: str | None, html: str | None, recipient: Recipient) -> Rendered:
+    """Render one recipient, as the campaign would. Raises :class:`TemplateError`."""
+    templates = compile_templates(subject, text, html)
+    templates.check(recipient, "the recipient")
+    return templates.render(recipient)
+
+
+def render_message(session: Session, message: Any) -> bytes:
+    """Render and compose a campaign message for its recipient; return the bytes to submit.
+
+    ``message`` is a :class:`~sendas.db.models.Message` of kind ``campaign`` whose ``raw``
+    is still NULL. Sets ``message.subject`` and ``message.message_id`` as a side effect.
+    Raises :class:`TemplateError` (rendering), or :class:`~sendas.errors.ValidationFailed` /
+    :class:`~sendas.errors.SmtpUtf8Required` from :func:`sendas.compose.compose`.
+    """
+    from sendas.compose import Content, Sender, compose, needs_smtputf8
+    from sendas.db.models import Alias, Campaign
+
+    campaign = session.get(Campaign, message.campaign_id)
+    if campaign is None:
+        raise TemplateError(f"campaign {message.campaign_id} no longer exists")
+    alias = session.get(Alias, campaign.alias_id)
+    if alias is None:
+        raise TemplateError(f"the alias of campaign {campaign.id} no longer exists")
+    email = (message.to_addrs or message.recipients)[0]
+    templates = compile_templates(
+        campaign.subject, campaign.text_template, campaign.html_template
+    )
+    rendered = templates.render(Recipient(email, message.merge_fields or {}))
+    sender = Sender(alias.alias_name, alias.from_address, alias.reply_to)
+    composed = compose(
+        sender,
+        Content(to=[email], subject=rendered.subject, text=rendered.text, html=rendered.html),
+        utf8=needs_smtputf8([alias.from_address, email]),
+    )
+    message.subject = rendered.subject
+    message.message_id = composed.message_id
+    return composed.data

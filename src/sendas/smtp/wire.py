@@ -1,0 +1,117 @@
+"""Stateless pieces of the SMTP wire format: replies, EHLO keywords, message data framing
+and envelope addresses. No I/O here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import idna
+
+from sendas.smtp.replies import ReplyKind, classify
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One complete (possibly multi-line) server reply; ``text`` joins lines with newlines."""
+
+    code: int
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def kind(self) -> ReplyKind:
+        return classify(self.code, self.text)
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(self.text.splitlines())}".rstrip()
+
+
+class MalformedReply(ValueError):
+    """The server sent something that is not an SMTP reply."""
+
+
+def parse_reply(lines: list[bytes]) -> Reply:
+    """Build a :class:`Reply` from its raw lines (each ending in CRLF or LF)."""
+    first = lines[0]
+    if len(first) < 3 or not first[:3].isdigit():
+        raise MalformedReply("not an SMTP reply")
+    code = int(first[:3])
+    text = "\n".join(
+        line[4:].rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines
+    )
+    return Reply(code, text)
+
+
+def is_last_line(line: bytes) -> bool:
+    """A reply's last line has a space (or nothing) after the code, not a hyphen."""
+    return line[3:4] != b"-"
+
+
+def parse_ehlo(text: str) -> dict[str, str]:
+    """EHLO keywords (upper case) -> their parameters. The first line is the greeting."""
+    extensions: dict[str, str] = {}
+    for line in text.splitlines()[1:]:
+        keyword, _, params = line.strip().partition(" ")
+        if keyword:
+            extensions[keyword.upper()] = params.strip()
+    return extensions
+
+
+def auth_mechanisms(extensions: dict[str, str]) -> set[str]:
+    """Mechanisms from ``AUTH`` (and the legacy ``AUTH=`` form)."""
+    mechanisms = set(extensions.get("AUTH", "").upper().split())
+    for keyword, params in extensions.items():
+        if keyword.startswith("AUTH="):
+            mechanisms.update(keyword[5:].split())
+            mechanisms.update(params.upper().split())
+    return mechanisms
+
+
+_LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
+
+
+def frame_data(data: bytes) -> bytes:
+    """Message bytes -> what goes on the wire after ``354``: CRLF line endings, dot-stuffed
+    (RFC 5321 4.5.2), ending with ``CRLF.CRLF``."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDINGS.sub(b"\r\n", data)
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    if data and not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+class AddressProblem(ValueError):
+    """An envelope address cannot be put on the wire."""
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when the local part (before the last @) is not ASCII."""
+    local, _, _ = address.rpartition("@")
+    return not local.isascii()
+
+
+def wire_address(address: str, smtputf8: bool) -> str:
+    """The address as written inside ``<>``: IDN domains in IDNA form unless SMTPUTF8 is in
+    use. Raises :class:`AddressProblem` for line breaks, brackets or an invalid domain."""
+    if any(c in address for c in "\r\n<>\x00") or any(c.isspace() for c in address):
+        raise AddressProblem("address contains spaces, brackets or line breaks")
+    if not address:
+        return ""  # the null reverse-path <>
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise AddressProblem("address needs a local part and a domain")
+    if smtputf8 or domain.isascii():
+        return address
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        raise AddressProblem("the domain is not a valid internationalized domain") from None
+    return f"{local}@{ascii_domain}"

@@ -1,0 +1,120 @@
+"""Templates, the per-request page context, flash messages and form-error mapping."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from sendas.errors import ValidationFailed
+from sendas.web.security import new_csrf_token
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _when(value: Any) -> str:
+    """A timestamp as the UI shows it: ``2024-05-01 14:03 UTC``."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return str(value)
+
+
+TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.globals["status_labels"] = {
+    "queued": "Queued", "sending": "Sending", "sent": "Sent", "retrying": "Retrying",
+    "failed": "Failed", "unknown": "Unknown", "cancelled": "Cancelled",
+}
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = new_csrf_token()
+        request.session["csrf"] = token
+    return str(token)
+
+
+def flash(request: Request, text: str, kind: str = "ok") -> None:
+    messages = list(request.session.get("flash", []))
+    messages.append({"text": text, "kind": kind})
+    request.session["flash"] = messages
+
+
+def page(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+    user: Any = None,
+) -> HTMLResponse:
+    """Render a template with what every page needs (user, CSRF token, flash messages)."""
+    ctx: dict[str, Any] = {
+        "request": request,
+        "user": user if user is not None else getattr(request.state, "web_user", None),
+        "csrf": csrf_token(request),
+        "flashes": request.session.pop("flash", []) if "text/html" in _accept(request) else [],
+        "path": request.url.path,
+    }
+    ctx.update(context or {})
+    return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
+
+
+def _accept(request: Request) -> str:
+    if request.headers.get("hx-request") and not request.headers.get("hx-boosted"):
+        return ""  # fragments keep flashes for the next full page
+    return request.headers.get("accept", "text/html") or "text/html"
+
+
+def redirect(request: Request, url: str) -> Response:
+    """After a successful POST: htmx follows ``HX-Redirect``, a plain form a 303."""
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def is_htmx(request: Request) -> bool:
+    return bool(request.headers.get("hx-request"))
+
+
+def field_errors(exc: ValidationFailed | ValidationError) -> dict[str, str]:
+    """One message per field name, from our 422 problems or a pydantic error."""
+    out: dict[str, str] = {}
+    if isinstance(exc, ValidationFailed):
+        entries = [(p.loc, p.msg) for p in exc.problems]
+    else:
+        entries = [(tuple(e["loc"]), str(e["msg"])) for e in exc.errors()]
+    for loc, msg in entries:
+        parts = [str(p) for p in loc if p != "body"]
+        name = parts[0] if parts else "_form"
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        out.setdefault(name, _plain(msg))
+    return out
+
+
+def _plain(msg: str) -> str:
+    """Pydantic's wording, made shorter for a form."""
+    replacements = {
+        "String should have at least 1 character": "is required",
+        "Input should be a valid integer": "must be a whole number",
+        "Field required": "is required",
+    }
+    for old, new in replacements.items():
+        if msg.startswith(old):
+            return new
+    return msg

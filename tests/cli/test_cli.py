@@ -1,0 +1,184 @@
+"""The CLI as scripts use it: exit codes, stdout shapes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sendas.cli import app
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SENDAS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SENDAS_DATABASE_URL", raising=False)
+    monkeypatch.delenv("SENDAS_SECRET_KEY", raising=False)
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None):
+        return runner.invoke(app, list(args), input=input)
+
+    return invoke
+
+
+def test_user_add_generates_password_and_lists(run):
+    r = run("user", "add", "Ann@Example.com", "--name", "Ann", "--admin")
+    assert r.exit_code == 0, r.output
+    assert "password:" in r.stdout
+    r = run("user", "list", "--json")
+    users = json.loads(r.stdout)
+    assert users[0]["email"] == "ann@example.com" and users[0]["role"] == "admin"
+
+
+def test_user_add_password_stdin_and_token_alone_on_stdout(run):
+    r = run(
+        "user",
+        "add",
+        "bo@example.com",
+        "--name",
+        "Bo",
+        "--password-stdin",
+        input="a-long-password\n",
+    )
+    assert r.exit_code == 0 and "password:" not in r.stdout
+    r = run("token", "create", "--user", "bo@example.com")
+    assert r.exit_code == 0
+    assert r.stdout.count("\n") == 1 and r.stdout.startswith("sas_")
+
+
+def test_bad_input_is_one_line_and_nonzero(run):
+    r = run("user", "add", "not-an-email", "--name", "X")
+    assert r.exit_code == 2
+    assert r.stderr.strip().startswith("error: email") and r.stderr.strip().count("\n") == 0
+    r = run("token", "create", "--user", "nobody@example.com")
+    assert r.exit_code == 1 and "not found" in r.stderr
+
+
+def test_alias_lifecycle(run):
+    run("user", "add", "al@example.com", "--name", "Al")
+    r = run(
+        "alias",
+        "add",
+        "--user",
+        "al@example.com",
+        "--description",
+        "Work",
+        "--name",
+        "Al",
+        "--from",
+        "al@example.com",
+        "--server",
+        "imap.gmail.com:465",
+        "--username",
+        "al@example.com",
+        "--password-stdin",
+        "--delay-ms",
+        "2500",
+        input="abcd efgh ijkl mnop\n",
+    )
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.stderr and "imap." in r.stderr
+    r = run(
+        "alias",
+        "add",
+        "--user",
+        "al@example.com",
+        "--description",
+        "Other",
+        "--from",
+        "al2@example.com",
+        "--server",
+        "smtp.example.com",
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads(run("alias", "list", "--user", "al@example.com", "--json").stdout)
+    assert [(a["description"], a["is_default"], a["password_set"]) for a in rows] == [
+        ("Work", True, True),
+        ("Other", False, False),
+    ]
+    assert (
+        "abcdefghijklmnop" not in run("alias", "list", "--user", "al@example.com", "--json").stdout
+    )
+    assert run("alias", "default", "--user", "al@example.com", str(rows[1]["id"])).exit_code == 0
+    r = run("alias", "edit", "--user", "al@example.com", str(rows[0]["id"]), "--delay-ms", "-3")
+    assert r.exit_code == 2 and "delay_ms" in r.stderr
+    assert run("alias", "delete", "--user", "al@example.com", str(rows[1]["id"])).exit_code == 0
+    rows = json.loads(run("alias", "list", "--user", "al@example.com", "--json").stdout)
+    assert [(a["description"], a["is_default"]) for a in rows] == [("Work", True)]
+
+
+def test_alias_duplicate_description_is_refused(run):
+    run("user", "add", "d@example.com", "--name", "D")
+    args = [
+        "alias",
+        "add",
+        "--user",
+        "d@example.com",
+        "--description",
+        "Work",
+        "--from",
+        "d@example.com",
+        "--server",
+        "smtp.example.com:587",
+    ]
+    assert run(*args).exit_code == 0
+    r = run(*[a if a != "Work" else "WORK" for a in args])
+    assert r.exit_code == 2 and "description" in r.stderr
+
+
+def test_imap_and_system_outgoing(run):
+    run("user", "add", "i@example.com", "--name", "I")
+    r = run(
+        "imap",
+        "add",
+        "--user",
+        "i@example.com",
+        "--server",
+        "imap.example.com",
+        "--username",
+        "i",
+        "--password-stdin",
+        input="imap-secret-1\n",
+    )
+    assert r.exit_code == 0, r.output
+    rows = json.loads(run("imap", "list", "--user", "i@example.com", "--json").stdout)
+    assert rows[0]["imap_server"] == "imap.example.com:993" and rows[0]["password_set"]
+    r = run(
+        "system",
+        "outgoing",
+        "set",
+        "--from",
+        "noreply@example.com",
+        "--server",
+        "smtp.example.com:587",
+        "--password-stdin",
+        input="sys-secret-1\n",
+    )
+    assert r.exit_code == 0, r.output
+    shown = json.loads(run("system", "outgoing", "show", "--json").stdout)
+    assert shown["configured"] and shown["password_set"] and "sys-secret-1" not in json.dumps(shown)
+
+
+def test_rotate_key_and_db_upgrade(run, tmp_path: Path):
+    run("user", "add", "r@example.com", "--name", "R")
+    run(
+        "imap",
+        "add",
+        "--user",
+        "r@example.com",
+        "--server",
+        "imap.example.com",
+        "--username",
+        "r",
+        "--password-stdin",
+        input="imap-secret-1\n",
+    )
+    before = (tmp_path / "data" / "secret.key").read_text()
+    r = run("rotate-key")
+    assert r.exit_code == 0 and "1 secret" in r.stdout
+    assert (tmp_path / "data" / "secret.key").read_text() != before
+    r = run("db", "upgrade")
+    assert r.exit_code == 0 and "revision" in r.stdout
