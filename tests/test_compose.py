@@ -383,13 +383,13 @@ def check_no_injection(composed: Composed, sender: Sender, content: Content) -> 
         expected.add("cc")
     assert {k.lower() for k in msg} == expected
     assert len(msg.keys()) == len(expected)  # each once
-    assert msg["Subject"] == content.subject
-    assert msg["From"].addresses[0].display_name == sender.alias_name
+    assert msg["Subject"] == content.subject.strip()
+    assert msg["From"].addresses[0].display_name == sender.alias_name.strip()
     assert not re.search(rb"(?im)^bcc[ \t]*:", composed.data)
     parts = list(msg.iter_parts())
     for part, attachment in zip(parts[1:], content.attachments, strict=True):
         assert {k.lower() for k in part} == FILE_HEADERS
-        assert part.get_filename() == attachment.filename
+        assert part.get_filename() == attachment.filename.strip()
 
 
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])

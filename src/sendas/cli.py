@@ -388,6 +388,45 @@ def alias_default(user: UserOpt, alias_id: int) -> None:
             out.print(f"alias {alias.id} {alias.description!r} is now the default", highlight=False)
 
 
+def _print_test(result: dict[str, Any]) -> None:
+    """Show a Test Connection result; exit 1 when it failed."""
+    for step in result.get("steps", []):
+        ok = step.get("ok", step.get("status") == "ok")
+        mark = "ok " if ok else "FAIL"
+        out.print(
+            f"  {mark} {step['step']:<12} {step.get('ms', 0):>7.1f} ms  {step.get('detail', '')}",
+            highlight=False,
+            markup=False,
+        )
+    if result["status"] == "OK":
+        extra = f" (Sent folder: {result['sent_folder']})" if result.get("sent_folder") else ""
+        out.print(f"Status: OK{extra}", highlight=False, markup=False)
+        return
+    out.print(f"Status: FAILED at {result.get('step')}", highlight=False, markup=False)
+    if result.get("server_reply"):
+        out.print(f"Server said: {result['server_reply']}", highlight=False, markup=False)
+    if result.get("hint"):
+        out.print(f"What to do: {result['hint']}", highlight=False, markup=False)
+    raise typer.Exit(1)
+
+
+@alias_app.command("test")
+def alias_test(
+    user: UserOpt, alias_id: int, as_json: Annotated[bool, typer.Option("--json")] = False
+) -> None:
+    """Test Connection: connect, TLS, log in, MAIL FROM/RCPT TO (no mail is sent)."""
+    import asyncio
+
+    from sendas.services.connection_test import test_saved_alias
+
+    with context() as ctx:
+        result = asyncio.run(test_saved_alias(ctx, actor_for(ctx, user), alias_id))
+    if as_json:
+        emit_json(result)
+        raise typer.Exit(0 if result["status"] == "OK" else 1)
+    _print_test(result)
+
+
 # --- IMAP accounts --------------------------------------------------------------------------
 
 
@@ -451,6 +490,18 @@ def imap_delete(user: UserOpt, account_id: int) -> None:
     out.print(f"deleted IMAP account {account_id}")
 
 
+@imap_app.command("test")
+def imap_test(user: UserOpt, account_id: int) -> None:
+    """Log in to an IMAP account and find its Sent folder (nothing is written)."""
+    import asyncio
+
+    from sendas.services.connection_test import test_imap_account
+
+    with context() as ctx:
+        result = asyncio.run(test_imap_account(ctx, actor_for(ctx, user), account_id))
+    _print_test(result)
+
+
 # --- database outgoing settings -------------------------------------------------------------
 
 
@@ -492,6 +543,18 @@ def outgoing_set(
     with context() as ctx, ctx.db.write() as s:
         system_service.update_system_outgoing(s, OPERATOR, data, ctx.secrets)
     out.print("outgoing settings saved")
+
+
+@outgoing_app.command("test")
+def outgoing_test() -> None:
+    """Test the outgoing settings for automated mail (no mail is sent)."""
+    import asyncio
+
+    from sendas.services.connection_test import test_system_outgoing
+
+    with context() as ctx:
+        result = asyncio.run(test_system_outgoing(ctx, OPERATOR))
+    _print_test(result)
 
 
 @app.command("rotate-key")

@@ -98,6 +98,8 @@ def compose(
 ) -> Composed:
     """Build the message. ``utf8`` says whether the server offers SMTPUTF8.
 
+    The alias name, subject and filenames lose leading and trailing whitespace.
+
     Raises :class:`ValidationFailed` naming the field for a bad address or a header-bound
     value with a line break or control character, and :class:`SmtpUtf8Required` when
     ``utf8`` is false and an address has a non-ASCII local part.
@@ -111,8 +113,9 @@ def compose(
     bcc = [_address("bcc", a, utf8=utf8) for a in content.bcc]
     if not (to or cc or bcc):
         raise ValidationFailed.one("to", "at least one recipient is required")
-    alias_name = _header_text("alias_name", sender.alias_name)
-    subject = _header_text("subject", content.subject)
+    # Outer whitespace does not survive header parsing anyway; drop it here, visibly.
+    alias_name = _header_text("alias_name", sender.alias_name).strip()
+    subject = _header_text("subject", content.subject).strip()
     attachments = [_attachment(i, a) for i, a in enumerate(content.attachments)]
 
     all_addresses = [from_address, *([reply_to] if reply_to else []), *to, *cc, *bcc]
@@ -233,7 +236,7 @@ def _attachment(index: int, attachment: Attachment) -> Attachment:
         raise ValidationFailed.one(
             "attachments", f"{where}: {attachment.content_type!r} is not a content type"
         )
-    return Attachment(attachment.filename, content_type, attachment.data)
+    return Attachment(attachment.filename.strip(), content_type, attachment.data)
 
 
 def _is_token(value: str) -> bool:

@@ -41,7 +41,11 @@ def normalize_email(value: str) -> str:
     """Validate syntax only (no DNS) and return the address with a Unicode domain."""
     header_safe(value)
     try:
-        result = validate_email(value, check_deliverability=False, allow_smtputf8=True)
+        # test_environment admits the reserved .test domain (RFC 2606), which private and
+        # test mail servers use; other special-use names stay refused.
+        result = validate_email(
+            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
+        )
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
     return result.normalized
@@ -132,6 +136,13 @@ class AliasPatch(SmtpFields):
     is_default: bool | None = None
     delay_ms: DelayMs | None = None
     auth: AuthMethod | None = None
+
+
+class AliasTestIn(AliasPatch):
+    """Unsaved Edit Alias settings to test; with ``alias_id``, left-out fields (the password
+    too) come from that saved alias."""
+
+    alias_id: int | None = None
 
 
 class AliasCreate(AliasPatch):

@@ -269,6 +269,10 @@ service auth {{
 }}
 service anvil {{
   {anvil_chroot}
+  # No growing delay after failed logins from 127.0.0.1 (Dovecot's auth penalty).
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 {nonroot_services}
 

@@ -52,6 +52,7 @@ class Received:
     rcpt_tos: list[str]
     data: bytes
     mail_options: list[str]
+    next_command_waiting: bool = False  # the next MAIL came with the end of data
     dropped: bool = False
 
 
@@ -60,17 +61,28 @@ class Recorder:
     """What the server received, and the replies scripted by the test."""
 
     commands: list[bytes] = field(default_factory=list)
+    # per command line: had the client already sent more (pipelined) when it was read?
+    more_waiting: list[bool] = field(default_factory=list)
     messages: list[Received] = field(default_factory=list)
     xoauth2_payloads: list[bytes] = field(default_factory=list)
     auth_exchange: list[bytes] = field(default_factory=list)  # AUTH lines + client answers
     script: Script = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     tokens: dict[str, str] = field(default_factory=lambda: {USER: TOKEN})
+    advertise_auth: list[str] | None = None  # replace the EHLO AUTH line (None: as is)
     connections: int = 0
     protocols: list[SMTP] = field(default_factory=list)
 
     def lines_starting(self, prefix: bytes) -> list[bytes]:
         return [c for c in self.commands if c.upper().startswith(prefix.upper())]
+
+    def waiting_after(self, prefix: bytes) -> list[bool]:
+        """For each command line starting with ``prefix``: did more input follow at once?"""
+        return [
+            more
+            for line, more in zip(self.commands, self.more_waiting, strict=True)
+            if line.upper().startswith(prefix.upper())
+        ]
 
 
     def reply_for(self, key: str, *args: Any) -> ScriptValue:
@@ -123,6 +135,7 @@ class ScriptedSMTP(SMTP):  # type: ignore[misc]
             line = await readuntil(separator)
             if not self._in_data:
                 self.recorder.commands.append(line.rstrip(b"\r\n"))
+                self.recorder.more_waiting.append(bool(reader._buffer))  # type: ignore[attr-defined]
             return line
 
         async def recording_readline() -> bytes:
@@ -154,6 +167,9 @@ class RecordingHandler:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
+        if self.recorder.advertise_auth is not None:
+            responses = [r for r in responses if not r[4:].startswith("AUTH")]
+            responses.insert(-1, "250-AUTH " + " ".join(self.recorder.advertise_auth))
         if self.pipelining:
             responses.insert(-1, "250-PIPELINING")
         return responses
@@ -165,6 +181,7 @@ class RecordingHandler:
             rcpt_tos=list(envelope.rcpt_tos),
             data=raw,
             mail_options=list(envelope.mail_options),
+            next_command_waiting=bool(server._reader._buffer),
         )
         self.recorder.messages.append(received)
         reply = self.recorder.reply_for("DATA_END", received)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 
 from sendas import __version__
 from sendas.api.errors import install_error_handlers
-from sendas.api.routers import aliases, audit, imap_accounts, system, users
+from sendas.api.routers import aliases, audit, campaigns, imap_accounts, system, users
 from sendas.config import Settings
 from sendas.context import AppContext
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api")
-    for module in (users, aliases, imap_accounts, system, audit):
+    for module in (users, aliases, imap_accounts, system, audit, campaigns):
         api.include_router(module.router)
     app.include_router(api)
 

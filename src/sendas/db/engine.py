@@ -77,5 +77,16 @@ class Database:
         with self._write() as session, session.begin():
             yield session
 
+    @contextmanager
+    def scratch(self) -> Iterator[Session]:
+        """A transaction that is always rolled back: for "what if" work such as testing
+        settings before they are saved."""
+        with self._write() as session:
+            session.begin()
+            try:
+                yield session
+            finally:
+                session.rollback()
+
     def dispose(self) -> None:
         self.engine.dispose()

@@ -262,6 +262,10 @@ class Lane(Base):
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     paused_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The worker driving this lane (one SMTP connection per alias across all workers), and
+    # until when its claim holds unless renewed; a dead worker's lane is free after that.
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    owner_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class AuditEvent(Base):

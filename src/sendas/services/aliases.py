@@ -95,7 +95,7 @@ def _check_imap(session: Session, user_id: int, imap_account_id: int | None) -> 
         raise ValidationFailed.one("imap_account_id", "no such IMAP account")
 
 
-def _apply(
+def apply_fields(
     session: Session, alias: Alias, data: AliasPatch, box: SecretBox | None, *, creating: bool
 ) -> list[str]:
     """Copy validated fields onto ``alias``; return warnings. Raises ValidationFailed."""
@@ -178,7 +178,7 @@ def create_alias(
     alias = Alias(
         user_id=actor.id, is_default=False, tls=data.tls or "auto", auth=data.auth or "password"
     )
-    warnings = _apply(session, alias, data, box, creating=True)
+    warnings = apply_fields(session, alias, data, box, creating=True)
     has_default = default_alias(session, actor.id) is not None
     want_default = bool(data.is_default) or not has_default
     if want_default and has_default:
@@ -213,7 +213,7 @@ def update_alias(
         raise ValidationFailed.one(
             "is_default", "an alias stays default until you make another alias the default"
         )
-    warnings = _apply(session, alias, data, box, creating=False)
+    warnings = apply_fields(session, alias, data, box, creating=False)
     if data.is_default and not alias.is_default:
         _clear_default(session, actor.id)
         alias.is_default = True

@@ -312,7 +312,7 @@ def _reply_hint(step: str, code: int, text: str) -> str:
         return _GOOGLE_APP_PASSWORD
     if _has(text, "application-specific password required"):
         return _GOOGLE_APP_PASSWORD
-    if detail == (7, 8) or _has(text, "username and password not accepted"):
+    if _has(text, "username and password not accepted"):  # Google's wording; 5.7.8 is generic
         return _GOOGLE_BAD_LOGIN
     if code == 535 and detail == (7, 3):
         return _MS_535_573

@@ -469,6 +469,13 @@ class SmtpSession:
             )
         addresses = [envelope.envelope_from, *envelope.recipients]
         utf8 = any(needs_smtputf8(a) for a in addresses)
+        if utf8 and "SMTPUTF8" not in self.extensions:
+            step = "mail_from" if needs_smtputf8(envelope.envelope_from) else "rcpt_to"
+            raise SmtpUtf8Required(
+                "an address needs SMTPUTF8, which the server does not offer; nothing was sent",
+                step=step,
+                hint=hint_for(step, None, exc=LocalProblem.SMTPUTF8_NOT_OFFERED),
+            )
         params = b""
         if not envelope.data.isascii() and "8BITMIME" in self.extensions:
             params += b" BODY=8BITMIME"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep
-from sendas.schemas import AliasCreate, AliasOut, AliasPatch
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch, AliasTestIn
 from sendas.services import aliases as svc
+from sendas.services import connection_test
 
 router = APIRouter(prefix="/aliases", tags=["aliases"])
 
@@ -27,6 +30,22 @@ def create_alias(ctx: CtxDep, actor: ActorDep, body: AliasCreate) -> AliasOut:
     with ctx.db.write() as s:
         alias, warnings = svc.create_alias(s, actor, body, ctx.secrets)
         return _with_warnings(svc.alias_out(alias), warnings)
+
+
+@router.post("/test")
+async def test_unsaved(ctx: CtxDep, actor: ActorDep, body: AliasTestIn) -> dict[str, Any]:
+    """Test Connection with settings that are not saved yet; nothing is written."""
+    changes = AliasPatch.model_construct(
+        body.model_fields_set - {"alias_id"},
+        **{k: getattr(body, k) for k in body.model_fields_set - {"alias_id"}},
+    )
+    return await connection_test.test_alias_settings(ctx, actor, changes, body.alias_id)
+
+
+@router.post("/{alias_id}/test")
+async def test_saved(ctx: CtxDep, actor: ActorDep, alias_id: int) -> dict[str, Any]:
+    """Test Connection for a saved alias; the outcome becomes its ``last_test``."""
+    return await connection_test.test_saved_alias(ctx, actor, alias_id)
 
 
 @router.get("/{alias_id}")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep
 from sendas.schemas import ImapCreate, ImapOut, ImapPatch
+from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 
 router = APIRouter(prefix="/imap-accounts", tags=["imap"])
@@ -40,3 +43,9 @@ def delete_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> Response:
     with ctx.db.write() as s:
         svc.delete_imap_account(s, actor, account_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{account_id}/test")
+async def test_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> dict[str, Any]:
+    """Log in, find the Sent folder; nothing is written to the mailbox."""
+    return await connection_test.test_imap_account(ctx, actor, account_id)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from sendas.api.deps import AdminDep, CtxDep
 from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
+from sendas.services import connection_test
 from sendas.services import system_outgoing as svc
 
 router = APIRouter(prefix="/system", tags=["system"])
@@ -21,3 +24,11 @@ def get_outgoing(ctx: CtxDep, actor: AdminDep) -> SystemOutgoingOut:
 def put_outgoing(ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn) -> SystemOutgoingOut:
     with ctx.db.write() as s:
         return svc.system_out(svc.update_system_outgoing(s, actor, body, ctx.secrets))
+
+
+@router.post("/outgoing/test")
+async def test_outgoing(
+    ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn | None = None
+) -> dict[str, Any]:
+    """Test the outgoing settings (unsaved changes in the body are tested, not saved)."""
+    return await connection_test.test_system_outgoing(ctx, actor, body)

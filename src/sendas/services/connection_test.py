@@ -1,0 +1,157 @@
+"""Test Connection: probe SMTP up to RCPT TO (no message is sent), then, when the alias has
+an IMAP account, log in there and name the Sent folder found. Results are stored as the
+alias's ``last_test``."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy.orm import Session
+
+from sendas.context import AppContext
+from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
+from sendas.imap.sent import probe_imap
+from sendas.schemas import AliasCreate, AliasPatch, SystemOutgoingIn
+from sendas.services import aliases as alias_service
+from sendas.services import imap_accounts as imap_service
+from sendas.services import system_outgoing as system_service
+from sendas.services.common import Actor
+from sendas.services.endpoints import imap_endpoint, smtp_endpoint
+from sendas.smtp.probe import probe
+
+
+def _failed(step: str, hint: str) -> dict[str, Any]:
+    return {"status": "FAILED", "step": step, "server_reply": "", "hint": hint, "steps": []}
+
+
+def _imap_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": f"imap_{s['step']}",
+            "ok": s.get("status") == "ok",
+            "ms": s.get("ms", 0),
+            "detail": s.get("detail", ""),
+        }
+        for s in result.get("steps", [])
+    ]
+
+
+async def _probe_row(
+    ctx: AppContext, row: Alias | SystemOutgoing, imap: ImapAccount | None
+) -> dict[str, Any]:
+    if not row.smtp_host:
+        return _failed("settings", "Enter the SMTP server (host:port) first.")
+    if not row.from_address:
+        return _failed("settings", "Enter the From address first.")
+    # Tokens come from the OAuth sign-in; without a grant there is nothing to test with.
+    if isinstance(row, Alias) and row.auth != "password" and not row.oauth_token_enc:
+        name = "Google" if row.auth == "google" else "Microsoft"
+        return _failed("auth", f"Click 'Sign in with {name}' to connect this alias first.")
+    try:
+        endpoint = smtp_endpoint(row, ctx.secrets, timeout=ctx.settings.smtp_timeout)
+    except ValueError as exc:
+        return _failed("settings", str(exc))
+    result = (await probe(endpoint, row.from_address)).as_dict()
+    if result["status"] != "OK" or imap is None:
+        return result
+    imap_result = await probe_imap(
+        imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
+    )
+    result["steps"] = [*result["steps"], *_imap_steps(imap_result)]
+    if imap_result["status"] == "OK":
+        result["sent_folder"] = imap_result.get("sent_folder")
+        return result
+    return {
+        **result,
+        "status": "FAILED",
+        "step": f"imap_{imap_result.get('step', 'connect')}",
+        "server_reply": imap_result.get("server_reply", ""),
+        "hint": imap_result.get("hint", ""),
+    }
+
+
+def _stamp(result: dict[str, Any]) -> dict[str, Any]:
+    return {**result, "tested_at": utcnow().isoformat()}
+
+
+Row = TypeVar("Row", Alias, ImapAccount, SystemOutgoing)
+
+
+def _copy(row: Row) -> Row:
+    """A detached copy of a row's columns, usable after its session is rolled back."""
+    return type(row)(**{c.key: getattr(row, c.key) for c in type(row).__table__.columns})
+
+
+def _transient_alias(
+    session: Session, ctx: AppContext, actor: Actor, data: AliasPatch, alias_id: int | None
+) -> tuple[Alias, ImapAccount | None]:
+    """The alias as it would be saved, without saving it (the session is rolled back)."""
+    if alias_id is not None:
+        stored = alias_service.get_alias(session, actor, alias_id)
+        alias = _copy(stored)
+    else:
+        alias = Alias(
+            user_id=actor.id,
+            tls=data.tls or "auto",
+            auth=data.auth or "password",
+            allow_plaintext_auth=False,
+        )
+    fields = data.model_fields_set - {"description", "is_default"}
+    changes = AliasPatch.model_construct(fields, **{k: getattr(data, k) for k in fields})
+    alias_service.apply_fields(session, alias, changes, ctx.secrets, creating=alias_id is None)
+    if not alias.imap_account_id:
+        return alias, None
+    return alias, _copy(imap_service.get_imap_account(session, actor, alias.imap_account_id))
+
+
+async def test_alias_settings(
+    ctx: AppContext, actor: Actor, data: AliasCreate | AliasPatch, alias_id: int | None = None
+) -> dict[str, Any]:
+    """Test settings typed in the Edit Alias screen, before saving (nothing is written).
+
+    With ``alias_id``, fields left out fall back to the stored alias (the password too).
+    Raises ValidationFailed for malformed fields, NotFound for another user's alias.
+    """
+    with ctx.db.scratch() as session:
+        alias, imap = _transient_alias(session, ctx, actor, data, alias_id)
+    return _stamp(await _probe_row(ctx, alias, imap))
+
+
+async def test_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> dict[str, Any]:
+    """Test a saved alias and store the outcome as its ``last_test``."""
+    with ctx.db.read() as session:
+        alias = alias_service.get_alias(session, actor, alias_id)
+        imap = alias.imap_account
+    result = _stamp(await _probe_row(ctx, alias, imap))
+    with ctx.db.write() as session:
+        stored = alias_service.get_alias(session, actor, alias_id)
+        stored.last_test = result
+    return result
+
+
+async def test_imap_account(ctx: AppContext, actor: Actor, account_id: int) -> dict[str, Any]:
+    with ctx.db.read() as session:
+        acc = imap_service.get_imap_account(session, actor, account_id)
+    result = _stamp(
+        await probe_imap(imap_endpoint(acc, ctx.secrets, timeout=ctx.settings.smtp_timeout))
+    )
+    with ctx.db.write() as session:
+        imap_service.get_imap_account(session, actor, account_id).last_test = result
+    return result
+
+
+async def test_system_outgoing(
+    ctx: AppContext, actor: Actor, data: SystemOutgoingIn | None = None
+) -> dict[str, Any]:
+    """Test the database outgoing settings (with unsaved changes when ``data`` is given)."""
+    actor.require_admin()
+    with ctx.db.scratch() as session:
+        row = system_service.get_settings_row(session)
+        if data is not None and data.model_fields_set:
+            system_service.update_system_outgoing(session, actor, data, ctx.secrets)
+        snapshot = _copy(row)
+    result = _stamp(await _probe_row(ctx, snapshot, None))
+    if data is None or not data.model_fields_set:
+        with ctx.db.write() as session:
+            system_service.get_settings_row(session).last_test = result
+    return result

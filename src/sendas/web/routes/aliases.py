@@ -1,0 +1,317 @@
+"""Email Alias List, Edit Alias, Test Connection."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+
+from sendas.db.models import Lane, OAuthClient
+from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch
+from sendas.services import aliases as svc
+from sendas.services import imap_accounts as imap_svc
+from sendas.services.common import Actor
+from sendas.web.deps import (
+    Form,
+    PageNotFound,
+    WebActor,
+    WebCtx,
+    checked,
+    raw_text,
+    text,
+)
+from sendas.web.presets import PRESETS
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+
+router = APIRouter()
+
+# Every field of the form that can carry an error, in screen order.
+ALIAS_FIELDS = (
+    "description", "alias_name", "from_address", "reply_to", "smtp_server",
+    "imap_account_id", "smtp_username", "smtp_password", "tls", "allow_plaintext_auth",
+    "is_default", "delay_ms", "ca_bundle", "auth",
+)
+TLS_CHOICES = (
+    ("auto", "Automatic (TLS on port 465, STARTTLS on other ports)"),
+    ("implicit", "TLS from the start (usually port 465)"),
+    ("starttls", "STARTTLS (usually port 587)"),
+)
+
+
+def oauth_state(request: Request, session: Session) -> dict[str, dict[str, bool]]:
+    """Per provider: is the sign-in route installed, and has the admin registered a client?"""
+    paths = {getattr(r, "path", "") for r in request.app.routes}
+    state = {}
+    for provider in ("google", "microsoft"):
+        route = f"/oauth/{provider}/start" in paths or "/oauth/{provider}/start" in paths
+        client = route and session.get(OAuthClient, provider) is not None
+        state[provider] = {"available": bool(route and client)}
+    return state
+
+
+def attention_ids(session: Session, alias_ids: list[int]) -> set[int]:
+    """Aliases whose sending lane stopped and waits for the owner."""
+    if not alias_ids:
+        return set()
+    names = [f"alias:{i}" for i in alias_ids]
+    rows = session.scalars(select(Lane.name).where(Lane.name.in_(names), Lane.needs_attention))
+    return {int(n.split(":", 1)[1]) for n in rows}
+
+
+@router.get("/aliases")
+def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
+    with ctx.db.read() as s:
+        rows = svc.list_aliases(s, actor)
+        outs = [svc.alias_out(a) for a in rows]
+        attention = attention_ids(s, [a.id for a in rows])
+        imap_names = {a.id: a.imap_account.description or a.imap_account.username
+                      for a in rows if a.imap_account is not None}
+    cards = [
+        {"a": out, "attention": out.needs_reauth or out.id in attention,
+         "imap": imap_names.get(out.id, ""), "test": _last_test(out.last_test)}
+        for out in outs
+    ]
+    return page(request, "aliases/list.html", {"cards": cards})
+
+
+def _last_test(last: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not last:
+        return None
+    return {
+        "status": str(last.get("status", "")),
+        "at": last.get("at") or last.get("tested_at") or last.get("time") or "",
+        "step": last.get("step") or "",
+    }
+
+
+def _values_from_alias(out: AliasOut) -> dict[str, Any]:
+    v: dict[str, Any] = out.model_dump()
+    v["reply_to"] = out.reply_to or ""
+    v["imap_account_id"] = out.imap_account_id or ""
+    return v
+
+
+def _blank_values() -> dict[str, Any]:
+    return {
+        "id": None, "description": "", "alias_name": "", "from_address": "", "reply_to": "",
+        "smtp_server": "", "imap_account_id": "", "smtp_username": "", "tls": "auto",
+        "allow_plaintext_auth": False, "is_default": False, "delay_ms": 0, "auth": "password",
+        "password_set": False, "ca_bundle_set": False, "needs_reauth": False, "warnings": [],
+    }
+
+
+def _values_from_form(form: FormData, stored: dict[str, Any]) -> dict[str, Any]:
+    """What the user typed, to show again after an error (never the password)."""
+    v = dict(stored)
+    for name in ("description", "alias_name", "from_address", "reply_to", "smtp_server",
+                 "smtp_username", "delay_ms", "imap_account_id"):
+        v[name] = text(form, name)
+    v["tls"] = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
+    v["allow_plaintext_auth"] = checked(form, "allow_plaintext_auth")
+    v["is_default"] = stored.get("is_default") or checked(form, "is_default")
+    v["preset"] = text(form, "preset")
+    return v
+
+
+def _edit_page(
+    request: Request, ctx: WebCtx, actor: Actor, values: dict[str, Any],
+    errors: dict[str, str] | None = None, status_code: int = 200,
+) -> Response:
+    with ctx.db.read() as s:
+        imaps = [imap_svc.imap_out(a) for a in imap_svc.list_imap_accounts(s, actor)]
+        oauth = oauth_state(request, s)
+    return page(request, "aliases/edit.html", {
+        "v": values, "errors": errors or {}, "imaps": imaps, "oauth": oauth,
+        "presets": PRESETS, "tls_choices": TLS_CHOICES, "fields": ALIAS_FIELDS,
+    }, status_code=status_code)
+
+
+@router.get("/aliases/new")
+def alias_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
+    return _edit_page(request, ctx, actor, _blank_values())
+
+
+@router.get("/aliases/{alias_id}")
+def alias_edit(request: Request, ctx: WebCtx, actor: WebActor, alias_id: int) -> Response:
+    try:
+        with ctx.db.read() as s:
+            out = svc.alias_out(svc.get_alias(s, actor, alias_id))
+    except NotFound:
+        raise PageNotFound() from None
+    return _edit_page(request, ctx, actor, _values_from_alias(out))
+
+
+def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form as AliasCreate/AliasPatch input, plus errors found before validation.
+
+    An empty password field keeps the stored password; the Disable SSL/TLS box is tls "none".
+    """
+    data: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name in ("description", "alias_name", "smtp_server", "smtp_username"):
+        data[name] = text(form, name)
+    for name in ("from_address", "reply_to"):
+        value = text(form, name)
+        if value:
+            data[name] = value
+        elif name == "reply_to" and not creating:
+            data[name] = None  # clearing the field removes the reply-to address
+    imap = text(form, "imap_account_id")
+    if imap.isdigit():
+        data["imap_account_id"] = int(imap)
+    elif not creating:
+        data["imap_account_id"] = None
+    password = raw_text(form, "smtp_password")
+    if password:
+        data["smtp_password"] = password
+    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
+    data["tls"] = tls
+    data["allow_plaintext_auth"] = checked(form, "allow_plaintext_auth") and tls == "none"
+    ca = raw_text(form, "ca_bundle").strip()
+    if ca:
+        data["ca_bundle"] = ca
+    elif checked(form, "clear_ca_bundle"):
+        data["ca_bundle"] = None
+    if checked(form, "is_default"):
+        data["is_default"] = True
+    delay = text(form, "delay_ms").replace(",", "").replace("_", "")
+    if not delay:
+        data["delay_ms"] = 0
+    elif delay.isdigit():
+        data["delay_ms"] = int(delay)
+    else:
+        errors["delay_ms"] = "must be a whole number of milliseconds (0 for no pause)"
+    auth = text(form, "auth")
+    if auth in ("password", "google", "microsoft"):
+        data["auth"] = auth
+    return data, errors
+
+
+def _alias_id(form: FormData) -> int | None:
+    raw = text(form, "alias_id")
+    return int(raw) if raw.isdigit() else None
+
+
+def _save_failed(
+    request: Request, ctx: WebCtx, actor: Actor, form: FormData, alias_id: int | None,
+    errors: dict[str, str],
+) -> Response:
+    if is_htmx(request):
+        # The form stays as typed (password included); only the error slots change.
+        return page(request, "aliases/_save_errors.html",
+                    {"errors": errors, "fields": ALIAS_FIELDS}, status_code=422)
+    stored = _blank_values()
+    if alias_id is not None:
+        try:
+            with ctx.db.read() as s:
+                stored = _values_from_alias(svc.alias_out(svc.get_alias(s, actor, alias_id)))
+        except NotFound:
+            raise PageNotFound() from None
+    values = _values_from_form(form, stored)
+    if raw_text(form, "smtp_password"):
+        errors.setdefault("smtp_password", "type the password again: it is never sent back")
+    return _edit_page(request, ctx, actor, values, errors, status_code=422)
+
+
+@router.post("/aliases/save")
+def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    alias_id = _alias_id(form)
+    data, errors = alias_input(form, creating=alias_id is None)
+    warnings: list[str] = []
+    if not errors:
+        try:
+            with ctx.db.write() as s:
+                if alias_id is None:
+                    alias, warnings = svc.create_alias(
+                        s, actor, AliasCreate.model_validate(data), ctx.secrets
+                    )
+                else:
+                    alias, warnings = svc.update_alias(
+                        s, actor, alias_id, AliasPatch.model_validate(data), ctx.secrets
+                    )
+                description = alias.description
+        except (ValidationError, ValidationFailed) as exc:
+            errors = field_errors(exc)
+        except NotFound:
+            raise PageNotFound() from None
+    if errors:
+        return _save_failed(request, ctx, actor, form, alias_id, errors)
+    flash(request, f"Saved alias “{description}”.")
+    for w in warnings:
+        flash(request, w, "warn")
+    return redirect(request, "/aliases")
+
+
+@router.post("/aliases/{alias_id}/default")
+def alias_make_default(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+) -> Response:
+    try:
+        with ctx.db.write() as s:
+            description = svc.make_default(s, actor, alias_id).description
+    except NotFound:
+        raise PageNotFound() from None
+    flash(request, f"“{description}” is now your default alias.")
+    return redirect(request, "/aliases")
+
+
+@router.post("/aliases/{alias_id}/delete")
+def alias_delete(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+) -> Response:
+    try:
+        with ctx.db.write() as s:
+            description = svc.get_alias(s, actor, alias_id).description
+            svc.delete_alias(s, actor, alias_id)
+    except NotFound:
+        raise PageNotFound() from None
+    except SendasError as exc:
+        flash(request, str(exc), "error")
+        return redirect(request, f"/aliases/{alias_id}")
+    flash(request, f"Deleted alias “{description}”.")
+    return redirect(request, "/aliases")
+
+
+async def run_service(fn: Any, *args: Any) -> Any:
+    """Call a service function whether it is a coroutine function or a blocking one."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    return await run_in_threadpool(fn, *args)
+
+
+@router.post("/aliases/test")
+async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    """Test the settings as typed (saved or not); answers a fragment for #test-result."""
+    alias_id = _alias_id(form)
+    data, errors = alias_input(form, creating=True)
+    if not data.get("description"):
+        data["description"] = "(unsaved alias)"  # the description plays no part in a test
+    data.pop("is_default", None)
+    result: dict[str, Any] | None = None
+    if not errors:
+        try:
+            from sendas.services import connection_test
+        except ImportError:
+            return page(request, "_test_result.html", {
+                "result": None, "unavailable": True, "errors": {}, "fields": ALIAS_FIELDS,
+            })
+        try:
+            model = AliasCreate.model_validate(data)
+            result = await run_service(
+                connection_test.test_alias_settings, ctx, actor, model, alias_id
+            )
+        except (ValidationError, ValidationFailed) as exc:
+            errors = field_errors(exc)
+        except NotFound:
+            raise PageNotFound() from None
+    return page(request, "_test_result.html", {
+        "result": result, "unavailable": False, "errors": errors, "fields": ALIAS_FIELDS,
+    })

@@ -1,0 +1,124 @@
+"""Test Connection over the API, against a real aiosmtpd server with trustme certificates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from sendas.api import create_app
+from sendas.context import AppContext
+from tests.conftest import Person
+from tests.servers.smtpd import PASSWORD, USER, SmtpdServer
+
+
+@pytest_asyncio.fixture
+async def api(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ctx.settings, ctx=ctx)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sendas.test") as c:
+        yield c
+
+
+def alias_body(server: SmtpdServer, **over: Any) -> dict[str, Any]:
+    body = {
+        "description": "Test me",
+        "alias_name": "Alice",
+        "from_address": USER,
+        "smtp_server": f"{server.host}:{server.port}",
+        "tls": server.tls,
+        "smtp_username": USER,
+        "smtp_password": PASSWORD,
+        "ca_bundle": server.ca_pem,
+    }
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+async def test_saved_alias_ok_and_stored_as_last_test(
+    api: httpx.AsyncClient, alice: Person, smtpd: Any, tls: str
+):
+    server = await smtpd(tls=tls)
+    r = await api.post("/api/aliases", json=alias_body(server), headers=alice.headers)
+    alias_id = r.json()["id"]
+    r = await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)
+    result = r.json()
+    assert r.status_code == 200 and result["status"] == "OK", result
+    steps = [s["step"] for s in result["steps"]]
+    assert "auth" in steps and "rcpt_to" in steps
+    assert server.recorder.messages == []  # no message was sent
+    assert server.recorder.lines_starting(b"RCPT TO")
+    stored = (await api.get(f"/api/aliases/{alias_id}", headers=alice.headers)).json()
+    assert stored["last_test"]["status"] == "OK" and stored["last_test"]["tested_at"]
+
+
+async def test_wrong_password_names_step_reply_and_hint(
+    api: httpx.AsyncClient, alice: Person, smtpd: Any
+):
+    server = await smtpd(tls="starttls")
+    r = await api.post(
+        "/api/aliases", json=alias_body(server, smtp_password="wrong-one"), headers=alice.headers
+    )
+    result = (await api.post(f"/api/aliases/{r.json()['id']}/test", headers=alice.headers)).json()
+    assert result["status"] == "FAILED" and result["step"] == "auth"
+    assert result["server_reply"].startswith("535") and result["hint"]
+    assert "wrong-one" not in str(result)
+
+
+async def test_unsaved_settings_use_stored_password_and_write_nothing(
+    api: httpx.AsyncClient, alice: Person, smtpd: Any
+):
+    server = await smtpd(tls="starttls")
+    r = await api.post("/api/aliases", json=alias_body(server), headers=alice.headers)
+    alias_id = r.json()["id"]
+    # Test a changed display name without resending the password: the stored one is used.
+    r = await api.post(
+        "/api/aliases/test", json={"alias_id": alias_id, "alias_name": "New"}, headers=alice.headers
+    )
+    assert r.json()["status"] == "OK", r.json()
+    # A new unsaved alias with a wrong password fails; nothing is stored.
+    body = alias_body(server, smtp_password="nope-nope")
+    r = await api.post("/api/aliases/test", json=body, headers=alice.headers)
+    assert r.json()["status"] == "FAILED" and r.json()["step"] == "auth"
+    rows = (await api.get("/api/aliases", headers=alice.headers)).json()
+    assert len(rows) == 1 and rows[0]["alias_name"] == "Alice" and rows[0]["last_test"] is None
+
+
+async def test_unsaved_bad_field_is_422(api: httpx.AsyncClient, alice: Person, smtpd: Any):
+    server = await smtpd(tls="starttls")
+    r = await api.post(
+        "/api/aliases/test", json=alias_body(server, smtp_server="host:0"), headers=alice.headers
+    )
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "smtp_server"
+
+
+async def test_other_users_alias_test_is_404(
+    api: httpx.AsyncClient, alice: Person, bob: Person, smtpd: Any
+):
+    server = await smtpd(tls="starttls")
+    r = await api.post("/api/aliases", json=alias_body(server), headers=alice.headers)
+    alias_id = r.json()["id"]
+    assert (await api.post(f"/api/aliases/{alias_id}/test", headers=bob.headers)).status_code == 404
+    r = await api.post("/api/aliases/test", json={"alias_id": alias_id}, headers=bob.headers)
+    assert r.status_code == 404
+
+
+async def test_system_outgoing_test(api: httpx.AsyncClient, admin: Person, smtpd: Any):
+    server = await smtpd(tls="implicit")
+    body = {
+        "from_address": USER,
+        "smtp_server": f"{server.host}:{server.port}",
+        "tls": "implicit",
+        "smtp_username": USER,
+        "smtp_password": PASSWORD,
+        "ca_bundle": server.ca_pem,
+    }
+    assert (await api.put("/api/system/outgoing", json=body, headers=admin.headers)).status_code == 200
+    r = await api.post("/api/system/outgoing/test", headers=admin.headers)
+    assert r.json()["status"] == "OK", r.json()
+    got = (await api.get("/api/system/outgoing", headers=admin.headers)).json()
+    assert got["last_test"]["status"] == "OK"
