@@ -182,3 +182,37 @@ def test_rotate_key_and_db_upgrade(run, tmp_path: Path):
     assert (tmp_path / "data" / "secret.key").read_text() != before
     r = run("db", "upgrade")
     assert r.exit_code == 0 and "revision" in r.stdout
+
+
+def test_alias_test_reports_ok_and_failure(run):
+    import socket
+
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # pragma: no cover - never sent
+            return "250 OK"
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        run("user", "add", "t@example.com", "--name", "T")
+        r = run("alias", "add", "--user", "t@example.com", "--description", "Plain", "--from",
+                "t@example.com", "--server", f"127.0.0.1:{port}", "--tls", "none")
+        assert r.exit_code == 0, r.output
+        r = run("alias", "test", "--user", "t@example.com", "1")
+        assert r.exit_code == 0, r.output
+        assert "Status: OK" in r.stdout and "rcpt_to" in r.stdout
+    finally:
+        controller.stop()
+    closed = free_port()  # nobody listens there
+    run("alias", "edit", "--user", "t@example.com", "1", "--server", f"127.0.0.1:{closed}")
+    r = run("alias", "test", "--user", "t@example.com", "1")
+    assert r.exit_code == 1
+    assert "Status: FAILED at connect" in r.stdout and "What to do:" in r.stdout

@@ -253,7 +253,7 @@ _CLOSED = (
 
 
 def _tls_hint(error_text: str) -> str | None:
-    lowered = error_text.lower()
+    lowered = error_text.lower().replace("_", " ")
     if "wrong version number" in lowered or "packet length too long" in lowered:
         return _WRONG_TLS_MODE
     if "record layer failure" in lowered or "http request" in lowered:

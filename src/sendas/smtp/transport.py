@@ -258,7 +258,7 @@ class SmtpSession:
             ) from None
         except ssl.SSLError as exc:
             raise TlsError(
-                f"TLS handshake failed: {exc.reason or exc}",
+                f"TLS handshake failed: {exc}",
                 step=step,
                 hint=hint_for(step, None, exc=exc),
             ) from None

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, Annotated, Any
 
-from fastapi import APIRouter, Query, Request, UploadFile, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 
 from sendas.api.deps import ActorDep, CtxDep
 from sendas.errors import FieldProblem, TemplateError, ValidationFailed

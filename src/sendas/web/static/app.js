@@ -1,0 +1,119 @@
+/* sendas pages: small enhancements; every page also works without them. */
+(function () {
+  "use strict";
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+
+  function fmt(n) { return Number(n).toLocaleString("en-US"); }
+
+  /* Provider presets and the helpers of the Edit Alias screen. */
+  function serverWarning() {
+    var input = $("#f-smtp_server"), box = $("#server-warning");
+    if (!input || !box) return;
+    var host = input.value.trim().toLowerCase().replace(/^\[/, "");
+    if (/^(imap|pop|pop3)\./.test(host)) {
+      box.textContent = "This looks like an incoming-mail server (" + host.split(":")[0] +
+        "). Sending needs the outgoing (SMTP) server, which usually starts with smtp. — " +
+        "for Gmail that is smtp.gmail.com:465.";
+      box.hidden = false;
+    } else if (box.dataset.js) {
+      box.hidden = true;
+    }
+    box.dataset.js = "1";
+  }
+
+  function initAliasForm() {
+    var form = $("#alias-form");
+    if (!form) return;
+    var data = $("#presets-data");
+    var presets = data ? JSON.parse(data.textContent) : [];
+    var select = $("#f-preset"), note = $("#preset-note");
+    select.addEventListener("change", function () {
+      var p = presets.find(function (x) { return x.key === select.value; });
+      if (!p) { note.hidden = true; return; }
+      $("#f-smtp_server").value = p.smtp_server;
+      $("#f-tls").value = p.tls === "none" ? "auto" : p.tls;
+      $("#f-disable_tls").checked = false;
+      $("#f-delay_ms").value = String(p.delay_ms);
+      toggleTls();
+      serverWarning();
+      var text = p.label + ": " + p.note;
+      if (p.delay_ms) text += " Suggested delay: " + fmt(p.delay_ms) + " ms.";
+      if (p.oauth) text += " Tip: Sign in with " + (p.oauth === "google" ? "Google" : "Microsoft") + " is simpler than a password.";
+      note.textContent = text;
+      note.hidden = false;
+    });
+    $("#f-smtp_server").addEventListener("input", serverWarning);
+
+    var disable = $("#f-disable_tls");
+    function toggleTls() { $("#tls-warning").hidden = !disable.checked; }
+    disable.addEventListener("change", toggleTls);
+
+    var perMinute = $("#f-per-minute"), math = $("#rate-math"), use = $("#use-rate");
+    var computed = null;
+    perMinute.addEventListener("input", function () {
+      var n = parseInt(perMinute.value, 10);
+      if (!n || n < 1) {
+        computed = null; use.disabled = true;
+        math.textContent = "Type a limit to compute the delay: 60,000 ms in a minute ÷ the limit.";
+        return;
+      }
+      computed = Math.ceil(60000 / n);
+      use.disabled = false;
+      math.textContent = "60,000 ms ÷ " + fmt(n) + " = " + fmt(computed) + " ms between emails" +
+        (computed >= 1000 ? " (" + (computed / 1000).toLocaleString("en-US") + " s)." : ".");
+    });
+    use.addEventListener("click", function () {
+      if (computed !== null) { $("#f-delay_ms").value = String(computed); $("#f-delay_ms").focus(); }
+    });
+  }
+
+  /* After an htmx answer, mark the fields that have an error and focus the first one. */
+  function markErrors() {
+    var first = null;
+    document.querySelectorAll(".field-error").forEach(function (slot) {
+      var name = slot.id.replace(/^err-/, "");
+      var input = document.getElementById("f-" + name);
+      var wrap = document.getElementById("field-" + name);
+      var bad = slot.textContent.trim() !== "";
+      if (input) {
+        if (bad) input.setAttribute("aria-invalid", "true"); else input.removeAttribute("aria-invalid");
+      }
+      if (wrap) wrap.classList.toggle("invalid", bad);
+      if (bad && !first && input) first = input;
+    });
+    return first;
+  }
+
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    var first = markErrors();
+    var xhr = ev.detail && ev.detail.xhr;
+    if (first && xhr && xhr.status === 422) first.focus();
+  });
+
+  /* Forms that ask before doing something that cannot be undone. */
+  document.addEventListener("submit", function (ev) {
+    var msg = ev.target.getAttribute && ev.target.getAttribute("data-confirm");
+    if (msg && !window.confirm(msg)) ev.preventDefault();
+  }, true);
+
+  /* Recipients typed or pasted: keep the counter beside the box up to date. */
+  function initRecipients() {
+    var box = $("#f-recipients_text"), out = $("#recipients-count");
+    if (!box || !out) return;
+    function count() {
+      var lines = box.value.split(/\r?\n/).filter(function (l) { return l.trim(); });
+      var header = lines.length && !/@/.test(lines[0].split(",")[0]);
+      var n = Math.max(0, lines.length - (header ? 1 : 0));
+      out.textContent = n + (n === 1 ? " recipient" : " recipients");
+    }
+    box.addEventListener("input", count);
+    count();
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    initAliasForm();
+    initRecipients();
+    serverWarning();
+  });
+})();

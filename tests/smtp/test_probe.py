@@ -1,0 +1,91 @@
+"""Test Connection: walks every step, stops at the first failure, never sends a message."""
+
+from __future__ import annotations
+
+import trustme
+
+from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.probe import ProbeResult, ProbeStep, probe
+from tests.servers.smtpd import USER, SmtpdFactory
+
+
+async def test_probe_walks_every_step_and_sends_no_message(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("starttls")
+    result = (await probe(server.endpoint(), USER)).as_dict()
+    assert result["status"] == "OK"
+    steps = [s["step"] for s in result["steps"]]
+    assert steps == [
+        "resolve", "connect", "greeting", "ehlo", "starttls", "ehlo", "auth",
+        "mail_from", "rcpt_to", "rset", "quit",
+    ]
+    assert all(s["ok"] and s["ms"] >= 0 for s in result["steps"])
+    assert server.recorder.messages == []
+    assert server.recorder.lines_starting(b"DATA") == []
+    assert server.recorder.lines_starting(b"MAIL") == [f"MAIL FROM:<{USER}>".encode()]
+    assert server.recorder.lines_starting(b"RCPT") == [f"RCPT TO:<{USER}>".encode()]
+    assert server.recorder.commands[-2:] == [b"RSET", b"QUIT"]
+
+
+async def test_probe_uses_the_given_harmless_recipient(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("implicit")
+    result = await probe(server.endpoint(), USER, rcpt_probe="postmaster@example.test")
+    assert result.ok
+    assert [s.step for s in result.steps][:3] == ["resolve", "connect", "tls"]
+    assert server.recorder.lines_starting(b"RCPT") == [b"RCPT TO:<postmaster@example.test>"]
+
+
+async def test_probe_stops_at_auth_with_reply_and_hint(smtpd: SmtpdFactory) -> None:
+    from pydantic import SecretStr
+
+    server = await smtpd("implicit")
+    result = (await probe(server.endpoint(password=SecretStr("nope")), USER)).as_dict()
+    assert result["status"] == "FAILED"
+    assert result["step"] == "auth"
+    assert result["server_reply"].startswith("535")
+    assert result["hint"]
+    assert result["steps"][-1]["step"] == "auth" and result["steps"][-1]["ok"] is False
+    assert server.recorder.lines_starting(b"MAIL") == []
+    assert "nope" not in str(result)
+
+
+async def test_probe_names_greeting_timeout(silent_server: int) -> None:
+    endpoint = SmtpEndpoint("127.0.0.1", silent_server, "starttls", timeout=0.5)
+    result = (await probe(endpoint, USER)).as_dict()
+    assert result["status"] == "FAILED"
+    assert result["step"] == "greeting"
+    assert "implicit TLS" in result["hint"]
+    assert result["steps"][-1]["ms"] >= 400
+
+
+async def test_probe_wrong_tls_mode_for_port(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("starttls")
+    result = (await probe(server.endpoint(tls="implicit"), USER)).as_dict()
+    assert result["status"] == "FAILED"
+    assert result["step"] == "tls"
+    assert "587" in result["hint"] and "STARTTLS" in result["hint"]
+    assert "wrong version number" in result["error"].lower()
+
+
+async def test_probe_untrusted_certificate(smtpd: SmtpdFactory, unknown_ca: trustme.CA) -> None:
+    server = await smtpd("starttls")
+    endpoint = server.endpoint(ca_bundle_pem=unknown_ca.cert_pem.bytes().decode())
+    result = (await probe(endpoint, USER)).as_dict()
+    assert (result["status"], result["step"]) == ("FAILED", "starttls")
+    assert "certificate" in result["hint"]
+    assert server.recorder.auth_exchange == []
+
+
+async def test_probe_rcpt_refused(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("implicit")
+    server.recorder.script["RCPT"] = "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+    result = (await probe(server.endpoint(), USER)).as_dict()
+    assert (result["status"], result["step"]) == ("FAILED", "rcpt_to")
+    assert "Send As" in result["hint"]
+
+
+def test_results_merge_for_the_imap_part() -> None:
+    smtp = ProbeResult([ProbeStep("connect", True, 1.0)])
+    imap = ProbeResult([ProbeStep("imap_login", True, 2.0, "Sent folder: Sent")])
+    merged = smtp.merged(imap).as_dict()
+    assert merged["status"] == "OK"
+    assert [s["step"] for s in merged["steps"]] == ["connect", "imap_login"]
