@@ -141,6 +141,7 @@ def serve(
                 f"[bold]First start:[/] created admin [cyan]{email}[/] with password "
                 f"[cyan]{password}[/] (shown once). Log in at {settings.base_url}/login",
                 highlight=False,
+                soft_wrap=True,
             )
         out.print(f"sendas serving on http://{settings.host}:{settings.port}", highlight=False)
         uvicorn.run(

@@ -116,7 +116,7 @@ class Templates:
 
     def missing(self, fields: Mapping[str, Any] | Iterable[str]) -> str | None:
         """The first required field not among ``fields`` (a mapping or its keys), or None."""
-        keys = fields.keys() if isinstance(fields, Mapping) else set(fields)
+        keys = fields if isinstance(fields, dict | Mapping) else set(fields)
         for name in self._field_part:
             if name not in keys:
                 return name

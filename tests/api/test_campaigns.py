@@ -144,19 +144,19 @@ def test_csv_bad_lines_are_reported_by_number_and_nothing_queued(
 ):
     make_alias(client, alice)
     csv_text = (
-        "email,first\n"  # line 1
-        "ann@example.org,Ann\n"  # 2
-        "nobody,Nobody\n"  # 3: not an address
-        "ben@example.org,Ben,extra\n"  # 4: wrong column count
+        "email,first,note\n"  # line 1
+        "ann@example.org,Ann,\n"  # 2
+        "nobody,Nobody,\n"  # 3: not an address
+        "ben@example.org,Ben,,extra\n"  # 4: wrong column count
         "\n"  # 5: blank, ignored
-        '"cat@example.org","Cat\nwith a line break"\n'  # 6-7: one record over two lines
-        "dan@example.org\n"  # 8: too few columns
+        '"cat@example.org",Cat,"a note\nover two lines"\n'  # 6-7: one record
+        "dan@example.org,Dan\n"  # 8: too few columns
     )
     r = upload(client, alice, csv_text)
     assert r.status_code == 422
     msgs = [e["msg"] for e in r.json()["detail"]]
     assert [m.split(":")[0] for m in msgs] == ["line 3", "line 4", "line 8"]
-    assert "expected 2 columns, found 3" in msgs[1]
+    assert "expected 3 columns, found 4" in msgs[1]
     assert count_messages(ctx) == 0
 
 
@@ -190,13 +190,16 @@ def test_subject_line_break_from_a_field_is_a_bad_row(
     client: TestClient, ctx: AppContext, alice: Person
 ):
     make_alias(client, alice)
-    r = upload(client, alice, 'email,first\nann@example.org,"A\r\nBcc: x@evil"\nben@example.org,Ben\n')
+    csv_text = 'email,first\nann@example.org,"A\r\nBcc: x@evil"\nben@example.org,Ben\n'
+    r = upload(client, alice, csv_text)
     assert r.status_code == 422
     assert r.json()["detail"][0]["msg"].startswith("line 2:")
     assert count_messages(ctx) == 0
 
 
-def test_other_users_alias_is_refused(client: TestClient, ctx: AppContext, alice: Person, bob: Person):
+def test_other_users_alias_is_refused(
+    client: TestClient, ctx: AppContext, alice: Person, bob: Person
+):
     bob_alias = make_alias(client, bob)
     make_alias(client, alice)
     r = client.post("/api/campaigns", json=letter(alias_id=bob_alias), headers=alice.headers)

@@ -117,8 +117,76 @@ async def test_system_outgoing_test(api: httpx.AsyncClient, admin: Person, smtpd
         "smtp_password": PASSWORD,
         "ca_bundle": server.ca_pem,
     }
-    assert (await api.put("/api/system/outgoing", json=body, headers=admin.headers)).status_code == 200
+    assert (
+        await api.put("/api/system/outgoing", json=body, headers=admin.headers)
+    ).status_code == 200
     r = await api.post("/api/system/outgoing/test", headers=admin.headers)
     assert r.json()["status"] == "OK", r.json()
     got = (await api.get("/api/system/outgoing", headers=admin.headers)).json()
     assert got["last_test"]["status"] == "OK"
+
+
+async def test_alias_with_imap_account_names_sent_folder(
+    api: httpx.AsyncClient, alice: Person, smtpd: Any, dovecot_server: Any
+):
+    server = await smtpd(tls="starttls")
+    account = dovecot_server.special
+    r = await api.post(
+        "/api/imap-accounts",
+        json={
+            "imap_server": f"{dovecot_server.host}:{dovecot_server.imaps_port}",
+            "tls": "implicit",
+            "username": account.username,
+            "password": account.password,
+            "ca_bundle": dovecot_server.ca_pem,
+        },
+        headers=alice.headers,
+    )
+    assert r.status_code == 201, r.text
+    imap_id = r.json()["id"]
+    r = await api.post(
+        "/api/aliases", json=alias_body(server, imap_account_id=imap_id), headers=alice.headers
+    )
+    alias_id = r.json()["id"]
+    result = (await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)).json()
+    assert result["status"] == "OK", result
+    assert result["sent_folder"] == "Sent Items"
+    assert "imap_login" in [s["step"] for s in result["steps"]]
+    # The IMAP account's own test, and a wrong IMAP password failing at imap_login.
+    r = await api.post(f"/api/imap-accounts/{imap_id}/test", headers=alice.headers)
+    assert r.json()["status"] == "OK" and r.json()["sent_folder"] == "Sent Items"
+    await api.patch(
+        f"/api/imap-accounts/{imap_id}", json={"password": "wrong-pw"}, headers=alice.headers
+    )
+    r = await api.post("/api/aliases/test", json={"alias_id": alias_id}, headers=alice.headers)
+    result = r.json()
+    assert result["status"] == "FAILED" and result["step"] == "imap_login", result
+    assert result["hint"] and "wrong-pw" not in str(result)
+
+
+async def test_postfix_round_trip_test_connection(
+    api: httpx.AsyncClient, alice: Person, postfix_server: Any
+):
+    pf = postfix_server
+    body = {
+        "description": "Postfix",
+        "from_address": pf.from_address,
+        "smtp_server": f"{pf.host}:{pf.port}",
+        "tls": "starttls",
+        "smtp_username": pf.username,
+        "smtp_password": pf.password,
+        "ca_bundle": pf.ca_pem,
+    }
+    r = await api.post("/api/aliases", json=body, headers=alice.headers)
+    alias_id = r.json()["id"]
+    result = (await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)).json()
+    assert result["status"] == "OK", result
+    # Sending as an address the account does not own is refused at MAIL FROM / RCPT.
+    r = await api.post(
+        "/api/aliases/test",
+        json={"alias_id": alias_id, "from_address": "someone-else@example.com"},
+        headers=alice.headers,
+    )
+    failed = r.json()
+    assert failed["status"] == "FAILED" and failed["step"] in {"mail_from", "rcpt_to"}, failed
+    assert failed["server_reply"].startswith("553")

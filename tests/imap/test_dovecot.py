@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -70,6 +71,9 @@ async def test_append_lands_in_special_use_sent_byte_identical_and_seen(
     assert got.raw == raw
     assert "\\Seen" in got.flags
     assert outcome.uid == got.uid  # from APPENDUID
+    # Filed under the time in its Date header, not the time of the copy.
+    filed = datetime.strptime(got.internal_date, "%d-%b-%Y %H:%M:%S %z")
+    assert filed == datetime(2024, 3, 5, 9, 11, 12, tzinfo=UTC)
     assert outcome.as_dict()["status"] == "appended"
 
 

@@ -21,7 +21,7 @@ Dovecot also offers an authentication socket (``auth_socket``) that Postfix uses
 (``smtpd_sasl_type = dovecot``); see ``tests/servers/postfix.py``.
 
 Dovecot's master must start as root to drop privileges; mail is owned by the ``dovecot`` OS
-user. Run as a normal user, everything runs as that user instead.
+user. Without root the tests that need it skip (fail under ``CI=true``).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Message:
     uid: int
     raw: bytes
     flags: frozenset[str]
+    internal_date: str  # as the server shows it, e.g. "05-Mar-2024 10:11:12 +0100"
 
 
 @dataclass
@@ -164,12 +165,15 @@ class DovecotServer:
             uids = [int(u) for u in data[0].split()] if data and data[0] else []
             messages = []
             for uid in uids:
-                typ, data = imap.uid("FETCH", str(uid), "(FLAGS BODY.PEEK[])")
+                typ, data = imap.uid("FETCH", str(uid), "(FLAGS INTERNALDATE BODY.PEEK[])")
                 assert typ == "OK", data
-                head, raw = next(d for d in data if isinstance(d, tuple))
+                parts: list[object] = list(data)
+                head, raw = next(d for d in parts if isinstance(d, tuple))
+                assert isinstance(head, bytes) and isinstance(raw, bytes)
                 flags = re.search(rb"FLAGS \(([^)]*)\)", head)
                 flag_set = frozenset(flags.group(1).decode().split()) if flags else frozenset()
-                messages.append(Message(uid, raw, flag_set))
+                date = re.search(rb'INTERNALDATE "([^"]*)"', head)
+                messages.append(Message(uid, raw, flag_set, date.group(1).decode() if date else ""))
             return messages
 
     def log_tail(self) -> str:
@@ -237,7 +241,6 @@ first_valid_gid = 1
 mail_location = maildir:{mail}/%u/Maildir
 mail_home = {mail}/%u
 mailbox_list_index = no
-{login_chroot}
 
 passdb {{
   driver = passwd-file
@@ -258,23 +261,19 @@ service imap-login {{
     port = {imaps_port}
     ssl = yes
   }}
-  {login_service_user}
 }}
 service auth {{
   # Postfix's smtpd authenticates SMTP clients here (smtpd_sasl_type = dovecot).
   unix_listener {auth_socket} {{
     mode = 0666
   }}
-  {auth_service_user}
 }}
 service anvil {{
-  {anvil_chroot}
   # No growing delay after failed logins from 127.0.0.1 (Dovecot's auth penalty).
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
 }}
-{nonroot_services}
 
 # Layout "special": one namespace, '/' separator, Sent folder with SPECIAL-USE \\Sent.
 namespace su {{
@@ -316,30 +315,6 @@ namespace slash {{
 }}
 """
 
-NONROOT_SERVICES = """\
-service imap {
-  user = $default_internal_user
-}
-service log {
-  user = $default_internal_user
-}
-service config {
-  user = $default_internal_user
-}
-service stats {
-  user = $default_internal_user
-}
-service dict {
-  user = $default_internal_user
-}
-service dict-async {
-  user = $default_internal_user
-}
-service indexer-worker {
-  user = $default_internal_user
-}
-"""
-
 
 class PrivateDovecot:
     """``dovecot -F -c <tmp>/dovecot.conf``, stopped with SIGTERM at the end."""
@@ -353,6 +328,10 @@ class PrivateDovecot:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DovecotServer:
+        if os.geteuid() != 0:
+            # Dovecot can run unprivileged, but with a different set-up this suite has not
+            # needed so far.
+            missing("root privileges to run a private Dovecot")
         root = self.root
         run, state, mail = root / "run", root / "state", root / "mail"
         for d in (run, state, mail):
@@ -388,37 +367,18 @@ class PrivateDovecot:
         )
         passwd.chmod(0o644)
 
-        if os.geteuid() == 0:
-            try:
-                mail_user = pwd.getpwnam("dovecot")
-                pwd.getpwnam("dovenull")
-            except KeyError:
-                missing("the 'dovecot' and 'dovenull' OS users (from dovecot-core)")
-            os.chown(mail, mail_user.pw_uid, mail_user.pw_gid)
-            names = {
-                "login_user": "dovenull",
-                "internal_user": "dovecot",
-                "mail_uid": mail_user.pw_name,
-                "mail_gid": grp.getgrgid(mail_user.pw_gid).gr_name,
-                "login_chroot": "",
-                "login_service_user": "",
-                "auth_service_user": "",
-                "anvil_chroot": "",
-                "nonroot_services": "",
-            }
-        else:
-            me = pwd.getpwuid(os.geteuid())
-            names = {
-                "login_user": me.pw_name,
-                "internal_user": me.pw_name,
-                "mail_uid": me.pw_name,
-                "mail_gid": grp.getgrgid(me.pw_gid).gr_name,
-                "login_chroot": "",
-                "login_service_user": "chroot =\n  user = $default_internal_user",
-                "auth_service_user": "user = $default_internal_user",
-                "anvil_chroot": "chroot =",
-                "nonroot_services": NONROOT_SERVICES,
-            }
+        try:
+            mail_user = pwd.getpwnam("dovecot")
+            pwd.getpwnam("dovenull")
+        except KeyError:
+            missing("the 'dovecot' and 'dovenull' OS users (from dovecot-core)")
+        os.chown(mail, mail_user.pw_uid, mail_user.pw_gid)
+        names = {
+            "login_user": "dovenull",
+            "internal_user": "dovecot",
+            "mail_uid": mail_user.pw_name,
+            "mail_gid": grp.getgrgid(mail_user.pw_gid).gr_name,
+        }
 
         conf = root / "dovecot.conf"
         last_error = ""

@@ -35,6 +35,8 @@ from sendas.smtp.endpoint import SmtpEndpoint, TlsMode
 
 DROP = "<drop the connection>"
 """Script value: close the connection instead of replying."""
+HANG = "<never reply>"
+"""Script value: stop answering on this connection (the client must time out)."""
 
 ScriptValue = str | list[str] | None
 Script = dict[str, ScriptValue | Callable[..., ScriptValue]]
@@ -84,7 +86,6 @@ class Recorder:
             if line.upper().startswith(prefix.upper())
         ]
 
-
     def reply_for(self, key: str, *args: Any) -> ScriptValue:
         rule = self.script.get(key)
         if callable(rule):
@@ -118,6 +119,8 @@ class ScriptedSMTP(SMTP):  # type: ignore[misc]
                 await method(arg)
             elif reply == DROP:
                 self.transport.close()
+            elif reply == HANG:
+                await asyncio.sleep(3600)
             else:
                 await self.push(_push_text(reply))
 
@@ -163,7 +166,11 @@ class RecordingHandler:
         self.pipelining = pipelining
 
     async def handle_EHLO(
-        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
@@ -189,18 +196,20 @@ class RecordingHandler:
             received.dropped = True
             server.transport.close()
             return "250 never sent"
+        if reply == HANG:
+            await asyncio.sleep(3600)
         return _push_text(reply) if reply is not None else "250 2.0.0 OK queued"
 
     async def auth_XOAUTH2(self, server: SMTP, args: list[str]) -> AuthResult:
         payload = base64.b64decode(args[1]) if len(args) > 1 else b""
         self.recorder.xoauth2_payloads.append(payload)
-        fields = dict(
-            part.split("=", 1) for part in payload.decode().split("\x01") if "=" in part
-        )
+        fields = dict(part.split("=", 1) for part in payload.decode().split("\x01") if "=" in part)
         user, bearer = fields.get("user", ""), fields.get("auth", "")
         if bearer == f"Bearer {self.recorder.tokens.get(user)}":
             return AuthResult(success=True, auth_data=user)
-        error = json.dumps({"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"})
+        error = json.dumps(
+            {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+        )
         await server.push("334 " + base64.b64encode(error.encode()).decode())
         await server._reader.readline()
         return AuthResult(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sendas.errors import DeliveryUnknown, MailConnectionError, ReplyError
+from sendas.errors import DeliveryUnknown, MailConnectionError, MailTimeoutError, ReplyError
 from sendas.smtp.replies import ReplyKind
 from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
-from tests.servers.smtpd import USER, Received, SmtpdFactory
+from tests.servers.smtpd import HANG, USER, Received, SmtpdFactory
 
 
 def envelopes(n: int) -> list[Envelope]:
@@ -40,7 +40,13 @@ async def test_pipelined_batch_has_one_outcome_per_message(smtpd: SmtpdFactory) 
         results = await session.submit_many(batch)
         assert session.usable
     assert [isinstance(r, SubmitResult) and r.delivered for r in results] == [
-        True, True, False, False, False, True, True,
+        True,
+        True,
+        False,
+        False,
+        False,
+        True,
+        True,
     ]
     transient, spam, nobody, partial = results[2], results[3], results[4], results[5]
     assert isinstance(transient, SubmitResult) and transient.kind is ReplyKind.TRANSIENT
@@ -151,3 +157,38 @@ async def test_smtputf8_problem_fails_only_its_message(smtpd: SmtpdFactory) -> N
         ["r0@example.test"],
         ["r2@example.test"],
     ]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_silence_after_data_times_out_as_delivery_unknown(
+    smtpd: SmtpdFactory, pipelining: bool
+) -> None:
+    import time
+
+    server = await smtpd("implicit", pipelining=pipelining)
+    server.recorder.script["DATA_END"] = by_subject({1: HANG})
+    async with SmtpSession(server.endpoint(timeout=0.5)) as session:
+        started = time.monotonic()
+        results = await session.submit_many(envelopes(3))
+        waited = time.monotonic() - started
+    assert 0.4 < waited < 2.0
+    assert isinstance(results[0], SubmitResult) and results[0].delivered
+    assert isinstance(results[1], DeliveryUnknown)
+    assert isinstance(results[2], MailConnectionError)
+
+
+async def test_silence_before_data_is_a_timeout_not_unknown(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("implicit", pipelining=True)
+    count = {"n": 0}
+
+    def mail(arg: str) -> str | None:
+        count["n"] += 1
+        return HANG if count["n"] == 2 else None
+
+    server.recorder.script["MAIL"] = mail
+    async with SmtpSession(server.endpoint(timeout=0.5)) as session:
+        results = await session.submit_many(envelopes(3))
+    assert isinstance(results[0], SubmitResult) and results[0].delivered
+    assert isinstance(results[1], MailTimeoutError) and results[1].step == "mail_from"
+    assert isinstance(results[2], MailConnectionError)
+    assert len(server.recorder.messages) == 1

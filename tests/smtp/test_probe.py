@@ -15,8 +15,17 @@ async def test_probe_walks_every_step_and_sends_no_message(smtpd: SmtpdFactory) 
     assert result["status"] == "OK"
     steps = [s["step"] for s in result["steps"]]
     assert steps == [
-        "resolve", "connect", "greeting", "ehlo", "starttls", "ehlo", "auth",
-        "mail_from", "rcpt_to", "rset", "quit",
+        "resolve",
+        "connect",
+        "greeting",
+        "ehlo",
+        "starttls",
+        "ehlo",
+        "auth",
+        "mail_from",
+        "rcpt_to",
+        "rset",
+        "quit",
     ]
     assert all(s["ok"] and s["ms"] >= 0 for s in result["steps"])
     assert server.recorder.messages == []
@@ -77,7 +86,9 @@ async def test_probe_untrusted_certificate(smtpd: SmtpdFactory, unknown_ca: trus
 
 async def test_probe_rcpt_refused(smtpd: SmtpdFactory) -> None:
     server = await smtpd("implicit")
-    server.recorder.script["RCPT"] = "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+    server.recorder.script["RCPT"] = (
+        "550 5.7.60 SMTP; Client does not have permissions to send as this sender"
+    )
     result = (await probe(server.endpoint(), USER)).as_dict()
     assert (result["status"], result["step"]) == ("FAILED", "rcpt_to")
     assert "Send As" in result["hint"]

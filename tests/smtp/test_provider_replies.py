@@ -76,7 +76,8 @@ SESSION_REPLIES = [
     (
         "MAIL",
         "554 5.2.252 SendAsDenied; alice@example.test not allowed to send as "
-        "boss@example.test; STOREDRV.Submission.Exception:SendAsDeniedException.MapiExceptionSendAsDenied",
+        "boss@example.test; STOREDRV.Submission.Exception:"
+        "SendAsDeniedException.MapiExceptionSendAsDenied",
         "mail_from",
         ReplyKind.PERMANENT,
         "Send As",

@@ -288,7 +288,9 @@ async def test_idn_domain_goes_in_idna_form_without_smtputf8(smtpd: SmtpdFactory
         result = await session.submit(USER, ["info@bücher.example"], MESSAGE)
     assert result.delivered
     assert server.recorder.messages[0].rcpt_tos == ["info@xn--bcher-kva.example"]
-    assert server.recorder.lines_starting(b"MAIL")[0] == f"MAIL FROM:<{USER}> SIZE={len(MESSAGE) + 3}".encode()
+    framed_size = len(MESSAGE) + len(b".\r\n")
+    [mail] = server.recorder.lines_starting(b"MAIL")
+    assert mail == f"MAIL FROM:<{USER}> SIZE={framed_size}".encode()
 
 
 async def test_partial_rejection_sends_to_accepted_recipients(smtpd: SmtpdFactory) -> None:

@@ -187,18 +187,18 @@ def _login_hint(reply: str, endpoint: ImapEndpoint) -> str:
     )
 
 
-def _message_date(raw: bytes) -> Any:
-    """The message's Date header as an aware datetime, to file it under the time it was
-    sent even when the copy is made later; ``None`` when missing or unreadable."""
+def _message_date(raw: bytes) -> str:
+    """The message's Date header as an IMAP date-time, so the copy is filed under the time it
+    was sent even when it is made later; ``""`` (the server's clock) when missing or bad."""
     try:
         headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
         value = headers.get("Date")
         if not value:
-            return None
+            return ""
         when = email.utils.parsedate_to_datetime(str(value))
-        return when if when.tzinfo is not None else None
-    except (TypeError, ValueError, IndexError):
-        return None
+        return imaplib.Time2Internaldate(when) if when.tzinfo is not None else ""
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return ""
 
 
 @dataclass
@@ -210,6 +210,8 @@ class ImapSession:
     imap: imaplib.IMAP4 | None = None
     capabilities: frozenset[str] = frozenset()
     folders: list[Folder] = field(default_factory=list)
+    # Set when the link itself failed: LOGOUT would only wait for a reply that never comes.
+    broken: bool = False
 
     @contextlib.contextmanager
     def _step(self, name: Step, detail: str = "") -> Iterator[StepRecord]:
@@ -217,11 +219,16 @@ class ImapSession:
         started = time.monotonic()
         try:
             yield record
+        except (MailConnectionError, MailTimeoutError):
+            record.status = "FAILED"
+            self.broken = True
+            raise
         except TransportError:
             record.status = "FAILED"
             raise
         except TimeoutError as exc:
             record.status = "FAILED"
+            self.broken = True
             raise MailTimeoutError(
                 f"the server did not answer in time during {name}",
                 step=name,
@@ -230,6 +237,7 @@ class ImapSession:
             ) from exc
         except imaplib.IMAP4.abort as exc:
             record.status = "FAILED"
+            self.broken = True
             raise MailConnectionError(
                 f"the server closed the connection during {name}",
                 step=name,
@@ -238,9 +246,11 @@ class ImapSession:
             ) from exc
         except ssl.SSLError as exc:
             record.status = "FAILED"
+            self.broken = True
             raise _tls_failure(exc, name, self.endpoint) from exc
         except OSError as exc:
             record.status = "FAILED"
+            self.broken = True
             raise MailConnectionError(
                 f"connection lost during {name}: {exc.__class__.__name__}",
                 step=name,
@@ -559,6 +569,10 @@ class ImapSession:
         """LOGOUT politely; never raises."""
         imap, self.imap = self.imap, None
         if imap is None:
+            return
+        if self.broken:
+            with contextlib.suppress(Exception):
+                imap.shutdown()
             return
         try:
             imap.logout()

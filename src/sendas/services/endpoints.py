@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import cast
 
+from pydantic import SecretStr
+
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing
 from sendas.imap.endpoint import ImapEndpoint
-from sendas.imap.endpoint import TlsMode as ImapTls
 from sendas.secrets import SecretBox
 from sendas.smtp.endpoint import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp.endpoint import TlsMode as SmtpTls
@@ -43,15 +44,5 @@ def smtp_endpoint(
 
 def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEndpoint:
     """The IMAP endpoint of an account (an account without a password gets an empty one)."""
-    from pydantic import SecretStr
-
-    return ImapEndpoint(
-        host=acc.imap_host,
-        port=acc.imap_port,
-        username=acc.username,
-        password=box.decrypt(acc.password_enc) if acc.password_enc else SecretStr(""),
-        tls=cast(ImapTls, acc.tls),
-        ca_bundle_pem=acc.ca_bundle or None,
-        timeout=timeout,
-        sent_folder=acc.sent_folder,
-    )
+    password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
+    return ImapEndpoint.for_account(acc, password, timeout=timeout)

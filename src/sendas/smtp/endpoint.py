@@ -79,11 +79,10 @@ class SmtpEndpoint:
                 raise ValueError(f"{self.auth} sign-in uses a token, not a password")
             if not self.username:
                 raise ValueError(f"{self.auth} sign-in needs the mailbox address as user name")
-        if self.ca_bundle_pem is not None:
-            if self.tls == "none":
-                raise ValueError("a CA bundle is only used with TLS, but TLS is disabled")
-            if _PEM_MARKER not in self.ca_bundle_pem:
-                raise ValueError("the CA bundle must be PEM text with a BEGIN CERTIFICATE block")
+        # A CA bundle with TLS off is kept but unused: a stored alias must stay usable when
+        # its owner ticks "Disable SSL/TLS" without clearing the bundle.
+        if self.ca_bundle_pem is not None and _PEM_MARKER not in self.ca_bundle_pem:
+            raise ValueError("the CA bundle must be PEM text with a BEGIN CERTIFICATE block")
 
     @property
     def effective_tls(self) -> EffectiveTls:

@@ -219,8 +219,7 @@ _CERT_UNTRUSTED = (
     "that CA certificate (PEM) to this alias; verification is never switched off."
 )
 _TLS_FAILED = (
-    "The TLS handshake failed. Check the TLS mode for the port (465: implicit TLS, 587: "
-    "STARTTLS)."
+    "The TLS handshake failed. Check the TLS mode for the port (465: implicit TLS, 587: STARTTLS)."
 )
 _STARTTLS_MISSING = (
     "The server does not offer STARTTLS on this port, so the password was not sent. Use port "

@@ -40,9 +40,7 @@ def parse_reply(lines: list[bytes]) -> Reply:
     if len(first) < 3 or not first[:3].isdigit():
         raise MalformedReply("not an SMTP reply")
     code = int(first[:3])
-    text = "\n".join(
-        line[4:].rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines
-    )
+    text = "\n".join(line[4:].rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines)
     return Reply(code, text)
 
 
@@ -88,6 +86,9 @@ def frame_data(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+_FORBIDDEN_IN_ADDRESS = re.compile(r"[\s<>\x00]")
+
+
 class AddressProblem(ValueError):
     """An envelope address cannot be put on the wire."""
 
@@ -101,7 +102,7 @@ def needs_smtputf8(address: str) -> bool:
 def wire_address(address: str, smtputf8: bool) -> str:
     """The address as written inside ``<>``: IDN domains in IDNA form unless SMTPUTF8 is in
     use. Raises :class:`AddressProblem` for line breaks, brackets or an invalid domain."""
-    if any(c in address for c in "\r\n<>\x00") or any(c.isspace() for c in address):
+    if _FORBIDDEN_IN_ADDRESS.search(address):
         raise AddressProblem("address contains spaces, brackets or line breaks")
     if not address:
         return ""  # the null reverse-path <>

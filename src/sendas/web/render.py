@@ -67,17 +67,16 @@ def page(
         "request": request,
         "user": user if user is not None else getattr(request.state, "web_user", None),
         "csrf": csrf_token(request),
-        "flashes": request.session.pop("flash", []) if "text/html" in _accept(request) else [],
+        "flashes": [] if _is_fragment(request) else request.session.pop("flash", []),
         "path": request.url.path,
     }
     ctx.update(context or {})
     return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
 
 
-def _accept(request: Request) -> str:
-    if request.headers.get("hx-request") and not request.headers.get("hx-boosted"):
-        return ""  # fragments keep flashes for the next full page
-    return request.headers.get("accept", "text/html") or "text/html"
+def _is_fragment(request: Request) -> bool:
+    """htmx fragments leave flash messages for the next full page."""
+    return bool(request.headers.get("hx-request")) and not request.headers.get("hx-boosted")
 
 
 def redirect(request: Request, url: str) -> Response:

@@ -18,7 +18,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from sendas.api.deps import ActorDep, CtxDep
 from sendas.errors import FieldProblem, TemplateError, ValidationFailed
-from sendas.merge import Recipient, preview
+from sendas.merge import PARTS, Recipient, compile_templates, preview
 from sendas.services import campaigns as svc
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -139,12 +139,16 @@ def preview_campaign(actor: ActorDep, body: svc.PreviewIn) -> svc.PreviewOut:
     if problem:
         raise ValidationFailed([FieldProblem(("body", "recipient", "email"), problem)])
     try:
+        templates = compile_templates(body.subject, body.text, body.html)
         rendered = preview(
             body.subject, body.text, body.html,
             Recipient(body.recipient.email.strip(), body.recipient.fields),
         )
     except TemplateError as exc:
-        raise ValidationFailed.one(exc.field or "text", str(exc), "template_error") from None
+        part = exc.field if exc.field in PARTS else None
+        if part is None:
+            part = templates.part_of(exc.field) if exc.field else "text"
+        raise ValidationFailed.one(part, str(exc), "template_error") from None
     return svc.PreviewOut(subject=rendered.subject, text=rendered.text, html=rendered.html)
 
 

@@ -195,6 +195,14 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
     return data, errors
 
 
+def _model_errors(data: dict[str, Any], *, creating: bool) -> dict[str, str]:
+    try:
+        (AliasCreate if creating else AliasPatch).model_validate(data)
+    except ValidationError as exc:
+        return field_errors(exc)
+    return {}
+
+
 def _alias_id(form: FormData) -> int | None:
     raw = text(form, "alias_id")
     return int(raw) if raw.isdigit() else None
@@ -226,7 +234,9 @@ def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Re
     alias_id = _alias_id(form)
     data, errors = alias_input(form, creating=alias_id is None)
     warnings: list[str] = []
-    if not errors:
+    if errors:  # report the model's own errors too, all at once
+        errors = {**_model_errors(data, creating=alias_id is None), **errors}
+    else:
         try:
             with ctx.db.write() as s:
                 if alias_id is None:

@@ -1,0 +1,55 @@
+"""Tunables of the outbox worker. Defaults suit production; tests shrink the times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """How a worker claims, paces, retries and gives up.
+
+    Raises ``ValueError`` for values that cannot work (e.g. a heartbeat slower than the lease).
+    """
+
+    lease_seconds: float = 60.0
+    """A claim (of a lane, or of messages) holds this long unless renewed by the heartbeat.
+    A worker that died frees its lanes after this; its mid-submission messages become
+    ``unknown``."""
+    poll_interval: float = 0.25
+    """Seconds between looks for lanes with work."""
+    batch_size: int = 50
+    """Messages per pipelined batch on a lane without delay (one commit marks them sending)."""
+    paced_window_seconds: float = 10.0
+    """A paced lane claims at most this much time's worth of slots at once."""
+    max_paced_batch: int = 50
+    max_attempts: int = 6
+    """Submissions answered with a temporary (4xx) reply before the message is ``failed``."""
+    backoff_base: float = 30.0
+    backoff_max: float = 3600.0
+    reconnect_base: float = 1.0
+    reconnect_max: float = 300.0
+    """A lane whose server cannot be reached pauses this long at most between tries."""
+    lane_hold_seconds: float = 60.0
+    """A busy lane is handed back after this long, so other workers get their turn."""
+    max_lanes: int = 1000
+    """Lanes one worker drives at once."""
+    idle_check_seconds: float = 5.0
+    """A connection idle longer than this is checked with NOOP before reuse."""
+    copy_concurrency: int = 4
+    """Copies to Sent (IMAP APPEND) running at once."""
+    smtp_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds <= 0 or self.poll_interval <= 0:
+            raise ValueError("lease_seconds and poll_interval must be positive")
+        if self.batch_size < 1 or self.max_paced_batch < 1 or self.max_lanes < 1:
+            raise ValueError("batch sizes and max_lanes must be at least 1")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.backoff_base <= 0 or self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_base must be positive and not above backoff_max")
+
+    @property
+    def heartbeat_seconds(self) -> float:
+        return self.lease_seconds / 3

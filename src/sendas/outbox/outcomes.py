@@ -1,0 +1,228 @@
+"""What the server's answer means for one message: a pure function, no I/O.
+
+Per recipient: ``sent`` and ``failed`` are final; a recipient still ``pending`` is offered
+again on the next attempt (never one that was already accepted, so nobody is mailed twice).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sendas.errors import (
+    AuthError,
+    DeliveryUnknown,
+    MailConnectionError,
+    MailTimeoutError,
+    OAuthError,
+    ReplyError,
+    SmtpUtf8Required,
+    TransportError,
+)
+from sendas.smtp.replies import ReplyKind, classify, hint_for, pause_until
+from sendas.smtp.transport import SubmitResult
+
+Status = Literal["sent", "retrying", "failed", "unknown", "queued"]
+FINAL_RECIPIENT = ("sent", "failed")
+
+UNKNOWN_HINT = (
+    "The connection broke after the message went out, so the server may have accepted it. "
+    "Check the recipient's mailbox or your Sent folder, then choose 'send again' or "
+    "'mark as sent'."
+)
+
+
+@dataclass
+class LaneAction:
+    """What the lane (the alias's queue) must do after an answer."""
+
+    pause_until: datetime | None = None
+    pause_reason: str | None = None
+    needs_attention: str | None = None  # reason; the alias gets needs_reauth
+    reconnect: bool = False
+
+
+@dataclass
+class Outcome:
+    status: Status
+    recipient_results: dict[str, dict[str, Any]]
+    server_reply: str | None = None
+    error_step: str | None = None
+    hint: str | None = None
+    count_attempt: bool = False
+    next_attempt_at: datetime | None = None
+    lane: LaneAction = field(default_factory=LaneAction)
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds before retry ``attempt`` (1-based): exponential, capped, with equal jitter."""
+    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def pending_recipients(recipients: list[str], results: dict[str, Any] | None) -> list[str]:
+    results = results or {}
+    return [r for r in recipients if (results.get(r) or {}).get("status") not in FINAL_RECIPIENT]
+
+
+def _entry(status: str, code: int | None, text: str, hint: str | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": status}
+    if code is not None:
+        entry["code"] = code
+    if text:
+        entry["reply"] = text
+    if hint:
+        entry["hint"] = hint
+    return entry
+
+
+def _reply_str(code: int, text: str) -> str:
+    return f"{code} {' '.join(text.splitlines())}".strip()
+
+
+class _Builder:
+    def __init__(
+        self, recipients: list[str], previous: dict[str, Any] | None, now: datetime
+    ) -> None:
+        self.results: dict[str, dict[str, Any]] = dict(previous or {})
+        self.recipients = recipients
+        self.now = now
+        self.lane = LaneAction()
+        self.transient = False
+        self.reply: str | None = None
+        self.step: str | None = None
+        self.hint: str | None = None
+
+    def note(self, step: str, reply: str, hint: str) -> None:
+        if self.reply is None:
+            self.reply, self.step, self.hint = reply, step, hint
+
+    def by_kind(
+        self, recipients: list[str], kind: str, step: str, code: int | None, text: str
+    ) -> None:
+        """Apply one non-2xx answer to ``recipients`` according to its kind."""
+        reply = _reply_str(code, text) if code is not None else text
+        hint = hint_for(step, code, text)
+        self.note(step, reply, hint)
+        if kind == ReplyKind.PERMANENT:
+            for r in recipients:
+                self.results[r] = _entry("failed", code, reply, hint)
+            return
+        for r in recipients:
+            self.results[r] = _entry("pending", code, reply, hint)
+        if kind in (ReplyKind.RATE_LIMIT, ReplyKind.QUOTA):
+            until = pause_until(kind, code or 0, text, self.now)
+            if self.lane.pause_until is None or (until and until > self.lane.pause_until):
+                self.lane.pause_until, self.lane.pause_reason = until, f"{reply} - {hint}"
+        elif kind == ReplyKind.AUTH:
+            self.lane.needs_attention = f"{reply} - {hint}"
+        else:
+            self.transient = True
+
+
+def interpret(
+    answer: SubmitResult | TransportError,
+    *,
+    recipients: list[str],
+    previous: dict[str, Any] | None,
+    attempts: int,
+    now: datetime,
+    max_attempts: int,
+    backoff_base: float,
+    backoff_max: float,
+) -> Outcome:
+    """The new state of a message after one submission of ``recipients`` (those pending).
+
+    ``attempts`` counts earlier submissions answered with a temporary failure.
+    """
+    b = _Builder(recipients, previous, now)
+    if isinstance(answer, SubmitResult):
+        for r, (code, text, kind) in answer.rejected.items():
+            b.by_kind([r], kind, "rcpt_to", code, text)
+        if answer.delivered:
+            assert answer.final_reply is not None
+            reply = _reply_str(*answer.final_reply)
+            for r in answer.accepted:
+                b.results[r] = _entry("sent", answer.final_reply[0], reply, None)
+            sent_reply: str | None = reply
+        else:
+            sent_reply = None
+            if answer.final_reply is not None:
+                code, text = answer.final_reply
+                b.by_kind(answer.accepted, classify(code, text), "data", code, text)
+    elif isinstance(answer, DeliveryUnknown):
+        return Outcome(
+            "unknown",
+            b.results,
+            server_reply=answer.server_reply or str(answer),
+            error_step=answer.step or "data",
+            hint=UNKNOWN_HINT,
+        )
+    elif isinstance(answer, AuthError | OAuthError):
+        reply = answer.server_reply or str(answer)
+        b.note(answer.step or "auth", reply, answer.hint)
+        b.lane.needs_attention = f"{reply} - {answer.hint}".strip(" -")
+        sent_reply = None
+    elif isinstance(answer, SmtpUtf8Required):
+        b.note(answer.step, str(answer), answer.hint)
+        for r in recipients:
+            b.results[r] = _entry("failed", None, str(answer), answer.hint)
+        sent_reply = None
+    elif isinstance(answer, ReplyError):
+        b.by_kind(
+            recipients,
+            answer.kind,
+            answer.step or "mail_from",
+            answer.code,
+            answer.server_reply.partition(" ")[2] if answer.code else str(answer),
+        )
+        if answer.code is None:  # refused locally (a bad address): nothing to retry
+            for r in recipients:
+                b.results[r]["status"] = "failed"
+            b.transient = False
+        sent_reply = None
+    elif isinstance(answer, MailConnectionError | MailTimeoutError):
+        # Nothing of this message reached the end of data: offer it again over a new
+        # connection; no attempt is counted (the lane backs off if it keeps failing).
+        b.note(answer.step, str(answer), answer.hint)
+        b.lane.reconnect = True
+        return Outcome(
+            "queued", b.results, server_reply=b.reply, error_step=b.step, hint=b.hint, lane=b.lane
+        )
+    else:
+        b.note(answer.step, answer.server_reply or str(answer), answer.hint)
+        b.transient = True
+        sent_reply = None
+
+    out = Outcome("queued", b.results, lane=b.lane)
+    if b.transient:
+        out.count_attempt = True
+        if attempts + 1 >= max_attempts:
+            for r in recipients:
+                entry = b.results.get(r) or {}
+                if entry.get("status") == "pending":
+                    b.results[r] = {**entry, "status": "failed"}
+    remaining = pending_recipients(b.recipients, b.results)
+    all_recipients = list(b.results) if b.results else recipients
+    if remaining:
+        if b.transient:
+            out.status = "retrying"
+            out.next_attempt_at = now + timedelta(
+                seconds=backoff(attempts + 1, backoff_base, backoff_max)
+            )
+        else:
+            out.status = "queued"  # paused lane or alias needing attention: nobody burned
+    elif any((b.results.get(r) or {}).get("status") == "sent" for r in all_recipients):
+        out.status = "sent"
+    else:
+        out.status = "failed"
+    if out.status == "sent":
+        # Some recipients may have been refused: their replies are in recipient_results.
+        out.server_reply = sent_reply or b.reply
+        if b.reply is not None:
+            out.error_step, out.hint = b.step, b.hint
+    else:
+        out.server_reply, out.error_step, out.hint = b.reply or sent_reply, b.step, b.hint
+    return out

@@ -1,0 +1,546 @@
+"""The outbox's database side: lanes, claims with leases, slots, outcomes, recovery.
+
+Every function takes a :class:`Session` inside a write transaction (SQLite: ``BEGIN
+IMMEDIATE``, so one process claims at a time; PostgreSQL: ``FOR UPDATE SKIP LOCKED``) and
+returns plain data, never ORM objects, because the worker uses the answers in another thread.
+
+States: ``queued``/``retrying`` (a claim sets a lease, status unchanged) -> ``sending``
+(committed immediately before the submission) -> ``sent`` | ``retrying`` | ``failed`` |
+``unknown``. A ``sending`` row whose lease ran out belonged to a worker that died
+mid-submission: it becomes ``unknown`` and is never resent by itself. A claimed row still
+``queued`` was never submitted: once its lease runs out, any worker may claim it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, cast, exists, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Alias, Campaign, ImapAccount, Lane, Message, SystemOutgoing
+from sendas.errors import SendasError, TransportError
+from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.providers import files_own_sent_copy
+from sendas.outbox.config import OutboxConfig
+from sendas.outbox.outcomes import Outcome, interpret, pending_recipients
+from sendas.secrets import SecretBox
+from sendas.smtp.endpoint import SmtpEndpoint, TokenProvider
+from sendas.smtp.transport import SubmitResult
+
+log = logging.getLogger("sendas.outbox")
+
+READY = ("queued", "retrying")
+SYSTEM_LANE = "system"
+ALIAS_LANE_PREFIX = "alias:"
+
+TokenProviders = Callable[[int], TokenProvider]
+"""alias id -> token provider, for aliases that sign in with Google or Microsoft."""
+
+
+def alias_lane(alias_id: int) -> str:
+    return f"{ALIAS_LANE_PREFIX}{alias_id}"
+
+
+def lane_alias_id(lane: str) -> int | None:
+    return int(lane[len(ALIAS_LANE_PREFIX) :]) if lane.startswith(ALIAS_LANE_PREFIX) else None
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    id: int
+    envelope_from: str
+    recipients: list[str] = field(repr=False)  # those still pending
+    raw: bytes = field(repr=False)
+    attempts: int
+    recipient_results: dict[str, Any] | None
+    slot: datetime | None  # planned start of submission (paced lanes)
+
+
+@dataclass(frozen=True)
+class Claim:
+    lane: str
+    delay_ms: int
+    endpoint: SmtpEndpoint
+    imap: ImapEndpoint | None
+    copy_skip_reason: str | None  # why no copy to Sent is made, when none is
+    messages: list[ClaimedMessage]
+
+
+@dataclass
+class Recorded:
+    """What the worker must do after outcomes were stored."""
+
+    sent: list[int] = field(default_factory=list)
+    pause_until: datetime | None = None
+    needs_attention: bool = False
+    reconnect: bool = False
+
+
+# --- lanes ---------------------------------------------------------------------------------
+
+
+def _insert_lanes(session: Session, names: Sequence[str]) -> None:
+    if not names:
+        return
+    rows = [{"name": n, "needs_attention": False} for n in names]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(Lane).values(rows).on_conflict_do_nothing())
+    else:
+        session.execute(sqlite.insert(Lane).values(rows).on_conflict_do_nothing())
+
+
+def _ready_exists(lane_expr: Any, now: datetime) -> Any:
+    """Some message of the lane can be claimed now (one index seek per status)."""
+    return or_(
+        *(
+            exists().where(
+                Message.status == status, Message.lane == lane_expr, Message.next_attempt_at <= now
+            )
+            for status in READY
+        )
+    )
+
+
+def acquire_lanes(
+    session: Session, owner: str, now: datetime, cfg: OutboxConfig, *, skip: set[str], limit: int
+) -> list[str]:
+    """Take ownership of up to ``limit`` lanes that have work and are free; return them."""
+    if limit <= 0:
+        return []
+    lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
+    alias_ids = session.scalars(
+        select(Alias.id).where(Alias.needs_reauth.is_(False), _ready_exists(lane_expr, now))
+    ).all()
+    names = [alias_lane(i) for i in alias_ids]
+    system = session.get(SystemOutgoing, 1)
+    configured = system is not None and system.smtp_host and system.from_address
+    if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), now))):
+        names.append(SYSTEM_LANE)
+    names = [n for n in names if n not in skip]
+    if not names:
+        return []
+    known = set(session.scalars(select(Lane.name).where(Lane.name.in_(names))))
+    _insert_lanes(session, [n for n in names if n not in known])
+    free = or_(Lane.owner.is_(None), Lane.owner_expires_at < now, Lane.owner == owner)
+    not_paused = or_(Lane.paused_until.is_(None), Lane.paused_until <= now)
+    lanes = session.scalars(
+        select(Lane)
+        .where(Lane.name.in_(names), free, not_paused)
+        .order_by(Lane.next_send_at.is_not(None), Lane.next_send_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    taken = []
+    for lane in lanes:
+        lane.owner = owner
+        lane.owner_expires_at = now + timedelta(seconds=cfg.lease_seconds)
+        # The pause is over, or the owner fixed the alias (acquired only if not needs_reauth).
+        lane.paused_until = None
+        lane.paused_reason = None
+        lane.needs_attention = False
+        taken.append(lane.name)
+    return taken
+
+
+def release_lane(session: Session, lane: str, owner: str, next_send_at: datetime | None) -> None:
+    """Hand the lane back; ``next_send_at`` (if later) keeps pacing for the next worker."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None or row.owner != owner:
+        return
+    row.owner = None
+    row.owner_expires_at = None
+    if next_send_at is not None and (row.next_send_at is None or next_send_at > row.next_send_at):
+        row.next_send_at = next_send_at
+
+
+def pause_lane(session: Session, lane: str, until: datetime, reason: str) -> None:
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None:
+        _insert_lanes(session, [lane])
+        row = session.get_one(Lane, lane)
+    if row.paused_until is None or until > row.paused_until:
+        row.paused_until = until
+    row.paused_reason = reason
+
+
+def lane_needs_attention(session: Session, lane: str, reason: str, now: datetime) -> None:
+    """Authentication was refused: flag the alias and pause its lane until it is fixed.
+
+    The database's own settings have no owner to sign in again: that lane retries after a
+    pause instead (an admin fixing the settings is picked up then)."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None:
+        _insert_lanes(session, [lane])
+        row = session.get_one(Lane, lane)
+    row.needs_attention = True
+    row.paused_reason = reason
+    alias_id = lane_alias_id(lane)
+    if alias_id is not None:
+        alias = session.get(Alias, alias_id)
+        if alias is not None:
+            alias.needs_reauth = True
+    else:
+        row.paused_until = now + timedelta(minutes=5)
+
+
+def heartbeat(
+    session: Session, owner: str, lanes: Sequence[str], message_ids: Sequence[int], until: datetime
+) -> None:
+    """Renew this worker's claims (its lanes and the messages it holds)."""
+    if lanes:
+        session.execute(
+            update(Lane)
+            .where(Lane.owner == owner, Lane.name.in_(list(lanes)))
+            .values(owner_expires_at=until)
+        )
+    ids = list(message_ids)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ids[start : start + 500]), Message.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
+
+
+REAPED_HINT = (
+    "The worker stopped while this message was being submitted, so the server may have "
+    "accepted it. Check the recipient's mailbox or your Sent folder, then choose 'send again' "
+    "or 'mark as sent'."
+)
+
+
+def reap_expired(session: Session, now: datetime) -> int:
+    """Messages caught mid-submission by a worker that died become ``unknown``."""
+    rows = session.scalars(
+        select(Message)
+        .where(Message.status == "sending", Message.lease_expires_at < now)
+        .limit(1000)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for m in rows:
+        m.status = "unknown"
+        m.error_step = m.error_step or "data"
+        m.server_reply = m.server_reply or "no answer recorded: the worker stopped"
+        m.hint = REAPED_HINT
+    if rows:
+        log.warning("%d message(s) caught mid-submission became unknown", len(rows))
+    return len(rows)
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _no_token_provider(alias_id: int) -> TokenProvider:
+    async def provider(force_refresh: bool) -> str:
+        from sendas.errors import ReauthRequired
+
+        raise ReauthRequired(
+            "no sign-in token is available for this alias",
+            step="auth",
+            hint="Sign in again with Google or Microsoft for this alias.",
+        )
+
+    return provider
+
+
+def alias_endpoint(
+    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
+) -> SmtpEndpoint:
+    if alias.auth == "password":
+        password = box.decrypt(alias.smtp_password_enc) if alias.smtp_password_enc else None
+        return SmtpEndpoint(
+            host=alias.smtp_host, port=alias.smtp_port, tls=alias.tls,  # type: ignore[arg-type]
+            username=alias.smtp_username, password=password if alias.smtp_username else None,
+            ca_bundle_pem=alias.ca_bundle or None, allow_plaintext_auth=alias.allow_plaintext_auth,
+            timeout=timeout,
+        )  # fmt: skip
+    provider = (token_providers or _no_token_provider)(alias.id)
+    return SmtpEndpoint(
+        host=alias.smtp_host, port=alias.smtp_port, tls=alias.tls,  # type: ignore[arg-type]
+        username=alias.smtp_username or alias.from_address, auth=alias.auth,  # type: ignore[arg-type]
+        token_provider=provider, ca_bundle_pem=alias.ca_bundle or None, timeout=timeout,
+    )  # fmt: skip
+
+
+def system_endpoint(row: SystemOutgoing, box: SecretBox, timeout: float) -> SmtpEndpoint:
+    password = box.decrypt(row.smtp_password_enc) if row.smtp_password_enc else None
+    return SmtpEndpoint(
+        host=row.smtp_host, port=row.smtp_port, tls=row.tls,  # type: ignore[arg-type]
+        username=row.smtp_username, password=password if row.smtp_username else None,
+        ca_bundle_pem=row.ca_bundle or None, allow_plaintext_auth=row.allow_plaintext_auth,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def _imap_for(
+    alias: Alias, box: SecretBox, timeout: float
+) -> tuple[ImapEndpoint | None, str | None]:
+    if files_own_sent_copy(alias.smtp_host, alias.auth):
+        return None, "the provider files its own copy in Sent"
+    account: ImapAccount | None = alias.imap_account
+    if account is None:
+        return None, "the alias has no IMAP account"
+    if not account.password_enc:
+        return None, "the IMAP account has no password"
+    try:
+        return ImapEndpoint.for_account(
+            account, box.decrypt(account.password_enc), timeout=timeout
+        ), None
+    except ValueError as exc:
+        return None, f"the IMAP account cannot be used: {exc}"
+
+
+# --- claims --------------------------------------------------------------------------------
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+
+
+def _render(session: Session, message: Message) -> bytes:
+    """A form letter's recipient: rendered and composed by ``sendas.merge`` on first claim."""
+    merge = importlib.import_module("sendas.merge")
+    render: Callable[[Session, Message], bytes] = merge.render_message
+    return render(session, message)
+
+
+def _campaign_ok() -> Any:
+    return or_(
+        Message.campaign_id.is_(None),
+        exists().where(Campaign.id == Message.campaign_id, Campaign.status == "running"),
+    )
+
+
+def claim_batch(
+    session: Session,
+    lane: str,
+    owner: str,
+    now: datetime,
+    cfg: OutboxConfig,
+    *,
+    box: SecretBox,
+    token_providers: TokenProviders | None,
+    not_before: datetime | None,
+) -> Claim | None:
+    """Claim the next messages of a lane this worker owns, reserving their pacing slots.
+
+    Returns ``None`` when the lane is no longer ours, is paused, or has nothing ready.
+    """
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None or row.owner != owner or row.needs_attention:
+        return None
+    if row.paused_until is not None and row.paused_until > now:
+        return None
+    alias: Alias | None = None
+    alias_id = lane_alias_id(lane)
+    if alias_id is not None:
+        alias = session.get(Alias, alias_id)
+        if alias is None:
+            return None
+        if alias.needs_reauth:
+            row.needs_attention = True
+            return None
+        delay_ms = alias.delay_ms
+    else:
+        system = session.get(SystemOutgoing, 1)
+        if system is None or not system.smtp_host:
+            return None
+        delay_ms = system.delay_ms
+    if delay_ms > 0:
+        limit = max(1, min(cfg.max_paced_batch, int(cfg.paced_window_seconds * 1000 // delay_ms)))
+    else:
+        limit = cfg.batch_size
+
+    lease_free = or_(Message.lease_expires_at.is_(None), Message.lease_expires_at < now)
+    rows: list[Message] = []
+    for status in READY:
+        if len(rows) >= limit:
+            break
+        rows.extend(
+            session.scalars(
+                select(Message)
+                .where(
+                    Message.status == status,
+                    Message.lane == lane,
+                    Message.next_attempt_at <= now,
+                    lease_free,
+                    _campaign_ok(),
+                )
+                .order_by(Message.next_attempt_at, Message.id)
+                .limit(limit - len(rows))
+                .with_for_update(skip_locked=True, of=Message)
+            ).all()
+        )
+    if not rows:
+        return None
+
+    lease_until = now + timedelta(seconds=cfg.lease_seconds)
+    row.owner_expires_at = lease_until
+    delay = timedelta(milliseconds=delay_ms)
+    slot = max(x for x in (now, row.next_send_at, not_before) if x is not None)
+    claimed: list[ClaimedMessage] = []
+    for m in rows:
+        if m.raw is None:
+            try:
+                m.raw = _render(session, m)
+            except (SendasError, ImportError, ValueError) as exc:
+                m.status = "failed"
+                m.error_step = "compose"
+                m.server_reply = None
+                m.hint = f"The form letter could not be rendered for this recipient: {exc}"
+                continue
+        if not m.message_id:
+            found = _MESSAGE_ID.search(m.raw)
+            m.message_id = found.group(1).decode("ascii", "replace") if found else ""
+        pending = pending_recipients(list(m.recipients), m.recipient_results)
+        if not pending:  # every recipient already has a final result
+            sent = any(v.get("status") == "sent" for v in (m.recipient_results or {}).values())
+            m.status = "sent" if sent else "failed"
+            continue
+        m.lease_owner = owner
+        m.lease_expires_at = lease_until
+        claimed.append(
+            ClaimedMessage(
+                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw,
+                attempts=m.attempts, recipient_results=m.recipient_results,
+                slot=slot if delay_ms > 0 else None,
+            )
+        )  # fmt: skip
+        if delay_ms > 0:
+            slot = slot + delay
+    if delay_ms > 0 and claimed:
+        row.next_send_at = slot  # one delay after the last reserved slot
+    if not claimed:
+        return Claim(lane, delay_ms, _placeholder_endpoint(), None, None, [])
+
+    timeout = cfg.smtp_timeout
+    if alias is not None:
+        endpoint = alias_endpoint(alias, box, timeout, token_providers)
+        imap, skip_reason = _imap_for(alias, box, timeout)
+    else:
+        endpoint = system_endpoint(session.get_one(SystemOutgoing, 1), box, timeout)
+        imap, skip_reason = None, "automated mail has no Sent folder"
+    return Claim(lane, delay_ms, endpoint, imap, skip_reason, claimed)
+
+
+def _placeholder_endpoint() -> SmtpEndpoint:
+    return SmtpEndpoint(host="invalid", port=25, tls="none")
+
+
+def mark_sending(
+    session: Session, owner: str, ids: Sequence[int], now: datetime, cfg: OutboxConfig
+) -> list[int]:
+    """Mark claimed messages ``sending`` (the caller submits right after the commit).
+
+    Returns the ids that are still ours; a message whose claim was lost is left alone.
+    """
+    if not ids:
+        return []
+    ours = list(
+        session.scalars(
+            select(Message.id)
+            .where(Message.id.in_(list(ids)), Message.lease_owner == owner,
+                   Message.status.in_(READY))
+            .with_for_update()
+        )
+    )  # fmt: skip
+    if ours:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ours))
+            .values(status="sending", updated_at=now,
+                    lease_expires_at=now + timedelta(seconds=cfg.lease_seconds))
+        )  # fmt: skip
+    return ours
+
+
+def release_messages(
+    session: Session, owner: str, ids: Sequence[int], *, was_sending: bool
+) -> None:
+    """Give back claimed messages that were not submitted (they are claimable again)."""
+    if not ids:
+        return
+    statuses = ("sending",) if was_sending else READY
+    session.execute(
+        update(Message)
+        .where(Message.id.in_(list(ids)), Message.lease_owner == owner,
+               Message.status.in_(statuses))
+        .values(status="queued" if was_sending else Message.status, lease_owner=None,
+                lease_expires_at=None)
+    )  # fmt: skip
+
+
+def record_outcomes(
+    session: Session,
+    owner: str,
+    lane: str,
+    items: Sequence[tuple[ClaimedMessage, SubmitResult | TransportError]],
+    now: datetime,
+    cfg: OutboxConfig,
+    copy_skip_reason: str | None,
+) -> Recorded:
+    """Store what the server answered; pause the lane or flag the alias when it says so."""
+    done = Recorded()
+    rows = {
+        m.id: m
+        for m in session.scalars(
+            select(Message).where(Message.id.in_([c.id for c, _ in items])).with_for_update()
+        )
+    }
+    pause_reason: str | None = None
+    attention: str | None = None
+    for claimed, answer in items:
+        m = rows.get(claimed.id)
+        if m is None or m.lease_owner != owner or m.status not in ("sending", "unknown"):
+            continue  # someone else decided meanwhile (e.g. the owner chose send again)
+        out: Outcome = interpret(
+            answer, recipients=claimed.recipients, previous=claimed.recipient_results,
+            attempts=claimed.attempts, now=now, max_attempts=cfg.max_attempts,
+            backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max,
+        )  # fmt: skip
+        m.status = out.status
+        m.recipient_results = out.recipient_results
+        m.server_reply = out.server_reply
+        m.error_step = out.error_step
+        m.hint = out.hint
+        m.updated_at = now
+        if out.count_attempt:
+            m.attempts = claimed.attempts + 1
+        if out.next_attempt_at is not None:
+            m.next_attempt_at = out.next_attempt_at
+        if out.status != "unknown":
+            m.lease_owner = None
+            m.lease_expires_at = None
+        if out.status == "sent":
+            m.sent_at = now
+            done.sent.append(m.id)
+            if copy_skip_reason is not None:
+                m.sent_copy, m.sent_copy_detail = "skipped", copy_skip_reason
+        lane_action = out.lane
+        if lane_action.pause_until is not None and (
+            done.pause_until is None or lane_action.pause_until > done.pause_until
+        ):
+            done.pause_until, pause_reason = lane_action.pause_until, lane_action.pause_reason
+        if lane_action.needs_attention:
+            attention = lane_action.needs_attention
+        done.reconnect = done.reconnect or lane_action.reconnect
+    if attention is not None:
+        lane_needs_attention(session, lane, attention, now)
+        done.needs_attention = True
+    if done.pause_until is not None:
+        pause_lane(session, lane, done.pause_until, pause_reason or "the server asked to wait")
+    return done
+
+
+def record_sent_copy(session: Session, message_id: int, status: str, detail: str) -> None:
+    session.execute(
+        update(Message)
+        .where(Message.id == message_id)
+        .values(sent_copy=status, sent_copy_detail=detail[:2000])
+    )

@@ -1,0 +1,412 @@
+"""The outbox worker: one asyncio process driving many alias lanes at once.
+
+Each lane (an alias, or the database's own settings) is driven by at most one worker at a
+time, through one SMTP connection reused across messages: pipelined batches when the
+alias has no delay, paced single submissions otherwise. Slots are reserved in the lane's
+row when claiming (``next_send_at``), planned from the previous planned start (no drift),
+and never earlier than ``delay_ms`` after the previous actual start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy.orm import Session
+
+from sendas.context import AppContext
+from sendas.db.models import utcnow
+from sendas.errors import AuthError, OAuthError, ReplyError, TransportError
+from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.sent import append_to_sent
+from sendas.outbox import store
+from sendas.outbox.config import OutboxConfig
+from sendas.outbox.outcomes import backoff
+from sendas.outbox.store import Claim, ClaimedMessage, Recorded, TokenProviders
+from sendas.outbox.txqueue import TxQueue
+from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.replies import ReplyKind, pause_until
+from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
+
+log = logging.getLogger("sendas.outbox")
+
+RECONNECTS_BEFORE_PAUSE = 3
+MAX_COMMIT_LEAD = 0.05
+
+
+class _LaneStop(Exception):
+    """The lane cannot go on now (paused, needs attention, unreachable)."""
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+@dataclass
+class _LaneState:
+    name: str
+    session: SmtpSession | None = None
+    endpoint: SmtpEndpoint | None = None
+    delay_ms: int = 0
+    last_start_mono: float | None = None
+    last_start_wall: datetime | None = None
+    last_used: float = 0.0
+    reconnects: int = 0
+    commit_lead: float = 0.005  # seconds; recent time to commit "sending"
+
+    @property
+    def next_floor(self) -> datetime | None:
+        """The earliest next start allowed by the previous actual start."""
+        if self.last_start_wall is None:
+            return None
+        return self.last_start_wall + timedelta(milliseconds=self.delay_ms)
+
+
+class Worker:
+    """Drains the outbox until :meth:`request_stop`. Many may run against one database."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        config: OutboxConfig | None = None,
+        *,
+        worker_id: str | None = None,
+        token_providers: TokenProviders | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.cfg = config or OutboxConfig(smtp_timeout=ctx.settings.smtp_timeout)
+        self.id = worker_id or new_worker_id()
+        self._token_providers = token_providers
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._cooldown: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._held: set[int] = set()
+        self._copies: set[asyncio.Task[None]] = set()
+        self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
+        self._tx = TxQueue(ctx.db)
+
+    # --- control --------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Finish the submissions in flight, hand the lanes back, then return from run()."""
+        self._stopping.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look for work now instead of at the next poll (e.g. right after an enqueue)."""
+        self._wake.set()
+
+    @property
+    def lanes(self) -> list[str]:
+        return list(self._lanes)
+
+    async def run(self) -> None:
+        self._tx.start()
+        beat = asyncio.create_task(self._heartbeat(), name="sendas-heartbeat")
+        log.info("outbox worker %s started", self.id)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    await self._poll()
+                except Exception:
+                    log.exception("outbox poll failed; trying again")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.cfg.poll_interval)
+        finally:
+            self._stopping.set()
+            await self._drain()
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            await self._tx.close()
+            log.info("outbox worker %s stopped", self.id)
+
+    async def _drain(self) -> None:
+        tasks = list(self._lanes.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.cfg.smtp_timeout + 5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._copies:
+            await asyncio.wait(list(self._copies), timeout=self.cfg.smtp_timeout + 5)
+
+    async def _poll(self) -> None:
+        now = utcnow()
+        mono = time.monotonic()
+        self._cooldown = {k: v for k, v in self._cooldown.items() if v > mono}
+        skip = set(self._lanes) | set(self._cooldown)
+        limit = self.cfg.max_lanes - len(self._lanes)
+        cfg, owner = self.cfg, self.id
+
+        def op(session: Session) -> list[str]:
+            store.reap_expired(session, now)
+            return store.acquire_lanes(session, owner, now, cfg, skip=skip, limit=limit)
+
+        for name in await self._tx.run(op):
+            if name not in self._lanes and not self._stopping.is_set():
+                self._lanes[name] = asyncio.create_task(self._drive(name), name=f"lane {name}")
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.heartbeat_seconds)
+            until = utcnow() + timedelta(seconds=self.cfg.lease_seconds)
+            op = partial(
+                store.heartbeat, owner=self.id, lanes=list(self._lanes),
+                message_ids=list(self._held), until=until,
+            )  # fmt: skip
+            try:
+                await self._tx.run(op)
+            except Exception:
+                log.exception("renewing the leases failed")
+
+    # --- one lane -------------------------------------------------------------------------
+
+    async def _drive(self, lane: str) -> None:
+        st = _LaneState(lane)
+        held_since = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() - held_since > self.cfg.lane_hold_seconds:
+                    # Hand the lane back for a moment so other workers get their turn.
+                    self._cooldown[lane] = time.monotonic() + 2 * self.cfg.poll_interval
+                    break
+                claim = await self._claim(st)
+                if claim is None:
+                    break
+                if not claim.messages:
+                    continue
+                st.delay_ms = claim.delay_ms
+                ids = [m.id for m in claim.messages]
+                self._held.update(ids)
+                try:
+                    if claim.delay_ms > 0:
+                        await self._send_paced(st, claim)
+                    else:
+                        await self._send_pipelined(st, claim)
+                finally:
+                    leftover = [i for i in ids if i in self._held]
+                    self._held.difference_update(ids)
+                    if leftover:
+                        await self._tx.run(
+                            partial(store.release_messages, owner=self.id, ids=leftover,
+                                    was_sending=False)
+                        )  # fmt: skip
+        except _LaneStop:
+            pass
+        except Exception:
+            log.exception("lane %s stopped on an unexpected error", lane)
+        finally:
+            if st.session is not None:
+                await st.session.close()
+            owner, floor = self.id, st.next_floor
+            try:
+                await self._tx.run(lambda s: store.release_lane(s, lane, owner, floor))
+            except Exception:
+                log.exception("could not hand back lane %s", lane)
+            self._lanes.pop(lane, None)
+
+    async def _claim(self, st: _LaneState) -> Claim | None:
+        cfg, owner, box, tokens = self.cfg, self.id, self.ctx.secrets, self._token_providers
+        floor, lane, now = st.next_floor, st.name, utcnow()
+        return await self._tx.run(
+            lambda s: store.claim_batch(
+                s, lane, owner, now, cfg, box=box, token_providers=tokens, not_before=floor
+            )
+        )
+
+    async def _ensure_session(self, st: _LaneState, endpoint: SmtpEndpoint) -> SmtpSession:
+        session = st.session
+        if session is not None and (not session.usable or endpoint != st.endpoint):
+            await session.close()
+            session = st.session = None
+        if session is not None and time.monotonic() - st.last_used > self.cfg.idle_check_seconds:
+            try:
+                await session.noop()
+            except TransportError:
+                await session.close()
+                session = st.session = None
+        if session is None:
+            session = SmtpSession(endpoint)
+            try:
+                await session.open()
+            except TransportError as exc:
+                await self._lane_failure(st, exc)
+                raise _LaneStop from None
+            st.session, st.endpoint = session, endpoint
+            st.last_used = time.monotonic()
+        return session
+
+    async def _lane_failure(self, st: _LaneState, exc: TransportError) -> None:
+        """Opening the connection failed: flag, pause or back off the lane."""
+        lane, now = st.name, utcnow()
+        reason = " - ".join(x for x in (exc.server_reply or str(exc), exc.hint) if x)
+        kind = exc.kind if isinstance(exc, ReplyError) else None
+        if isinstance(exc, AuthError | OAuthError) or kind == ReplyKind.AUTH:
+            log.warning("lane %s: sign-in refused, the alias needs attention", lane)
+            await self._tx.run(lambda s: store.lane_needs_attention(s, lane, reason, now))
+            return
+        until: datetime | None = None
+        if kind in (ReplyKind.RATE_LIMIT, ReplyKind.QUOTA):
+            until = pause_until(kind or "", exc.code or 0, exc.server_reply, now)
+        if until is None:
+            failures = self._failures.get(lane, 0) + 1
+            self._failures[lane] = failures
+            wait = backoff(failures, self.cfg.reconnect_base, self.cfg.reconnect_max)
+            until = now + timedelta(seconds=wait)
+            reason = f"cannot reach the server: {reason}"
+        log.warning("lane %s paused until %s: %s", lane, until.isoformat(), reason)
+        final_until = until
+        await self._tx.run(lambda s: store.pause_lane(s, lane, final_until, reason))
+
+    async def _mark_sending(self, ids: list[int]) -> set[int]:
+        owner, cfg, now = self.id, self.cfg, utcnow()
+        ours = await self._tx.run(lambda s: store.mark_sending(s, owner, ids, now, cfg))
+        lost = set(ids) - set(ours)
+        self._held.difference_update(lost)
+        return set(ours)
+
+    async def _record(
+        self,
+        st: _LaneState,
+        claim: Claim,
+        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
+    ) -> None:
+        owner, cfg, lane, now, skip = self.id, self.cfg, st.name, utcnow(), claim.copy_skip_reason
+        rec: Recorded = await self._tx.run(
+            lambda s: store.record_outcomes(s, owner, lane, items, now, cfg, skip)
+        )
+        self._held.difference_update(m.id for m, _ in items)
+        if rec.sent:
+            self._failures.pop(lane, None)
+            st.reconnects = 0
+            if claim.imap is not None:
+                raw = {m.id: m.raw for m in claim.messages}
+                for message_id in rec.sent:
+                    self._start_copy(claim.imap, message_id, raw[message_id])
+        if rec.needs_attention or rec.pause_until is not None:
+            raise _LaneStop
+        if rec.reconnect:
+            if st.session is not None:
+                await st.session.close()
+            st.session = None
+            st.reconnects += 1
+            if st.reconnects >= RECONNECTS_BEFORE_PAUSE:
+                st.reconnects = 0
+                await self._lane_failure(st, _dropped())
+                raise _LaneStop
+
+    async def _send_pipelined(self, st: _LaneState, claim: Claim) -> None:
+        session = await self._ensure_session(st, claim.endpoint)
+        ours = await self._mark_sending([m.id for m in claim.messages])
+        batch = [m for m in claim.messages if m.id in ours]
+        if not batch:
+            return
+        envelopes = [Envelope(m.envelope_from, m.recipients, m.raw) for m in batch]
+        answers: list[SubmitResult | TransportError]
+        try:
+            answers = await session.submit_many(envelopes)
+        except TransportError as exc:
+            answers = [exc] * len(batch)
+        st.last_used = time.monotonic()
+        await self._record(st, claim, list(zip(batch, answers, strict=True)))
+
+    async def _send_paced(self, st: _LaneState, claim: Claim) -> None:
+        delay = claim.delay_ms / 1000
+        for m in claim.messages:
+            if self._stopping.is_set():
+                return
+            # Slots are planned from the previous planned slot (no drift). The commit that
+            # marks the message sending is made just ahead of the slot, so that its latency
+            # does not delay the start.
+            target = m.slot or utcnow()
+            lead = timedelta(seconds=st.commit_lead)
+            if not await self._sleep_until(target - lead):
+                return
+            session = await self._ensure_session(st, claim.endpoint)
+            began = time.monotonic()
+            if m.id not in await self._mark_sending([m.id]):
+                continue
+            took = time.monotonic() - began
+            st.commit_lead = min(MAX_COMMIT_LEAD, max(0.8 * st.commit_lead + 0.2 * took, took))
+            wait = (target - utcnow()).total_seconds()
+            if st.last_start_mono is not None:
+                # The previous start may have been late: never start closer than delay_ms.
+                wait = max(wait, st.last_start_mono + delay - time.monotonic())
+            if wait > 0:
+                await asyncio.sleep(wait)
+            st.last_start_mono = time.monotonic()
+            st.last_start_wall = utcnow()
+            answer: SubmitResult | TransportError
+            try:
+                answer = await session.submit(m.envelope_from, m.recipients, m.raw)
+            except TransportError as exc:
+                answer = exc
+            st.last_used = time.monotonic()
+            await self._record(st, claim, [(m, answer)])
+
+    async def _sleep_until(self, when: datetime) -> bool:
+        """Sleep until ``when`` (wall clock); False if the worker is stopping."""
+        delta = (when - utcnow()).total_seconds()
+        if delta <= 0:
+            return not self._stopping.is_set()
+        try:
+            await asyncio.wait_for(self._stopping.wait(), delta)
+        except TimeoutError:
+            return True
+        return False
+
+    # --- copy to Sent ---------------------------------------------------------------------
+
+    def _start_copy(self, imap: ImapEndpoint, message_id: int, raw: bytes) -> None:
+        task = asyncio.create_task(self._copy(imap, message_id, raw))
+        self._copies.add(task)
+        task.add_done_callback(self._copies.discard)
+
+    async def _copy(self, imap: ImapEndpoint, message_id: int, raw: bytes) -> None:
+        async with self._copy_slots:
+            outcome = await append_to_sent(imap, raw)
+        detail = outcome.reason or outcome.hint
+        await self._tx.run(lambda s: store.record_sent_copy(s, message_id, outcome.status, detail))
+
+
+def _dropped() -> TransportError:
+    from sendas.errors import MailConnectionError
+
+    return MailConnectionError(
+        "the server keeps closing the connection", step="mail_from",
+        hint="The server closed the connection repeatedly; sending pauses and tries again.",
+    )  # fmt: skip
+
+
+async def embedded_worker_hook(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    """``app.state.startup_hooks`` entry: run a worker inside ``sendas serve``."""
+    worker = Worker(ctx)
+    task = asyncio.create_task(worker.run(), name="sendas-embedded-worker")
+
+    async def stop() -> None:
+        worker.request_stop()
+        await task
+
+    return stop
+
+
+async def run_until_signalled(worker: Worker) -> None:
+    """Run ``worker`` until SIGTERM or SIGINT, then stop it gracefully."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.request_stop)
+    await worker.run()

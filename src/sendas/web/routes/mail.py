@@ -1,0 +1,379 @@
+"""Compose, message status, Sent log, form letters and their live progress."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import re
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from sendas.errors import Conflict, NotFound, TemplateError, ValidationFailed
+from sendas.merge import Recipient, preview
+from sendas.services import aliases as alias_svc
+from sendas.services import campaigns as campaign_svc
+from sendas.services import messages as message_svc
+from sendas.services.common import Actor
+from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, checked, raw_text, text
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+
+router = APIRouter()
+
+ACTIVE = ("queued", "sending", "retrying")
+STATUSES = ("queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled")
+COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
+CAMPAIGN_FIELDS = ("alias_id", "subject", "text", "html", "file", "recipients_text")
+MAX_UPLOAD = 25 * 1024 * 1024
+
+
+def _aliases(ctx: WebCtx, actor: Actor) -> list[Any]:
+    with ctx.db.read() as s:
+        return [alias_svc.alias_out(a) for a in alias_svc.list_aliases(s, actor)]
+
+
+def _addresses(value: str) -> list[str]:
+    """Addresses separated by commas, semicolons or new lines."""
+    return [a.strip() for a in re.split(r"[,;\n]", value) if a.strip()]
+
+
+# --- compose ------------------------------------------------------------------------------
+
+
+@router.get("/compose")
+def compose_page(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
+    aliases = _aliases(ctx, actor)
+    default = next((a.id for a in aliases if a.is_default), None)
+    return page(request, "mail/compose.html", {
+        "aliases": aliases, "v": {"alias_id": default}, "errors": {},
+    })
+
+
+async def _attachments(form: FormData) -> list[dict[str, str]]:
+    out = []
+    for item in form.getlist("attachments"):
+        if isinstance(item, UploadFile) and item.filename:
+            data = await item.read(MAX_UPLOAD + 1)
+            if len(data) > MAX_UPLOAD:
+                raise ValidationFailed.one("attachments", f"{item.filename} is larger than 25 MB")
+            out.append({
+                "filename": item.filename,
+                "content_type": item.content_type or "application/octet-stream",
+                "content_base64": base64.b64encode(data).decode(),
+            })
+    return out
+
+
+@router.post("/compose")
+async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    errors: dict[str, str] = {}
+    message_id = 0
+    try:
+        body: dict[str, Any] = {
+            "to": _addresses(text(form, "to")),
+            "cc": _addresses(text(form, "cc")),
+            "bcc": _addresses(text(form, "bcc")),
+            "subject": text(form, "subject"),
+            "text": raw_text(form, "text"),
+            "attachments": await _attachments(form),
+        }
+        if raw_text(form, "html").strip():
+            body["html"] = raw_text(form, "html")
+        alias = text(form, "alias_id")
+        if alias.isdigit():
+            body["alias_id"] = int(alias)
+        data = message_svc.MessageIn.model_validate(body)
+
+        def send() -> int:
+            with ctx.db.write() as s:
+                return message_svc.send_message(s, actor, data).id
+
+        message_id = await run_in_threadpool(send)
+    except (ValidationError, ValidationFailed) as exc:
+        errors = field_errors(exc)
+    except NotFound:
+        errors = {"alias_id": "choose one of your aliases"}
+    if errors:
+        if is_htmx(request):
+            return page(request, "_form_errors.html",
+                        {"errors": errors, "fields": COMPOSE_FIELDS}, status_code=422)
+        aliases = await run_in_threadpool(_aliases, ctx, actor)
+        values = {k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")}
+        values["alias_id"] = int(text(form, "alias_id") or 0)
+        return page(request, "mail/compose.html",
+                    {"aliases": aliases, "v": values, "errors": errors}, status_code=422)
+    flash(request, "Your message is queued.")
+    return redirect(request, f"/messages/{message_id}")
+
+
+# --- one message --------------------------------------------------------------------------
+
+
+def _message(ctx: WebCtx, actor: Actor, message_id: int) -> message_svc.MessageOut:
+    try:
+        with ctx.db.read() as s:
+            return message_svc.message_out(message_svc.get_message(s, actor, message_id))
+    except NotFound:
+        raise PageNotFound() from None
+
+
+@router.get("/messages/{message_id}")
+def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
+    m = _message(ctx, actor, message_id)
+    template = "mail/_message_status.html" if is_htmx(request) else "mail/message.html"
+    return page(request, template, {"m": m, "active": ACTIVE})
+
+
+@router.post("/messages/{message_id}/resend")
+def message_resend(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
+) -> Response:
+    return _settle(request, ctx, actor, form, message_id, message_svc.resend,
+                   "Queued again: it goes out with the same Message-ID.")
+
+
+@router.post("/messages/{message_id}/mark-sent")
+def message_mark_sent(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
+) -> Response:
+    return _settle(request, ctx, actor, form, message_id, message_svc.mark_sent,
+                   "Recorded as sent.")
+
+
+def _settle(
+    request: Request, ctx: WebCtx, actor: Actor, form: FormData, message_id: int,
+    action: Any, done: str,
+) -> Response:
+    back = text(form, "back")
+    if not back.startswith("/") or back.startswith("//"):
+        back = f"/messages/{message_id}"
+    try:
+        with ctx.db.write() as s:
+            action(s, actor, message_id)
+        flash(request, done)
+    except NotFound:
+        raise PageNotFound() from None
+    except Conflict as exc:
+        flash(request, str(exc), "error")
+    return redirect(request, back)
+
+
+# --- Sent log -----------------------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+@router.get("/sent")
+def sent_log(
+    request: Request, ctx: WebCtx, actor: WebActor, status: str = "", page_no: int = 1
+) -> Response:
+    status = status if status in STATUSES else ""
+    page_no = max(1, page_no)
+    with ctx.db.read() as s:
+        rows, total = message_svc.list_messages(
+            s, actor, status=status or None, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
+        )
+        items = [message_svc.message_out(m) for m in rows]
+    return page(request, "mail/sent.html", {
+        "items": items, "total": total, "status": status, "statuses": STATUSES,
+        "page_no": page_no, "pages": max(1, -(-total // PAGE_SIZE)),
+    })
+
+
+# --- form letters -------------------------------------------------------------------------
+
+
+@router.get("/campaigns/new")
+def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
+    aliases = _aliases(ctx, actor)
+    default = next((a.id for a in aliases if a.is_default), None)
+    return page(request, "mail/campaign_new.html", {
+        "aliases": aliases, "v": {"alias_id": default}, "errors": {},
+    })
+
+
+async def _recipients_csv(form: FormData) -> bytes:
+    """The uploaded CSV, else the pasted recipients (a bare list of addresses gets a header)."""
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        data = await upload.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise ValidationFailed.one("file", "the file is larger than 25 MB")
+        if data.strip():
+            return data
+    pasted = raw_text(form, "recipients_text").strip()
+    if not pasted:
+        raise ValidationFailed.one("recipients_text", "paste recipients or upload a CSV file")
+    first = pasted.splitlines()[0]
+    if "email" not in [c.strip().casefold() for c in first.split(",")]:
+        pasted = "email\n" + pasted
+    return pasted.encode()
+
+
+def _rows(data: bytes) -> campaign_svc.RowSource:
+    return campaign_svc.csv_rows(lambda: contextlib.nullcontext(io.BytesIO(data)))
+
+
+def _renamed(errors: dict[str, str], form: FormData) -> dict[str, str]:
+    """Problems with the CSV belong to whichever box the recipients came from."""
+    upload = form.get("file")
+    if "file" in errors and not (isinstance(upload, UploadFile) and upload.filename):
+        errors["recipients_text"] = errors.pop("file")
+    return errors
+
+
+def _templates(form: FormData) -> dict[str, Any]:
+    values: dict[str, Any] = {"subject": text(form, "subject"), "text": raw_text(form, "text")}
+    if raw_text(form, "html").strip():
+        values["html"] = raw_text(form, "html")
+    alias = text(form, "alias_id")
+    if alias.isdigit():
+        values["alias_id"] = int(alias)
+    return values
+
+
+@router.post("/campaigns/preview")
+async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Response:
+    """Render the letter for recipient number N of the list (a fragment)."""
+    errors: dict[str, str] = {}
+    rendered = None
+    recipient = None
+    count = 0
+    try:
+        rows = [r for r in _rows(await _recipients_csv(form))()
+                if isinstance(r, campaign_svc.Row)]
+        count = len(rows)
+        if not rows:
+            raise ValidationFailed.one("recipients_text", "no valid recipient in the list")
+        wanted = text(form, "preview_index")
+        index = min(max(int(wanted) if wanted.isdigit() else 1, 1), count)
+        row = rows[index - 1]
+        recipient = {"index": index, "email": row.email, "fields": row.fields}
+        t = _templates(form)
+        rendered = preview(t["subject"], t.get("text"), t.get("html"),
+                           Recipient(row.email, row.fields))
+    except ValidationFailed as exc:
+        errors = _renamed(field_errors(exc), form)
+    except TemplateError as exc:
+        errors = {"_form": str(exc)}
+    return page(request, "mail/_preview.html", {
+        "rendered": rendered, "recipient": recipient, "count": count, "errors": errors,
+    })
+
+
+@router.post("/campaigns")
+async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    errors: dict[str, str] = {}
+    campaign_id = 0
+    try:
+        data = campaign_svc.CampaignTemplatesIn.model_validate(_templates(form))
+        rows = _rows(await _recipients_csv(form))
+        created = await run_in_threadpool(
+            campaign_svc.create_campaign, ctx.db, actor, data, rows,
+            skip_invalid=checked(form, "skip_invalid"), list_field="file",
+        )
+        campaign_id = created.id
+    except (ValidationError, ValidationFailed) as exc:
+        errors = _renamed(field_errors(exc), form)
+    except NotFound:
+        errors = {"alias_id": "choose one of your aliases"}
+    except TemplateError as exc:
+        errors = {exc.field if exc.field in ("subject", "text", "html") else "text": str(exc)}
+    if errors:
+        if is_htmx(request):
+            return page(request, "_form_errors.html",
+                        {"errors": errors, "fields": CAMPAIGN_FIELDS}, status_code=422)
+        aliases = await run_in_threadpool(_aliases, ctx, actor)
+        values: dict[str, Any] = {
+            k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
+        }
+        values["alias_id"] = int(text(form, "alias_id") or 0)
+        return page(request, "mail/campaign_new.html",
+                    {"aliases": aliases, "v": values, "errors": errors}, status_code=422)
+    if created.invalid_count:
+        flash(request, f"{created.invalid_count} line(s) were skipped as invalid.", "warn")
+    return redirect(request, f"/campaigns/{campaign_id}")
+
+
+def _campaign(ctx: WebCtx, actor: Actor, campaign_id: int) -> campaign_svc.CampaignOut:
+    try:
+        return campaign_svc.campaign_status(ctx.db, actor, campaign_id)
+    except NotFound:
+        raise PageNotFound() from None
+
+
+def progress_numbers(c: campaign_svc.CampaignOut) -> dict[str, Any]:
+    waiting = sum(c.counts.get(s, 0) for s in ACTIVE)
+    done = max(0, c.total - waiting)
+    percent = 100 if c.status == "completed" or c.total == 0 else int(done * 100 / c.total)
+    eta = c.eta_seconds
+    return {
+        "done": done, "percent": percent,
+        "per_minute": round(c.rate * 60, 1),
+        "eta": None if eta is None else _duration(eta),
+        "live": c.status in ("running", "paused"),
+    }
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign_page(request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int) -> Response:
+    c = _campaign(ctx, actor, campaign_id)
+    ctx_vars = {"c": c, "p": progress_numbers(c), "statuses": STATUSES}
+    if is_htmx(request):
+        response = page(request, "mail/_campaign_progress.html", ctx_vars)
+        response.headers["HX-Trigger"] = "campaign-progress"
+        return response
+    return page(request, "mail/campaign.html", ctx_vars)
+
+
+@router.get("/campaigns/{campaign_id}/recipients")
+def campaign_recipients(
+    request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int,
+    status: str = "", q: str = "",
+) -> Response:
+    try:
+        with ctx.db.read() as s:
+            result = campaign_svc.list_messages(
+                s, actor, campaign_id, status=status if status in STATUSES else None,
+                q=q.strip()[:320] or None, limit=200,
+            )
+    except NotFound:
+        raise PageNotFound() from None
+    return page(request, "mail/_recipients.html", {
+        "items": result.items, "more": result.next_after_id is not None,
+        "campaign_id": campaign_id,
+    })
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+def campaign_action(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: int, action: str
+) -> Response:
+    actions = {"pause": campaign_svc.pause_campaign, "resume": campaign_svc.resume_campaign,
+               "cancel": campaign_svc.cancel_campaign}
+    if action not in actions:
+        raise PageNotFound()
+    try:
+        with ctx.db.write() as s:
+            actions[action](s, actor, campaign_id)
+    except NotFound:
+        raise PageNotFound() from None
+    except Conflict as exc:
+        flash(request, str(exc), "error")
+    if is_htmx(request):
+        return campaign_page(request, ctx, actor, campaign_id)
+    return redirect(request, f"/campaigns/{campaign_id}")

@@ -1,0 +1,97 @@
+"""The happy path on a real SMTP server: every queued message sent exactly once, over one
+reused (pipelined) connection; pacing per alias; different aliases in parallel."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sendas.context import AppContext
+from sendas.services.common import Actor
+from tests.outbox.conftest import (
+    all_final,
+    make_alias,
+    message,
+    queue,
+    received_ids,
+    running_worker,
+    statuses,
+    wait_for,
+)
+from tests.servers.smtpd import SmtpdFactory
+
+
+async def test_queued_messages_are_sent_once_over_one_pipelined_connection(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    alias_id = make_alias(ctx, alice_actor, server)
+    ids = queue(ctx, alice_actor, alias_id, 120)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids))
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 120 and set(counts.values()) == {1}
+    assert server.recorder.connections == 1
+    first = message(ctx, ids[0])
+    assert first.server_reply is not None and first.server_reply.startswith("250")
+    assert first.sent_at is not None
+    assert server.recorder.messages[0].data.replace(b"\r\n", b"\n") == (first.raw or b"").replace(
+        b"\r\n", b"\n"
+    )
+
+
+def mail_times(server_recorder_script: dict[str, Any], key: str = "MAIL") -> dict[str, list[float]]:
+    """Record when each MAIL FROM arrives, per sender address."""
+    times: dict[str, list[float]] = {}
+
+    def on_mail(arg: str | None) -> None:
+        sender = (arg or "").split("<", 1)[-1].split(">", 1)[0]
+        times.setdefault(sender, []).append(time.monotonic())
+
+    server_recorder_script[key] = on_mail
+    return times
+
+
+async def test_pacing_holds_delay_between_starts_without_drift(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    times = mail_times(server.recorder.script)
+    delay_ms, count = 60, 15
+    alias_id = make_alias(ctx, alice_actor, server, delay_ms=delay_ms)
+    ids = queue(ctx, alice_actor, alias_id, count)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids))
+
+    starts = times["work@example.test"]
+    assert len(starts) == count
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert min(gaps) >= delay_ms / 1000 - 0.002, gaps
+    total = starts[-1] - starts[0]
+    # No drift: (N-1) x delay, plus a little scheduling noise.
+    assert total < (count - 1) * delay_ms / 1000 * 1.10 + 0.03, total
+    assert set(received_ids(server.recorder).values()) == {1}
+
+
+async def test_different_aliases_do_not_wait_for_each_other(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    times = mail_times(server.recorder.script)
+    slow = make_alias(ctx, alice_actor, server, delay_ms=400, name="Slow")
+    fast = make_alias(ctx, alice_actor, server, delay_ms=0, name="Fast")
+    slow_ids = queue(ctx, alice_actor, slow, 3)
+    fast_ids = queue(ctx, alice_actor, fast, 30)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, fast_ids))
+        # The fast alias finished while the slow one is still between its slots.
+        assert len(times.get("slow@example.test", [])) < 3
+        await wait_for(all_final(ctx, slow_ids))
+
+    assert times["fast@example.test"][-1] < times["slow@example.test"][-1]
+    assert set(statuses(ctx, slow_ids + fast_ids).values()) == {"sent"}

@@ -1,0 +1,205 @@
+"""Form-letter templates: fields, sandbox, escaping, strictness, and the composed message."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import gc
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from sendas.context import AppContext
+from sendas.db.models import Message
+from sendas.errors import TemplateError, ValidationFailed
+from sendas.merge import Recipient, compile_templates, preview, render_message
+from sendas.schemas import AliasCreate
+from sendas.services import aliases as alias_service
+from sendas.services import campaigns as svc
+from sendas.services.common import Actor
+from tests.conftest import Person
+
+ANN = Recipient("ann@example.org", {"first": "Ann", "company": "Acme & Co", "n": "3"})
+
+
+def test_three_ways_to_reach_a_value():
+    t = compile_templates("{{ first }}", "{{ fields.first }}|{{ fields['company'] }}|{{ email }}",
+                          None)
+    r = t.render(ANN)
+    assert r.subject == "Ann"
+    assert r.text == "Ann|Acme & Co|ann@example.org"
+    assert r.html is None
+
+
+def test_html_is_escaped_and_text_is_not():
+    r = preview("s", "{{ company }}", "<p>{{ company }}</p>", ANN)
+    assert r.text == "Acme & Co"
+    assert r.html == "<p>Acme &amp; Co</p>"
+
+
+def test_required_fields_in_order_of_use_and_builtins_excluded():
+    t = compile_templates(
+        "{{ first }}",
+        "{{ email }} {{ fields.last }} {% for x in items %}{{ x.name }}{% endfor %}"
+        "{% set local = 1 %}{{ local }} {{ fields.get('optional', '-') }}",
+        "{{ fields['odd name'] }}",
+    )
+    assert t.required == ("first", "last", "items", "odd name")
+    assert t.part_of("odd name") == "html"
+    assert t.missing({"first": 1, "last": 2, "items": []}) == "odd name"
+
+
+def test_method_call_on_fields_is_not_a_field():
+    t = compile_templates("x", "{{ fields.get('nick', first) }}", None)
+    assert t.required == ("first",)
+    assert t.render(ANN).text == "Ann"
+
+
+def test_check_names_field_and_recipient():
+    t = compile_templates("Hi {{ nickname }}", "", None)
+    with pytest.raises(TemplateError) as info:
+        t.check(ANN, "line 2")
+    assert info.value.field == "nickname"
+    assert info.value.recipient == "ann@example.org"
+    assert "line 2" in str(info.value)
+
+
+def test_strict_undefined_at_render():
+    t = compile_templates("x", "{{ fields.first.missing_attr }}", None)
+    with pytest.raises(TemplateError) as info:
+        t.render(ANN)
+    assert info.value.recipient == "ann@example.org"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ email.__class__ }}",
+        "{{ fields.__class__.__mro__ }}",
+        "{{ ''.__class__.__base__.__subclasses__() }}",
+        "{{ fields.update({'x': 1}) }}",  # the values are immutable
+        "{{ 'a' * 10000000 }}",
+        "{{ 10 ** 100000 }}",
+        "{% for i in range(10000000) %}{% endfor %}",
+    ],
+)
+def test_sandbox_refuses(source: str):
+    with pytest.raises(TemplateError) as info:
+        compile_templates("x", source, None).render(ANN)
+    assert info.value.field == "text"
+
+
+def test_subject_must_not_contain_line_breaks():
+    with pytest.raises(TemplateError) as info:
+        compile_templates("Hi\n{{ first }}", "", None).render(ANN)
+    assert info.value.field == "subject"
+    bad = Recipient("ann@example.org", {"first": "Ann\r\nBcc: victim@example.com"})
+    with pytest.raises(TemplateError):
+        compile_templates("Hi {{ first }}", "", None).check(bad, "line 2")
+    # a line break in the body is fine
+    assert compile_templates("s", "{{ first }}", None).render(bad).text.startswith("Ann\r\n")
+
+
+def test_syntax_error_names_the_part_and_line():
+    with pytest.raises(TemplateError) as info:
+        compile_templates("ok", "line one\n{{ broken ", None)
+    assert info.value.field == "text"
+    assert "line 2" in str(info.value)
+
+
+def test_preview_checks_fields_first():
+    with pytest.raises(TemplateError) as info:
+        preview("s", "{{ zip }}", None, ANN)
+    assert info.value.field == "zip"
+
+
+# --- render_message: what the outbox submits ------------------------------------------------
+
+
+def make_alias(ctx: AppContext, who: Person) -> Actor:
+    actor = Actor(who.id, who.email, False)
+    with ctx.db.write() as s:
+        alias_service.create_alias(
+            s,
+            actor,
+            AliasCreate(description="Work", alias_name="Alice Example",
+                        from_address="alice@example.com", reply_to="replies@example.com",
+                        smtp_server="mail.example.com:465"),
+            ctx.secrets,
+        )
+    return actor
+
+
+def make_campaign(ctx: AppContext, who: Person, rows: svc.RowSource, **data: str) -> int:
+    actor = make_alias(ctx, who)
+    values = {"subject": "Hello {{ first }}", "text": "Dear {{ first }}", **data}
+    created = svc.create_campaign(
+        ctx.db, actor, svc.CampaignTemplatesIn.model_validate(values), rows
+    )
+    return created.id
+
+
+def test_render_message_composes_for_the_recipient(ctx: AppContext, alice: Person):
+    rows = svc.json_rows([svc.RecipientIn(email="ann@example.org", fields={"first": "Ann <3"})])
+    make_campaign(ctx, alice, rows, html="<p>{{ first }}</p>")
+    with ctx.db.write() as s:
+        message = s.scalars(select(Message)).one()
+        raw = render_message(s, message)
+        assert message.subject == "Hello Ann <3"
+        assert message.message_id.startswith("<")
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["To"] == "ann@example.org"
+    assert parsed["From"] == "Alice Example <alice@example.com>"
+    assert parsed["Reply-To"] == "replies@example.com"
+    assert parsed["Subject"] == "Hello Ann <3"
+    text = parsed.get_body(("plain",))
+    html = parsed.get_body(("html",))
+    assert text is not None and text.get_content().strip() == "Dear Ann <3"
+    assert html is not None and html.get_content().strip() == "<p>Ann &lt;3</p>"
+
+
+# --- a large CSV streams ------------------------------------------------------------------
+
+
+def _csv_lines(n: int) -> Iterator[str]:
+    yield "email,first,last,company\n"
+    for i in range(n):
+        yield f"user{i}@example.com,First{i},Last{i},Company {i % 97}\n"
+    yield "broken-address,x,y,z\n"
+
+
+def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person, tmp_path: Path):
+    n = 200_000
+    path = tmp_path / "big.csv"
+    with path.open("w") as f:
+        f.writelines(_csv_lines(n))
+    size = path.stat().st_size
+    actor = make_alias(ctx, alice)
+    data = svc.CampaignTemplatesIn(subject="Hi {{ first }}", text="{{ last }} of {{ company }}")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        # The bad last line refuses the whole list, found only by reading to the end.
+        with pytest.raises(ValidationFailed) as info:
+            svc.create_campaign(ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")))
+        assert info.value.problems[0].msg.startswith(f"line {n + 2}:")
+        created = svc.create_campaign(
+            ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")), skip_invalid=True
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert created.total == n and created.invalid_count == 1
+    with ctx.db.read() as s:
+        assert s.scalar(select(func.count()).where(Message.campaign_id == created.id)) == n
+        last = s.scalars(select(Message).order_by(Message.id.desc()).limit(1)).one()
+    assert last.to_addrs == [f"user{n - 1}@example.com"]
+    assert last.merge_fields == {"first": f"First{n - 1}", "last": f"Last{n - 1}",
+                                 "company": f"Company {(n - 1) % 97}"}
+    # Holding the rows would take several times the file's size; a chunk is a few MB.
+    assert size > 10_000_000
+    assert peak < size / 2, (peak, size)
+

@@ -1,0 +1,146 @@
+"""Log in, set up aliases with a preset, Test Connection, defaults, CSRF: in Chromium."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.web.conftest import SMTP_PASSWORD, SMTP_USER, LiveServer, MailSink, login, shoot
+
+pytestmark = pytest.mark.browser
+
+
+def fill_alias(page: Any, sink: MailSink, description: str, *, password: str) -> None:
+    page.get_by_label("Description").fill(description)
+    page.get_by_label("Alias Name").fill("Dana Smith")
+    page.get_by_label("From Address").fill(SMTP_USER)
+    page.get_by_label("Provider (fills in the server for you)").select_option(label="Fastmail")
+    server = page.get_by_label("SMTP Server:Port")
+    assert server.input_value() == "smtp.fastmail.com:465"
+    assert page.get_by_label("Encryption", exact=True).input_value() == "implicit"
+    assert page.get_by_label("Delay Between Emails (milliseconds)").input_value() == "1000"
+    # The local test server speaks STARTTLS on its own port: adjust, as a user would.
+    server.fill(sink.server)
+    page.locator("summary", has_text="Advanced").click()
+    page.get_by_label("Encryption", exact=True).select_option("starttls")
+    page.get_by_label("SMTP User Name").fill(SMTP_USER)
+    page.get_by_label("SMTP Password").fill(password)
+
+
+def test_login_page_refuses_wrong_password(page: Any, live_server: LiveServer) -> None:
+    email = live_server.new_user("wrong")
+    page.goto("/aliases")
+    page.wait_for_url("**/login?next=/aliases")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("not it")
+    page.get_by_role("button", name="Log in").click()
+    assert page.locator("#login-error").inner_text() == "Wrong email or password."
+    shoot(page, "login")
+    page.get_by_label("Password").fill("correct horse battery")
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/aliases")
+    assert page.get_by_role("heading", name="No alias yet").is_visible()
+    shoot(page, "aliases-empty")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+    page.goto("/aliases")
+    page.wait_for_url("**/login?next=/aliases")
+
+
+def test_alias_preset_test_connection_save_and_default(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    login(page, live_server.new_user("alias"))
+    page.locator("summary", has_text="Action").click()
+    page.get_by_role("link", name="Add alias").click()
+    page.wait_for_url("**/aliases/new")
+    assert "OAuth is not configured" in page.locator("#help-google").inner_text()
+
+    # A wrong password: the failed step, the server's reply and a hint, no reload.
+    fill_alias(page, mail_sink, "Sales desk", password="wrong password")
+    page.get_by_role("button", name="Test Connection").click()
+    result = page.locator("#test-result .test-result")
+    result.wait_for()
+    assert "Status: FAILED" in result.inner_text()
+    assert result.locator(".step").inner_text() == "auth"
+    assert "535" in result.locator(".reply").inner_text()
+    assert result.locator(".hint").inner_text().strip()
+    assert page.get_by_label("Description").input_value() == "Sales desk"  # not reloaded
+    shoot(page, "alias-test-failed")
+
+    page.get_by_label("SMTP Password").fill(SMTP_PASSWORD)
+    page.get_by_role("button", name="Test Connection").click()
+    page.locator("#test-result .test-result.ok").wait_for()
+    assert "Status: OK" in page.locator("#test-result").inner_text()
+    shoot(page, "alias-edit")
+
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/aliases")
+    card = page.locator(".alias-card", has_text="Sales desk")
+    assert card.locator(".badge.default").is_visible()  # the first alias is the default
+    assert "Dana Smith <mailer@example.test>" in card.locator(".from").inner_text()
+
+    # A second alias, then make it the default: the badge moves.
+    page.goto("/aliases/new")
+    fill_alias(page, mail_sink, "Support", password=SMTP_PASSWORD)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/aliases")
+    support = page.locator(".alias-card", has_text="Support")
+    assert support.locator(".badge.default").count() == 0
+    support.get_by_role("button", name="Make default").click()
+    page.wait_for_url("**/aliases")
+    assert page.locator(".alias-card", has_text="Support").locator(".badge.default").is_visible()
+    assert page.locator(".alias-card", has_text="Sales desk").locator(".badge.default").count() == 0
+    shoot(page, "aliases")
+
+    # Edit: the password is write-only (shown as stored, never sent back).
+    page.get_by_role("link", name="Edit alias Sales desk").click()
+    assert page.locator("#password-stored").is_visible()
+    assert page.get_by_label("SMTP Password").input_value() == ""
+    assert SMTP_PASSWORD not in page.content()
+
+
+def test_field_errors_keep_what_was_typed(page: Any, live_server: LiveServer) -> None:
+    login(page, live_server.new_user("errors"))
+    page.goto("/aliases/new")
+    page.get_by_label("Description").fill("Oops")
+    page.get_by_label("From Address").fill("not-an-address")
+    page.get_by_label("SMTP Server:Port").fill("imap.gmail.com:465")
+    assert "incoming-mail server" in page.locator("#server-warning").inner_text()
+    page.get_by_label("SMTP Password").fill("typed secret")
+    page.get_by_label("Delay Between Emails (milliseconds)").fill("soon")
+    page.get_by_label("My provider allows").fill("30")
+    assert "60,000 ms ÷ 30 = 2,000 ms" in page.locator("#rate-math").inner_text()
+    page.get_by_role("button", name="Save").click()
+    page.locator("#err-from_address").filter(has_text=re.compile(".+")).wait_for()
+    assert "whole number" in page.locator("#err-delay_ms").inner_text()
+    assert page.get_by_label("SMTP Password").input_value() == "typed secret"
+    assert page.get_by_label("Description").input_value() == "Oops"
+    shoot(page, "alias-errors")
+    page.get_by_role("button", name="Use this delay").click()
+    assert page.get_by_label("Delay Between Emails (milliseconds)").input_value() == "2000"
+
+
+def test_writes_without_csrf_token_are_refused(page: Any, live_server: LiveServer) -> None:
+    login(page, live_server.new_user("csrf"))
+    # The browser's own cookie, no token: the page route and the API both refuse.
+    r = page.request.post("/aliases/save", form={"description": "Sneaky"})
+    assert r.status == 403
+    r = page.request.post("/api/aliases", data={"description": "Sneaky"})
+    assert r.status == 403
+    page.goto("/aliases")
+    assert page.locator(".alias-card").count() == 0
+    # With the page's token, the same session can use the JSON API (htmx/fetch).
+    token = page.locator("input[name=csrf]").first.get_attribute("value")
+    r = page.request.post(
+        "/api/aliases", headers={"X-CSRF-Token": token},
+        data={"description": "Fine", "from_address": "a@example.com", "smtp_server": "h:587"},
+    )
+    assert r.status == 201
+    # Without a session at all, an outsider gets nothing.
+    outsider = httpx.post(live_server.url + "/aliases/save", data={"csrf": token})
+    assert outsider.status_code == 303
+    assert outsider.headers["location"] == "/login"
