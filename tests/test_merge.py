@@ -5,10 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 import gc
-import tracemalloc
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -171,6 +172,33 @@ def _csv_lines(n: int) -> Iterator[str]:
     yield "broken-address,x,y,z\n"
 
 
+class PeakRss:
+    """Samples this process's resident memory in a thread; ``growth`` is peak minus start."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.start = self.process.memory_info().rss
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.start
+
+
 def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person, tmp_path: Path):
     n = 200_000
     path = tmp_path / "big.csv"
@@ -180,8 +208,7 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
     actor = make_alias(ctx, alice)
     data = svc.CampaignTemplatesIn(subject="Hi {{ first }}", text="{{ last }} of {{ company }}")
     gc.collect()
-    tracemalloc.start()
-    try:
+    with PeakRss() as rss:
         # The bad last line refuses the whole list, found only by reading to the end.
         with pytest.raises(ValidationFailed) as info:
             svc.create_campaign(ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")))
@@ -189,9 +216,6 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
         created = svc.create_campaign(
             ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")), skip_invalid=True
         )
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
     assert created.total == n and created.invalid_count == 1
     with ctx.db.read() as s:
         assert s.scalar(select(func.count()).where(Message.campaign_id == created.id)) == n
@@ -199,7 +223,7 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
     assert last.to_addrs == [f"user{n - 1}@example.com"]
     assert last.merge_fields == {"first": f"First{n - 1}", "last": f"Last{n - 1}",
                                  "company": f"Company {(n - 1) % 97}"}
-    # Holding the rows would take several times the file's size; a chunk is a few MB.
+    # 200,000 parsed rows held at once would take well over 100 MB (dicts, strings);
+    # a streamed import holds one chunk of 5,000 plus SQLite's page cache.
     assert size > 10_000_000
-    assert peak < size / 2, (peak, size)
-
+    assert rss.growth < 40_000_000, (rss.growth, size)

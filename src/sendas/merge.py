@@ -13,6 +13,7 @@ results. The text part is not escaped; the HTML part is autoescaped.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -256,6 +257,40 @@ def preview(subject: str, text: str | None, html: str | None, recipient: Recipie
     return templates.render(recipient)
 
 
+@dataclass(frozen=True)
+class _Letter:
+    templates: Templates
+    alias_name: str
+    from_address: str
+    reply_to: str | None
+
+
+# Per session (one transaction), the campaigns already looked up: the session's identity map
+# holds objects only weakly, so without this every message would query its campaign again.
+_LETTERS: weakref.WeakKeyDictionary[Session, dict[int, _Letter]] = weakref.WeakKeyDictionary()
+
+
+def _letter(session: Session, campaign_id: int) -> _Letter:
+    from sendas.db.models import Alias, Campaign
+
+    known = _LETTERS.setdefault(session, {})
+    letter = known.get(campaign_id)
+    if letter is not None:
+        return letter
+    # No autoflush: the caller may hold many changed rows; flushing them here is its job.
+    with session.no_autoflush:
+        campaign = session.get(Campaign, campaign_id)
+        alias = session.get(Alias, campaign.alias_id) if campaign is not None else None
+    if campaign is None:
+        raise TemplateError(f"campaign {campaign_id} no longer exists")
+    if alias is None:
+        raise TemplateError(f"the alias of campaign {campaign_id} no longer exists")
+    templates = compile_templates(campaign.subject, campaign.text_template, campaign.html_template)
+    letter = _Letter(templates, alias.alias_name, alias.from_address, alias.reply_to)
+    known[campaign_id] = letter
+    return letter
+
+
 def render_message(session: Session, message: Any) -> bytes:
     """Render and compose a campaign message for its recipient; return the bytes to submit.
 
@@ -265,24 +300,14 @@ def render_message(session: Session, message: Any) -> bytes:
     :class:`~sendas.errors.SmtpUtf8Required` from :func:`sendas.compose.compose`.
     """
     from sendas.compose import Content, Sender, compose, needs_smtputf8
-    from sendas.db.models import Alias, Campaign
 
-    campaign = session.get(Campaign, message.campaign_id)
-    if campaign is None:
-        raise TemplateError(f"campaign {message.campaign_id} no longer exists")
-    alias = session.get(Alias, campaign.alias_id)
-    if alias is None:
-        raise TemplateError(f"the alias of campaign {campaign.id} no longer exists")
+    letter = _letter(session, message.campaign_id)
     email = (message.to_addrs or message.recipients)[0]
-    templates = compile_templates(
-        campaign.subject, campaign.text_template, campaign.html_template
-    )
-    rendered = templates.render(Recipient(email, message.merge_fields or {}))
-    sender = Sender(alias.alias_name, alias.from_address, alias.reply_to)
+    rendered = letter.templates.render(Recipient(email, message.merge_fields or {}))
     composed = compose(
-        sender,
+        Sender(letter.alias_name, letter.from_address, letter.reply_to),
         Content(to=[email], subject=rendered.subject, text=rendered.text, html=rendered.html),
-        utf8=needs_smtputf8([alias.from_address, email]),
+        utf8=needs_smtputf8([letter.from_address, email]),
     )
     message.subject = rendered.subject
     message.message_id = composed.message_id

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import func, select
 
 from sendas.context import AppContext
 from sendas.db.models import Message
@@ -48,8 +49,14 @@ def received_ids(recorder: Recorder) -> Counter[str]:
 
 
 def make_alias(
-    ctx: AppContext, actor: Actor, server: SmtpdServer, *, delay_ms: int = 0, name: str = "Work",
-    from_address: str | None = None, **extra: Any,
+    ctx: AppContext,
+    actor: Actor,
+    server: SmtpdServer,
+    *,
+    delay_ms: int = 0,
+    name: str = "Work",
+    from_address: str | None = None,
+    **extra: Any,
 ) -> int:
     data = AliasCreate(
         description=name,
@@ -69,14 +76,21 @@ def make_alias(
 
 
 def queue(
-    ctx: AppContext, actor: Actor, alias_id: int, count: int, *, to: list[str] | None = None,
+    ctx: AppContext,
+    actor: Actor,
+    alias_id: int,
+    count: int,
+    *,
+    to: list[str] | None = None,
     subject: str = "Hello",
 ) -> list[int]:
     ids = []
     with ctx.db.write() as s:
         for i in range(count):
             body = message_service.MessageIn(
-                alias_id=alias_id, to=to or [f"r{i}@example.org"], subject=f"{subject} {i}",
+                alias_id=alias_id,
+                to=to or [f"r{i}@example.org"],
+                subject=f"{subject} {i}",
                 text=f"message {i}\n",
             )
             ids.append(message_service.send_message(s, actor, body).id)
@@ -88,7 +102,7 @@ def statuses(ctx: AppContext, ids: list[int] | None = None) -> dict[int, str]:
         q = s.query(Message.id, Message.status)
         if ids is not None:
             q = q.filter(Message.id.in_(ids))
-        return dict(q.all())  # type: ignore[arg-type]
+        return {i: st for i, st in q.all()}
 
 
 def message(ctx: AppContext, message_id: int) -> Message:
@@ -96,17 +110,30 @@ def message(ctx: AppContext, message_id: int) -> Message:
         return s.get_one(Message, message_id)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
+async def wait_for(predicate: Callable[[], bool], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    # In a thread: a blocking query must not delay the in-process SMTP server's clock.
+    while not await asyncio.to_thread(predicate):
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.05)
 
 
 def all_final(ctx: AppContext, ids: list[int]) -> Callable[[], bool]:
-    final = {"sent", "failed", "unknown"}
-    return lambda: all(st in final for st in statuses(ctx, ids).values())
+    """True once none of ``ids`` is waiting or being sent (a cheap count, polled often)."""
+    id_set = list(ids)
+
+    def check() -> bool:
+        with ctx.db.read() as s:
+            open_count = s.scalar(
+                select(func.count())
+                .select_from(Message)
+                .where(Message.status.in_(("queued", "retrying", "sending")))
+                .where(Message.id.in_(id_set) if len(id_set) < 500 else Message.id >= min(id_set))
+            )
+        return open_count == 0
+
+    return check
 
 
 @asynccontextmanager

@@ -25,7 +25,7 @@ from tests.outbox.conftest import (
     statuses,
     wait_for,
 )
-from tests.servers.smtpd import DROP, PASSWORD, USER, Received, SmtpdFactory, SmtpdServer
+from tests.servers.smtpd import DROP, USER, Received, SmtpdFactory, SmtpdServer
 
 
 def accepted_ids(server: SmtpdServer, replies: dict[str, Any]) -> list[str]:
@@ -128,7 +128,9 @@ async def test_421_and_disconnect_mid_session_reconnects_and_sends_each_once(
         mails["n"] += 1
         if mails["n"] == 6:
             protocol = server.recorder.protocols[-1]
-            asyncio.get_running_loop().call_later(0.01, protocol.transport.close)
+            transport = protocol.transport
+            assert transport is not None
+            asyncio.get_running_loop().call_later(0.01, transport.close)
             return "421 4.3.2 Service shutting down, closing transmission channel"
         return None
 
@@ -248,10 +250,10 @@ async def test_link_broken_after_data_is_unknown_and_never_resent_by_itself(
     drops = {"left": 2}
 
     def end(received: Received) -> str | None:
-        if b"Subject: Hello 3" in received.data or b"Subject: Hello 7" in received.data:
-            if drops["left"]:
-                drops["left"] -= 1
-                return DROP
+        target = b"Subject: Hello 3" in received.data or b"Subject: Hello 7" in received.data
+        if target and drops["left"]:
+            drops["left"] -= 1
+            return DROP
         return None
 
     accepted = accepted_ids(server, {"DATA_END": end})

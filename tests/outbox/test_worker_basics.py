@@ -4,6 +4,7 @@ reused (pipelined) connection; pacing per alias; different aliases in parallel."
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 from typing import Any
 
 from sendas.context import AppContext
@@ -69,7 +70,7 @@ async def test_pacing_holds_delay_between_starts_without_drift(
 
     starts = times["work@example.test"]
     assert len(starts) == count
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in pairwise(starts)]
     assert min(gaps) >= delay_ms / 1000 - 0.002, gaps
     total = starts[-1] - starts[0]
     # No drift: (N-1) x delay, plus a little scheduling noise.
@@ -95,3 +96,39 @@ async def test_different_aliases_do_not_wait_for_each_other(
 
     assert times["fast@example.test"][-1] < times["slow@example.test"][-1]
     assert set(statuses(ctx, slow_ids + fast_ids).values()) == {"sent"}
+
+
+async def test_system_messages_go_through_the_database_settings(
+    ctx: AppContext, admin: Any, smtpd: SmtpdFactory
+) -> None:
+    from pydantic import SecretStr
+
+    from sendas.schemas import SystemOutgoingIn
+    from sendas.services import messages as message_service
+    from sendas.services import system_outgoing
+    from sendas.services.common import Actor
+    from tests.servers.smtpd import PASSWORD, USER
+
+    server = await smtpd("none", pipelining=False)
+    boss = Actor(admin.id, admin.email, True)
+    with ctx.db.write() as s:
+        system_outgoing.update_system_outgoing(s, boss, SystemOutgoingIn(
+            from_address="noreply@example.test", from_name="CRM",
+            smtp_server=f"127.0.0.1:{server.port}", tls="none", allow_plaintext_auth=True,
+            smtp_username=USER, smtp_password=SecretStr(PASSWORD)), ctx.secrets)  # fmt: skip
+        mid = message_service.send_system_message(
+            s, boss, message_service.SystemMessageIn(to=["ops@example.org"], subject="Report")
+        ).id
+
+    from sendas.outbox import embedded_worker_hook
+
+    stop = await embedded_worker_hook(ctx)  # the worker `sendas serve` embeds
+    try:
+        await wait_for(all_final(ctx, [mid]))
+    finally:
+        await stop()
+    m = message(ctx, mid)
+    assert m.status == "sent" and m.sent_copy == "skipped"
+    (received,) = server.recorder.messages
+    assert received.mail_from == "noreply@example.test"
+    assert received.rcpt_tos == ["ops@example.org"]

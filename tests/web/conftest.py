@@ -39,8 +39,12 @@ SMTP_PASSWORD = "right password 1"
 LOGIN_PASSWORD = "correct horse battery"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
     "--disable-sync",
 ]
 
@@ -94,18 +98,24 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.sink.lock:
-            self.sink.messages.append(Received(
-                str(envelope.mail_from), [str(r) for r in envelope.rcpt_tos],
-                bytes(envelope.original_content or b""),
-            ))
+            self.sink.messages.append(
+                Received(
+                    str(envelope.mail_from),
+                    [str(r) for r in envelope.rcpt_tos],
+                    bytes(envelope.original_content or b""),
+                )
+            )
         return "250 2.0.0 OK queued"
 
 
 def _authenticator(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
 ) -> AuthResult:
-    ok = (isinstance(data, LoginPassword) and data.login.decode() == SMTP_USER
-          and data.password.decode() == SMTP_PASSWORD)
+    ok = (
+        isinstance(data, LoginPassword)
+        and data.login.decode() == SMTP_USER
+        and data.password.decode() == SMTP_PASSWORD
+    )
     return AuthResult(success=ok, handled=False)
 
 
@@ -121,8 +131,13 @@ def mail_sink(web_ca: trustme.CA) -> Iterator[MailSink]:
     port = free_port()
     sink = MailSink("127.0.0.1", port)
     controller = Controller(
-        _Handler(sink), hostname="127.0.0.1", port=port, tls_context=context,
-        require_starttls=True, auth_require_tls=True, authenticator=_authenticator,
+        _Handler(sink),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        auth_require_tls=True,
+        authenticator=_authenticator,
         auth_exclude_mechanism=["CRAM-MD5"],
     )
     controller.start()
@@ -146,10 +161,15 @@ class LiveServer:
         """A fresh user (so tests do not see each other's aliases); returns the email."""
         email = f"{prefix}{next(self._users)}@example.com"
         with self.ctx.db.write() as s:
-            user_service.create_user(s, UserCreate(
-                email=email, name=prefix.title(), role="admin" if admin else "user",
-                password=SecretStr(LOGIN_PASSWORD),
-            ))
+            user_service.create_user(
+                s,
+                UserCreate(
+                    email=email,
+                    name=prefix.title(),
+                    role="admin" if admin else "user",
+                    password=SecretStr(LOGIN_PASSWORD),
+                ),
+            )
         return email
 
 
@@ -183,7 +203,9 @@ def live_server(
     server.new_user("admin", admin=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("sendas")), "serve"], env=env, stdout=out,
+            [str(Path(sys.executable).with_name("sendas")), "serve"],
+            env=env,
+            stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
@@ -250,6 +272,9 @@ def shoot(page: Any, name: str) -> None:
         if width == 375 and height > 1400:
             for i, top in enumerate(range(0, height, 1000)):
                 clip = {"x": 0, "y": top, "width": width, "height": min(1000, height - top)}
-                page.screenshot(path=str(ARTIFACTS / f"{name}-{width}-part{i + 1}.png"),
-                                full_page=True, clip=clip)
+                page.screenshot(
+                    path=str(ARTIFACTS / f"{name}-{width}-part{i + 1}.png"),
+                    full_page=True,
+                    clip=clip,
+                )
     page.set_viewport_size(size)

@@ -136,7 +136,8 @@ def test_writes_without_csrf_token_are_refused(page: Any, live_server: LiveServe
     # With the page's token, the same session can use the JSON API (htmx/fetch).
     token = page.locator("input[name=csrf]").first.get_attribute("value")
     r = page.request.post(
-        "/api/aliases", headers={"X-CSRF-Token": token},
+        "/api/aliases",
+        headers={"X-CSRF-Token": token},
         data={"description": "Fine", "from_address": "a@example.com", "smtp_server": "h:587"},
     )
     assert r.status == 201

@@ -38,6 +38,7 @@ from sendas.smtp.transport import SubmitResult
 log = logging.getLogger("sendas.outbox")
 
 READY = ("queued", "retrying")
+HANDOVER_GUARD = timedelta(milliseconds=3)
 SYSTEM_LANE = "system"
 ALIAS_LANE_PREFIX = "alias:"
 
@@ -383,7 +384,12 @@ def claim_batch(
     lease_until = now + timedelta(seconds=cfg.lease_seconds)
     row.owner_expires_at = lease_until
     delay = timedelta(milliseconds=delay_ms)
-    slot = max(x for x in (now, row.next_send_at, not_before) if x is not None)
+    reserved = row.next_send_at
+    if not_before is None and reserved is not None:
+        # Taking over from another worker: its last start reached the wire a little after
+        # it was stamped, so keep a hair more than the delay (no drift within one worker).
+        reserved += HANDOVER_GUARD
+    slot = max(x for x in (now, reserved, not_before) if x is not None)
     claimed: list[ClaimedMessage] = []
     for m in rows:
         if m.raw is None:

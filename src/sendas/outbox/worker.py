@@ -405,7 +405,11 @@ async def embedded_worker_hook(ctx: AppContext) -> Callable[[], Awaitable[None]]
 async def run_until_signalled(worker: Worker) -> None:
     """Run ``worker`` until SIGTERM or SIGINT, then stop it gracefully."""
     import signal
+    import sys
 
+    # The database thread holds the GIL for up to the switch interval (5 ms by default),
+    # which would delay a paced submission by as much; 1 ms keeps pacing tight.
+    sys.setswitchinterval(0.001)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.request_stop)

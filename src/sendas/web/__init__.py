@@ -25,9 +25,11 @@ SESSION_MAX_AGE = 14 * 24 * 3600
 
 # No inline script or style anywhere in the templates, so the policy can forbid both.
 _PAGE_HEADERS = [
-    (b"content-security-policy",
-     b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-     b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
     (b"x-frame-options", b"DENY"),
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
@@ -89,15 +91,25 @@ def install_web(app: FastAPI) -> None:
     async def _csrf(request: Request, _: CsrfRefused) -> Response:
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"detail": "missing or wrong CSRF token"}, status_code=403)
-        return page(request, "error.html", {
-            "title": "Refused",
-            "message": "This form was not sent from a page of this site (its security token "
-            "is missing or old). Go back, reload the page and try again.",
-        }, status_code=403)
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Refused",
+                "message": "This form was not sent from a page of this site (its security token "
+                "is missing or old). Go back, reload the page and try again.",
+            },
+            status_code=403,
+        )
 
     @app.exception_handler(PageNotFound)
     async def _not_found(request: Request, _: PageNotFound) -> HTMLResponse:
-        return page(request, "error.html", {
-            "title": "Not found",
-            "message": "There is nothing here, or it belongs to someone else.",
-        }, status_code=404)
+        return page(
+            request,
+            "error.html",
+            {
+                "title": "Not found",
+                "message": "There is nothing here, or it belongs to someone else.",
+            },
+            status_code=404,
+        )

@@ -25,18 +25,22 @@ def _when(value: Any) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return str(value)
 
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.globals["status_labels"] = {
-    "queued": "Queued", "sending": "Sending", "sent": "Sent", "retrying": "Retrying",
-    "failed": "Failed", "unknown": "Unknown", "cancelled": "Cancelled",
+    "queued": "Queued",
+    "sending": "Sending",
+    "sent": "Sent",
+    "retrying": "Retrying",
+    "failed": "Failed",
+    "unknown": "Unknown",
+    "cancelled": "Cancelled",
 }
 
 

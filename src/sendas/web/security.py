@@ -68,8 +68,10 @@ class LoginThrottle:
         key = (ip, email.strip().casefold())
         with self._lock:
             waits = []
-            for q, limit in ((self._failures.get(key), self.limit),
-                             (self._per_ip.get(ip), self.per_ip_limit)):
+            for q, limit in (
+                (self._failures.get(key), self.limit),
+                (self._per_ip.get(ip), self.per_ip_limit),
+            ):
                 if q is None:
                     continue
                 self._trim(q, now)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sendas.web.routes import admin, aliases, auth, imap, mail
+from sendas.web.routes.admin import router as admin_router
+from sendas.web.routes.aliases import router as aliases_router
+from sendas.web.routes.auth import router as auth_router
+from sendas.web.routes.imap import router as imap_router
+from sendas.web.routes.mail import router as mail_router
 
 router = APIRouter(include_in_schema=False)
-for module in (auth, aliases, imap, admin, mail):
-    router.include_router(module.router)
+for module_router in (auth_router, aliases_router, imap_router, admin_router, mail_router):
+    router.include_router(module_router)

@@ -1,2 +1,179 @@
-from fastapi import APIRouter
-router = APIRouter()
+"""Admin screens: the database's own outgoing settings, and users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import SecretStr, ValidationError
+from starlette.datastructures import FormData
+
+from sendas.errors import ValidationFailed
+from sendas.schemas import SystemOutgoingIn, UserCreate
+from sendas.services import connection_test
+from sendas.services import system_outgoing as outgoing_svc
+from sendas.services import users as user_svc
+from sendas.web.deps import Form, WebAdmin, WebCtx, checked, raw_text, text
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+
+router = APIRouter(prefix="/admin")
+
+OUTGOING_FIELDS = (
+    "from_name",
+    "from_address",
+    "reply_to",
+    "smtp_server",
+    "smtp_username",
+    "smtp_password",
+    "tls",
+    "allow_plaintext_auth",
+    "delay_ms",
+    "ca_bundle",
+)
+
+
+def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
+    data: dict[str, Any] = {
+        "from_name": text(form, "from_name"),
+        "from_address": text(form, "from_address") or None,
+        "reply_to": text(form, "reply_to") or None,
+        "smtp_server": text(form, "smtp_server"),
+        "smtp_username": text(form, "smtp_username"),
+    }
+    if data["from_address"] is None:
+        data.pop("from_address")
+    if raw_text(form, "smtp_password"):
+        data["smtp_password"] = raw_text(form, "smtp_password")
+    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
+    data["tls"] = tls
+    data["allow_plaintext_auth"] = tls == "none" and checked(form, "allow_plaintext_auth")
+    errors: dict[str, str] = {}
+    delay = text(form, "delay_ms").replace(",", "")
+    if delay.isdigit():
+        data["delay_ms"] = int(delay)
+    elif delay:
+        errors["delay_ms"] = "must be a whole number of milliseconds"
+    else:
+        data["delay_ms"] = 0
+    return data, errors
+
+
+@router.get("/outgoing")
+def outgoing_page(request: Request, ctx: WebCtx, admin: WebAdmin) -> Response:
+    with ctx.db.write() as s:  # the settings row is created on first use
+        out = outgoing_svc.system_out(outgoing_svc.get_settings_row(s))
+    return page(request, "admin/outgoing.html", {"v": out.model_dump(), "errors": {}})
+
+
+@router.post("/outgoing")
+def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Response:
+    data, errors = _outgoing_input(form)
+    if not errors:
+        try:
+            with ctx.db.write() as s:
+                outgoing_svc.update_system_outgoing(
+                    s, admin, SystemOutgoingIn.model_validate(data), ctx.secrets
+                )
+        except (ValidationError, ValidationFailed) as exc:
+            errors = field_errors(exc)
+    if errors:
+        if is_htmx(request):
+            return page(
+                request,
+                "_form_errors.html",
+                {"errors": errors, "fields": OUTGOING_FIELDS},
+                status_code=422,
+            )
+        with ctx.db.read() as s:
+            stored = outgoing_svc.system_out(outgoing_svc.get_settings_row(s)).model_dump()
+        values = {**stored, **{k: v for k, v in data.items() if k != "smtp_password"}}
+        return page(
+            request, "admin/outgoing.html", {"v": values, "errors": errors}, status_code=422
+        )
+    flash(request, "Saved the database outgoing settings.")
+    return redirect(request, "/admin/outgoing")
+
+
+@router.post("/outgoing/test")
+async def outgoing_test(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Response:
+    data, errors = _outgoing_input(form)
+    result = None
+    if not errors:
+        try:
+            result = await connection_test.test_system_outgoing(
+                ctx, admin, SystemOutgoingIn.model_validate(data)
+            )
+        except (ValidationError, ValidationFailed) as exc:
+            errors = field_errors(exc)
+    return page(
+        request,
+        "_test_result.html",
+        {"result": result, "unavailable": False, "errors": errors, "fields": OUTGOING_FIELDS},
+    )
+
+
+@router.get("/users")
+def users_page(request: Request, ctx: WebCtx, admin: WebAdmin) -> Response:
+    return _users(request, ctx, admin, {}, {})
+
+
+def _users(
+    request: Request,
+    ctx: WebCtx,
+    admin: Any,
+    values: dict[str, str],
+    errors: dict[str, str],
+    created: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    with ctx.db.read() as s:
+        users = [
+            {
+                "id": u.id,
+                "email": u.email,
+                "name": u.name,
+                "role": u.role,
+                "created_at": u.created_at,
+            }
+            for u in user_svc.list_users(s, admin)
+        ]
+    return page(
+        request,
+        "admin/users.html",
+        {
+            "users": users,
+            "v": values,
+            "errors": errors,
+            "created": created,
+        },
+        status_code=status_code,
+    )
+
+
+@router.post("/users")
+def users_add(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Response:
+    values = {
+        "email": text(form, "email"),
+        "name": text(form, "name"),
+        "role": "admin" if text(form, "role") == "admin" else "user",
+    }
+    password = raw_text(form, "password")
+    generated = not password
+    if generated:
+        password = user_svc.generate_password()
+    try:
+        data = UserCreate(
+            email=values["email"],
+            name=values["name"],
+            role=values["role"],
+            password=SecretStr(password),
+        )
+        with ctx.db.write() as s:
+            user = user_svc.create_user(s, data, admin)
+            email = user.email
+    except (ValidationError, ValidationFailed) as exc:
+        return _users(request, ctx, admin, values, field_errors(exc), status_code=422)
+    # A generated password is shown once, on this page only (never in a cookie or a log).
+    created = {"email": email, "password": password if generated else ""}
+    return _users(request, ctx, admin, {}, {}, created)

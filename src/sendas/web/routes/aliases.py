@@ -35,9 +35,20 @@ router = APIRouter()
 
 # Every field of the form that can carry an error, in screen order.
 ALIAS_FIELDS = (
-    "description", "alias_name", "from_address", "reply_to", "smtp_server",
-    "imap_account_id", "smtp_username", "smtp_password", "tls", "allow_plaintext_auth",
-    "is_default", "delay_ms", "ca_bundle", "auth",
+    "description",
+    "alias_name",
+    "from_address",
+    "reply_to",
+    "smtp_server",
+    "imap_account_id",
+    "smtp_username",
+    "smtp_password",
+    "tls",
+    "allow_plaintext_auth",
+    "is_default",
+    "delay_ms",
+    "ca_bundle",
+    "auth",
 )
 TLS_CHOICES = (
     ("auto", "Automatic (TLS on port 465, STARTTLS on other ports)"),
@@ -72,11 +83,18 @@ def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
         rows = svc.list_aliases(s, actor)
         outs = [svc.alias_out(a) for a in rows]
         attention = attention_ids(s, [a.id for a in rows])
-        imap_names = {a.id: a.imap_account.description or a.imap_account.username
-                      for a in rows if a.imap_account is not None}
+        imap_names = {
+            a.id: a.imap_account.description or a.imap_account.username
+            for a in rows
+            if a.imap_account is not None
+        }
     cards = [
-        {"a": out, "attention": out.needs_reauth or out.id in attention,
-         "imap": imap_names.get(out.id, ""), "test": _last_test(out.last_test)}
+        {
+            "a": out,
+            "attention": out.needs_reauth or out.id in attention,
+            "imap": imap_names.get(out.id, ""),
+            "test": _last_test(out.last_test),
+        }
         for out in outs
     ]
     return page(request, "aliases/list.html", {"cards": cards})
@@ -101,18 +119,39 @@ def _values_from_alias(out: AliasOut) -> dict[str, Any]:
 
 def _blank_values() -> dict[str, Any]:
     return {
-        "id": None, "description": "", "alias_name": "", "from_address": "", "reply_to": "",
-        "smtp_server": "", "imap_account_id": "", "smtp_username": "", "tls": "auto",
-        "allow_plaintext_auth": False, "is_default": False, "delay_ms": 0, "auth": "password",
-        "password_set": False, "ca_bundle_set": False, "needs_reauth": False, "warnings": [],
+        "id": None,
+        "description": "",
+        "alias_name": "",
+        "from_address": "",
+        "reply_to": "",
+        "smtp_server": "",
+        "imap_account_id": "",
+        "smtp_username": "",
+        "tls": "auto",
+        "allow_plaintext_auth": False,
+        "is_default": False,
+        "delay_ms": 0,
+        "auth": "password",
+        "password_set": False,
+        "ca_bundle_set": False,
+        "needs_reauth": False,
+        "warnings": [],
     }
 
 
 def _values_from_form(form: FormData, stored: dict[str, Any]) -> dict[str, Any]:
     """What the user typed, to show again after an error (never the password)."""
     v = dict(stored)
-    for name in ("description", "alias_name", "from_address", "reply_to", "smtp_server",
-                 "smtp_username", "delay_ms", "imap_account_id"):
+    for name in (
+        "description",
+        "alias_name",
+        "from_address",
+        "reply_to",
+        "smtp_server",
+        "smtp_username",
+        "delay_ms",
+        "imap_account_id",
+    ):
         v[name] = text(form, name)
     v["tls"] = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
     v["allow_plaintext_auth"] = checked(form, "allow_plaintext_auth")
@@ -122,16 +161,30 @@ def _values_from_form(form: FormData, stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def _edit_page(
-    request: Request, ctx: WebCtx, actor: Actor, values: dict[str, Any],
-    errors: dict[str, str] | None = None, status_code: int = 200,
+    request: Request,
+    ctx: WebCtx,
+    actor: Actor,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
 ) -> Response:
     with ctx.db.read() as s:
         imaps = [imap_svc.imap_out(a) for a in imap_svc.list_imap_accounts(s, actor)]
         oauth = oauth_state(request, s)
-    return page(request, "aliases/edit.html", {
-        "v": values, "errors": errors or {}, "imaps": imaps, "oauth": oauth,
-        "presets": PRESETS, "tls_choices": TLS_CHOICES, "fields": ALIAS_FIELDS,
-    }, status_code=status_code)
+    return page(
+        request,
+        "aliases/edit.html",
+        {
+            "v": values,
+            "errors": errors or {},
+            "imaps": imaps,
+            "oauth": oauth,
+            "presets": PRESETS,
+            "tls_choices": TLS_CHOICES,
+            "fields": ALIAS_FIELDS,
+        },
+        status_code=status_code,
+    )
 
 
 @router.get("/aliases/new")
@@ -209,13 +262,21 @@ def _alias_id(form: FormData) -> int | None:
 
 
 def _save_failed(
-    request: Request, ctx: WebCtx, actor: Actor, form: FormData, alias_id: int | None,
+    request: Request,
+    ctx: WebCtx,
+    actor: Actor,
+    form: FormData,
+    alias_id: int | None,
     errors: dict[str, str],
 ) -> Response:
     if is_htmx(request):
         # The form stays as typed (password included); only the error slots change.
-        return page(request, "aliases/_save_errors.html",
-                    {"errors": errors, "fields": ALIAS_FIELDS}, status_code=422)
+        return page(
+            request,
+            "aliases/_save_errors.html",
+            {"errors": errors, "fields": ALIAS_FIELDS},
+            status_code=422,
+        )
     stored = _blank_values()
     if alias_id is not None:
         try:
@@ -310,9 +371,16 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
         try:
             from sendas.services import connection_test
         except ImportError:
-            return page(request, "_test_result.html", {
-                "result": None, "unavailable": True, "errors": {}, "fields": ALIAS_FIELDS,
-            })
+            return page(
+                request,
+                "_test_result.html",
+                {
+                    "result": None,
+                    "unavailable": True,
+                    "errors": {},
+                    "fields": ALIAS_FIELDS,
+                },
+            )
         try:
             model = AliasCreate.model_validate(data)
             result = await run_service(
@@ -322,6 +390,13 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
             errors = field_errors(exc)
         except NotFound:
             raise PageNotFound() from None
-    return page(request, "_test_result.html", {
-        "result": result, "unavailable": False, "errors": errors, "fields": ALIAS_FIELDS,
-    })
+    return page(
+        request,
+        "_test_result.html",
+        {
+            "result": result,
+            "unavailable": False,
+            "errors": errors,
+            "fields": ALIAS_FIELDS,
+        },
+    )

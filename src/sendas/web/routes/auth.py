@@ -50,19 +50,32 @@ def login(request: Request, ctx: WebCtx, form: Form) -> Response:
     ip = request.client.host if request.client else "?"
     wait = throttle.retry_after(ip, email)
     if wait:
-        return page(request, "login.html", {
-            "next": target, "email": email,
-            "error": f"Too many attempts. Try again in {wait} seconds.",
-        }, status_code=429)
+        return page(
+            request,
+            "login.html",
+            {
+                "next": target,
+                "email": email,
+                "error": f"Too many attempts. Try again in {wait} seconds.",
+            },
+            status_code=429,
+        )
     try:
         with ctx.db.write() as s:
             user = user_service.verify_login(s, email, password)
             user_id = user.id
     except AuthenticationRequired:
         throttle.failed(ip, email)
-        return page(request, "login.html", {
-            "next": target, "email": email, "error": "Wrong email or password.",
-        }, status_code=401)
+        return page(
+            request,
+            "login.html",
+            {
+                "next": target,
+                "email": email,
+                "error": "Wrong email or password.",
+            },
+            status_code=401,
+        )
     throttle.succeeded(ip, email)
     _start_session(request, user_id)
     return RedirectResponse(target, status_code=303)
@@ -90,7 +103,9 @@ def setup(request: Request, ctx: WebCtx, form: Form) -> Response:
         errors["password_again"] = "the two passwords differ"
     try:
         data = UserCreate(
-            email=values["email"], name=values["name"], role="admin",
+            email=values["email"],
+            name=values["name"],
+            role="admin",
             password=SecretStr(password),
         )
     except ValidationError as exc:
@@ -104,8 +119,7 @@ def setup(request: Request, ctx: WebCtx, form: Form) -> Response:
         except ValidationFailed as exc:
             errors.update(field_errors(exc))
     if errors:
-        return page(request, "setup.html", {"values": values, "errors": errors},
-                    status_code=422)
+        return page(request, "setup.html", {"values": values, "errors": errors}, status_code=422)
     request.app.state.web_has_admin = True
     _start_session(request, user_id)
     return RedirectResponse("/aliases", status_code=303)

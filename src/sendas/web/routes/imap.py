@@ -1,2 +1,155 @@
-from fastapi import APIRouter
+"""IMAP accounts: list, edit, test (the copy of sent mail goes to their Sent folder)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+
+from sendas.errors import Conflict, NotFound, ValidationFailed
+from sendas.schemas import ImapCreate, ImapPatch
+from sendas.services import connection_test
+from sendas.services import imap_accounts as svc
+from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+
 router = APIRouter()
+
+IMAP_FIELDS = (
+    "description",
+    "imap_server",
+    "username",
+    "password",
+    "tls",
+    "sent_folder",
+    "ca_bundle",
+)
+TLS_CHOICES = (
+    ("auto", "Automatic (TLS on 993, STARTTLS otherwise)"),
+    ("implicit", "TLS from the start (usually port 993)"),
+    ("starttls", "STARTTLS (usually port 143)"),
+    ("none", "No encryption (not recommended)"),
+)
+
+
+@router.get("/imap")
+def imap_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
+    with ctx.db.read() as s:
+        accounts = [svc.imap_out(a) for a in svc.list_imap_accounts(s, actor)]
+    return page(request, "imap/list.html", {"accounts": accounts})
+
+
+def _edit(
+    request: Request,
+    values: dict[str, Any],
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    return page(
+        request,
+        "imap/edit.html",
+        {
+            "v": values,
+            "errors": errors or {},
+            "tls_choices": TLS_CHOICES,
+            "fields": IMAP_FIELDS,
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/imap/new")
+def imap_new(request: Request, actor: WebActor) -> Response:
+    return _edit(request, {"id": None, "tls": "auto", "password_set": False})
+
+
+@router.get("/imap/{account_id}")
+def imap_edit(request: Request, ctx: WebCtx, actor: WebActor, account_id: int) -> Response:
+    try:
+        with ctx.db.read() as s:
+            out = svc.imap_out(svc.get_imap_account(s, actor, account_id))
+    except NotFound:
+        raise PageNotFound() from None
+    return _edit(request, out.model_dump())
+
+
+def _input(form: FormData) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "description": text(form, "description"),
+        "imap_server": text(form, "imap_server"),
+        "username": text(form, "username"),
+        "tls": text(form, "tls") or "auto",
+        "sent_folder": text(form, "sent_folder") or None,
+    }
+    if raw_text(form, "password"):
+        data["password"] = raw_text(form, "password")
+    if raw_text(form, "ca_bundle").strip():
+        data["ca_bundle"] = raw_text(form, "ca_bundle").strip()
+    return data
+
+
+@router.post("/imap/save")
+def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    raw_id = text(form, "account_id")
+    account_id = int(raw_id) if raw_id.isdigit() else None
+    data = _input(form)
+    try:
+        with ctx.db.write() as s:
+            if account_id is None:
+                acc = svc.create_imap_account(
+                    s, actor, ImapCreate.model_validate(data), ctx.secrets
+                )
+            else:
+                acc = svc.update_imap_account(
+                    s, actor, account_id, ImapPatch.model_validate(data), ctx.secrets
+                )
+            account_id = acc.id
+    except (ValidationError, ValidationFailed) as exc:
+        errors = field_errors(exc)
+        if is_htmx(request):
+            return page(
+                request,
+                "_form_errors.html",
+                {"errors": errors, "fields": IMAP_FIELDS},
+                status_code=422,
+            )
+        values = {**data, "id": account_id, "password": None, "password_set": False}
+        return _edit(request, values, errors, 422)
+    except NotFound:
+        raise PageNotFound() from None
+    flash(request, "Saved the IMAP account. Use Test to check it can log in and find Sent.")
+    return redirect(request, f"/imap/{account_id}")
+
+
+@router.post("/imap/{account_id}/test")
+async def imap_test(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
+) -> Response:
+    try:
+        result = await connection_test.test_imap_account(ctx, actor, account_id)
+    except NotFound:
+        raise PageNotFound() from None
+    return page(
+        request,
+        "_test_result.html",
+        {"result": result, "unavailable": False, "errors": {}, "fields": ()},
+    )
+
+
+@router.post("/imap/{account_id}/delete")
+def imap_delete(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
+) -> Response:
+    try:
+        with ctx.db.write() as s:
+            svc.delete_imap_account(s, actor, account_id)
+    except NotFound:
+        raise PageNotFound() from None
+    except Conflict as exc:
+        flash(request, str(exc), "error")
+        return redirect(request, f"/imap/{account_id}")
+    flash(request, "Deleted the IMAP account.")
+    return redirect(request, "/imap")

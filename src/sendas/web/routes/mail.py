@@ -49,9 +49,15 @@ def _addresses(value: str) -> list[str]:
 def compose_page(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
     aliases = _aliases(ctx, actor)
     default = next((a.id for a in aliases if a.is_default), None)
-    return page(request, "mail/compose.html", {
-        "aliases": aliases, "v": {"alias_id": default}, "errors": {},
-    })
+    return page(
+        request,
+        "mail/compose.html",
+        {
+            "aliases": aliases,
+            "v": {"alias_id": default},
+            "errors": {},
+        },
+    )
 
 
 async def _attachments(form: FormData) -> list[dict[str, str]]:
@@ -61,11 +67,13 @@ async def _attachments(form: FormData) -> list[dict[str, str]]:
             data = await item.read(MAX_UPLOAD + 1)
             if len(data) > MAX_UPLOAD:
                 raise ValidationFailed.one("attachments", f"{item.filename} is larger than 25 MB")
-            out.append({
-                "filename": item.filename,
-                "content_type": item.content_type or "application/octet-stream",
-                "content_base64": base64.b64encode(data).decode(),
-            })
+            out.append(
+                {
+                    "filename": item.filename,
+                    "content_type": item.content_type or "application/octet-stream",
+                    "content_base64": base64.b64encode(data).decode(),
+                }
+            )
     return out
 
 
@@ -100,13 +108,23 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
         errors = {"alias_id": "choose one of your aliases"}
     if errors:
         if is_htmx(request):
-            return page(request, "_form_errors.html",
-                        {"errors": errors, "fields": COMPOSE_FIELDS}, status_code=422)
+            return page(
+                request,
+                "_form_errors.html",
+                {"errors": errors, "fields": COMPOSE_FIELDS},
+                status_code=422,
+            )
         aliases = await run_in_threadpool(_aliases, ctx, actor)
-        values = {k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")}
+        values: dict[str, Any] = {
+            k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")
+        }
         values["alias_id"] = int(text(form, "alias_id") or 0)
-        return page(request, "mail/compose.html",
-                    {"aliases": aliases, "v": values, "errors": errors}, status_code=422)
+        return page(
+            request,
+            "mail/compose.html",
+            {"aliases": aliases, "v": values, "errors": errors},
+            status_code=422,
+        )
     flash(request, "Your message is queued.")
     return redirect(request, f"/messages/{message_id}")
 
@@ -133,21 +151,34 @@ def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: int
 def message_resend(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
 ) -> Response:
-    return _settle(request, ctx, actor, form, message_id, message_svc.resend,
-                   "Queued again: it goes out with the same Message-ID.")
+    return _settle(
+        request,
+        ctx,
+        actor,
+        form,
+        message_id,
+        message_svc.resend,
+        "Queued again: it goes out with the same Message-ID.",
+    )
 
 
 @router.post("/messages/{message_id}/mark-sent")
 def message_mark_sent(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
 ) -> Response:
-    return _settle(request, ctx, actor, form, message_id, message_svc.mark_sent,
-                   "Recorded as sent.")
+    return _settle(
+        request, ctx, actor, form, message_id, message_svc.mark_sent, "Recorded as sent."
+    )
 
 
 def _settle(
-    request: Request, ctx: WebCtx, actor: Actor, form: FormData, message_id: int,
-    action: Any, done: str,
+    request: Request,
+    ctx: WebCtx,
+    actor: Actor,
+    form: FormData,
+    message_id: int,
+    action: Any,
+    done: str,
 ) -> Response:
     back = text(form, "back")
     if not back.startswith("/") or back.startswith("//"):
@@ -179,10 +210,18 @@ def sent_log(
             s, actor, status=status or None, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
         )
         items = [message_svc.message_out(m) for m in rows]
-    return page(request, "mail/sent.html", {
-        "items": items, "total": total, "status": status, "statuses": STATUSES,
-        "page_no": page_no, "pages": max(1, -(-total // PAGE_SIZE)),
-    })
+    return page(
+        request,
+        "mail/sent.html",
+        {
+            "items": items,
+            "total": total,
+            "status": status,
+            "statuses": STATUSES,
+            "page_no": page_no,
+            "pages": max(1, -(-total // PAGE_SIZE)),
+        },
+    )
 
 
 # --- form letters -------------------------------------------------------------------------
@@ -192,9 +231,15 @@ def sent_log(
 def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
     aliases = _aliases(ctx, actor)
     default = next((a.id for a in aliases if a.is_default), None)
-    return page(request, "mail/campaign_new.html", {
-        "aliases": aliases, "v": {"alias_id": default}, "errors": {},
-    })
+    return page(
+        request,
+        "mail/campaign_new.html",
+        {
+            "aliases": aliases,
+            "v": {"alias_id": default},
+            "errors": {},
+        },
+    )
 
 
 async def _recipients_csv(form: FormData) -> bytes:
@@ -245,8 +290,7 @@ async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Res
     recipient = None
     count = 0
     try:
-        rows = [r for r in _rows(await _recipients_csv(form))()
-                if isinstance(r, campaign_svc.Row)]
+        rows = [r for r in _rows(await _recipients_csv(form))() if isinstance(r, campaign_svc.Row)]
         count = len(rows)
         if not rows:
             raise ValidationFailed.one("recipients_text", "no valid recipient in the list")
@@ -255,15 +299,23 @@ async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Res
         row = rows[index - 1]
         recipient = {"index": index, "email": row.email, "fields": row.fields}
         t = _templates(form)
-        rendered = preview(t["subject"], t.get("text"), t.get("html"),
-                           Recipient(row.email, row.fields))
+        rendered = preview(
+            t["subject"], t.get("text"), t.get("html"), Recipient(row.email, row.fields)
+        )
     except ValidationFailed as exc:
         errors = _renamed(field_errors(exc), form)
     except TemplateError as exc:
         errors = {"_form": str(exc)}
-    return page(request, "mail/_preview.html", {
-        "rendered": rendered, "recipient": recipient, "count": count, "errors": errors,
-    })
+    return page(
+        request,
+        "mail/_preview.html",
+        {
+            "rendered": rendered,
+            "recipient": recipient,
+            "count": count,
+            "errors": errors,
+        },
+    )
 
 
 @router.post("/campaigns")
@@ -274,8 +326,13 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         data = campaign_svc.CampaignTemplatesIn.model_validate(_templates(form))
         rows = _rows(await _recipients_csv(form))
         created = await run_in_threadpool(
-            campaign_svc.create_campaign, ctx.db, actor, data, rows,
-            skip_invalid=checked(form, "skip_invalid"), list_field="file",
+            campaign_svc.create_campaign,
+            ctx.db,
+            actor,
+            data,
+            rows,
+            skip_invalid=checked(form, "skip_invalid"),
+            list_field="file",
         )
         campaign_id = created.id
     except (ValidationError, ValidationFailed) as exc:
@@ -286,15 +343,23 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         errors = {exc.field if exc.field in ("subject", "text", "html") else "text": str(exc)}
     if errors:
         if is_htmx(request):
-            return page(request, "_form_errors.html",
-                        {"errors": errors, "fields": CAMPAIGN_FIELDS}, status_code=422)
+            return page(
+                request,
+                "_form_errors.html",
+                {"errors": errors, "fields": CAMPAIGN_FIELDS},
+                status_code=422,
+            )
         aliases = await run_in_threadpool(_aliases, ctx, actor)
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
         values["alias_id"] = int(text(form, "alias_id") or 0)
-        return page(request, "mail/campaign_new.html",
-                    {"aliases": aliases, "v": values, "errors": errors}, status_code=422)
+        return page(
+            request,
+            "mail/campaign_new.html",
+            {"aliases": aliases, "v": values, "errors": errors},
+            status_code=422,
+        )
     if created.invalid_count:
         flash(request, f"{created.invalid_count} line(s) were skipped as invalid.", "warn")
     return redirect(request, f"/campaigns/{campaign_id}")
@@ -312,16 +377,22 @@ def progress_numbers(c: campaign_svc.CampaignOut) -> dict[str, Any]:
     done = max(0, c.total - waiting)
     percent = 100 if c.status == "completed" or c.total == 0 else int(done * 100 / c.total)
     eta = c.eta_seconds
+    per_minute = c.rate * 60
+    if c.completed_at is not None and not c.rate:
+        # Finished: the average over the whole run says more than the last minute.
+        elapsed = max((c.completed_at - c.created_at).total_seconds(), 1.0)
+        per_minute = c.counts.get("sent", 0) * 60 / elapsed
     return {
-        "done": done, "percent": percent,
-        "per_minute": round(c.rate * 60, 1),
+        "done": done,
+        "percent": percent,
+        "per_minute": round(per_minute, 1),
         "eta": None if eta is None else _duration(eta),
         "live": c.status in ("running", "paused"),
     }
 
 
 def _duration(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{s} s"
     if s < 3600:
@@ -342,29 +413,45 @@ def campaign_page(request: Request, ctx: WebCtx, actor: WebActor, campaign_id: i
 
 @router.get("/campaigns/{campaign_id}/recipients")
 def campaign_recipients(
-    request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int,
-    status: str = "", q: str = "",
+    request: Request,
+    ctx: WebCtx,
+    actor: WebActor,
+    campaign_id: int,
+    status: str = "",
+    q: str = "",
 ) -> Response:
     try:
         with ctx.db.read() as s:
             result = campaign_svc.list_messages(
-                s, actor, campaign_id, status=status if status in STATUSES else None,
-                q=q.strip()[:320] or None, limit=200,
+                s,
+                actor,
+                campaign_id,
+                status=status if status in STATUSES else None,
+                q=q.strip()[:320] or None,
+                limit=200,
             )
     except NotFound:
         raise PageNotFound() from None
-    return page(request, "mail/_recipients.html", {
-        "items": result.items, "more": result.next_after_id is not None,
-        "campaign_id": campaign_id,
-    })
+    return page(
+        request,
+        "mail/_recipients.html",
+        {
+            "items": result.items,
+            "more": result.next_after_id is not None,
+            "campaign_id": campaign_id,
+        },
+    )
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: int, action: str
 ) -> Response:
-    actions = {"pause": campaign_svc.pause_campaign, "resume": campaign_svc.resume_campaign,
-               "cancel": campaign_svc.cancel_campaign}
+    actions = {
+        "pause": campaign_svc.pause_campaign,
+        "resume": campaign_svc.resume_campaign,
+        "cancel": campaign_svc.cancel_campaign,
+    }
     if action not in actions:
         raise PageNotFound()
     try:

@@ -89,6 +89,8 @@
     var first = markErrors();
     var xhr = ev.detail && ev.detail.xhr;
     if (first && xhr && xhr.status === 422) first.focus();
+    var target = ev.detail && ev.detail.target;
+    if (target && target.id === "test-result") target.scrollIntoView({block: "center", behavior: "smooth"});
   });
 
   /* Forms that ask before doing something that cannot be undone. */

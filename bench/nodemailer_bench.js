@@ -1,0 +1,38 @@
+// Anchor: nodemailer's pooled SMTP transport sending N ~5 KB messages.
+// usage: node nodemailer_bench.js PORT COUNT TRANSPORTS
+// One pooled transport per "alias", one connection each; prints JSON timings.
+"use strict";
+const nodemailer = require("nodemailer");
+
+const [port, count, transports] = process.argv.slice(2).map(Number);
+const LINE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n";
+const body = (first) => `Dear ${first},\n\n` + LINE.repeat(68);
+
+async function main() {
+  const pools = Array.from({ length: transports }, () =>
+    nodemailer.createTransport({
+      pool: true, maxConnections: 1, maxMessages: Infinity,
+      host: "127.0.0.1", port, secure: false, ignoreTLS: true,
+      connectionTimeout: 30000, socketTimeout: 60000,
+    }));
+  const done = [];
+  const t0 = process.hrtime.bigint();
+  const jobs = [];
+  for (let i = 0; i < count; i++) {
+    const k = i % transports;
+    jobs.push(pools[k].sendMail({
+      from: `"Alias ${k}" <alias${k}@example.com>`, to: `user${i}@example.com`,
+      subject: `Hello First${i}`, text: body(`First${i}`),
+    }).then(() => { done.push(process.hrtime.bigint()); }));
+  }
+  const results = await Promise.allSettled(jobs);
+  const failed = results.filter((r) => r.status === "rejected").length;
+  pools.forEach((p) => p.close());
+  const ns = (t) => Number(t - t0) / 1e9;
+  done.sort((a, b) => (a < b ? -1 : 1));
+  process.stdout.write(JSON.stringify({
+    sent: done.length, failed, elapsed: done.length ? ns(done[done.length - 1]) : null,
+    first: done.length ? ns(done[0]) : null,
+  }) + "\n");
+}
+main().catch((e) => { console.error(e); process.exit(1); });

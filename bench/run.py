@@ -1,0 +1,552 @@
+"""sendas benchmarks against anchors measured in the same run, all on 127.0.0.1.
+
+    .venv/bin/python bench/run.py [--quick] [--only a,b,c,d,e] [--messages N]
+
+Scenarios (issue 4, item 7); every one is bounded and stops by itself:
+
+a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue -> ``sendas
+   worker`` process -> SMTP) into Postfix's ``smtp-sink``: sendas msgs/s vs nodemailer's pooled
+   transport (1 connection; 5 connections / 5 aliases) and vs ``smtp-source -d`` (C ceiling).
+b  the same over a 20 ms round trip (bench/proxy.py), 1 connection: sendas vs nodemailer.
+c  pacing: 200 messages at delay_ms=50 into an aiosmtpd sink stamping each MAIL FROM
+   (bench/sink.py): smallest gap and total vs 199 x 50 ms; one worker on SQLite, and two
+   workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private server if installed).
+d  500 aliases x 10 messages at delay_ms=1000, one worker: wall time.
+e  enqueue 1,000,000 recipients from a CSV (bench/enqueue_csv.py, own process): seconds and
+   peak RSS.
+
+sendas is timed from the moment its work becomes available: campaigns are queued paused,
+the worker is started and left idle, then every campaign is resumed at once (t0); the end
+is the last ``sent_at``. nodemailer is timed from before its first sendMail to its last
+callback. Install the anchor once: ``npm install --prefix bench nodemailer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import func, select, update
+
+from sendas.config import Settings
+from sendas.context import AppContext
+from sendas.db.models import Campaign, Message
+from sendas.schemas import AliasCreate, UserCreate
+from sendas.services import aliases as alias_service
+from sendas.services import campaigns as campaign_service
+from sendas.services import users as user_service
+from sendas.services.common import Actor
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PYTHON = sys.executable
+SENDAS = str(Path(sys.executable).with_name("sendas"))
+LINE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n"
+TEXT_TEMPLATE = "Dear {{ first }},\n\n" + LINE * 68  # ~5 KB once composed
+SUBJECT = "Hello {{ first }}"
+HOLD = timedelta(days=1)
+DEADLINE = 600.0  # no scenario waits longer than this for the outbox to drain
+
+
+@dataclass
+class Result:
+    scenario: str
+    sendas: str
+    anchor: str
+    ratio: str
+    target: str
+    note: str = ""
+
+
+RESULTS: list[Result] = []
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def find_tool(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/lib/postfix/sbin/{name}"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError(f"{name} not found: apt-get install postfix")
+
+
+@contextmanager
+def process(cmd: list[str], *, env: dict[str, str] | None = None,
+            port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    try:
+        if port is not None:
+            wait_port(port)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextmanager
+def smtp_sink() -> Iterator[int]:
+    port = free_port()
+    cmd = [find_tool("smtp-sink"), f"127.0.0.1:{port}", "2048"]
+    if os.geteuid() == 0:
+        cmd[1:1] = ["-u", "nobody"]  # smtp-sink refuses to keep root privileges
+    with process(cmd, port=port):
+        yield port
+
+
+@contextmanager
+def delay_proxy(target: int, one_way_ms: float) -> Iterator[int]:
+    port = free_port()
+    with process([PYTHON, str(BENCH / "proxy.py"), str(port), str(target), str(one_way_ms)],
+                 port=port):
+        yield port
+
+
+@contextmanager
+def stamping_sink(path: Path) -> Iterator[int]:
+    port = free_port()
+    with process([PYTHON, str(BENCH / "sink.py"), str(port), str(path)], port=port):
+        yield port
+
+
+# --- a sendas installation in a temporary folder --------------------------------------------
+
+
+class Site:
+    """A fresh sendas database (SQLite in ``root``, or the given PostgreSQL URL)."""
+
+    def __init__(self, root: Path, database_url: str | None = None) -> None:
+        self.settings = Settings(data_dir=root / "data", database_url=database_url,
+                                 embedded_worker=False, log_level="WARNING")
+        self.ctx = AppContext.build(self.settings)
+        self.env = {**os.environ, "SENDAS_DATA_DIR": str(root / "data"),
+                    "SENDAS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT / "src")}
+        if database_url:
+            self.env["SENDAS_DATABASE_URL"] = database_url
+        else:
+            self.env.pop("SENDAS_DATABASE_URL", None)
+        with self.ctx.db.write() as s:
+            user = user_service.create_user(s, UserCreate(
+                email="bench@example.com", name="Bench", password=SecretStr("bench-password")))
+            self.actor = Actor.of(user)
+
+    def close(self) -> None:
+        self.ctx.close()
+
+    def aliases(self, count: int, port: int, delay_ms: int) -> list[int]:
+        ids = []
+        with self.ctx.db.write() as s:
+            for k in range(count):
+                alias, _ = alias_service.create_alias(s, self.actor, AliasCreate(
+                    description=f"alias {k}", alias_name=f"Alias {k}",
+                    from_address=f"alias{k}@example.com", smtp_server=f"127.0.0.1:{port}",
+                    tls="none", delay_ms=delay_ms), self.ctx.secrets)
+                ids.append(alias.id)
+        return ids
+
+    def campaign(self, alias_id: int, rows: campaign_service.RowSource) -> int:
+        """Queue a campaign and pause it at once: the worker must not start on it yet."""
+        data = campaign_service.CampaignTemplatesIn(alias_id=alias_id, subject=SUBJECT,
+                                                    text=TEXT_TEMPLATE)
+        created = campaign_service.create_campaign(self.ctx.db, self.actor, data, rows)
+        with self.ctx.db.write() as s:
+            campaign_service.pause_campaign(s, self.actor, created.id)
+        return created.id
+
+    def single_messages(self, alias_id: int, count: int) -> None:
+        """Queue pre-composed single messages, held back (due tomorrow) until released."""
+        from sendas.compose import Content, Sender
+        from sendas.outbox.enqueue import compose_for, enqueue
+
+        text = TEXT_TEMPLATE.replace("{{ first }}", "First")
+        with self.ctx.db.write() as s:
+            for i in range(count):
+                content = Content(to=[f"user{i}@example.com"], subject=f"Hello {i}", text=text)
+                composed = compose_for(Sender("Alias 0", "alias0@example.com"), content)
+                enqueue(s, composed, content, user_id=self.actor.id, alias_id=alias_id)
+            s.execute(update(Message).values(next_attempt_at=datetime.now(UTC) + HOLD))
+
+    def resume_all(self) -> float:
+        """Release every campaign and held message at once; returns that moment (epoch s)."""
+        with self.ctx.db.write() as s:
+            s.execute(update(Campaign).where(Campaign.status == "paused")
+                      .values(status="running", paused_reason=None))
+            now = datetime.now(UTC)
+            s.execute(update(Message).where(Message.next_attempt_at > now + HOLD / 2)
+                      .values(next_attempt_at=now))
+            started = time.time()
+        return started
+
+    def remaining(self) -> int:
+        with self.ctx.db.read() as s:
+            return int(s.scalar(select(func.count()).select_from(Message).where(
+                Message.status.in_(("queued", "sending", "retrying")))) or 0)
+
+    def outcome(self) -> tuple[dict[str, int], float, float]:
+        """Counts by status, and the first and last ``sent_at`` (epoch seconds)."""
+        with self.ctx.db.read() as s:
+            counts = {k: int(v) for k, v in s.execute(
+                select(Message.status, func.count()).group_by(Message.status))}
+            first, last = s.execute(select(func.min(Message.sent_at),
+                                           func.max(Message.sent_at))).one()
+        ts = [_epoch(x) for x in (first, last)]
+        return counts, ts[0], ts[1]
+
+    @contextmanager
+    def workers(self, count: int = 1) -> Iterator[None]:
+        cmds = [[SENDAS, "worker", "--poll-interval", "0.1"] for _ in range(count)]
+        procs = [subprocess.Popen(c, env=self.env) for c in cmds]
+        try:
+            yield
+        finally:
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+    def run(
+        self, total: int, *, workers: int = 1, settle: float = 2.5
+    ) -> tuple[float, float, dict[str, int]]:
+        """Start the worker(s), release the campaigns, wait until drained.
+
+        Returns (seconds from release to the last sent_at, first sent_at - release, counts).
+        """
+        with self.workers(workers):
+            time.sleep(settle)  # imports, migrations check, first polls: not what we measure
+            t0 = self.resume_all()
+            end = time.monotonic() + DEADLINE
+            while self.remaining() and time.monotonic() < end:
+                time.sleep(0.2)
+        counts, first, last = self.outcome()
+        if counts.get("sent", 0) != total:
+            say(f"  warning: {counts} (expected {total} sent)")
+        return last - t0, first - t0, counts
+
+
+def _epoch(value: datetime | str | None) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def csv_file(path: Path, count: int, start: int = 0) -> campaign_service.RowSource:
+    with path.open("w") as f:
+        f.write("email,first,last\n")
+        for i in range(start, start + count):
+            f.write(f"user{i}@example.com,First{i},Last{i}\n")
+    return campaign_service.csv_rows(lambda: path.open("rb"))
+
+
+# --- anchors ----------------------------------------------------------------------------------
+
+
+def nodemailer(port: int, count: int, transports: int) -> float | None:
+    """nodemailer msgs/s, or None when node or nodemailer is missing."""
+    if not (BENCH / "node_modules" / "nodemailer").is_dir() or not shutil.which("node"):
+        say("  nodemailer not installed: npm install --prefix bench nodemailer")
+        return None
+    out = subprocess.run(["node", str(BENCH / "nodemailer_bench.js"), str(port), str(count),
+                          str(transports)], capture_output=True, text=True, timeout=DEADLINE,
+                         check=True)
+    data = json.loads(out.stdout)
+    if data["failed"]:
+        say(f"  nodemailer: {data['failed']} failed")
+    return float(data["sent"]) / float(data["elapsed"])
+
+
+def smtp_source(port: int, count: int, sessions: int) -> float:
+    """Postfix's C load generator: ``-d`` keeps each connection for many messages."""
+    per_session = max(1, count // sessions)
+    cmd = [find_tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(per_session * sessions),
+           "-l", "5000", "-f", "alias@example.com", "-t", "user@example.com",
+           f"127.0.0.1:{port}"]
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, timeout=DEADLINE, capture_output=True)
+    return per_session * sessions / (time.perf_counter() - started)
+
+
+def ratio(ours: float | None, theirs: float | None, *, higher_is_better: bool = True) -> str:
+    if not ours or not theirs:
+        return "-"
+    return f"{(ours / theirs if higher_is_better else theirs / ours):.2f}x"
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+def scenario_a(tmp: Path, count: int) -> None:
+    for aliases in (1, 5):
+        say(f"a: loopback, {count} messages, {aliases} alias(es)/connection(s)")
+        with smtp_sink() as port:
+            site = Site(tmp / f"a{aliases}")
+            try:
+                ids = site.aliases(aliases, port, 0)
+                per = count // aliases
+                t = time.perf_counter()
+                for k, alias_id in enumerate(ids):
+                    site.campaign(alias_id, csv_file(tmp / f"a{aliases}-{k}.csv", per, k * per))
+                enqueue = time.perf_counter() - t
+                seconds, first, counts = site.run(per * aliases)
+            finally:
+                site.close()
+            ours = counts.get("sent", 0) / seconds
+            node = nodemailer(port, count, aliases)
+            source = smtp_source(port, count, aliases)
+        say(f"   sendas {ours:.0f}/s (first sent after {first:.2f} s; enqueue {enqueue:.1f} s), "
+            f"nodemailer {node or 0:.0f}/s, smtp-source {source:.0f}/s")
+        label = f"a loopback {count} msgs, {aliases} conn"
+        RESULTS.append(Result(f"{label} vs nodemailer", f"{ours:.0f} msg/s",
+                              f"{node:.0f} msg/s" if node else "-", ratio(ours, node), ">= 1.0x"))
+        RESULTS.append(Result(f"{label} vs smtp-source -d", f"{ours:.0f} msg/s",
+                              f"{source:.0f} msg/s", ratio(ours, source), "(C ceiling)"))
+        if aliases == 1:
+            scenario_a_precomposed(tmp, count, node)
+
+
+def scenario_a_precomposed(tmp: Path, count: int, node: float | None) -> None:
+    """The worker alone: single messages composed at enqueue (outside the timing)."""
+    say(f"a': loopback, {count} pre-composed single messages, 1 connection")
+    with smtp_sink() as port:
+        site = Site(tmp / "a-pre")
+        try:
+            [alias_id] = site.aliases(1, port, 0)
+            site.single_messages(alias_id, count)
+            seconds, _, counts = site.run(count)
+        finally:
+            site.close()
+    ours = counts.get("sent", 0) / seconds
+    say(f"   sendas worker alone {ours:.0f}/s")
+    RESULTS.append(Result(f"a' {count} pre-composed singles, 1 conn vs nodemailer",
+                          f"{ours:.0f} msg/s", f"{node:.0f} msg/s" if node else "-",
+                          ratio(ours, node), "(worker alone)"))
+
+
+def scenario_b(tmp: Path, count: int) -> None:
+    say(f"b: 20 ms round trip, {count} messages, 1 connection")
+    with smtp_sink() as sink, delay_proxy(sink, 10.0) as port:
+        site = Site(tmp / "b")
+        try:
+            [alias_id] = site.aliases(1, port, 0)
+            site.campaign(alias_id, csv_file(tmp / "b.csv", count))
+            seconds, _, counts = site.run(count)
+        finally:
+            site.close()
+        ours = counts.get("sent", 0) / seconds
+        node = nodemailer(port, count, 1)
+    say(f"   sendas {ours:.1f}/s, nodemailer {node or 0:.1f}/s")
+    RESULTS.append(Result(f"b 20 ms RTT {count} msgs, 1 conn", f"{ours:.1f} msg/s",
+                          f"{node:.1f} msg/s" if node else "-", ratio(ours, node), ">= 1.8x"))
+
+
+def _gaps(path: Path) -> tuple[float, float, int]:
+    stamps = sorted(float(line.split()[0]) for line in path.read_text().splitlines() if line)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    return (min(gaps) if gaps else float("nan")), stamps[-1] - stamps[0], len(stamps)
+
+
+def scenario_c(tmp: Path, count: int, postgres_url: str | None) -> None:
+    delay_ms = 50
+    ideal = (count - 1) * delay_ms / 1000
+    runs: list[tuple[str, str | None, int]] = [("SQLite, 1 worker", None, 1)]
+    if postgres_url:
+        runs.append(("PostgreSQL, 2 workers", postgres_url, 2))
+    else:
+        say("c: no PostgreSQL available: the two-worker run is skipped")
+    for name, url, workers in runs:
+        say(f"c: pacing, {count} messages at {delay_ms} ms, {name}")
+        stamps = tmp / f"c-{workers}.txt"
+        with stamping_sink(stamps) as port:
+            site = Site(tmp / f"c{workers}", url)
+            try:
+                [alias_id] = site.aliases(1, port, delay_ms)
+                site.campaign(alias_id, csv_file(tmp / f"c{workers}.csv", count))
+                site.run(count, workers=workers)
+            finally:
+                site.close()
+        smallest, total, seen = _gaps(stamps)
+        off = (total - ideal) / ideal * 100
+        say(f"   {seen} MAIL FROM, smallest gap {smallest * 1000:.2f} ms, total {total:.3f} s "
+            f"vs {ideal:.2f} s ({off:+.2f}%)")
+        RESULTS.append(Result(f"c pacing {count}x{delay_ms} ms, {name}: smallest gap",
+                              f"{smallest * 1000:.2f} ms", f"{delay_ms} ms",
+                              f"{smallest * 1000 / delay_ms:.3f}", ">= 50 ms"))
+        RESULTS.append(Result(f"c pacing {count}x{delay_ms} ms, {name}: total",
+                              f"{total:.3f} s", f"{ideal:.2f} s", f"{off:+.2f}%", "within 2%"))
+
+
+def scenario_d(tmp: Path, aliases: int, per_alias: int) -> None:
+    say(f"d: {aliases} aliases x {per_alias} messages at 1000 ms, 1 worker")
+    ideal = (per_alias - 1) * 1.0
+    with smtp_sink() as port:
+        site = Site(tmp / "d")
+        try:
+            ids = site.aliases(aliases, port, 1000)
+            for k, alias_id in enumerate(ids):
+                recipients = [campaign_service.RecipientIn(email=f"u{k}x{i}@example.com",
+                                                           fields={"first": f"F{i}"})
+                              for i in range(per_alias)]
+                site.campaign(alias_id, campaign_service.json_rows(recipients))
+            seconds, first, counts = site.run(aliases * per_alias)
+        finally:
+            site.close()
+    say(f"   wall {seconds:.2f} s from release to last sent (first after {first:.2f} s), "
+        f"{counts}")
+    RESULTS.append(Result(f"d {aliases} aliases x {per_alias} at 1000 ms, 1 worker",
+                          f"{seconds:.2f} s", f"{ideal:.0f} s ideal", ratio(seconds, ideal,
+                          higher_is_better=False), "< 12 s"))
+
+
+def scenario_e(tmp: Path, rows: int) -> None:
+    say(f"e: enqueue {rows} recipients from CSV (own process)")
+    path = tmp / "e.csv"
+    csv_file(path, rows)
+    out = subprocess.run([PYTHON, str(BENCH / "enqueue_csv.py"), str(tmp / "e"), str(path)],
+                         capture_output=True, text=True, timeout=DEADLINE, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    say(f"   {data}")
+    RESULTS.append(Result(f"e enqueue {rows} from CSV: time", f"{data['seconds']:.1f} s",
+                          f"{data['baseline_rss_mb']:.0f} MB at start", "-", "< 60 s"))
+    RESULTS.append(Result(f"e enqueue {rows} from CSV: peak RSS",
+                          f"{data['peak_rss_mb']:.0f} MB", "-", "-", "< 300 MB"))
+
+
+# --- PostgreSQL for the two-worker pacing run -------------------------------------------------
+
+
+@contextmanager
+def postgres() -> Iterator[str | None]:
+    url = os.environ.get("SENDAS_BENCH_POSTGRES_URL")
+    if url:
+        yield _fresh_database(url)
+        return
+    try:
+        sys.path.insert(0, str(ROOT))
+        from tests.servers.postgres import PrivatePostgres, find_binaries
+    except ImportError:
+        yield None
+        return
+    binaries = find_binaries()
+    if binaries is None:
+        yield None
+        return
+    server = PrivatePostgres(binaries)
+    try:
+        admin = server.start().render_as_string(hide_password=False)
+        yield _fresh_database(admin)
+    except Exception as exc:  # a bench without PostgreSQL still measures the rest
+        say(f"PostgreSQL could not start: {exc}")
+        yield None
+    finally:
+        server.stop()
+
+
+def _fresh_database(admin_url: str) -> str:
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(admin_url).set(drivername="postgresql+psycopg")
+    name = f"sendas_bench_{os.getpid()}_{int(time.time())}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def print_table() -> None:
+    headers = ("scenario", "sendas", "anchor", "ratio", "target")
+    rows = [(r.scenario, r.sendas, r.anchor, r.ratio, r.target) for r in RESULTS]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
+    line = "  ".join(f"{{:{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
+    parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
+    parser.add_argument("--messages", type=int, help="messages for scenario a")
+    args = parser.parse_args()
+    quick = args.quick
+    counts: dict[str, Any] = {
+        "a": args.messages or (4_000 if quick else 20_000),
+        "b": 150 if quick else 500,
+        "c": 200,
+        "d": (100, 10) if quick else (500, 10),
+        "e": 100_000 if quick else 1_000_000,
+    }
+    only = set(args.only.replace(",", ""))
+    steps: list[tuple[str, Callable[[Path], None]]] = [
+        ("a", lambda t: scenario_a(t, counts["a"])),
+        ("b", lambda t: scenario_b(t, counts["b"])),
+        ("d", lambda t: scenario_d(t, *counts["d"])),
+        ("e", lambda t: scenario_e(t, counts["e"])),
+    ]
+    with tempfile.TemporaryDirectory(prefix="sendas-bench-") as name:
+        tmp = Path(name)
+        for key, step in steps:
+            if key in only:
+                step(tmp)
+        if "c" in only:
+            with postgres() as url:
+                scenario_c(tmp, counts["c"], url)
+    print()
+    print_table()
+
+
+if __name__ == "__main__":
+    main()
