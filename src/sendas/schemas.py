@@ -184,6 +184,7 @@ class ImapPatch(Strict):
     tls: TlsMode | None = None
     sent_folder: ShortText | None = None
     ca_bundle: PemText | None = None
+    allow_plaintext_auth: bool | None = None
 
 
 class ImapCreate(ImapPatch):
@@ -199,6 +200,7 @@ class ImapOut(BaseModel):
     username: str
     tls: TlsMode
     sent_folder: str | None
+    allow_plaintext_auth: bool
     password_set: bool
     last_test: dict[str, Any] | None
     created_at: datetime

@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -102,6 +103,9 @@ class ImapAccount(Base):
     tls: Mapped[str] = mapped_column(String(16), default="auto")
     sent_folder: Mapped[str | None] = mapped_column(String(255), nullable=True)
     ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+    allow_plaintext_auth: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
     last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 

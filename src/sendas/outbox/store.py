@@ -32,6 +32,7 @@ from sendas.imap.providers import files_own_sent_copy
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.outcomes import Outcome, interpret, pending_recipients
 from sendas.secrets import SecretBox
+from sendas.services.endpoints import imap_endpoint, smtp_endpoint
 from sendas.smtp.endpoint import SmtpEndpoint, TokenProvider
 from sendas.smtp.transport import SubmitResult
 
@@ -255,30 +256,14 @@ def _no_token_provider(alias_id: int) -> TokenProvider:
 def alias_endpoint(
     alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
 ) -> SmtpEndpoint:
-    if alias.auth == "password":
-        password = box.decrypt(alias.smtp_password_enc) if alias.smtp_password_enc else None
-        return SmtpEndpoint(
-            host=alias.smtp_host, port=alias.smtp_port, tls=alias.tls,  # type: ignore[arg-type]
-            username=alias.smtp_username, password=password if alias.smtp_username else None,
-            ca_bundle_pem=alias.ca_bundle or None, allow_plaintext_auth=alias.allow_plaintext_auth,
-            timeout=timeout,
-        )  # fmt: skip
-    provider = (token_providers or _no_token_provider)(alias.id)
-    return SmtpEndpoint(
-        host=alias.smtp_host, port=alias.smtp_port, tls=alias.tls,  # type: ignore[arg-type]
-        username=alias.smtp_username or alias.from_address, auth=alias.auth,  # type: ignore[arg-type]
-        token_provider=provider, ca_bundle_pem=alias.ca_bundle or None, timeout=timeout,
-    )  # fmt: skip
+    provider = None
+    if alias.auth != "password":
+        provider = (token_providers or _no_token_provider)(alias.id)
+    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
 
 
 def system_endpoint(row: SystemOutgoing, box: SecretBox, timeout: float) -> SmtpEndpoint:
-    password = box.decrypt(row.smtp_password_enc) if row.smtp_password_enc else None
-    return SmtpEndpoint(
-        host=row.smtp_host, port=row.smtp_port, tls=row.tls,  # type: ignore[arg-type]
-        username=row.smtp_username, password=password if row.smtp_username else None,
-        ca_bundle_pem=row.ca_bundle or None, allow_plaintext_auth=row.allow_plaintext_auth,
-        timeout=timeout,
-    )  # fmt: skip
+    return smtp_endpoint(row, box, timeout=timeout)
 
 
 def _imap_for(
@@ -292,9 +277,7 @@ def _imap_for(
     if not account.password_enc:
         return None, "the IMAP account has no password"
     try:
-        return ImapEndpoint.for_account(
-            account, box.decrypt(account.password_enc), timeout=timeout
-        ), None
+        return imap_endpoint(account, box, timeout=timeout), None
     except ValueError as exc:
         return None, f"the IMAP account cannot be used: {exc}"
 

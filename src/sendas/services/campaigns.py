@@ -164,11 +164,7 @@ def address_problem(email: str) -> str | None:
     """
     if len(email) > 254:
         return "the address is too long"
-    if (
-        email.isascii()
-        and _ASCII_ADDRESS.fullmatch(email)
-        and len(email.partition("@")[0]) <= 64
-    ):
+    if email.isascii() and _ASCII_ADDRESS.fullmatch(email) and len(email.partition("@")[0]) <= 64:
         return None
     try:
         validate_email(email, check_deliverability=False, allow_smtputf8=True)
@@ -324,11 +320,28 @@ def create_campaign(
         )
         s.add(campaign)
         s.flush()
-        total = _insert_messages(s, campaign.id, actor.id, alias_id, from_address, templates,
-                                 rows, now, where, list_field)
+        total = _insert_messages(
+            s,
+            campaign.id,
+            actor.id,
+            alias_id,
+            from_address,
+            templates,
+            rows,
+            now,
+            where,
+            list_field,
+        )
         campaign.total = total
-        audit(s, actor, "campaign.create", "campaign", campaign.id, owner_id=actor.id,
-              detail={"total": total, "invalid": scan.invalid})
+        audit(
+            s,
+            actor,
+            "campaign.create",
+            "campaign",
+            campaign.id,
+            owner_id=actor.id,
+            detail={"total": total, "invalid": scan.invalid},
+        )
         s.flush()
         out = _campaign_out(s, campaign)
     return CampaignCreated(
@@ -425,9 +438,24 @@ def _insert_messages(
     conn = session.connection()
     dialect = conn.dialect
     columns = [
-        "user_id", "alias_id", "campaign_id", "lane", "kind", "status", "envelope_from",
-        "recipients", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "message_id",
-        "merge_fields", "attempts", "next_attempt_at", "created_at", "updated_at",
+        "user_id",
+        "alias_id",
+        "campaign_id",
+        "lane",
+        "kind",
+        "status",
+        "envelope_from",
+        "recipients",
+        "to_addrs",
+        "cc_addrs",
+        "bcc_addrs",
+        "subject",
+        "message_id",
+        "merge_fields",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "updated_at",
     ]
     mark = "?" if dialect.paramstyle == "qmark" else "%s"
     sql = (
@@ -436,8 +464,7 @@ def _insert_messages(
     )
     to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = to_db(now) if to_db is not None else now
-    head = (user_id, alias_id, campaign_id, f"alias:{alias_id}", "campaign", "queued",
-            from_address)
+    head = (user_id, alias_id, campaign_id, f"alias:{alias_id}", "campaign", "queued", from_address)
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     chunk: list[tuple[Any, ...]] = []
     total = 0
@@ -449,8 +476,20 @@ def _insert_messages(
             continue
         addresses = encode([row.email])
         chunk.append(
-            (*head, addresses, addresses, "[]", "[]", "", "", encode(row.fields), 0,
-             stamp, stamp, stamp)
+            (
+                *head,
+                addresses,
+                addresses,
+                "[]",
+                "[]",
+                "",
+                "",
+                encode(row.fields),
+                0,
+                stamp,
+                stamp,
+                stamp,
+            )
         )
         if len(chunk) >= INSERT_CHUNK:
             conn.exec_driver_sql(sql, chunk)
@@ -540,13 +579,16 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
         if campaign.status == "running":
             paused_reason = _lane_pause(session, campaign.alias_id, now)
         window_start = max(now - RATE_WINDOW, campaign.created_at)
-        recent = session.scalar(
-            select(func.count()).where(
-                Message.campaign_id == campaign.id,
-                Message.status == "sent",
-                Message.sent_at >= window_start,
+        recent = (
+            session.scalar(
+                select(func.count()).where(
+                    Message.campaign_id == campaign.id,
+                    Message.status == "sent",
+                    Message.sent_at >= window_start,
+                )
             )
-        ) or 0
+            or 0
+        )
         seconds = max((now - window_start).total_seconds(), 1.0)
         rate = recent / seconds
         if remaining == 0:
@@ -618,9 +660,7 @@ def cancel_campaign(session: Session, actor: Actor | None, campaign_id: int) -> 
 
 
 def _lock(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
-    campaign = session.scalar(
-        select(Campaign).where(Campaign.id == campaign_id).with_for_update()
-    )
+    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
     if campaign is None or (actor is not None and campaign.user_id != actor.id):
         raise NotFound("campaign", campaign_id)
     return campaign
@@ -682,4 +722,3 @@ def _outcome(m: Message) -> MessageOutcome:
         sent_at=m.sent_at,
         updated_at=m.updated_at,
     )
-

@@ -45,4 +45,6 @@ def smtp_endpoint(
 def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEndpoint:
     """The IMAP endpoint of an account (an account without a password gets an empty one)."""
     password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
-    return ImapEndpoint.for_account(acc, password, timeout=timeout)
+    return ImapEndpoint.for_account(
+        acc, password, timeout=timeout, allow_plaintext_password=acc.allow_plaintext_auth
+    )

@@ -24,6 +24,7 @@ def imap_out(acc: ImapAccount) -> ImapOut:
         username=acc.username,
         tls=acc.tls,
         sent_folder=acc.sent_folder,
+        allow_plaintext_auth=acc.allow_plaintext_auth,
         password_set=acc.password_enc is not None,
         last_test=acc.last_test,
         created_at=acc.created_at,
@@ -70,6 +71,8 @@ def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
         acc.sent_folder = data.sent_folder or None
     if "ca_bundle" in fields:
         acc.ca_bundle = data.ca_bundle or None
+    if "allow_plaintext_auth" in fields and data.allow_plaintext_auth is not None:
+        acc.allow_plaintext_auth = data.allow_plaintext_auth
     if "password" in fields:
         pw = data.password.get_secret_value() if data.password else ""
         acc.password_enc = box.encrypt(pw) if pw else None
