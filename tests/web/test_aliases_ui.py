@@ -94,6 +94,14 @@ def test_alias_preset_test_connection_save_and_default(
     page.wait_for_url("**/aliases")
     assert page.locator(".alias-card", has_text="Support").locator(".badge.default").is_visible()
     assert page.locator(".alias-card", has_text="Sales desk").locator(".badge.default").count() == 0
+
+    # Test a saved alias from its card: the card's "Last test" shows the outcome.
+    card = page.locator(".alias-card", has_text="Support")
+    assert "never tested" in card.locator(".last-test").inner_text()
+    card.get_by_role("button", name="Test connection").click()
+    page.wait_for_url("**/aliases")
+    last_test = page.locator(".alias-card", has_text="Support").locator(".last-test")
+    assert "OK" in last_test.inner_text()
     shoot(page, "aliases")
 
     # Edit: the password is write-only (shown as stored, never sent back).

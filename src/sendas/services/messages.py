@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sendas.compose import Attachment, Content, Sender
-from sendas.db.models import Message, utcnow
+from sendas.db.models import Campaign, Message, utcnow
 from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from sendas.outbox.enqueue import compose_for, enqueue
 from sendas.schemas import Email, HeaderText
@@ -243,6 +243,12 @@ def resend(session: Session, actor: Actor, message_id: int) -> Message:
     message.recipient_results = None
     message.server_reply = message.error_step = message.hint = None
     message.updated_at = now
+    if message.campaign_id is not None:
+        # The worker only takes messages of running form letters: reopen a finished one.
+        campaign = session.get(Campaign, message.campaign_id)
+        if campaign is not None and campaign.status == "completed":
+            campaign.status = "running"
+            campaign.completed_at = None
     audit(session, actor, "message.resend", "message", message.id, owner_id=message.user_id)
     return message
 

@@ -109,7 +109,7 @@ async def outgoing_test(request: Request, ctx: WebCtx, admin: WebAdmin, form: Fo
     return page(
         request,
         "_test_result.html",
-        {"result": result, "unavailable": False, "errors": errors, "fields": OUTGOING_FIELDS},
+        {"result": result, "errors": errors, "fields": OUTGOING_FIELDS},
     )
 
 

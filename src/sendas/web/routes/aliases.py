@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,13 +9,13 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from sendas.db.models import Lane, OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.services import aliases as svc
+from sendas.services import connection_test
 from sendas.services import imap_accounts as imap_svc
 from sendas.services.common import Actor
 from sendas.web.deps import (
@@ -334,6 +333,22 @@ def alias_make_default(
     return redirect(request, "/aliases")
 
 
+@router.post("/aliases/{alias_id}/test-saved")
+async def alias_test_saved(
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+) -> Response:
+    """Test a saved alias from its card; the outcome becomes the card's "Last test"."""
+    try:
+        result = await connection_test.test_saved_alias(ctx, actor, alias_id)
+    except NotFound:
+        raise PageNotFound() from None
+    if result["status"] == "OK":
+        flash(request, "Status: OK — the alias can send.")
+    else:
+        flash(request, f"Status: FAILED at {result.get('step')}. {result.get('hint', '')}", "error")
+    return redirect(request, "/aliases")
+
+
 @router.post("/aliases/{alias_id}/delete")
 def alias_delete(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
@@ -351,13 +366,6 @@ def alias_delete(
     return redirect(request, "/aliases")
 
 
-async def run_service(fn: Any, *args: Any) -> Any:
-    """Call a service function whether it is a coroutine function or a blocking one."""
-    if inspect.iscoroutinefunction(fn):
-        return await fn(*args)
-    return await run_in_threadpool(fn, *args)
-
-
 @router.post("/aliases/test")
 async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     """Test the settings as typed (saved or not); answers a fragment for #test-result."""
@@ -369,23 +377,8 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
     result: dict[str, Any] | None = None
     if not errors:
         try:
-            from sendas.services import connection_test
-        except ImportError:
-            return page(
-                request,
-                "_test_result.html",
-                {
-                    "result": None,
-                    "unavailable": True,
-                    "errors": {},
-                    "fields": ALIAS_FIELDS,
-                },
-            )
-        try:
             model = AliasCreate.model_validate(data)
-            result = await run_service(
-                connection_test.test_alias_settings, ctx, actor, model, alias_id
-            )
+            result = await connection_test.test_alias_settings(ctx, actor, model, alias_id)
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:
@@ -395,7 +388,6 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
         "_test_result.html",
         {
             "result": result,
-            "unavailable": False,
             "errors": errors,
             "fields": ALIAS_FIELDS,
         },

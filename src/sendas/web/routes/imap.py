@@ -135,7 +135,7 @@ async def imap_test(
     return page(
         request,
         "_test_result.html",
-        {"result": result, "unavailable": False, "errors": {}, "fields": ()},
+        {"result": result, "errors": {}, "fields": ()},
     )
 
 
