@@ -49,6 +49,7 @@ import pytest
 import trustme
 
 from tests.servers.need import missing, need_binary
+from tests.servers.process import stop_process_group, tail
 
 HOST = "127.0.0.1"
 # Both passwords have a space and punctuation, so quoting bugs in clients show up.
@@ -412,7 +413,7 @@ class PrivateDovecot:
             )
             if self._wait_ready(imap_port, imaps_port):
                 break
-            last_error = self._output() + "\n" + _tail(log)
+            last_error = self._output() + "\n" + tail(log)
             self.stop_process()
             if "Address already in use" not in last_error:
                 raise RuntimeError(f"Dovecot did not start:\n{last_error}")
@@ -464,18 +465,8 @@ class PrivateDovecot:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
-            # SIGTERM makes the master stop its children and exit.
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        # SIGTERM makes the master stop its children and exit.
+        stop_process_group(proc, lambda: proc.send_signal(signal.SIGTERM))
         self.process = None
 
     def stop(self) -> None:
@@ -483,13 +474,6 @@ class PrivateDovecot:
             self.stop_process()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-4000:]
-    except OSError:
-        return ""
 
 
 @pytest.fixture(scope="session")

@@ -19,12 +19,10 @@ need it skip (fail under ``CI=true``).
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -38,6 +36,7 @@ import pytest
 
 from tests.servers.dovecot import DovecotServer, free_port
 from tests.servers.need import missing, need_binary
+from tests.servers.process import stop_process_group, tail
 
 HOST = "127.0.0.1"
 
@@ -265,7 +264,7 @@ class PrivatePostfix:
             )
             if self._wait_ready(port):
                 break
-            last_error = self._output() + "\n" + _tail(log)
+            last_error = self._output() + "\n" + tail(log)
             self.stop_process()
             if "in use" not in last_error:
                 raise RuntimeError(f"Postfix did not start:\n{last_error}")
@@ -307,20 +306,7 @@ class PrivatePostfix:
         proc = self.process
         if proc is None:
             return
-        if proc.poll() is None:
-            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
-                self._postfix("stop", timeout=30)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        # Daemons the master started live in its process group; none may outlive it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        if proc.stdout is not None:
-            proc.stdout.close()
+        stop_process_group(proc, lambda: self._postfix("stop", timeout=30))
         self.process = None
 
     def stop(self) -> None:
@@ -328,13 +314,6 @@ class PrivatePostfix:
             self.stop_process()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-
-
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")[-4000:]
-    except OSError:
-        return ""
 
 
 @pytest.fixture(scope="session")

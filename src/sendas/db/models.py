@@ -110,7 +110,19 @@ class ImapAccount(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
-class Alias(Base):
+class SmtpColumns:
+    """The SMTP account fields shared by aliases and the database outgoing settings."""
+
+    smtp_host: Mapped[str] = mapped_column(String(255), default="")
+    smtp_port: Mapped[int] = mapped_column(Integer, default=587)
+    smtp_username: Mapped[str] = mapped_column(String(320), default="")
+    smtp_password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tls: Mapped[str] = mapped_column(String(16), default="auto")
+    allow_plaintext_auth: Mapped[bool] = mapped_column(Boolean, default=False)
+    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Alias(SmtpColumns, Base):
     __tablename__ = "aliases"
     __table_args__ = (
         UniqueConstraint("user_id", "description_key", name="uq_aliases_user_description"),
@@ -131,13 +143,6 @@ class Alias(Base):
     alias_name: Mapped[str] = mapped_column(String(200), default="")
     from_address: Mapped[str] = mapped_column(String(320), default="")
     reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    smtp_host: Mapped[str] = mapped_column(String(255), default="")
-    smtp_port: Mapped[int] = mapped_column(Integer, default=587)
-    smtp_username: Mapped[str] = mapped_column(String(320), default="")
-    smtp_password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tls: Mapped[str] = mapped_column(String(16), default="auto")
-    allow_plaintext_auth: Mapped[bool] = mapped_column(Boolean, default=False)
-    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
     imap_account_id: Mapped[int | None] = mapped_column(
         ForeignKey("imap_accounts.id", ondelete="RESTRICT"), nullable=True, index=True
     )
@@ -153,7 +158,7 @@ class Alias(Base):
     imap_account: Mapped[ImapAccount | None] = relationship(lazy="joined")
 
 
-class SystemOutgoing(Base):
+class SystemOutgoing(SmtpColumns, Base):
     """The database's own outgoing settings (one row, id 1) for automated mail."""
 
     __tablename__ = "system_outgoing"
@@ -162,13 +167,6 @@ class SystemOutgoing(Base):
     from_address: Mapped[str] = mapped_column(String(320), default="")
     from_name: Mapped[str] = mapped_column(String(200), default="")
     reply_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
-    smtp_host: Mapped[str] = mapped_column(String(255), default="")
-    smtp_port: Mapped[int] = mapped_column(Integer, default=587)
-    smtp_username: Mapped[str] = mapped_column(String(320), default="")
-    smtp_password_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tls: Mapped[str] = mapped_column(String(16), default="auto")
-    allow_plaintext_auth: Mapped[bool] = mapped_column(Boolean, default=False)
-    ca_bundle: Mapped[str | None] = mapped_column(Text, nullable=True)
     delay_ms: Mapped[int] = mapped_column(Integer, default=0)
     last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
