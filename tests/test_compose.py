@@ -6,6 +6,7 @@ import email
 import email.policy
 import email.utils
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+import sendas.compose as compose_module
 from sendas.compose import (
     Attachment,
     Composed,
@@ -25,6 +27,27 @@ from sendas.compose import (
 from sendas.errors import SmtpUtf8Required, ValidationFailed
 
 ANN = Sender(alias_name="Ann Example", from_address="ann@example.com")
+
+
+@pytest.fixture(autouse=True, scope="module", params=["fast", "stdlib"])
+def compose_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs against both ways of writing the bytes.
+
+    "fast" is sendas.mime_fast with the email package disabled, so a test passing there
+    shows the fast path itself covers it; "stdlib" is the email package alone.
+    """
+    saved = compose_module.FAST_PATH, compose_module._build_stdlib
+
+    def no_fallback(**_: object) -> bytes:
+        raise AssertionError("the fast path fell back to the email package")
+
+    if request.param == "fast":
+        compose_module.FAST_PATH = True
+        compose_module._build_stdlib = no_fallback
+    else:
+        compose_module.FAST_PATH = False
+    yield str(request.param)
+    compose_module.FAST_PATH, compose_module._build_stdlib = saved
 
 
 def parse(composed: Composed) -> EmailMessage:
