@@ -12,7 +12,8 @@ PYTEST_ARGS ?=
 # Debian packages the test suite starts private instances of (PostgreSQL, Dovecot, Postfix
 # with SASL), plus headless Chromium for the web tests and swaks/openssl for mail checks.
 SYSTEM_PACKAGES := python3-venv postgresql dovecot-core dovecot-imapd postfix sasl2-bin \
-	libsasl2-modules chromium swaks openssl ca-certificates
+	libsasl2-modules chromium swaks libnet-ssleay-perl libio-socket-ssl-perl openssl \
+	ca-certificates
 
 # Stamps: reinstall only when pyproject.toml changes.
 RUN_STAMP := $(VENV)/.installed-run
@@ -42,12 +43,13 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/mypy
 
-bench: $(DEV_STAMP)
-	@if [ -f bench/run.py ]; then \
-		$(BIN)/python bench/run.py; \
-	else \
-		echo "bench/run.py does not exist yet: nothing to run"; \
+# The anchors: nodemailer from npm (bench/package-lock.json); smtp-sink/smtp-source come with
+# Postfix (system-packages).
+bench: $(DEV_STAMP) system-packages
+	@if [ ! -d bench/node_modules/nodemailer ] && command -v npm >/dev/null; then \
+		echo "+ npm ci --prefix bench"; npm ci --prefix bench --no-audit --no-fund; \
 	fi
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts \

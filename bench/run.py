@@ -126,7 +126,9 @@ def process(cmd: list[str], *, env: dict[str, str] | None = None,
 @contextmanager
 def smtp_sink() -> Iterator[int]:
     port = free_port()
-    cmd = [find_tool("smtp-sink"), f"127.0.0.1:{port}", "2048"]
+    # -m: smtp-sink serves 256 sessions at once by default; scenario d holds one
+    # connection per alias (500), as 500 aliases on 500 providers would.
+    cmd = [find_tool("smtp-sink"), "-m", "2048", f"127.0.0.1:{port}", "2048"]
     if os.geteuid() == 0:
         cmd[1:1] = ["-u", "nobody"]  # smtp-sink refuses to keep root privileges
     with process(cmd, port=port):

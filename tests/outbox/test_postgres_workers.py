@@ -1,5 +1,7 @@
 """Several ``sendas worker`` processes on one PostgreSQL outbox: no message is sent twice,
-and each alias's pacing holds across the workers (gaps measured at the server)."""
+and each alias's pacing holds across the workers: every submission start the workers
+record (just before the first byte goes out) is at least the delay after the alias's
+previous one, whichever worker made it; the server's view is the cross-check."""
 
 from __future__ import annotations
 
@@ -31,9 +33,6 @@ WORKER = [
     *("--lease-seconds", "2", "--poll-interval", "0.05", "--lane-hold-seconds", "0.3"),
 ]
 DELAY_MS = 40
-# Clock granularity plus the jitter of the in-process server's event loop, which also
-# receives a 300-message pipelined run from another alias meanwhile (seconds).
-TOLERANCE = 0.005
 
 
 @pytest.fixture
@@ -42,8 +41,9 @@ def pg_shared(postgres_url: str, tmp_path: Path) -> Iterator[tuple[AppContext, d
     settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url, secret_key=key,
                         embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
     ctx = AppContext.build(settings)
+    # INFO: the workers log each paced submission start (logger sendas.outbox.starts).
     env = {**os.environ, "SENDAS_DATABASE_URL": postgres_url, "SENDAS_SECRET_KEY": key,
-           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_LOG_LEVEL": "INFO"}  # fmt: skip
     yield ctx, env
     ctx.close()
 
@@ -55,8 +55,20 @@ def sent_count(ctx: AppContext) -> int:
 
 
 @pytest.mark.timeout(120)
+def worker_starts(logs: list[Path]) -> dict[str, list[float]]:
+    """Submission starts the workers logged, per lane, merged across workers, in order."""
+    starts: dict[str, list[float]] = {}
+    for path in logs:
+        for line in path.read_text().splitlines():
+            _, found, rest = line.partition(" sendas.outbox.starts ")
+            if found:
+                lane, at = rest.split()
+                starts.setdefault(lane, []).append(float(at))
+    return {lane: sorted(times) for lane, times in starts.items()}
+
+
 async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
-    pg_shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory
+    pg_shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
 ) -> None:
     ctx, env = pg_shared
     person = make_person(ctx, "pg@example.com")
@@ -76,7 +88,11 @@ async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
     queue(ctx, actor, fast, 300)
     total = 3 * 25 + 300
 
-    procs = [await asyncio.create_subprocess_exec(*WORKER, env=env) for _ in range(3)]
+    logs = [tmp_path / f"worker{k}.log" for k in range(3)]
+    procs = []
+    for path in logs:
+        with path.open("wb") as err:
+            procs.append(await asyncio.create_subprocess_exec(*WORKER, env=env, stderr=err))
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline:
@@ -95,14 +111,23 @@ async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
     with ctx.db.read() as s:
         owners = s.scalars(select(Message.status).distinct()).all()
     assert owners == ["sent"]
-    for i in range(3):
+    recorded = worker_starts(logs)
+    for i, alias_id in enumerate(paced):
+        # The promise, on the workers' own records (one clock, time.time(), for all the
+        # processes on this machine): every start at least DELAY_MS after the previous one
+        # of the alias, whichever worker made either.
+        own = recorded[f"alias:{alias_id}"]
+        assert len(own) == 25
+        own_gaps = [b - a for a, b in pairwise(own)]
+        assert min(own_gaps) >= DELAY_MS / 1000, (i, min(own_gaps))
+        # Cross-check at the server. It shares this test's event loop with a 300-message
+        # pipelined run, so it may read one MAIL late, which makes that gap look short and
+        # the previous one long: its median gap and its overall span must agree.
         times = starts[f"paced{i}@example.test"]
         gaps = [b - a for a, b in pairwise(times)]
         assert len(times) == 25
-        assert min(gaps) >= DELAY_MS / 1000 - TOLERANCE, (i, min(gaps))
-        # A MAIL seen late by the (busy, shared) test server makes the next gap look short
-        # by the same amount; over two gaps the jitter cancels out.
-        pairs = [a + b for a, b in pairwise(gaps)]
-        assert min(pairs) >= 2 * DELAY_MS / 1000 - 0.003, (i, min(pairs))
-        print(f"\npaced{i}: min gap {min(gaps) * 1000:.1f} ms, "
-              f"total {(times[-1] - times[0]) * 1000:.0f} ms vs {24 * DELAY_MS} ms")  # fmt: skip
+        assert sorted(gaps)[len(gaps) // 2] >= DELAY_MS / 1000 - 0.001, (i, gaps)
+        assert times[-1] - times[0] >= 24 * DELAY_MS / 1000 - 0.005, (i, gaps)
+        print(f"\npaced{i}: worker min gap {min(own_gaps) * 1000:.2f} ms, server min gap "
+              f"{min(gaps) * 1000:.1f} ms, total {(own[-1] - own[0]) * 1000:.0f} ms vs "
+              f"{24 * DELAY_MS} ms")  # fmt: skip

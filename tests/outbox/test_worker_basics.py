@@ -65,16 +65,27 @@ async def test_pacing_holds_delay_between_starts_without_drift(
     alias_id = make_alias(ctx, alice_actor, server, delay_ms=delay_ms)
     ids = queue(ctx, alice_actor, alias_id, count)
 
-    async with running_worker(ctx):
+    worker_starts: list[float] = []
+    async with running_worker(ctx) as worker:
+        worker.on_start = lambda lane, at: worker_starts.append(at)
         await wait_for(all_final(ctx, ids))
 
+    # What the promise is about: the worker's own submission starts, taken just before the
+    # first byte is written, are never closer than delay_ms.
+    assert len(worker_starts) == count
+    own = [b - a for a, b in pairwise(worker_starts)]
+    assert min(own) >= delay_ms / 1000, own
+    # No drift: (N-1) x delay, plus a little scheduling noise.
+    total = worker_starts[-1] - worker_starts[0]
+    assert total < (count - 1) * delay_ms / 1000 * 1.10 + 0.03, total
+    # Cross-check at the server, which shares this test's event loop: a MAIL it reads late
+    # (the loop was busy) makes that one gap look short and the one before it long, so the
+    # server's typical (median) gap and its overall span are what must match.
     starts = times["work@example.test"]
     assert len(starts) == count
     gaps = [b - a for a, b in pairwise(starts)]
-    assert min(gaps) >= delay_ms / 1000 - 0.002, gaps
-    total = starts[-1] - starts[0]
-    # No drift: (N-1) x delay, plus a little scheduling noise.
-    assert total < (count - 1) * delay_ms / 1000 * 1.10 + 0.03, total
+    assert sorted(gaps)[len(gaps) // 2] >= delay_ms / 1000 - 0.001, gaps
+    assert starts[-1] - starts[0] >= (count - 1) * delay_ms / 1000 - 0.005, gaps
     assert set(received_ids(server.recorder).values()) == {1}
 
 

@@ -148,7 +148,7 @@ def test_form_letter_pause_resume_and_cancel(
     mail_sink.wait_for("pz1@example.net")
     page.get_by_role("button", name="Pause").click()
     expect(page.get_by_role("button", name="Resume")).to_be_visible()
-    expect(page.locator("#progress-title")).to_contain_text("paused")
+    expect(page.locator("#progress-title")).to_contain_text("Paused")
     time.sleep(1.0)  # a message in flight when pausing may still land
     held = _arrived(mail_sink, "pz", 8)
     time.sleep(1.5)  # nearly four delays: nothing more may go out while paused
@@ -162,7 +162,7 @@ def test_form_letter_pause_resume_and_cancel(
     mail_sink.wait_for("cx1@example.net")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel the rest").click()
-    expect(page.locator("#progress-title")).to_contain_text("cancelled")
+    expect(page.locator("#progress-title")).to_contain_text("Cancelled")
     time.sleep(1.5)
     arrived = _arrived(mail_sink, "cx", 8)
     assert 1 <= arrived < 8

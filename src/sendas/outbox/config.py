@@ -39,12 +39,16 @@ class OutboxConfig:
     copy_concurrency: int = 4
     """Copies to Sent (IMAP APPEND) running at once."""
     smtp_timeout: float = 30.0
+    render_processes: int = 2
+    """Processes rendering form letters beside the worker (0: a thread of the worker)."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds <= 0 or self.poll_interval <= 0:
             raise ValueError("lease_seconds and poll_interval must be positive")
         if self.batch_size < 1 or self.max_paced_batch < 1 or self.max_lanes < 1:
             raise ValueError("batch sizes and max_lanes must be at least 1")
+        if self.render_processes < 0:
+            raise ValueError("render_processes cannot be negative")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.backoff_base <= 0 or self.backoff_max < self.backoff_base:

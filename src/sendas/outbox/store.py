@@ -55,15 +55,37 @@ def lane_alias_id(lane: str) -> int | None:
     return int(lane[len(ALIAS_LANE_PREFIX) :]) if lane.startswith(ALIAS_LANE_PREFIX) else None
 
 
+@dataclass
+class RenderInput:
+    """What ``merge.render_message`` reads of a form letter's message (and sets: ``subject``,
+    ``message_id``): plain data, so rendering runs outside the claiming transaction."""
+
+    id: int
+    campaign_id: int | None
+    to_addrs: list[str]
+    recipients: list[str]
+    merge_fields: dict[str, Any] | None
+    subject: str = ""
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    raw: bytes = field(repr=False)
+    subject: str
+    message_id: str
+
+
 @dataclass(frozen=True)
 class ClaimedMessage:
     id: int
     envelope_from: str
     recipients: list[str] = field(repr=False)  # those still pending
-    raw: bytes = field(repr=False)
+    raw: bytes = field(repr=False)  # empty while ``render`` is pending
     attempts: int
     recipient_results: dict[str, Any] | None
     slot: datetime | None  # planned start of submission (paced lanes)
+    render: RenderInput | None = None  # a form letter not rendered yet
 
 
 @dataclass(frozen=True)
@@ -160,6 +182,14 @@ def release_lane(session: Session, lane: str, owner: str, next_send_at: datetime
     row.owner = None
     row.owner_expires_at = None
     if next_send_at is not None and (row.next_send_at is None or next_send_at > row.next_send_at):
+        row.next_send_at = next_send_at
+
+
+def unreserve(session: Session, lane: str, owner: str, next_send_at: datetime | None) -> None:
+    """A paced claim ends early (its form letter was paused): drop the slots it reserved,
+    keeping only the delay after the last actual start."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is not None and row.owner == owner:
         row.next_send_at = next_send_at
 
 
@@ -287,11 +317,29 @@ def _imap_for(
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 
-def _render(session: Session, message: Message) -> bytes:
-    """A form letter's recipient: rendered and composed by ``sendas.merge`` on first claim."""
+def _render(session: Session, message: RenderInput) -> bytes:
+    """A form letter's recipient: rendered and composed by ``sendas.merge``."""
     merge = importlib.import_module("sendas.merge")
-    render: Callable[[Session, Message], bytes] = merge.render_message
+    render: Callable[[Session, RenderInput], bytes] = merge.render_message
     return render(session, message)
+
+
+def render_many(session: Session, batches: list[list[RenderInput]]) -> list[list[Rendered | str]]:
+    """Render form letters (a read session: nothing is written here). Per message, the bytes
+    to submit or why it cannot be rendered. The raw message is stored by :func:`mark_many`
+    in the same commit that marks it ``sending``."""
+    out: list[list[Rendered | str]] = []
+    for batch in batches:
+        done: list[Rendered | str] = []
+        for item in batch:
+            try:
+                raw = _render(session, item)
+            except (SendasError, ImportError, ValueError) as exc:
+                done.append(f"The form letter could not be rendered for this recipient: {exc}")
+                continue
+            done.append(Rendered(raw, item.subject, item.message_id))
+        out.append(done)
+    return out
 
 
 def _campaign_ok() -> Any:
@@ -375,16 +423,12 @@ def claim_batch(
     slot = max(x for x in (now, reserved, not_before) if x is not None)
     claimed: list[ClaimedMessage] = []
     for m in rows:
+        render: RenderInput | None = None
         if m.raw is None:
-            try:
-                m.raw = _render(session, m)
-            except (SendasError, ImportError, ValueError) as exc:
-                m.status = "failed"
-                m.error_step = "compose"
-                m.server_reply = None
-                m.hint = f"The form letter could not be rendered for this recipient: {exc}"
-                continue
-        if not m.message_id:
+            # Rendered after this transaction (render_many), stored when marked sending.
+            render = RenderInput(m.id, m.campaign_id, list(m.to_addrs or []),
+                                 list(m.recipients), m.merge_fields)  # fmt: skip
+        elif not m.message_id:
             found = _MESSAGE_ID.search(m.raw)
             m.message_id = found.group(1).decode("ascii", "replace") if found else ""
         pending = pending_recipients(list(m.recipients), m.recipient_results)
@@ -396,9 +440,9 @@ def claim_batch(
         m.lease_expires_at = lease_until
         claimed.append(
             ClaimedMessage(
-                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw,
+                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw or b"",
                 attempts=m.attempts, recipient_results=m.recipient_results,
-                slot=slot if delay_ms > 0 else None,
+                slot=slot if delay_ms > 0 else None, render=render,
             )
         )  # fmt: skip
         if delay_ms > 0:
@@ -422,31 +466,72 @@ def _placeholder_endpoint() -> SmtpEndpoint:
     return SmtpEndpoint(host="invalid", port=25, tls="none")
 
 
-def mark_sending(
-    session: Session, owner: str, ids: Sequence[int], now: datetime, cfg: OutboxConfig
-) -> list[int]:
-    """Mark claimed messages ``sending`` (the caller submits right after the commit).
+CHUNK = 500
 
-    Returns the ids that are still ours; a message whose claim was lost is left alone.
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+
+
+@dataclass(frozen=True)
+class MarkRequest:
+    """Mark ``ids`` sending (storing the rendered form letters among them first), and
+    fail the ones that could not be rendered."""
+
+    owner: str
+    ids: list[int]
+    now: datetime
+    lease_seconds: float
+    rendered: dict[int, Rendered] = field(default_factory=dict, repr=False)
+    unrenderable: dict[int, str] = field(default_factory=dict)
+
+
+def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
+    """Mark claimed messages ``sending`` (the callers submit right after the commit), for
+    many lanes at once: one SELECT and one UPDATE per 500 messages.
+
+    Returns, per request, the ids that are still ours and may go out; a message whose claim
+    was lost is left alone, one whose form letter is no longer running is given back.
     """
-    if not ids:
-        return []
-    ours = list(
-        session.scalars(
-            select(Message.id)
-            .where(Message.id.in_(list(ids)), Message.lease_owner == owner,
+    owners = {r.owner for r in requests}
+    wanted = [i for r in requests for i in (*r.ids, *r.unrenderable)]
+    ours: set[int] = set()
+    held: set[int] = set()
+    for chunk in _chunks(wanted):
+        for message_id, running in session.execute(
+            select(Message.id, _campaign_ok())
+            .where(Message.id.in_(chunk), Message.lease_owner.in_(owners),
                    Message.status.in_(READY))
-            .with_for_update()
-        )
-    )  # fmt: skip
-    if ours:
+            .with_for_update(of=Message)
+        ):  # fmt: skip
+            (ours if running else held).add(message_id)
+    # A form letter paused or cancelled since the claim: give its messages back unsent.
+    for chunk in _chunks(sorted(held)):
         session.execute(
             update(Message)
-            .where(Message.id.in_(ours))
+            .where(Message.id.in_(chunk))
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+    failed = [{"id": i, "status": "failed", "error_step": "compose", "server_reply": None,
+               "hint": hint, "lease_owner": None, "lease_expires_at": None}
+              for r in requests for i, hint in r.unrenderable.items() if i in ours]  # fmt: skip
+    if failed:
+        session.execute(update(Message), failed)
+    stored = [{"id": i, "raw": x.raw, "subject": x.subject, "message_id": x.message_id}
+              for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
+    if stored:
+        session.execute(update(Message), stored)
+    now = max(r.now for r in requests)
+    lease = max(r.lease_seconds for r in requests)
+    marked = [i for r in requests for i in r.ids if i in ours]
+    for chunk in _chunks(marked):
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(chunk))
             .values(status="sending", updated_at=now,
-                    lease_expires_at=now + timedelta(seconds=cfg.lease_seconds))
+                    lease_expires_at=now + timedelta(seconds=lease))
         )  # fmt: skip
-    return ours
+    return [[i for i in r.ids if i in ours] for r in requests]
 
 
 def release_messages(
@@ -465,6 +550,32 @@ def release_messages(
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class RecordRequest:
+    owner: str
+    lane: str
+    items: Sequence[tuple[ClaimedMessage, SubmitResult | TransportError]]
+    now: datetime
+    cfg: OutboxConfig
+    copy_skip_reason: str | None
+
+
+def record_many(session: Session, requests: list[RecordRequest]) -> list[Recorded]:
+    """:func:`record_outcomes` for many lanes at once (the rows are read in one query)."""
+    ids = [c.id for r in requests for c, _ in r.items]
+    rows: dict[int, Message] = {}
+    for chunk in _chunks(ids):
+        rows.update(
+            (m.id, m)
+            for m in session.scalars(select(Message).where(Message.id.in_(chunk)).with_for_update())
+        )
+    return [
+        record_outcomes(session, r.owner, r.lane, r.items, r.now, r.cfg, r.copy_skip_reason,
+                        rows=rows)
+        for r in requests
+    ]  # fmt: skip
+
+
 def record_outcomes(
     session: Session,
     owner: str,
@@ -473,15 +584,18 @@ def record_outcomes(
     now: datetime,
     cfg: OutboxConfig,
     copy_skip_reason: str | None,
+    *,
+    rows: dict[int, Message] | None = None,
 ) -> Recorded:
     """Store what the server answered; pause the lane or flag the alias when it says so."""
     done = Recorded()
-    rows = {
-        m.id: m
-        for m in session.scalars(
-            select(Message).where(Message.id.in_([c.id for c, _ in items])).with_for_update()
-        )
-    }
+    if rows is None:
+        rows = {
+            m.id: m
+            for m in session.scalars(
+                select(Message).where(Message.id.in_([c.id for c, _ in items])).with_for_update()
+            )
+        }
     pause_reason: str | None = None
     attention: str | None = None
     for claimed, answer in items:

@@ -6,6 +6,10 @@ answer always means "committed" (the outbox marks a message ``sending`` and comm
 submitting it), while 500 lanes reaching their slots together cost one commit, not 500.
 If one operation fails, the group is rolled back and each operation runs in its own
 transaction, so one bad row never takes the others down.
+
+Operations of one kind can also be *coalesced* (:meth:`TxQueue.run_batched`): the requests
+waiting together are handed to one function as a list, so 500 lanes marking a message
+``sending`` cost one SELECT and one UPDATE, not 500 of each.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
@@ -23,16 +28,41 @@ from sendas.db.engine import Database
 log = logging.getLogger("sendas.outbox")
 
 T = TypeVar("T")
-Op = Callable[[Session], Any]
+R = TypeVar("R")
+Many = Callable[[Session, list[Any]], list[Any]]
+"""Runs several requests of one kind; one result per request, in order."""
+
+
+class _Entry:
+    __slots__ = ("batched", "futures", "items", "many")
+
+    def __init__(
+        self, many: Many, items: list[Any], futures: list[asyncio.Future[Any]], batched: bool
+    ) -> None:
+        self.many = many
+        self.items = items
+        self.futures = futures
+        self.batched = batched
+
+
+def _single(fn: Callable[[Session], Any]) -> Many:
+    return lambda session, items: [fn(session)]
 
 
 class TxQueue:
-    def __init__(self, db: Database, *, max_group: int = 500) -> None:
-        self._db = db
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_group: int = 500,
+        session: Callable[[], AbstractContextManager[Session]] | None = None,
+        name: str = "sendas-db",
+    ) -> None:
+        self._session = session or db.write
         self._max_group = max_group
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendas-db")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -44,7 +74,17 @@ class TxQueue:
         if self._closed:
             raise RuntimeError("the transaction queue is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((fn, future))
+        self._pending.append(_Entry(_single(fn), [None], [future], False))
+        self._wakeup.set()
+        return await future
+
+    async def run_batched(self, many: Callable[[Session, list[R]], list[T]], item: R) -> T:
+        """Like :meth:`run`, but requests waiting together for the same ``many`` (the same
+        function object) are run as one call ``many(session, [item, ...])``."""
+        if self._closed:
+            raise RuntimeError("the transaction queue is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Entry(many, [item], [future], True))
         self._wakeup.set()
         return await future
 
@@ -61,31 +101,58 @@ class TxQueue:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                group = self._pending[: self._max_group]
+                group = _coalesce(self._pending[: self._max_group])
                 del self._pending[: self._max_group]
                 outcomes = await loop.run_in_executor(self._executor, self._apply, group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        future.set_exception(value)
+                for entry, answers in zip(group, outcomes, strict=True):
+                    for future, (ok, value) in zip(entry.futures, answers, strict=True):
+                        if future.done():
+                            continue
+                        if ok:
+                            future.set_result(value)
+                        else:
+                            future.set_exception(value)
             if self._closed:
                 return
 
-    def _apply(self, group: list[tuple[Op, asyncio.Future[Any]]]) -> list[tuple[bool, Any]]:
-        if len(group) > 1:
+    def _apply(self, group: list[_Entry]) -> list[list[tuple[bool, Any]]]:
+        if len(group) > 1 or len(group[0].items) > 1:
             try:
-                with self._db.write() as session:
-                    return [(True, fn(session)) for fn, _ in group]
+                with self._session() as session:
+                    return [_answers(e, e.many(session, e.items)) for e in group]
             except Exception:
                 log.debug("group commit failed; running its operations one by one")
-        results: list[tuple[bool, Any]] = []
-        for fn, _ in group:
-            try:
-                with self._db.write() as session:
-                    results.append((True, fn(session)))
-            except Exception as exc:
-                results.append((False, exc))
+        results: list[list[tuple[bool, Any]]] = []
+        for entry in group:
+            answers: list[tuple[bool, Any]] = []
+            for item in entry.items:
+                try:
+                    with self._session() as session:
+                        answers.append((True, entry.many(session, [item])[0]))
+                except Exception as exc:
+                    answers.append((False, exc))
+            results.append(answers)
         return results
+
+
+def _answers(entry: _Entry, values: list[Any]) -> list[tuple[bool, Any]]:
+    if len(values) != len(entry.items):
+        raise RuntimeError("a batched operation returned the wrong number of results")
+    return [(True, v) for v in values]
+
+
+def _coalesce(entries: list[_Entry]) -> list[_Entry]:
+    """Merge the requests of each batched kind into one entry (first position kept)."""
+    merged: dict[Many, _Entry] = {}
+    out: list[_Entry] = []
+    for entry in entries:
+        if not entry.batched:
+            out.append(entry)
+            continue
+        into = merged.get(entry.many)
+        if into is None:
+            into = merged[entry.many] = _Entry(entry.many, [], [], True)
+            out.append(into)
+        into.items.extend(entry.items)
+        into.futures.extend(entry.futures)
+    return out

@@ -5,6 +5,10 @@ time, through one SMTP connection reused across messages: pipelined batches when
 alias has no delay, paced single submissions otherwise. Slots are reserved in the lane's
 row when claiming (``next_send_at``), planned from the previous planned start (no drift),
 and never earlier than ``delay_ms`` after the previous actual start.
+
+Form letters are rendered after the claim, in a thread of their own (not inside the write
+transaction), and stored in the commit that marks them ``sending``. Database work of all
+lanes is coalesced: one commit marks the next message of 500 lanes ``sending``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -31,16 +35,43 @@ from sendas.imap.sent import append_to_sent
 from sendas.outbox import store
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.outcomes import backoff
-from sendas.outbox.store import Claim, ClaimedMessage, Recorded, TokenProviders
+from sendas.outbox.render import Renderer
+from sendas.outbox.store import (
+    Claim,
+    ClaimedMessage,
+    MarkRequest,
+    RecordRequest,
+    Rendered,
+    TokenProviders,
+)
 from sendas.outbox.txqueue import TxQueue
 from sendas.smtp.endpoint import SmtpEndpoint
 from sendas.smtp.replies import ReplyKind, pause_until
 from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
 
 log = logging.getLogger("sendas.outbox")
+starts_log = logging.getLogger("sendas.outbox.starts")
+"""At INFO: one line per paced submission, ``<lane> <time.time()>`` taken just before the
+first byte is written (what pacing promises on; tests read it)."""
 
 RECONNECTS_BEFORE_PAUSE = 3
+MIN_COMMIT_LEAD = 0.004
+"""A paced message is marked ``sending`` (committed) this long at least before its slot,
+so that the commit is over when the slot comes (a crash in between makes it ``unknown``)."""
 MAX_COMMIT_LEAD = 0.05
+SPIN = 0.0015
+"""The last moments before a paced start are waited for by yielding to the event loop
+rather than by a timer, whose wake-up is up to a millisecond late."""
+PACING_MARGIN = 0.0005
+"""Added to ``delay_ms`` after the previous actual start: the gap seen by the server also
+carries the jitter of the network stack and of the server's own clock reading."""
+
+
+_Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
+"""Form letters of a paced claim being rendered ahead of their slots, by message id."""
+
+
+_Prefetched = tuple[Claim, dict[int, Rendered | str]]
 
 
 class _LaneStop(Exception):
@@ -62,6 +93,8 @@ class _LaneState:
     last_used: float = 0.0
     reconnects: int = 0
     commit_lead: float = 0.005  # seconds; recent time to commit "sending"
+    # The next batch of a lane without delay, claimed and rendered while one is in flight.
+    prefetch: asyncio.Task[_Prefetched | None] | None = None
 
     @property
     def next_floor(self) -> datetime | None:
@@ -86,6 +119,8 @@ class Worker:
         self.cfg = config or OutboxConfig(smtp_timeout=ctx.settings.smtp_timeout)
         self.id = worker_id or new_worker_id()
         self._token_providers = token_providers
+        self.on_start: Callable[[str, float], None] | None = None
+        """Called with (lane, time.monotonic()) just before each paced submission starts."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -95,6 +130,7 @@ class Worker:
         self._copies: set[asyncio.Task[None]] = set()
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
         self._tx = TxQueue(ctx.db)
+        self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes)
 
     # --- control --------------------------------------------------------------------------
 
@@ -113,6 +149,7 @@ class Worker:
 
     async def run(self) -> None:
         self._tx.start()
+        self._renderer.start()
         beat = asyncio.create_task(self._heartbeat(), name="sendas-heartbeat")
         log.info("outbox worker %s started", self.id)
         try:
@@ -130,6 +167,7 @@ class Worker:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             await self._tx.close()
+            await self._renderer.close()
             log.info("outbox worker %s stopped", self.id)
 
     async def _drain(self) -> None:
@@ -182,7 +220,7 @@ class Worker:
                     # Hand the lane back for a moment so other workers get their turn.
                     self._cooldown[lane] = time.monotonic() + 2 * self.cfg.poll_interval
                     break
-                claim = await self._claim(st)
+                claim, rendered = await self._next_claim(st)
                 if claim is None:
                     break
                 if not claim.messages:
@@ -194,7 +232,7 @@ class Worker:
                     if claim.delay_ms > 0:
                         await self._send_paced(st, claim)
                     else:
-                        await self._send_pipelined(st, claim)
+                        await self._send_pipelined(st, claim, rendered)
                 finally:
                     leftover = [i for i in ids if i in self._held]
                     self._held.difference_update(ids)
@@ -208,6 +246,7 @@ class Worker:
         except Exception:
             log.exception("lane %s stopped on an unexpected error", lane)
         finally:
+            await self._drop_prefetch(st)
             if st.session is not None:
                 await st.session.close()
             owner, floor = self.id, st.next_floor
@@ -216,6 +255,39 @@ class Worker:
             except Exception:
                 log.exception("could not hand back lane %s", lane)
             self._lanes.pop(lane, None)
+
+    async def _next_claim(self, st: _LaneState) -> tuple[Claim | None, dict[int, Rendered | str]]:
+        task, st.prefetch = st.prefetch, None
+        if task is not None:
+            got = await task
+            return got if got is not None else (None, {})
+        return await self._claim(st), {}
+
+    async def _claim_ahead(self, st: _LaneState) -> _Prefetched | None:
+        claim = await self._claim(st)
+        if claim is None:
+            return None
+        self._held.update(m.id for m in claim.messages)
+        return claim, await self._render(claim.messages) if claim.delay_ms == 0 else {}
+
+    async def _drop_prefetch(self, st: _LaneState) -> None:
+        """The lane stops: give back what was claimed ahead (it was never marked sending)."""
+        task, st.prefetch = st.prefetch, None
+        if task is None:
+            return
+        try:
+            got = await task
+        except Exception:
+            log.exception("lane %s: claiming ahead failed", st.name)
+            return  # the claim's lease runs out by itself
+        if got is None:
+            return
+        ids = [m.id for m in got[0].messages]
+        self._held.difference_update(ids)
+        if ids:
+            await self._tx.run(
+                partial(store.release_messages, owner=self.id, ids=ids, was_sending=False)
+            )
 
     async def _claim(self, st: _LaneState) -> Claim | None:
         cfg, owner, box, tokens = self.cfg, self.id, self.ctx.secrets, self._token_providers
@@ -270,12 +342,53 @@ class Worker:
         final_until = until
         await self._tx.run(lambda s: store.pause_lane(s, lane, final_until, reason))
 
-    async def _mark_sending(self, ids: list[int]) -> set[int]:
-        owner, cfg, now = self.id, self.cfg, utcnow()
-        ours = await self._tx.run(lambda s: store.mark_sending(s, owner, ids, now, cfg))
-        lost = set(ids) - set(ours)
-        self._held.difference_update(lost)
-        return set(ours)
+    async def _render(self, messages: list[ClaimedMessage]) -> dict[int, Rendered | str]:
+        """Render the form letters among ``messages`` (outside any write transaction), the
+        ones due first (by slot) first."""
+        todo = [m.render for m in messages if m.render is not None]
+        if not todo:
+            return {}
+        slot = messages[0].slot
+        due = time.monotonic() + ((slot - utcnow()).total_seconds() if slot is not None else 0.0)
+        done = await self._renderer.render(todo, due)
+        return {item.id: out for item, out in zip(todo, done, strict=True)}
+
+    def _render_ahead(self, ahead: _Ahead, message: ClaimedMessage | None) -> None:
+        """Start rendering a paced message's form letter, due at its slot (the renderer
+        serves the earliest slots of all lanes first). Started one slot ahead, so that the
+        load is spread over time and the slot finds the message ready."""
+        if message is not None and message.render is not None and message.id not in ahead:
+            ahead[message.id] = asyncio.create_task(self._render([message]))
+
+    async def _mark_sending(
+        self,
+        messages: list[ClaimedMessage],
+        ahead: _Ahead | None = None,
+        rendered: dict[int, Rendered | str] | None = None,
+    ) -> list[ClaimedMessage]:
+        """Render what needs it (or take what was rendered ahead), then mark ``messages``
+        sending; return those still ours, ready to submit."""
+        wanted = {m.id for m in messages if m.render is not None}
+        rendered = {i: r for i, r in (rendered or {}).items() if i in wanted}
+        for message_id in wanted:
+            task = (ahead or {}).get(message_id)
+            if task is not None:
+                rendered.update(await task)
+        missing = [m for m in messages if m.render is not None and m.id not in rendered]
+        rendered.update(await self._render(missing))
+        good = {i: r for i, r in rendered.items() if isinstance(r, Rendered)}
+        bad = {i: r for i, r in rendered.items() if isinstance(r, str)}
+        ids = [m.id for m in messages if m.id not in bad]
+        request = MarkRequest(self.id, ids, utcnow(), self.cfg.lease_seconds, good, bad)
+        marked: list[int] = await self._tx.run_batched(store.mark_many, request)
+        ours = set(marked)
+        self._held.difference_update(m.id for m in messages if m.id not in ours)
+        out = []
+        for m in messages:
+            if m.id in ours:
+                done = good.get(m.id)
+                out.append(m if done is None else replace(m, raw=done.raw, render=None))
+        return out
 
     async def _record(
         self,
@@ -283,16 +396,15 @@ class Worker:
         claim: Claim,
         items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
     ) -> None:
-        owner, cfg, lane, now, skip = self.id, self.cfg, st.name, utcnow(), claim.copy_skip_reason
-        rec: Recorded = await self._tx.run(
-            lambda s: store.record_outcomes(s, owner, lane, items, now, cfg, skip)
-        )
+        lane = st.name
+        request = RecordRequest(self.id, lane, items, utcnow(), self.cfg, claim.copy_skip_reason)
+        rec = await self._tx.run_batched(store.record_many, request)
         self._held.difference_update(m.id for m, _ in items)
         if rec.sent:
             self._failures.pop(lane, None)
             st.reconnects = 0
             if claim.imap is not None:
-                raw = {m.id: m.raw for m in claim.messages}
+                raw = {m.id: m.raw for m, _ in items}
                 for message_id in rec.sent:
                     self._start_copy(claim.imap, message_id, raw[message_id])
         if rec.needs_attention or rec.pause_until is not None:
@@ -307,12 +419,17 @@ class Worker:
                 await self._lane_failure(st, _dropped())
                 raise _LaneStop
 
-    async def _send_pipelined(self, st: _LaneState, claim: Claim) -> None:
+    async def _send_pipelined(
+        self, st: _LaneState, claim: Claim, rendered: dict[int, Rendered | str]
+    ) -> None:
         session = await self._ensure_session(st, claim.endpoint)
-        ours = await self._mark_sending([m.id for m in claim.messages])
-        batch = [m for m in claim.messages if m.id in ours]
+        batch = await self._mark_sending(claim.messages, rendered=rendered)
         if not batch:
             return
+        if not self._stopping.is_set():
+            # The next batch is claimed and rendered while this one is in flight, so that
+            # the link does not idle between batches.
+            st.prefetch = asyncio.create_task(self._claim_ahead(st))
         envelopes = [Envelope(m.envelope_from, m.recipients, m.raw) for m in batch]
         answers: list[SubmitResult | TransportError]
         try:
@@ -323,31 +440,55 @@ class Worker:
         await self._record(st, claim, list(zip(batch, answers, strict=True)))
 
     async def _send_paced(self, st: _LaneState, claim: Claim) -> None:
+        ahead: _Ahead = {}
+        try:
+            await self._send_paced_rendered(st, claim, ahead)
+        finally:
+            for task in ahead.values():
+                task.cancel()
+            await asyncio.gather(*ahead.values(), return_exceptions=True)
+
+    async def _send_paced_rendered(self, st: _LaneState, claim: Claim, ahead: _Ahead) -> None:
         delay = claim.delay_ms / 1000
-        for m in claim.messages:
+        following = [*claim.messages[1:], None]
+        for m, after in zip(claim.messages, following, strict=True):
             if self._stopping.is_set():
                 return
+            self._render_ahead(ahead, m)
+            self._render_ahead(ahead, after)
             # Slots are planned from the previous planned slot (no drift). The commit that
-            # marks the message sending is made just ahead of the slot, so that its latency
-            # does not delay the start.
+            # marks the message sending is made a little ahead of the slot, so that its
+            # latency does not delay the start; the start itself waits for the slot, and
+            # for delay_ms (plus a hair) after the previous actual start.
             target = m.slot or utcnow()
-            lead = timedelta(seconds=st.commit_lead)
-            if not await self._sleep_until(target - lead):
+            lead = min(max(MIN_COMMIT_LEAD, 2 * st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
+            if not await self._sleep_until(target - timedelta(seconds=lead)):
                 return
             session = await self._ensure_session(st, claim.endpoint)
             began = time.monotonic()
-            if m.id not in await self._mark_sending([m.id]):
-                continue
+            ready = await self._mark_sending([m], ahead)
+            if not ready:
+                # Paused, cancelled or taken meanwhile: the rest of this claim is likely
+                # the same form letter. Give it back (see _drive) with its slots.
+                await self._tx.run(
+                    partial(store.unreserve, lane=st.name, owner=self.id,
+                            next_send_at=st.next_floor)
+                )  # fmt: skip
+                return
+            m = ready[0]
             took = time.monotonic() - began
-            st.commit_lead = min(MAX_COMMIT_LEAD, max(0.8 * st.commit_lead + 0.2 * took, took))
-            wait = (target - utcnow()).total_seconds()
+            st.commit_lead = 0.8 * st.commit_lead + 0.2 * took
+            start = time.monotonic() + (target - utcnow()).total_seconds()
             if st.last_start_mono is not None:
                 # The previous start may have been late: never start closer than delay_ms.
-                wait = max(wait, st.last_start_mono + delay - time.monotonic())
-            if wait > 0:
-                await asyncio.sleep(wait)
+                start = max(start, st.last_start_mono + delay + PACING_MARGIN)
+            await _wait_precisely(start)
             st.last_start_mono = time.monotonic()
             st.last_start_wall = utcnow()
+            if self.on_start is not None:
+                self.on_start(st.name, st.last_start_mono)
+            if starts_log.isEnabledFor(logging.INFO):
+                starts_log.info("%s %.6f", st.name, time.time())
             answer: SubmitResult | TransportError
             try:
                 answer = await session.submit(m.envelope_from, m.recipients, m.raw)
@@ -379,6 +520,16 @@ class Worker:
             outcome = await append_to_sent(imap, raw)
         detail = outcome.reason or outcome.hint
         await self._tx.run(lambda s: store.record_sent_copy(s, message_id, outcome.status, detail))
+
+
+async def _wait_precisely(deadline: float) -> None:
+    """Sleep until the monotonic time ``deadline``: a timer for the most of it, then
+    yielding to the loop (other lanes keep running) for the last moments."""
+    rest = deadline - SPIN - time.monotonic()
+    if rest > 0:
+        await asyncio.sleep(rest)
+    while time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline, not an event
+        await asyncio.sleep(0)
 
 
 def _dropped() -> TransportError:

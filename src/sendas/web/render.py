@@ -41,6 +41,10 @@ TEMPLATES.env.globals["status_labels"] = {
     "failed": "Failed",
     "unknown": "Unknown",
     "cancelled": "Cancelled",
+    # form letters
+    "running": "Running",
+    "paused": "Paused",
+    "completed": "Completed",
 }
 
 
