@@ -268,3 +268,12 @@ def test_form_letter_shapes_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) 
     ):
         for utf8 in (False, True):
             compose_with(True, sender, content, utf8)
+
+
+@pytest.mark.parametrize(("length", "cte"), [(78, "7bit"), (79, "quoted-printable")])
+def test_a_body_line_over_78_characters_is_not_sent_as_7bit(length: int, cte: str) -> None:
+    sender = Sender("Ann", "ann@example.com")
+    content = Content(to=["bob@example.org"], subject="s", text=f"short\n{'x' * length}\nend")
+    for fast in (True, False):
+        msg = parse(compose_with(fast, sender, content, utf8=False))
+        assert msg["Content-Transfer-Encoding"] == cte, fast

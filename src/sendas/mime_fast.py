@@ -26,7 +26,6 @@ the ``email`` package. Tests compare both paths on generated input by parsing th
 from __future__ import annotations
 
 import binascii
-import re
 import secrets
 from collections.abc import Sequence
 from urllib.parse import quote
@@ -36,8 +35,6 @@ MAX_LINE = 78
 MAX_ENCODED_WORD = 75
 _EW_OVERHEAD = len("=?utf-8?b??=")
 _CRLF = "\r\n"
-# A body line too long to go out as 7bit (the email package's limit, 78).
-_LONG_LINE = re.compile(rb"[^\r\n]{79}")
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 # RFC 5322 atext minus "=" and "?" (so no word can look like the start of an encoded word).
@@ -214,7 +211,7 @@ def _text_part(subtype: str, text: str) -> _Part:
     data = raw.replace(b"\n", b"\r\n")
     if not data.endswith(b"\n"):
         data += b"\r\n"
-    if data.isascii() and b"\0" not in data and _LONG_LINE.search(data) is None:
+    if data.isascii() and b"\0" not in data and not _has_long_line(data):
         cte, body = "7bit", data
     else:
         body = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
@@ -224,6 +221,13 @@ def _text_part(subtype: str, text: str) -> _Part:
             cte, body = "base64", _base64(data)
     head = f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n'
     return head.encode("ascii"), body
+
+
+def _has_long_line(data: bytes) -> bool:
+    """A line longer than the email package's 7bit limit (78), in CRLF-only ``data``.
+
+    Split, not a regex: ``[^\r\n]{79}`` backtracks at every offset (0.7 ms for 5 KB)."""
+    return any(len(line) > MAX_LINE + 1 for line in data.split(b"\n"))  # + 1: the CR
 
 
 def _attachment_part(filename: str, content_type: str, data: bytes) -> _Part:
