@@ -314,6 +314,11 @@ def _imap_for(
 
 # --- claims --------------------------------------------------------------------------------
 
+_CLAIM_COLUMNS = (
+    Message.id, Message.raw, Message.message_id, Message.recipients, Message.recipient_results,
+    Message.attempts, Message.envelope_from, Message.campaign_id, Message.to_addrs,
+    Message.merge_fields,
+)  # fmt: skip
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -390,13 +395,14 @@ def claim_batch(
         limit = cfg.batch_size
 
     lease_free = or_(Message.lease_expires_at.is_(None), Message.lease_expires_at < now)
-    rows: list[Message] = []
+    # Columns, not ORM objects: this runs for every batch of every lane.
+    rows: list[Any] = []
     for status in READY:
         if len(rows) >= limit:
             break
         rows.extend(
-            session.scalars(
-                select(Message)
+            session.execute(
+                select(*_CLAIM_COLUMNS)
                 .where(
                     Message.status == status,
                     Message.lane == lane,
@@ -422,22 +428,23 @@ def claim_batch(
         reserved += HANDOVER_GUARD
     slot = max(x for x in (now, reserved, not_before) if x is not None)
     claimed: list[ClaimedMessage] = []
+    changes: list[dict[str, Any]] = []
     for m in rows:
         render: RenderInput | None = None
+        change: dict[str, Any] = {"id": m.id}
         if m.raw is None:
             # Rendered after this transaction (render_many), stored when marked sending.
             render = RenderInput(m.id, m.campaign_id, list(m.to_addrs or []),
                                  list(m.recipients), m.merge_fields)  # fmt: skip
         elif not m.message_id:
             found = _MESSAGE_ID.search(m.raw)
-            m.message_id = found.group(1).decode("ascii", "replace") if found else ""
+            change["message_id"] = found.group(1).decode("ascii", "replace") if found else ""
         pending = pending_recipients(list(m.recipients), m.recipient_results)
         if not pending:  # every recipient already has a final result
             sent = any(v.get("status") == "sent" for v in (m.recipient_results or {}).values())
-            m.status = "sent" if sent else "failed"
+            changes.append({**change, "status": "sent" if sent else "failed"})
             continue
-        m.lease_owner = owner
-        m.lease_expires_at = lease_until
+        changes.append({**change, "lease_owner": owner, "lease_expires_at": lease_until})
         claimed.append(
             ClaimedMessage(
                 id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw or b"",
@@ -447,6 +454,7 @@ def claim_batch(
         )  # fmt: skip
         if delay_ms > 0:
             slot = slot + delay
+    session.execute(update(Message), changes)
     if delay_ms > 0 and claimed:
         row.next_send_at = slot  # one delay after the last reserved slot
     if not claimed:
@@ -560,71 +568,71 @@ class RecordRequest:
     copy_skip_reason: str | None
 
 
+@dataclass(frozen=True)
+class _Held:
+    """What recording needs of a message row: who holds it and in which state."""
+
+    lease_owner: str | None
+    status: str
+
+
 def record_many(session: Session, requests: list[RecordRequest]) -> list[Recorded]:
-    """:func:`record_outcomes` for many lanes at once (the rows are read in one query)."""
+    """Store the outcomes of many lanes at once: the rows are read (locked) in one query
+    and written by one UPDATE per 500 messages (no ORM unit of work: this is the hot path)."""
     ids = [c.id for r in requests for c, _ in r.items]
-    rows: dict[int, Message] = {}
+    held: dict[int, _Held] = {}
     for chunk in _chunks(ids):
-        rows.update(
-            (m.id, m)
-            for m in session.scalars(select(Message).where(Message.id.in_(chunk)).with_for_update())
+        held.update(
+            (i, _Held(owner, status))
+            for i, owner, status in session.execute(
+                select(Message.id, Message.lease_owner, Message.status)
+                .where(Message.id.in_(chunk))
+                .with_for_update()
+            )
         )
-    return [
-        record_outcomes(session, r.owner, r.lane, r.items, r.now, r.cfg, r.copy_skip_reason,
-                        rows=rows)
-        for r in requests
-    ]  # fmt: skip
+    updates: list[dict[str, Any]] = []
+    done = [record_outcomes(session, r, held, updates) for r in requests]
+    for start in range(0, len(updates), CHUNK):
+        session.execute(update(Message), updates[start : start + CHUNK])
+    return done
 
 
 def record_outcomes(
-    session: Session,
-    owner: str,
-    lane: str,
-    items: Sequence[tuple[ClaimedMessage, SubmitResult | TransportError]],
-    now: datetime,
-    cfg: OutboxConfig,
-    copy_skip_reason: str | None,
-    *,
-    rows: dict[int, Message] | None = None,
+    session: Session, request: RecordRequest, held: dict[int, _Held], updates: list[dict[str, Any]]
 ) -> Recorded:
-    """Store what the server answered; pause the lane or flag the alias when it says so."""
+    """Interpret one lane's answers into ``updates`` (rows by primary key); pause the lane
+    or flag the alias when the server says so."""
+    owner, now, cfg = request.owner, request.now, request.cfg
     done = Recorded()
-    if rows is None:
-        rows = {
-            m.id: m
-            for m in session.scalars(
-                select(Message).where(Message.id.in_([c.id for c, _ in items])).with_for_update()
-            )
-        }
     pause_reason: str | None = None
     attention: str | None = None
-    for claimed, answer in items:
-        m = rows.get(claimed.id)
-        if m is None or m.lease_owner != owner or m.status not in ("sending", "unknown"):
+    for claimed, answer in request.items:
+        row = held.get(claimed.id)
+        if row is None or row.lease_owner != owner or row.status not in ("sending", "unknown"):
             continue  # someone else decided meanwhile (e.g. the owner chose send again)
         out: Outcome = interpret(
             answer, recipients=claimed.recipients, previous=claimed.recipient_results,
             attempts=claimed.attempts, now=now, max_attempts=cfg.max_attempts,
             backoff_base=cfg.backoff_base, backoff_max=cfg.backoff_max,
         )  # fmt: skip
-        m.status = out.status
-        m.recipient_results = out.recipient_results
-        m.server_reply = out.server_reply
-        m.error_step = out.error_step
-        m.hint = out.hint
-        m.updated_at = now
+        values: dict[str, Any] = {
+            "id": claimed.id, "status": out.status, "recipient_results": out.recipient_results,
+            "server_reply": out.server_reply, "error_step": out.error_step, "hint": out.hint,
+            "updated_at": now,
+        }  # fmt: skip
         if out.count_attempt:
-            m.attempts = claimed.attempts + 1
+            values["attempts"] = claimed.attempts + 1
         if out.next_attempt_at is not None:
-            m.next_attempt_at = out.next_attempt_at
+            values["next_attempt_at"] = out.next_attempt_at
         if out.status != "unknown":
-            m.lease_owner = None
-            m.lease_expires_at = None
+            values["lease_owner"] = values["lease_expires_at"] = None
         if out.status == "sent":
-            m.sent_at = now
-            done.sent.append(m.id)
-            if copy_skip_reason is not None:
-                m.sent_copy, m.sent_copy_detail = "skipped", copy_skip_reason
+            values["sent_at"] = now
+            done.sent.append(claimed.id)
+            if request.copy_skip_reason is not None:
+                values["sent_copy"] = "skipped"
+                values["sent_copy_detail"] = request.copy_skip_reason
+        updates.append(values)
         lane_action = out.lane
         if lane_action.pause_until is not None and (
             done.pause_until is None or lane_action.pause_until > done.pause_until
@@ -634,10 +642,11 @@ def record_outcomes(
             attention = lane_action.needs_attention
         done.reconnect = done.reconnect or lane_action.reconnect
     if attention is not None:
-        lane_needs_attention(session, lane, attention, now)
+        lane_needs_attention(session, request.lane, attention, now)
         done.needs_attention = True
     if done.pause_until is not None:
-        pause_lane(session, lane, done.pause_until, pause_reason or "the server asked to wait")
+        reason = pause_reason or "the server asked to wait"
+        pause_lane(session, request.lane, done.pause_until, reason)
     return done
 
 
