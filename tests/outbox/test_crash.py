@@ -1,6 +1,7 @@
 """Crash safety: a real ``sendas worker`` process killed with SIGKILL at random points of a
-2,000-message run, restarted, ten times. Every message ends ``sent`` exactly once at the
-server, or ``unknown`` (at most once at the server); none is lost, none is sent twice."""
+2,000-recipient form letter, restarted, ten times. Every message ends ``sent`` exactly once
+at the server, or ``unknown`` (at most once at the server); none is lost, none is sent
+twice."""
 
 from __future__ import annotations
 
@@ -19,9 +20,10 @@ from cryptography.fernet import Fernet
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
+from sendas.services import campaigns as campaign_service
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import make_alias, queue, received_ids
+from tests.outbox.conftest import make_alias, received_ids
 from tests.servers.smtpd import SmtpdFactory
 
 MESSAGES = 2000
@@ -45,6 +47,27 @@ def shared(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
     ctx.close()
 
 
+def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int:
+    recipients = [campaign_service.RecipientIn(email=f"r{i}@example.org",
+                                               fields={"first": f"First{i}"})
+                  for i in range(count)]  # fmt: skip
+    data = campaign_service.CampaignTemplatesIn(
+        alias_id=alias_id, subject="Hello {{ first }}", text="Dear {{ first }},\n\nnews.\n"
+    )
+    created = campaign_service.create_campaign(
+        ctx.db, actor, data, campaign_service.json_rows(recipients)
+    )
+    return created.id
+
+
+async def started(log: Path, within: float = 30.0) -> None:
+    """Wait until the worker logged that it runs (a SIGTERM before that would kill it)."""
+    deadline = time.monotonic() + within
+    while b"outbox worker" not in await asyncio.to_thread(log.read_bytes):
+        assert time.monotonic() < deadline, "the worker did not start"
+        await asyncio.sleep(0.05)
+
+
 def outcome(ctx: AppContext) -> dict[str, tuple[str, str]]:
     with ctx.db.read() as s:
         return {str(i): (st, mid) for i, st, mid in
@@ -53,16 +76,16 @@ def outcome(ctx: AppContext) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.timeout(120)
 async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
-    shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory
+    shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
 ) -> None:
     ctx, env = shared
     person = make_person(ctx, "crash@example.com")
     actor = Actor(person.id, person.email, False)
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
-    queue(ctx, actor, alias_id, MESSAGES)
+    form_letter(ctx, actor, alias_id, MESSAGES)
     rng = random.Random(int(os.environ.get("SENDAS_CRASH_SEED", time.time())))
-    started = time.monotonic()
+    began = time.monotonic()
 
     for _ in range(KILLS):
         before = len(server.recorder.messages)
@@ -74,7 +97,12 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
         proc.send_signal(signal.SIGKILL)
         await proc.wait()
 
-    proc = await asyncio.create_subprocess_exec(*WORKER, env=env)
+    log = tmp_path / "last-worker.log"
+    with log.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            *WORKER, env={**env, "SENDAS_LOG_LEVEL": "INFO"}, stderr=err
+        )
+    await started(log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = {st for st, _ in (await asyncio.to_thread(outcome, ctx)).values()}
@@ -83,7 +111,7 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
         await asyncio.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - began
 
     final = outcome(ctx)
     counts = received_ids(server.recorder)

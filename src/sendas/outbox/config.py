@@ -18,8 +18,15 @@ class OutboxConfig:
     ``unknown``."""
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
-    batch_size: int = 50
-    """Messages per pipelined batch on a lane without delay (one commit marks them sending)."""
+    batch_size: int = 100
+    """Messages per pipelined batch on a lane without delay, at most (one commit marks them
+    sending, one records their outcomes)."""
+    batch_seconds: float = 0.25
+    """A pipelined batch is sized to take about this long on the wire, so that a slow link
+    gets small batches: a worker killed mid-batch leaves at most about this much sending
+    (twice: the next batch is marked ahead) as ``unknown``."""
+    first_batch: int = 20
+    """Messages in a lane's first batch, before the link's speed is known."""
     paced_window_seconds: float = 10.0
     """A paced lane claims at most this much time's worth of slots at once."""
     max_paced_batch: int = 50
@@ -45,8 +52,10 @@ class OutboxConfig:
     def __post_init__(self) -> None:
         if self.lease_seconds <= 0 or self.poll_interval <= 0:
             raise ValueError("lease_seconds and poll_interval must be positive")
-        if self.batch_size < 1 or self.max_paced_batch < 1 or self.max_lanes < 1:
+        if min(self.batch_size, self.first_batch, self.max_paced_batch, self.max_lanes) < 1:
             raise ValueError("batch sizes and max_lanes must be at least 1")
+        if self.batch_seconds <= 0:
+            raise ValueError("batch_seconds must be positive")
         if self.render_processes < 0:
             raise ValueError("render_processes cannot be negative")
         if self.max_attempts < 1:

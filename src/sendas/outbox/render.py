@@ -149,6 +149,30 @@ class Renderer:
             return self._pool, _render_in_process
         return self._thread, self._local.render
 
+    async def _spread(
+        self, pool: Executor, batches: list[list[RenderInput]]
+    ) -> list[list[Rendered | str]]:
+        """Render ``batches`` on all the processes at once: each batch is cut into one piece
+        per process (a lane's whole batch would otherwise keep one process busy alone)."""
+        n = self._processes
+        pieces: list[tuple[int, list[RenderInput]]] = []  # (batch index, items)
+        for index, items in enumerate(batches):
+            step = max(1, -(-len(items) // n))
+            pieces.extend((index, items[i : i + step]) for i in range(0, len(items), step))
+        parts = [list(range(k, len(pieces), n)) for k in range(min(n, len(pieces)))]
+        loop = asyncio.get_running_loop()
+        done = await asyncio.gather(*(
+            loop.run_in_executor(pool, _render_in_process, [pieces[j][1] for j in part])
+            for part in parts
+        ))  # fmt: skip
+        out: list[list[Rendered | str]] = [[] for _ in batches]
+        by_piece: dict[int, list[Rendered | str]] = {}
+        for part, rendered in zip(parts, done, strict=True):
+            by_piece.update(zip(part, rendered, strict=True))
+        for j, (index, _) in enumerate(pieces):
+            out[index].extend(by_piece[j])
+        return out
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -164,13 +188,8 @@ class Renderer:
                 batches = [items for _, items, _ in group]
                 executor, fn = self._executor()
                 try:
-                    if executor is self._pool and self._processes > 1 and len(batches) > 1:
-                        parts = [batches[k :: self._processes] for k in range(self._processes)]
-                        done = await asyncio.gather(
-                            *(loop.run_in_executor(executor, fn, p) for p in parts if p)
-                        )
-                        by_part = [iter(d) for d in done]
-                        results = [next(by_part[k % len(by_part)]) for k in range(len(batches))]
+                    if executor is self._pool and self._processes > 1:
+                        results = await self._spread(executor, batches)
                     else:
                         results = await loop.run_in_executor(executor, fn, batches)
                 except BrokenProcessPool:

@@ -95,6 +95,20 @@ class _LaneState:
     commit_lead: float = 0.005  # seconds; recent time to commit "sending"
     # The next batch of a lane without delay, claimed and rendered while one is in flight.
     prefetch: asyncio.Task[_Prefetched | None] | None = None
+    # That batch, already marked sending (in the commit that recorded the previous one).
+    marked_ahead: tuple[Claim, list[ClaimedMessage]] | None = None
+    per_message: float | None = None  # seconds on the wire per pipelined message, smoothed
+
+    def batch_limit(self, cfg: OutboxConfig) -> int:
+        """How many messages the next pipelined batch may hold: about ``batch_seconds``."""
+        if self.per_message is None:
+            return cfg.first_batch
+        fits = int(cfg.batch_seconds / max(self.per_message, 1e-6))
+        return max(1, min(cfg.batch_size, fits))
+
+    def note_batch(self, messages: int, seconds: float) -> None:
+        each = seconds / max(1, messages)
+        self.per_message = each if self.per_message is None else 0.7 * self.per_message + 0.3 * each
 
     @property
     def next_floor(self) -> datetime | None:
@@ -271,7 +285,15 @@ class Worker:
         return claim, await self._render(claim.messages) if claim.delay_ms == 0 else {}
 
     async def _drop_prefetch(self, st: _LaneState) -> None:
-        """The lane stops: give back what was claimed ahead (it was never marked sending)."""
+        """The lane stops: give back what was claimed ahead, and what was marked sending
+        ahead (never submitted)."""
+        marked, st.marked_ahead = st.marked_ahead, None
+        if marked is not None:
+            sending = [m.id for m in marked[1]]
+            self._held.difference_update(sending)
+            await self._tx.run(
+                partial(store.release_messages, owner=self.id, ids=sending, was_sending=True)
+            )
         task, st.prefetch = st.prefetch, None
         if task is None:
             return
@@ -291,10 +313,11 @@ class Worker:
 
     async def _claim(self, st: _LaneState) -> Claim | None:
         cfg, owner, box, tokens = self.cfg, self.id, self.ctx.secrets, self._token_providers
-        floor, lane, now = st.next_floor, st.name, utcnow()
+        floor, lane, now, batch = st.next_floor, st.name, utcnow(), st.batch_limit(self.cfg)
         return await self._tx.run(
             lambda s: store.claim_batch(
-                s, lane, owner, now, cfg, box=box, token_providers=tokens, not_before=floor
+                s, lane, owner, now, cfg, box=box, token_providers=tokens, not_before=floor,
+                batch=batch,
             )
         )
 
@@ -423,7 +446,12 @@ class Worker:
         self, st: _LaneState, claim: Claim, rendered: dict[int, Rendered | str]
     ) -> None:
         session = await self._ensure_session(st, claim.endpoint)
-        batch = await self._mark_sending(claim.messages, rendered=rendered)
+        marked = st.marked_ahead
+        if marked is not None and marked[0] is claim:
+            st.marked_ahead = None
+            batch = marked[1]
+        else:
+            batch = await self._mark_sending(claim.messages, rendered=rendered)
         if not batch:
             return
         if not self._stopping.is_set():
@@ -432,12 +460,48 @@ class Worker:
             st.prefetch = asyncio.create_task(self._claim_ahead(st))
         envelopes = [Envelope(m.envelope_from, m.recipients, m.raw) for m in batch]
         answers: list[SubmitResult | TransportError]
+        began = time.monotonic()
         try:
             answers = await session.submit_many(envelopes)
         except TransportError as exc:
             answers = [exc] * len(batch)
         st.last_used = time.monotonic()
-        await self._record(st, claim, list(zip(batch, answers, strict=True)))
+        items = list(zip(batch, answers, strict=True))
+        if all(isinstance(a, SubmitResult) and a.delivered and not a.rejected for a in answers):
+            st.note_batch(len(batch), st.last_used - began)
+            await self._record_and_mark_ahead(st, claim, items)
+        else:
+            await self._record(st, claim, items)
+
+    async def _record_and_mark_ahead(
+        self,
+        st: _LaneState,
+        claim: Claim,
+        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
+    ) -> None:
+        """Every message of the batch went through: record it and mark the next batch
+        (claimed and rendered meanwhile) sending in one commit, so the link waits for one
+        commit between batches, not two. A batch with any refusal or error is recorded
+        alone first: its answers may pause the lane before anything more is marked."""
+        task = st.prefetch
+        ahead = None
+        if task is not None:
+            await asyncio.wait({task})  # the link needs the next batch anyway
+            if not task.cancelled() and task.exception() is None:
+                ahead = task.result()
+        if ahead is None or not ahead[0].messages or ahead[0].delay_ms > 0:
+            await self._record(st, claim, items)
+            return
+        upcoming, rendered = ahead
+        record = asyncio.ensure_future(self._record(st, claim, items))
+        mark = asyncio.ensure_future(self._mark_sending(upcoming.messages, rendered=rendered))
+        recorded, marked = await asyncio.gather(record, mark, return_exceptions=True)
+        if not isinstance(marked, BaseException):
+            st.marked_ahead = (upcoming, marked)  # _drop_prefetch gives it back if need be
+        if isinstance(recorded, BaseException):
+            raise recorded
+        if isinstance(marked, BaseException):
+            raise marked
 
     async def _send_paced(self, st: _LaneState, claim: Claim) -> None:
         ahead: _Ahead = {}
