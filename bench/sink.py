@@ -1,55 +1,106 @@
-"""An aiosmtpd sink that records when each MAIL FROM arrived (for pacing measurements).
+"""An SMTP sink that records when each MAIL FROM reached it (for pacing measurements).
 
     python bench/sink.py PORT OUTFILE
 
-Appends one line per transaction to OUTFILE: ``<time.time()> <sender>``. Accepts all.
+Appends one line per transaction to OUTFILE: ``<epoch seconds> <sender>``. The time is the
+kernel's receive timestamp of the packet that carried the command (``SO_TIMESTAMPNS``), so
+the gaps are those the server's network stack saw, free of this process's own scheduling
+delays (a Python server reads a command up to a few milliseconds late, now and then, which
+would show as one gap too short and the next too long). Accepts everything; offers
+PIPELINING. One thread per connection; SIGTERM stops it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import signal
+import socket
+import struct
 import sys
+import threading
 import time
-from typing import Any
+from typing import IO
 
-from aiosmtpd.controller import Controller
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
+_TIMESPEC = struct.Struct("@ll")
+EHLO = b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
 
 
-class Stamper:
-    def __init__(self, out: Any) -> None:
-        self.out = out
+def kernel_time(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            seconds, nanoseconds = _TIMESPEC.unpack_from(data)
+            return seconds + nanoseconds / 1e9
+    return time.time()
 
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        self.out.write(f"{time.time():.6f} {address}\n")
-        self.out.flush()
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        return "250 Message accepted"
+class Connection:
+    def __init__(self, sock: socket.socket, out: IO[str], lock: threading.Lock) -> None:
+        self.sock, self.out, self.lock = sock, out, lock
+        self.buffer = b""
+        self.in_data = False
+
+    def serve(self) -> None:
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.sendall(b"220 sink ESMTP\r\n")
+        space = socket.CMSG_SPACE(_TIMESPEC.size)
+        with self.sock:
+            while True:
+                data, ancillary, _, _ = self.sock.recvmsg(1 << 16, space)
+                if not data:
+                    return
+                self.buffer += data
+                replies, done = self.handle(kernel_time(ancillary))
+                if replies:
+                    self.sock.sendall(replies)
+                if done:
+                    return
+
+    def handle(self, stamp: float) -> tuple[bytes, bool]:
+        replies: list[bytes] = []
+        while True:
+            if self.in_data:
+                # The data ends with CRLF "." CRLF; the lone "." may open the buffer.
+                if self.buffer.startswith(b".\r\n"):
+                    end, skip = 0, 3
+                else:
+                    end, skip = self.buffer.find(b"\r\n.\r\n"), 5
+                if end < 0:
+                    return b"".join(replies), False
+                self.buffer = self.buffer[end + skip :]
+                self.in_data = False
+                replies.append(b"250 accepted\r\n")
+                continue
+            line, found, rest = self.buffer.partition(b"\r\n")
+            if not found:
+                return b"".join(replies), False
+            self.buffer = rest
+            verb = line[:4].upper()
+            if verb == b"MAIL":
+                sender = line[10:].split(b">", 1)[0].lstrip(b"<").decode("utf-8", "replace")
+                with self.lock:
+                    self.out.write(f"{stamp:.6f} {sender}\n")
+                replies.append(b"250 ok\r\n")
+            elif verb == b"EHLO":
+                replies.append(EHLO)
+            elif verb == b"DATA":
+                self.in_data = True
+                replies.append(b"354 go ahead\r\n")
+            elif verb == b"QUIT":
+                replies.append(b"221 bye\r\n")
+                return b"".join(replies), True
+            else:  # HELO, RCPT, RSET, NOOP
+                replies.append(b"250 ok\r\n")
 
 
 def main() -> None:
     port, path = int(sys.argv[1]), sys.argv[2]
-    with open(path, "a", buffering=1) as out:
-        controller = Controller(Stamper(out), hostname="127.0.0.1", port=port)
-        controller.start()
-        stop = asyncio.Event()
-
-        async def wait() -> None:
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGTERM, stop.set)
-            loop.add_signal_handler(signal.SIGINT, stop.set)
-            await stop.wait()
-
-        try:
-            asyncio.run(wait())
-        finally:
-            controller.stop()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    lock = threading.Lock()
+    with open(path, "a", buffering=1) as out, socket.create_server(("127.0.0.1", port)) as srv:
+        while True:
+            sock, _ = srv.accept()
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=Connection(sock, out, lock).serve, daemon=True).start()
 
 
 if __name__ == "__main__":

@@ -70,8 +70,8 @@ async def test_pacing_holds_delay_between_starts_without_drift(
         worker.on_start = lambda lane, at: worker_starts.append(at)
         await wait_for(all_final(ctx, ids))
 
-    # What the promise is about: the worker's own submission starts, taken just before the
-    # first byte is written, are never closer than delay_ms.
+    # What the promise is about: the worker's own submission starts, taken when the MAIL
+    # FROM was handed to the socket, are never closer than delay_ms.
     assert len(worker_starts) == count
     own = [b - a for a, b in pairwise(worker_starts)]
     assert min(own) >= delay_ms / 1000, own

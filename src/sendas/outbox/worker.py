@@ -51,20 +51,17 @@ from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
 
 log = logging.getLogger("sendas.outbox")
 starts_log = logging.getLogger("sendas.outbox.starts")
-"""At INFO: one line per paced submission, ``<lane> <time.time()>`` taken just before the
-first byte is written (what pacing promises on; tests read it)."""
+"""At INFO: one line per paced submission, ``<lane> <time.time()>`` of the moment its MAIL
+FROM was handed to the socket (what pacing promises on; tests read it)."""
 
 RECONNECTS_BEFORE_PAUSE = 3
 MIN_COMMIT_LEAD = 0.004
 """A paced message is marked ``sending`` (committed) this long at least before its slot,
 so that the commit is over when the slot comes (a crash in between makes it ``unknown``)."""
 MAX_COMMIT_LEAD = 0.05
-SPIN = 0.0015
-"""The last moments before a paced start are waited for by yielding to the event loop
-rather than by a timer, whose wake-up is up to a millisecond late."""
-PACING_MARGIN = 0.0005
-"""Added to ``delay_ms`` after the previous actual start: the gap seen by the server also
-carries the jitter of the network stack and of the server's own clock reading."""
+PACING_MARGIN = 0.0002
+"""Added to ``delay_ms`` after the previous actual start (the moment its MAIL FROM was
+handed to the socket): covers the jitter of the network stack between us and the server."""
 
 
 _Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
@@ -134,7 +131,8 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self._token_providers = token_providers
         self.on_start: Callable[[str, float], None] | None = None
-        """Called with (lane, time.monotonic()) just before each paced submission starts."""
+        """Called with (lane, time.monotonic()) for each paced submission: the moment its
+        MAIL FROM was handed to the socket."""
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -546,20 +544,27 @@ class Worker:
             if st.last_start_mono is not None:
                 # The previous start may have been late: never start closer than delay_ms.
                 start = max(start, st.last_start_mono + delay + PACING_MARGIN)
-            await _wait_precisely(start)
-            st.last_start_mono = time.monotonic()
-            st.last_start_wall = utcnow()
-            if self.on_start is not None:
-                self.on_start(st.name, st.last_start_mono)
-            if starts_log.isEnabledFor(logging.INFO):
-                starts_log.info("%s %.6f", st.name, time.time())
+            envelope = Envelope(m.envelope_from, m.recipients, m.raw)
             answer: SubmitResult | TransportError
             try:
-                answer = await session.submit(m.envelope_from, m.recipients, m.raw)
+                (answer,) = await session.submit_many([envelope], not_before=start)
             except TransportError as exc:
                 answer = exc
+            if session.mail_started_at is not None:
+                self._started(st, session.mail_started_at)
             st.last_used = time.monotonic()
             await self._record(st, claim, [(m, answer)])
+
+    def _started(self, st: _LaneState, began: float) -> None:
+        """A paced submission was handed to the socket at ``began`` (monotonic): the next
+        one of the lane starts at least ``delay_ms`` after it."""
+        ago = time.monotonic() - began
+        st.last_start_mono = began
+        st.last_start_wall = utcnow() - timedelta(seconds=ago)
+        if self.on_start is not None:
+            self.on_start(st.name, began)
+        if starts_log.isEnabledFor(logging.INFO):
+            starts_log.info("%s %.6f", st.name, time.time() - ago)
 
     async def _sleep_until(self, when: datetime) -> bool:
         """Sleep until ``when`` (wall clock); False if the worker is stopping."""
@@ -584,16 +589,6 @@ class Worker:
             outcome = await append_to_sent(imap, raw)
         detail = outcome.reason or outcome.hint
         await self._tx.run(lambda s: store.record_sent_copy(s, message_id, outcome.status, detail))
-
-
-async def _wait_precisely(deadline: float) -> None:
-    """Sleep until the monotonic time ``deadline``: a timer for the most of it, then
-    yielding to the loop (other lanes keep running) for the last moments."""
-    rest = deadline - SPIN - time.monotonic()
-    if rest > 0:
-        await asyncio.sleep(rest)
-    while time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline, not an event
-        await asyncio.sleep(0)
 
 
 def _dropped() -> TransportError:

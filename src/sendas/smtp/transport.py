@@ -15,6 +15,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,9 @@ StepObserver = Callable[[str, float, str], None]
 _CRLF = b"\r\n"
 _WRITE_HIGH_WATER = 256 * 1024
 _QUIT_TIMEOUT = 2.0
+_SPIN = 0.0015
+"""The last moments before a timed start are waited for by yielding to the event loop
+rather than by a timer, whose wake-up is up to a millisecond late."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,9 @@ class SmtpSession:
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_io = 0.0
         self._ascii_host = _ascii_host(endpoint.host)
+        self.mail_started_at: float | None = None
+        """``time.monotonic()`` as the first MAIL FROM of the latest :meth:`submit_many` was
+        handed to the socket (None: it never was)."""
 
     def __repr__(self) -> str:
         state = "open" if self.usable else "closed"
@@ -434,14 +441,21 @@ class SmtpSession:
             raise result
         return result
 
-    async def submit_many(self, batch: Sequence[Envelope]) -> list[SubmitResult | TransportError]:
+    async def submit_many(
+        self, batch: Sequence[Envelope], *, not_before: float | None = None
+    ) -> list[SubmitResult | TransportError]:
         """Submit several messages over this connection, one outcome per envelope, in order.
 
         With PIPELINING the commands of each message go out in one write, and the next
         message's commands follow its predecessor's data: one round trip per message.
         A connection error ends the batch: the message in flight becomes
         :class:`DeliveryUnknown`, later ones a :class:`MailConnectionError` (not sent).
+
+        ``not_before`` (``time.monotonic()`` seconds): nothing is written earlier. The
+        commands are prepared before the wait, so the first write follows it at once;
+        :attr:`mail_started_at` then says when it happened (what pacing counts from).
         """
+        self.mail_started_at = None
         results: list[SubmitResult | TransportError | None] = [None] * len(batch)
         todo: list[_Prepared] = []
         for index, envelope in enumerate(batch):
@@ -452,6 +466,8 @@ class SmtpSession:
         if todo:
             if not self.usable:
                 raise MailConnectionError("the SMTP session is not open", step="mail_from")
+            if not_before is not None:
+                await _wait_until(not_before)
             self._arm_watchdog()
             try:
                 if self.supports_pipelining:
@@ -746,6 +762,8 @@ class SmtpSession:
                 "the connection is closed", step=step, hint=_closed_hint(step)
             )
         try:
+            if step == "mail_from" and self.mail_started_at is None:
+                self.mail_started_at = time.monotonic()
             writer.write(data)
             if self._watchdog is not None:
                 self._last_io = asyncio.get_running_loop().time()
@@ -841,6 +859,16 @@ class SmtpSession:
             hint=hint,
             recipient=recipient,
         )
+
+
+async def _wait_until(deadline: float) -> None:
+    """Sleep until the monotonic time ``deadline``: a timer for the most of it, then
+    yielding to the loop (other sessions keep running) for the last moments."""
+    rest = deadline - _SPIN - time.monotonic()
+    if rest > 0:
+        await asyncio.sleep(rest)
+    while time.monotonic() < deadline:  # noqa: ASYNC110 - a deadline, not an event
+        await asyncio.sleep(0)
 
 
 def _ascii_host(host: str) -> str:
