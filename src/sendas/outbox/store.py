@@ -122,11 +122,16 @@ def _insert_lanes(session: Session, names: Sequence[str]) -> None:
 
 
 def _ready_exists(lane_expr: Any, now: datetime) -> Any:
-    """Some message of the lane can be claimed now (one index seek per status)."""
+    """Some message of the lane can be claimed now (one index seek per status); messages
+    of a paused form letter do not count, or their lanes would be taken and handed back
+    at every poll."""
     return or_(
         *(
             exists().where(
-                Message.status == status, Message.lane == lane_expr, Message.next_attempt_at <= now
+                Message.status == status,
+                Message.lane == lane_expr,
+                Message.next_attempt_at <= now,
+                _running_campaign(),
             )
             for status in READY
         )
@@ -318,6 +323,7 @@ def _imap_for(
 # statements on the tables, which cost a fraction of the ORM's statement handling.
 _MSG: Table = Message.metadata.tables[Message.__tablename__]
 _CAMPAIGN: Table = Campaign.metadata.tables[Campaign.__tablename__]
+_LANE: Table = Lane.metadata.tables[Lane.__tablename__]
 _CLAIM_COLUMNS = [_MSG.c[name] for name in (
     "id", "raw", "message_id", "recipients", "recipient_results", "attempts",
     "envelope_from", "campaign_id", "to_addrs", "merge_fields",
@@ -370,6 +376,28 @@ def render_many(session: Session, batches: list[list[RenderInput]]) -> list[list
     return out
 
 
+_CLAIM_LANE = (
+    select(_LANE.c.owner, _LANE.c.needs_attention, _LANE.c.paused_until, _LANE.c.next_send_at)
+    .where(_LANE.c.name == bindparam("lane"))
+    .with_for_update()
+)
+_UPDATE_LANE = update(_LANE).where(_LANE.c.name == bindparam("_lane"))  # SET: the other keys
+_CLAIM_MESSAGES = (
+    select(*_CLAIM_COLUMNS)
+    .where(
+        _MSG.c.status == bindparam("status"),
+        _MSG.c.lane == bindparam("lane"),
+        _MSG.c.next_attempt_at <= bindparam("now"),
+        or_(_MSG.c.lease_expires_at.is_(None), _MSG.c.lease_expires_at < bindparam("now")),
+        _running_campaign(),
+    )
+    .order_by(_MSG.c.next_attempt_at, _MSG.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_MSG)
+)
+_LEASE_MESSAGES = update(_MSG).where(_MSG.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def claim_batch(
     session: Session,
     lane: str,
@@ -387,7 +415,10 @@ def claim_batch(
 
     Returns ``None`` when the lane is no longer ours, is paused, or has nothing ready.
     """
-    row = session.get(Lane, lane, with_for_update=True)
+    # The lane row is read and written with Core statements: an ORM object changed here
+    # would be flushed by the next claim's first query, once per lane (500 lanes claim in
+    # one transaction). The statements are built once, with parameters.
+    row = session.execute(_CLAIM_LANE, {"lane": lane}).first()
     if row is None or row.owner != owner or row.needs_attention:
         return None
     if row.paused_until is not None and row.paused_until > now:
@@ -399,7 +430,7 @@ def claim_batch(
         if alias is None:
             return None
         if alias.needs_reauth:
-            row.needs_attention = True
+            session.execute(_UPDATE_LANE, {"_lane": lane, "needs_attention": True})
             return None
         delay_ms = alias.delay_ms
     else:
@@ -412,32 +443,16 @@ def claim_batch(
     else:
         limit = min(batch or cfg.batch_size, cfg.batch_size)
 
-    c = _MSG.c
-    lease_free = or_(c.lease_expires_at.is_(None), c.lease_expires_at < now)
     rows: list[Any] = []
     for status in READY:
         if len(rows) >= limit:
             break
-        rows.extend(
-            session.execute(
-                select(*_CLAIM_COLUMNS)
-                .where(
-                    c.status == status,
-                    c.lane == lane,
-                    c.next_attempt_at <= now,
-                    lease_free,
-                    _running_campaign(),
-                )
-                .order_by(c.next_attempt_at, c.id)
-                .limit(limit - len(rows))
-                .with_for_update(skip_locked=True, of=_MSG)
-            ).all()
-        )
+        params = {"status": status, "lane": lane, "now": now, "limit": limit - len(rows)}
+        rows.extend(session.execute(_CLAIM_MESSAGES, params).all())
     if not rows:
         return None
 
     lease_until = now + timedelta(seconds=cfg.lease_seconds)
-    row.owner_expires_at = lease_until
     delay = timedelta(milliseconds=delay_ms)
     reserved = row.next_send_at
     if not_before is None and reserved is not None:
@@ -476,12 +491,12 @@ def claim_batch(
     _update_rows(session, changes)
     for chunk in _chunks([m.id for m in claimed]):
         session.execute(
-            update(_MSG)
-            .where(c.id.in_(chunk))
-            .values(lease_owner=owner, lease_expires_at=lease_until)
+            _LEASE_MESSAGES, {"ids": chunk, "lease_owner": owner, "lease_expires_at": lease_until}
         )
+    lane_values: dict[str, Any] = {"_lane": lane, "owner_expires_at": lease_until}
     if delay_ms > 0 and claimed:
-        row.next_send_at = slot  # one delay after the last reserved slot
+        lane_values["next_send_at"] = slot  # one delay after the last reserved slot
+    session.execute(_UPDATE_LANE, lane_values)
     if not claimed:
         return Claim(lane, delay_ms, _placeholder_endpoint(), None, None, [])
 
