@@ -3,13 +3,17 @@ reused (pipelined) connection; pacing per alias; different aliases in parallel."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from itertools import pairwise
 from typing import Any
 
 from sendas.context import AppContext
+from sendas.db.models import Lane
+from sendas.services import campaigns as campaign_service
 from sendas.services.common import Actor
 from tests.outbox.conftest import (
+    FAST,
     all_final,
     make_alias,
     message,
@@ -143,3 +147,36 @@ async def test_system_messages_go_through_the_database_settings(
     (received,) = server.recorder.messages
     assert received.mail_from == "noreply@example.test"
     assert received.rcpt_tos == ["ops@example.org"]
+
+
+async def test_a_paused_form_letter_leaves_its_lane_alone_until_resumed(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    alias_id = make_alias(ctx, alice_actor, server)
+    recipients = [campaign_service.RecipientIn(email=f"r{i}@example.org", fields={"n": str(i)})
+                  for i in range(30)]  # fmt: skip
+    data = campaign_service.CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
+                                                text="Hello {{ n }}\n")  # fmt: skip
+    created = campaign_service.create_campaign(
+        ctx.db, alice_actor, data, campaign_service.json_rows(recipients)
+    )
+    with ctx.db.write() as s:
+        campaign_service.pause_campaign(s, alice_actor, created.id)
+
+    async with running_worker(ctx) as worker:
+        await asyncio.sleep(20 * FAST.poll_interval)
+        # Nothing can be claimed, so the lane is never taken (not taken and handed back at
+        # every poll either: its row would exist with a lease).
+        assert worker.lanes == []
+        with ctx.db.read() as s:
+            assert s.get(Lane, f"alias:{alias_id}") is None
+        assert server.recorder.messages == []
+        with ctx.db.write() as s:
+            campaign_service.resume_campaign(s, alice_actor, created.id)
+        ids = list(statuses(ctx))
+        await wait_for(all_final(ctx, ids))
+
+    assert set(statuses(ctx).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 30 and set(counts.values()) == {1}
