@@ -7,10 +7,12 @@ Scenarios (issue 4, item 7); every one is bounded and stops by itself:
 a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue -> ``sendas
    worker`` process -> SMTP) into Postfix's ``smtp-sink``: sendas msgs/s vs nodemailer's pooled
    transport (1 connection; 5 connections / 5 aliases) and vs ``smtp-source -d`` (C ceiling).
+   The three run in interleaved rounds (``--rounds``, 3) on one sink and their medians are
+   compared: single runs on a shared 2-core machine drift by tens of percent.
 b  the same over a 20 ms round trip (bench/proxy.py), 1 connection: sendas vs nodemailer.
-c  pacing: 200 messages at delay_ms=50 into an aiosmtpd sink stamping each MAIL FROM
-   (bench/sink.py): smallest gap and total vs 199 x 50 ms; one worker on SQLite, and two
-   workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private server if installed).
+c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with the kernel's
+   receive time (bench/sink.py): smallest gap and total vs 199 x 50 ms; one worker on SQLite,
+   and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private server).
 d  500 aliases x 10 messages at delay_ms=1000, one worker: wall time.
 e  enqueue 1,000,000 recipients from a CSV (bench/enqueue_csv.py, own process): seconds and
    peak RSS.
@@ -30,6 +32,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -323,33 +326,60 @@ def ratio(ours: float | None, theirs: float | None, *, higher_is_better: bool = 
 # --- scenarios --------------------------------------------------------------------------------
 
 
-def scenario_a(tmp: Path, count: int) -> None:
+def _sendas_loopback(tmp: Path, port: int, count: int, aliases: int) -> tuple[float, float, float]:
+    """One sendas run of scenario a: (msgs/s, first sent after s, enqueue s)."""
+    site = Site(tmp)
+    try:
+        ids = site.aliases(aliases, port, 0)
+        per = count // aliases
+        t = time.perf_counter()
+        for k, alias_id in enumerate(ids):
+            site.campaign(alias_id, csv_file(tmp.with_suffix(f".{k}.csv"), per, k * per))
+        enqueue = time.perf_counter() - t
+        seconds, first, counts = site.run(per * aliases)
+    finally:
+        site.close()
+    return counts.get("sent", 0) / seconds, first, enqueue
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ({min(values):.0f}-{max(values):.0f})"
+
+
+def scenario_a(tmp: Path, count: int, rounds: int) -> None:
+    """Rounds of sendas, nodemailer and smtp-source, interleaved on one sink: this machine's
+    speed drifts by tens of percent from minute to minute, so each side gets the same
+    minutes, and the medians are compared."""
     for aliases in (1, 5):
-        say(f"a: loopback, {count} messages, {aliases} alias(es)/connection(s)")
+        say(f"a: loopback, {count} messages, {aliases} alias(es)/connection(s), "
+            f"{rounds} interleaved rounds")
+        ours: list[float] = []
+        node: list[float] = []
+        source: list[float] = []
         with smtp_sink() as port:
-            site = Site(tmp / f"a{aliases}")
-            try:
-                ids = site.aliases(aliases, port, 0)
-                per = count // aliases
-                t = time.perf_counter()
-                for k, alias_id in enumerate(ids):
-                    site.campaign(alias_id, csv_file(tmp / f"a{aliases}-{k}.csv", per, k * per))
-                enqueue = time.perf_counter() - t
-                seconds, first, counts = site.run(per * aliases)
-            finally:
-                site.close()
-            ours = counts.get("sent", 0) / seconds
-            node = nodemailer(port, count, aliases)
-            source = smtp_source(port, count, aliases)
-        say(f"   sendas {ours:.0f}/s (first sent after {first:.2f} s; enqueue {enqueue:.1f} s), "
-            f"nodemailer {node or 0:.0f}/s, smtp-source {source:.0f}/s")
+            for r in range(rounds):
+                rate, first, enqueue = _sendas_loopback(tmp / f"a{aliases}-{r}", port, count,
+                                                        aliases)
+                ours.append(rate)
+                theirs = nodemailer(port, count, aliases)
+                if theirs:
+                    node.append(theirs)
+                source.append(smtp_source(port, count, aliases))
+                say(f"   round {r + 1}: sendas {rate:.0f}/s (first sent after {first:.2f} s; "
+                    f"enqueue {enqueue:.1f} s), nodemailer {theirs or 0:.0f}/s, "
+                    f"smtp-source {source[-1]:.0f}/s")
+        med = statistics.median
         label = f"a loopback {count} msgs, {aliases} conn"
-        RESULTS.append(Result(f"{label} vs nodemailer", f"{ours:.0f} msg/s",
-                              f"{node:.0f} msg/s" if node else "-", ratio(ours, node), ">= 1.0x"))
-        RESULTS.append(Result(f"{label} vs smtp-source -d", f"{ours:.0f} msg/s",
-                              f"{source:.0f} msg/s", ratio(ours, source), "(C ceiling)"))
+        node_med = med(node) if node else None
+        RESULTS.append(Result(f"{label} vs nodemailer", f"{_spread(ours)} msg/s",
+                              f"{_spread(node)} msg/s" if node else "-",
+                              ratio(med(ours), node_med), ">= 1.0x",
+                              "medians of interleaved rounds (min-max)"))
+        RESULTS.append(Result(f"{label} vs smtp-source -d", f"{med(ours):.0f} msg/s",
+                              f"{med(source):.0f} msg/s", ratio(med(ours), med(source)),
+                              "(C ceiling)"))
         if aliases == 1:
-            scenario_a_precomposed(tmp, count, node)
+            scenario_a_precomposed(tmp, count, node_med)
 
 
 def scenario_a_precomposed(tmp: Path, count: int, node: float | None) -> None:
@@ -507,8 +537,8 @@ def _fresh_database(admin_url: str) -> str:
 
 
 def print_table() -> None:
-    headers = ("scenario", "sendas", "anchor", "ratio", "target")
-    rows = [(r.scenario, r.sendas, r.anchor, r.ratio, r.target) for r in RESULTS]
+    headers = ("scenario", "sendas", "anchor", "ratio", "target", "note")
+    rows = [(r.scenario, r.sendas, r.anchor, r.ratio, r.target, r.note) for r in RESULTS]
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
     line = "  ".join(f"{{:{w}}}" for w in widths)
     print(line.format(*headers))
@@ -522,6 +552,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
     parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
     parser.add_argument("--messages", type=int, help="messages for scenario a")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of scenario a (medians are compared)")
     args = parser.parse_args()
     quick = args.quick
     counts: dict[str, Any] = {
@@ -533,7 +565,7 @@ def main() -> None:
     }
     only = set(args.only.replace(",", ""))
     steps: list[tuple[str, Callable[[Path], None]]] = [
-        ("a", lambda t: scenario_a(t, counts["a"])),
+        ("a", lambda t: scenario_a(t, counts["a"], 1 if quick else args.rounds)),
         ("b", lambda t: scenario_b(t, counts["b"])),
         ("d", lambda t: scenario_d(t, *counts["d"])),
         ("e", lambda t: scenario_e(t, counts["e"])),

@@ -21,10 +21,11 @@ class OutboxConfig:
     batch_size: int = 100
     """Messages per pipelined batch on a lane without delay, at most (one commit marks them
     sending, one records their outcomes)."""
-    batch_seconds: float = 0.25
+    batch_seconds: float = 0.5
     """A pipelined batch is sized to take about this long on the wire, so that a slow link
-    gets small batches: a worker killed mid-batch leaves at most about this much sending
-    (twice: the next batch is marked ahead) as ``unknown``."""
+    gets small batches: a worker killed mid-batch leaves at most one batch, about this much
+    sending, as ``unknown`` (a batch is marked sending in the commit that records the one
+    before it)."""
     first_batch: int = 20
     """Messages in a lane's first batch, before the link's speed is known."""
     paced_window_seconds: float = 10.0
