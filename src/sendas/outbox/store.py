@@ -348,6 +348,29 @@ def _running_campaign() -> Any:
         _MSG.c.campaign_id.is_(None),
         exists().where(_CAMPAIGN.c.id == _MSG.c.campaign_id, _CAMPAIGN.c.status == "running"),
     )
+
+
+_CLAIM_LANE = (
+    select(_LANE.c.owner, _LANE.c.needs_attention, _LANE.c.paused_until, _LANE.c.next_send_at)
+    .where(_LANE.c.name == bindparam("lane"))
+    .with_for_update()
+)
+_UPDATE_LANE = update(_LANE).where(_LANE.c.name == bindparam("_lane"))  # SET: the other keys
+_CLAIM_MESSAGES = (
+    select(*_CLAIM_COLUMNS)
+    .where(
+        _MSG.c.status == bindparam("status"),
+        _MSG.c.lane == bindparam("lane"),
+        _MSG.c.next_attempt_at <= bindparam("now"),
+        or_(_MSG.c.lease_expires_at.is_(None), _MSG.c.lease_expires_at < bindparam("now")),
+        _running_campaign(),
+    )
+    .order_by(_MSG.c.next_attempt_at, _MSG.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=_MSG)
+)
+_LEASE_MESSAGES = update(_MSG).where(_MSG.c.id.in_(bindparam("ids", expanding=True)))
+
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -374,28 +397,6 @@ def render_many(session: Session, batches: list[list[RenderInput]]) -> list[list
             done.append(Rendered(raw, item.subject, item.message_id))
         out.append(done)
     return out
-
-
-_CLAIM_LANE = (
-    select(_LANE.c.owner, _LANE.c.needs_attention, _LANE.c.paused_until, _LANE.c.next_send_at)
-    .where(_LANE.c.name == bindparam("lane"))
-    .with_for_update()
-)
-_UPDATE_LANE = update(_LANE).where(_LANE.c.name == bindparam("_lane"))  # SET: the other keys
-_CLAIM_MESSAGES = (
-    select(*_CLAIM_COLUMNS)
-    .where(
-        _MSG.c.status == bindparam("status"),
-        _MSG.c.lane == bindparam("lane"),
-        _MSG.c.next_attempt_at <= bindparam("now"),
-        or_(_MSG.c.lease_expires_at.is_(None), _MSG.c.lease_expires_at < bindparam("now")),
-        _running_campaign(),
-    )
-    .order_by(_MSG.c.next_attempt_at, _MSG.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=_MSG)
-)
-_LEASE_MESSAGES = update(_MSG).where(_MSG.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def claim_batch(
