@@ -11,8 +11,9 @@ a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue 
    compared: single runs on a shared 2-core machine drift by tens of percent.
 b  the same over a 20 ms round trip (bench/proxy.py), 1 connection: sendas vs nodemailer.
 c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with the kernel's
-   receive time (bench/sink.py): smallest gap and total vs 199 x 50 ms; one worker on SQLite,
-   and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private server).
+   receive time (tests/servers/stamping_sink.py): smallest gap and total vs 199 x 50 ms; one
+   worker on SQLite, and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private
+   server).
 d  500 aliases x 10 messages at delay_ms=1000, one worker: wall time.
 e  enqueue 1,000,000 recipients from a CSV (bench/enqueue_csv.py, own process): seconds and
    peak RSS.
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -146,11 +147,12 @@ def delay_proxy(target: int, one_way_ms: float) -> Iterator[int]:
         yield port
 
 
-@contextmanager
-def stamping_sink(path: Path) -> Iterator[int]:
-    port = free_port()
-    with process([PYTHON, str(BENCH / "sink.py"), str(port), str(path)], port=port):
-        yield port
+def stamping_sink(path: Path) -> AbstractContextManager[int]:
+    """tests/servers/stamping_sink.py: MAIL FROM times as the kernel received them."""
+    sys.path.insert(0, str(ROOT))
+    from tests.servers.stamping_sink import running
+
+    return running(path)
 
 
 # --- a sendas installation in a temporary folder --------------------------------------------

@@ -55,13 +55,15 @@ starts_log = logging.getLogger("sendas.outbox.starts")
 FROM was handed to the socket (what pacing promises on; tests read it)."""
 
 RECONNECTS_BEFORE_PAUSE = 3
-MIN_COMMIT_LEAD = 0.004
+MIN_COMMIT_LEAD = 0.012
 """A paced message is marked ``sending`` (committed) this long at least before its slot,
-so that the commit is over when the slot comes (a crash in between makes it ``unknown``)."""
+so that the commit is over when the slot comes (a crash in between makes it ``unknown``):
+a start missed by a slow commit (an fsync spike) could never be made up, since the next
+gap may not be shorter."""
 MAX_COMMIT_LEAD = 0.05
-PACING_MARGIN = 0.0002
-"""Added to ``delay_ms`` after the previous actual start (the moment its MAIL FROM was
-handed to the socket): covers the jitter of the network stack between us and the server."""
+PACING_MARGIN = 0.0001
+"""Added to ``delay_ms`` after the previous actual start (just after its MAIL FROM was
+handed to the socket): a hair for the jitter of the network stack."""
 
 
 _Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
@@ -523,7 +525,7 @@ class Worker:
             # latency does not delay the start; the start itself waits for the slot, and
             # for delay_ms (plus a hair) after the previous actual start.
             target = m.slot or utcnow()
-            lead = min(max(MIN_COMMIT_LEAD, 2 * st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
+            lead = min(max(MIN_COMMIT_LEAD, 4 * st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
             if not await self._sleep_until(target - timedelta(seconds=lead)):
                 return
             session = await self._ensure_session(st, claim.endpoint)
@@ -550,13 +552,13 @@ class Worker:
                 (answer,) = await session.submit_many([envelope], not_before=start)
             except TransportError as exc:
                 answer = exc
-            if session.mail_started_at is not None:
-                self._started(st, session.mail_started_at)
+            if session.mail_sent_at is not None:
+                self._started(st, session.mail_sent_at)
             st.last_used = time.monotonic()
             await self._record(st, claim, [(m, answer)])
 
     def _started(self, st: _LaneState, began: float) -> None:
-        """A paced submission was handed to the socket at ``began`` (monotonic): the next
+        """A paced submission was handed to the socket by ``began`` (monotonic): the next
         one of the lane starts at least ``delay_ms`` after it."""
         ago = time.monotonic() - began
         st.last_start_mono = began

@@ -143,9 +143,10 @@ class SmtpSession:
         self._watchdog: asyncio.TimerHandle | None = None
         self._last_io = 0.0
         self._ascii_host = _ascii_host(endpoint.host)
-        self.mail_started_at: float | None = None
-        """``time.monotonic()`` as the first MAIL FROM of the latest :meth:`submit_many` was
-        handed to the socket (None: it never was)."""
+        self.mail_sent_at: float | None = None
+        """``time.monotonic()`` just after the first MAIL FROM of the latest
+        :meth:`submit_many` was handed to the socket (None: it never was). Taken after the
+        write, so that a thread switch before it cannot make the moment look earlier."""
 
     def __repr__(self) -> str:
         state = "open" if self.usable else "closed"
@@ -453,9 +454,9 @@ class SmtpSession:
 
         ``not_before`` (``time.monotonic()`` seconds): nothing is written earlier. The
         commands are prepared before the wait, so the first write follows it at once;
-        :attr:`mail_started_at` then says when it happened (what pacing counts from).
+        :attr:`mail_sent_at` then says when it happened (what pacing counts from).
         """
-        self.mail_started_at = None
+        self.mail_sent_at = None
         results: list[SubmitResult | TransportError | None] = [None] * len(batch)
         todo: list[_Prepared] = []
         for index, envelope in enumerate(batch):
@@ -762,9 +763,9 @@ class SmtpSession:
                 "the connection is closed", step=step, hint=_closed_hint(step)
             )
         try:
-            if step == "mail_from" and self.mail_started_at is None:
-                self.mail_started_at = time.monotonic()
             writer.write(data)
+            if step == "mail_from" and self.mail_sent_at is None:
+                self.mail_sent_at = time.monotonic()
             if self._watchdog is not None:
                 self._last_io = asyncio.get_running_loop().time()
             if writer.transport.get_write_buffer_size() > _WRITE_HIGH_WATER:

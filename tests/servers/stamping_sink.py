@@ -1,6 +1,8 @@
 """An SMTP sink that records when each MAIL FROM reached it (for pacing measurements).
 
-    python bench/sink.py PORT OUTFILE
+    python tests/servers/stamping_sink.py PORT OUTFILE
+
+Used by the PostgreSQL workers test (fixture ``stamping_sink``) and by bench/run.py.
 
 Appends one line per transaction to OUTFILE: ``<epoch seconds> <sender>``. The time is the
 kernel's receive timestamp of the packet that carried the command (``SO_TIMESTAMPNS``), so
@@ -12,12 +14,16 @@ PIPELINING. One thread per connection; SIGTERM stops it.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import IO
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux
@@ -90,6 +96,39 @@ class Connection:
                 return b"".join(replies), True
             else:  # HELO, RCPT, RSET, NOOP
                 replies.append(b"250 ok\r\n")
+
+
+def read_stamps(path: Path) -> dict[str, list[float]]:
+    """The MAIL FROM times recorded in ``path``, by sender, in order."""
+    stamps: dict[str, list[float]] = {}
+    for line in path.read_text().splitlines():
+        at, _, sender = line.partition(" ")
+        stamps.setdefault(sender, []).append(float(at))
+    return {sender: sorted(times) for sender, times in stamps.items()}
+
+
+@contextlib.contextmanager
+def running(path: Path) -> Iterator[int]:
+    """Run the sink in a process of its own (its clock reads must not wait for the test's
+    event loop); yields its port once it accepts connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    proc = subprocess.Popen([sys.executable, __file__, str(port), str(path)])
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the stamping sink did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def main() -> None:
