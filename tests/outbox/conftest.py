@@ -75,6 +75,15 @@ def make_alias(
         return alias.id
 
 
+def sink_alias(ctx: AppContext, actor: Actor, port: int, name: str, delay_ms: int) -> int:
+    """An alias sending to the stamping sink on ``port`` (no sign-in: it offers none)."""
+    data = AliasCreate(description=name, alias_name=name, from_address=f"{name}@example.test",
+                       smtp_server=f"127.0.0.1:{port}", tls="none", delay_ms=delay_ms)  # fmt: skip
+    with ctx.db.write() as s:
+        alias, _ = alias_service.create_alias(s, actor, data, ctx.secrets)
+        return alias.id
+
+
 def queue(
     ctx: AppContext,
     actor: Actor,

@@ -21,11 +21,9 @@ from sqlalchemy import func, select
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
-from sendas.schemas import AliasCreate
-from sendas.services import aliases as alias_service
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import make_alias, queue, received_ids
+from tests.outbox.conftest import make_alias, queue, received_ids, sink_alias
 from tests.servers import stamping_sink
 from tests.servers.smtpd import SmtpdFactory
 
@@ -69,14 +67,6 @@ def worker_starts(logs: list[Path]) -> dict[str, list[float]]:
     return {lane: sorted(times) for lane, times in starts.items()}
 
 
-def paced_alias(ctx: AppContext, actor: Actor, port: int, name: str) -> int:
-    data = AliasCreate(description=name, alias_name=name, from_address=f"{name}@example.test",
-                       smtp_server=f"127.0.0.1:{port}", tls="none", delay_ms=DELAY_MS)  # fmt: skip
-    with ctx.db.write() as s:
-        alias, _ = alias_service.create_alias(s, actor, data, ctx.secrets)
-        return alias.id
-
-
 @pytest.mark.timeout(120)
 async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
     pg_shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
@@ -89,7 +79,7 @@ async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
     stamps = tmp_path / "stamps.txt"
     with stamping_sink.running(stamps) as sink_port:
         server = await smtpd("none", pipelining=True)
-        paced = [paced_alias(ctx, actor, sink_port, f"paced{i}") for i in range(3)]
+        paced = [sink_alias(ctx, actor, sink_port, f"paced{i}", DELAY_MS) for i in range(3)]
         fast = make_alias(ctx, actor, server, name="Fast")
         for alias_id in paced:
             queue(ctx, actor, alias_id, 25)
