@@ -328,7 +328,8 @@ _CLAIM_COLUMNS = [_MSG.c[name] for name in (
     "id", "raw", "message_id", "recipients", "recipient_results", "attempts",
     "envelope_from", "campaign_id", "to_addrs", "merge_fields",
 )]  # fmt: skip
-_BY_ID = update(_MSG).where(_MSG.c.id == bindparam("_id"))
+_BY_ID = update(_MSG).where(_MSG.c.id == bindparam("_id"))  # SET: the other keys
+_BY_IDS = update(_MSG).where(_MSG.c.id.in_(bindparam("ids", expanding=True)))
 
 
 def _update_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -340,6 +341,19 @@ def _update_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.execute(
             _BY_ID, [{("_id" if k == "id" else k): v for k, v in row.items()} for row in group]
         )
+
+
+CHUNK = 500
+
+
+def _chunks(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+
+
+def _update_ids(session: Session, ids: Sequence[int], **values: Any) -> None:
+    """UPDATE messages SET ``values`` WHERE id IN ``ids`` (500 at a time)."""
+    for chunk in _chunks(ids):
+        session.execute(_BY_IDS, {"ids": chunk, **values})
 
 
 def _running_campaign() -> Any:
@@ -369,7 +383,6 @@ _CLAIM_MESSAGES = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True, of=_MSG)
 )
-_LEASE_MESSAGES = update(_MSG).where(_MSG.c.id.in_(bindparam("ids", expanding=True)))
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
@@ -490,10 +503,7 @@ def claim_batch(
         if delay_ms > 0:
             slot = slot + delay
     _update_rows(session, changes)
-    for chunk in _chunks([m.id for m in claimed]):
-        session.execute(
-            _LEASE_MESSAGES, {"ids": chunk, "lease_owner": owner, "lease_expires_at": lease_until}
-        )
+    _update_ids(session, [m.id for m in claimed], lease_owner=owner, lease_expires_at=lease_until)
     lane_values: dict[str, Any] = {"_lane": lane, "owner_expires_at": lease_until}
     if delay_ms > 0 and claimed:
         lane_values["next_send_at"] = slot  # one delay after the last reserved slot
@@ -513,13 +523,6 @@ def claim_batch(
 
 def _placeholder_endpoint() -> SmtpEndpoint:
     return SmtpEndpoint(host="invalid", port=25, tls="none")
-
-
-CHUNK = 500
-
-
-def _chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)]
 
 
 @dataclass(frozen=True)
@@ -556,10 +559,7 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
         ):  # fmt: skip
             (ours if running else held).add(message_id)
     # A form letter paused or cancelled since the claim: give its messages back unsent.
-    for chunk in _chunks(sorted(held)):
-        session.execute(
-            update(_MSG).where(c.id.in_(chunk)).values(lease_owner=None, lease_expires_at=None)
-        )
+    _update_ids(session, sorted(held), lease_owner=None, lease_expires_at=None)
     now = max(r.now for r in requests)
     lease = max(r.lease_seconds for r in requests)
     sending = {"status": "sending", "updated_at": now,
@@ -574,9 +574,8 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     _update_rows(session, failed + rendered)
     stored = {row["id"] for row in rendered}
-    plain = [i for r in requests for i in r.ids if i in ours and i not in stored]
-    for chunk in _chunks(plain):
-        session.execute(update(_MSG).where(c.id.in_(chunk)).values(**sending))
+    _update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
+                **sending)  # fmt: skip
     return [[i for i in r.ids if i in ours] for r in requests]
 
 
