@@ -185,18 +185,13 @@ def test_rotate_key_and_db_upgrade(run, tmp_path: Path):
 
 
 def test_alias_test_reports_ok_and_failure(run):
-    import socket
-
     from aiosmtpd.controller import Controller
+
+    from tests.servers.process import free_port
 
     class Sink:
         async def handle_DATA(self, server, session, envelope):  # pragma: no cover - never sent
             return "250 OK"
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
 
     port = free_port()
     controller = Controller(Sink(), hostname="127.0.0.1", port=port)

@@ -49,7 +49,7 @@ import pytest
 import trustme
 
 from tests.servers.need import missing, need_binary
-from tests.servers.process import stop_process_group, tail
+from tests.servers.process import free_port, stop_process_group, tail
 
 HOST = "127.0.0.1"
 # Both passwords have a space and punctuation, so quoting bugs in clients show up.
@@ -207,12 +207,6 @@ def _passwd_line(username: str, password: str, layout: str) -> str:
     if ":" in username + password or "\n" in username + password:
         raise ValueError("':' and newlines cannot appear in a passwd-file entry")
     return f"{username}:{{PLAIN}}{password}::::::{extra}\n"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 CONFIG = """\

@@ -15,7 +15,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -29,6 +28,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from tests.servers.need import missing
+from tests.servers.process import free_port
 
 ENV_URL = "SENDAS_TEST_POSTGRES_URL"
 SUPERUSER = "postgres"
@@ -56,12 +56,6 @@ def find_binaries() -> PgBinaries | None:
     if initdb_on_path and pg_ctl_on_path:
         return PgBinaries(initdb_on_path, pg_ctl_on_path)
     return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sqlalchemy_url(url: str) -> URL:

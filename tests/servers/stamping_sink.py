@@ -2,7 +2,7 @@
 
     python tests/servers/stamping_sink.py PORT OUTFILE
 
-Used by the PostgreSQL workers test (fixture ``stamping_sink``) and by bench/run.py.
+Tests and bench/run.py start it with :func:`running` and read it with :func:`read_stamps`.
 
 Appends one line per transaction to OUTFILE: ``<epoch seconds> <sender>``. The time is the
 kernel's receive timestamp of the packet that carried the command (``SO_TIMESTAMPNS``), so
@@ -111,9 +111,9 @@ def read_stamps(path: Path) -> dict[str, list[float]]:
 def running(path: Path) -> Iterator[int]:
     """Run the sink in a process of its own (its clock reads must not wait for the test's
     event loop); yields its port once it accepts connections."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    from tests.servers.process import free_port  # here: the file also runs as a script
+
+    port = free_port()
     proc = subprocess.Popen([sys.executable, __file__, str(port), str(path)])
     try:
         deadline = time.monotonic() + 15

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from sendas.context import AppContext
 from sendas.schemas import UserCreate
 from sendas.services import users as user_service
 from tests.servers.need import need_binary
+from tests.servers.process import free_port
 
 SMTP_USER = "mailer@example.test"
 SMTP_PASSWORD = "right password 1"
@@ -47,12 +47,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- SMTP -------------------------------------------------------------------------------
