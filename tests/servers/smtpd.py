@@ -31,7 +31,7 @@ import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from pydantic import SecretStr
 
-from sendas.smtp.endpoint import SmtpEndpoint, TlsMode
+from sendas.smtp import SmtpEndpoint, TlsMode
 
 DROP = "<drop the connection>"
 """Script value: close the connection instead of replying."""

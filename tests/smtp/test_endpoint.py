@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from sendas.smtp.endpoint import SmtpEndpoint, parse_server, server_warnings
+from sendas.smtp import SmtpEndpoint, parse_server, server_warnings
 
 
 async def _token(force_refresh: bool) -> str:

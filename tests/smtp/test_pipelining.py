@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sendas.errors import DeliveryUnknown, MailConnectionError, MailTimeoutError, ReplyError
-from sendas.smtp.replies import ReplyKind
-from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
+from sendas.smtp import Envelope, ReplyKind, SmtpSession, SubmitResult
 from tests.servers.smtpd import HANG, USER, Received, SmtpdFactory
 
 

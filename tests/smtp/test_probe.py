@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import trustme
 
-from sendas.smtp.endpoint import SmtpEndpoint
-from sendas.smtp.probe import ProbeResult, ProbeStep, probe
+from sendas.smtp import ProbeResult, ProbeStep, SmtpEndpoint, probe
 from tests.servers.smtpd import USER, SmtpdFactory
 
 

@@ -7,9 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sendas.errors import AuthError, ReplyError
-from sendas.smtp.probe import probe
-from sendas.smtp.replies import ReplyKind, pause_until
-from sendas.smtp.transport import SmtpSession
+from sendas.smtp import ReplyKind, SmtpSession, pause_until, probe
 from tests.servers.smtpd import USER, SmtpdFactory
 
 NOW = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -194,7 +192,7 @@ DATA_REPLIES = [
 async def test_quota_and_rate_replies_after_data(
     smtpd: SmtpdFactory, reply: str, kind: ReplyKind, words: str
 ) -> None:
-    from sendas.smtp.replies import hint_for
+    from sendas.smtp import hint_for
 
     server = await smtpd("implicit")
     server.recorder.script["DATA_END"] = reply

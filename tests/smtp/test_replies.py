@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode, classify, hint_for
+from sendas.smtp import LocalProblem, ReplyKind, SmtpCode, classify, hint_for
 from sendas.smtp.wire import frame_data, parse_ehlo, wire_address
 
 

@@ -15,8 +15,7 @@ from sendas.errors import (
     SmtpUtf8Required,
     TlsError,
 )
-from sendas.smtp.replies import ReplyKind
-from sendas.smtp.transport import SmtpSession
+from sendas.smtp import ReplyKind, SmtpSession
 from tests.servers.smtpd import PASSWORD, TOKEN, USER, SmtpdFactory
 
 MESSAGE = b"From: a@example.test\r\nTo: b@example.test\r\nSubject: hi\r\n\r\nHello.\r\n"
@@ -228,7 +227,7 @@ async def test_starttls_port_probed_as_implicit_tls_names_the_fix(smtpd: SmtpdFa
 
 
 async def test_never_greeting_server_times_out_at_greeting(silent_server: int) -> None:
-    from sendas.smtp.endpoint import SmtpEndpoint
+    from sendas.smtp import SmtpEndpoint
 
     endpoint = SmtpEndpoint("127.0.0.1", silent_server, "none", timeout=0.5)
     with pytest.raises(MailTimeoutError) as caught:
@@ -241,7 +240,7 @@ async def test_never_greeting_server_times_out_at_greeting(silent_server: int) -
 async def test_connection_refused_names_connect_step() -> None:
     import socket
 
-    from sendas.smtp.endpoint import SmtpEndpoint
+    from sendas.smtp import SmtpEndpoint
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -254,7 +253,7 @@ async def test_connection_refused_names_connect_step() -> None:
 
 
 async def test_unknown_host_fails_at_resolve() -> None:
-    from sendas.smtp.endpoint import SmtpEndpoint
+    from sendas.smtp import SmtpEndpoint
 
     endpoint = SmtpEndpoint("no-such-host.invalid", 587, "starttls", timeout=2)
     with pytest.raises(MailConnectionError) as caught:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import SecretStr
+
+from sendas.net.tls import client_context
 
 if TYPE_CHECKING:
     from sendas.db.models import ImapAccount
@@ -98,16 +99,9 @@ class ImapEndpoint:
 
 
 def tls_context(ca_bundle_pem: str | None) -> ssl.SSLContext:
-    """A verifying client context: the system store, ``SSL_CERT_FILE``, the account's CAs.
+    """A verifying client context: the system store, ``SSL_CERT_FILE``, the account's CAs,
+    TLS 1.2 or newer (:func:`sendas.net.tls.client_context`).
 
-    Raises ``ssl.SSLError`` when ``ca_bundle_pem`` holds no usable certificate.
+    Raises ``ValueError`` when ``ca_bundle_pem`` holds no usable certificate.
     """
-    ctx = ssl.create_default_context()
-    # OpenSSL reads SSL_CERT_FILE itself; loading it again keeps it working when the
-    # platform's default paths were compiled differently.
-    cafile = os.environ.get("SSL_CERT_FILE")
-    if cafile and os.path.isfile(cafile):
-        ctx.load_verify_locations(cafile=cafile)
-    if ca_bundle_pem and ca_bundle_pem.strip():
-        ctx.load_verify_locations(cadata=ca_bundle_pem)
-    return ctx
+    return client_context(ca_bundle_pem)

@@ -21,8 +21,7 @@ from sendas.errors import (
     SmtpUtf8Required,
     TransportError,
 )
-from sendas.smtp.replies import ReplyKind, classify, hint_for, pause_until
-from sendas.smtp.transport import SubmitResult
+from sendas.smtp import ReplyKind, SubmitResult, classify, hint_for, pause_until
 
 Status = Literal["sent", "retrying", "failed", "unknown", "queued"]
 FINAL_RECIPIENT = ("sent", "failed")

@@ -33,8 +33,7 @@ from sendas.outbox.config import OutboxConfig
 from sendas.outbox.outcomes import Outcome, interpret, pending_recipients
 from sendas.secrets import SecretBox
 from sendas.services.endpoints import imap_endpoint, smtp_endpoint
-from sendas.smtp.endpoint import SmtpEndpoint, TokenProvider
-from sendas.smtp.transport import SubmitResult
+from sendas.smtp import SmtpEndpoint, SubmitResult, TokenProvider
 
 log = logging.getLogger("sendas.outbox")
 

@@ -32,7 +32,7 @@ from sendas.db.models import utcnow
 from sendas.errors import AuthError, OAuthError, ReplyError, TransportError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
-from sendas.outbox import store
+from sendas.outbox import pacing, store
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.outcomes import backoff
 from sendas.outbox.render import Renderer
@@ -45,9 +45,14 @@ from sendas.outbox.store import (
     TokenProviders,
 )
 from sendas.outbox.txqueue import TxQueue
-from sendas.smtp.endpoint import SmtpEndpoint
-from sendas.smtp.replies import ReplyKind, pause_until
-from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
+from sendas.smtp import (
+    Envelope,
+    ReplyKind,
+    SmtpEndpoint,
+    SmtpSession,
+    SubmitResult,
+    pause_until,
+)
 
 log = logging.getLogger("sendas.outbox")
 starts_log = logging.getLogger("sendas.outbox.starts")
@@ -61,9 +66,6 @@ so that the commit is over when the slot comes (a crash in between makes it ``un
 a start missed by a slow commit (an fsync spike) could never be made up, since the next
 gap may not be shorter."""
 MAX_COMMIT_LEAD = 0.05
-PACING_MARGIN = 0.0001
-"""Added to ``delay_ms`` after the previous actual start (just after its MAIL FROM was
-handed to the socket): a hair for the jitter of the network stack."""
 
 
 _Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
@@ -543,13 +545,12 @@ class Worker:
             took = time.monotonic() - began
             st.commit_lead = 0.8 * st.commit_lead + 0.2 * took
             start = time.monotonic() + (target - utcnow()).total_seconds()
-            if st.last_start_mono is not None:
-                # The previous start may have been late: never start closer than delay_ms.
-                start = max(start, st.last_start_mono + delay + PACING_MARGIN)
+            # The previous start may have been late: never start closer than delay_ms.
+            gate = pacing.start_gate(start, previous_start=st.last_start_mono, delay=delay)
             envelope = Envelope(m.envelope_from, m.recipients, m.raw)
             answer: SubmitResult | TransportError
             try:
-                (answer,) = await session.submit_many([envelope], not_before=start)
+                (answer,) = await session.submit_many([envelope], start_gate=gate)
             except TransportError as exc:
                 answer = exc
             if session.mail_sent_at is not None:

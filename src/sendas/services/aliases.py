@@ -15,7 +15,7 @@ from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
-from sendas.smtp.endpoint import server_warnings
+from sendas.smtp import server_warnings
 
 # Where "Sign in with Google/Microsoft" aliases submit, when the user gave no server.
 PROVIDER_SERVERS = {

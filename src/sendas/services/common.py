@@ -68,7 +68,7 @@ def parse_server_field(
     field: str, text: str, tls: str, *, fallback_port: int | None = None
 ) -> tuple[str, int, list[str]]:
     """Parse ``host:port`` for ``field``; a ValueError becomes a 422 naming the field."""
-    from sendas.smtp.endpoint import parse_server, server_warnings
+    from sendas.smtp import parse_server, server_warnings
 
     try:
         host, port = parse_server(text, cast(TlsMode, tls), fallback_port=fallback_port)

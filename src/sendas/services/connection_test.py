@@ -17,7 +17,7 @@ from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor
 from sendas.services.endpoints import imap_endpoint, smtp_endpoint
-from sendas.smtp.probe import probe
+from sendas.smtp import probe
 
 
 def _failed(step: str, hint: str) -> dict[str, Any]:

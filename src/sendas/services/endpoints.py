@@ -10,8 +10,8 @@ from pydantic import SecretStr
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.secrets import SecretBox
-from sendas.smtp.endpoint import AuthKind, SmtpEndpoint, TokenProvider
-from sendas.smtp.endpoint import TlsMode as SmtpTls
+from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
+from sendas.smtp import TlsMode as SmtpTls
 
 
 def smtp_endpoint(

@@ -9,7 +9,7 @@ from sendas.errors import FieldProblem, ValidationFailed
 from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
-from sendas.smtp.endpoint import server_warnings
+from sendas.smtp import server_warnings
 
 SYSTEM_ID = 1
 

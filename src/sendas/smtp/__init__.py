@@ -1,21 +1,43 @@
 """SMTP: endpoints, the client session (submit, pipelined submit_many), Test Connection,
 and reply classification with hints."""
 
-from sendas.smtp.endpoint import SmtpEndpoint, parse_server, server_warnings
+from sendas.smtp.endpoint import (
+    AuthKind,
+    SmtpEndpoint,
+    TlsMode,
+    TokenProvider,
+    parse_server,
+    server_warnings,
+)
 from sendas.smtp.probe import ProbeResult, ProbeStep, StepRecorder, probe
-from sendas.smtp.replies import ReplyKind, SmtpCode, classify, hint_for, pause_until
-from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
+from sendas.smtp.replies import (
+    LocalProblem,
+    ReplyKind,
+    SmtpCode,
+    classify,
+    hint_for,
+    pause_until,
+)
+from sendas.smtp.session import SmtpSession, StepObserver
+from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult
 
 __all__ = [
+    "AuthKind",
     "Envelope",
+    "LocalProblem",
+    "Outcome",
     "ProbeResult",
     "ProbeStep",
     "ReplyKind",
     "SmtpCode",
     "SmtpEndpoint",
     "SmtpSession",
+    "StartGate",
+    "StepObserver",
     "StepRecorder",
     "SubmitResult",
+    "TlsMode",
+    "TokenProvider",
     "classify",
     "hint_for",
     "parse_server",

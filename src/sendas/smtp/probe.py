@@ -13,7 +13,7 @@ from typing import Any
 
 from sendas.errors import TransportError
 from sendas.smtp.endpoint import SmtpEndpoint
-from sendas.smtp.transport import SmtpSession
+from sendas.smtp.session import SmtpSession
 
 
 @dataclass(frozen=True)

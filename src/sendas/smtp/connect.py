@@ -1,0 +1,195 @@
+"""Reaching an SMTP server: resolve, TCP, implicit TLS or STARTTLS, the greeting and EHLO.
+
+:func:`establish` returns a connection ready for AUTH, or raises a :class:`TransportError`
+naming the step (``resolve``, ``connect``, ``tls``, ``greeting``, ``ehlo``, ``starttls``)
+after closing whatever it had opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from dataclasses import dataclass
+
+import idna
+
+from sendas.errors import MailConnectionError, MailTimeoutError, TlsError
+from sendas.net.tls import client_context
+from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.io import Mark, SmtpIO, reply_error
+from sendas.smtp.replies import LocalProblem, SmtpCode, hint_for
+from sendas.smtp.wire import parse_ehlo
+
+
+@dataclass
+class Connection:
+    """An open connection after EHLO: the stream, what the server offers, whether TLS is on."""
+
+    io: SmtpIO
+    extensions: dict[str, str]
+    tls_active: bool
+
+
+async def establish(endpoint: SmtpEndpoint, mark: Mark) -> Connection:
+    """Resolve, connect, TLS as the endpoint says, greeting, EHLO (again after STARTTLS)."""
+    host = ascii_host(endpoint.host)
+    addresses = await _resolve(endpoint, host, mark)
+    io = await _connect(endpoint, addresses, mark)
+    conn = Connection(io, {}, tls_active=False)
+    try:
+        if endpoint.effective_tls == "implicit":
+            await _start_tls(conn, endpoint, host, "tls", mark)
+        greeting = await io.read("greeting")
+        if greeting.code != SmtpCode.SERVICE_READY:
+            raise reply_error("greeting", greeting)
+        mark("greeting", str(greeting))
+        await _ehlo(conn, endpoint, mark)
+        if endpoint.effective_tls == "starttls":
+            await _starttls(conn, endpoint, host, mark)
+            await _ehlo(conn, endpoint, mark)
+    except BaseException:
+        io.abort()
+        raise
+    return conn
+
+
+async def _resolve(endpoint: SmtpEndpoint, host: str, mark: Mark) -> list[tuple[str, int]]:
+    loop = asyncio.get_running_loop()
+    port = endpoint.port
+    try:
+        async with asyncio.timeout(endpoint.timeout):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError as exc:
+        raise MailTimeoutError(
+            f"resolving {endpoint.host} took too long",
+            step="resolve",
+            hint=hint_for("resolve", None, exc=exc),
+        ) from None
+    except OSError as exc:
+        raise MailConnectionError(
+            f"cannot resolve {endpoint.host}: {exc.strerror or exc}",
+            step="resolve",
+            hint=hint_for("resolve", None, exc=exc),
+        ) from None
+    addresses = list(dict.fromkeys((str(info[4][0]), port) for info in infos))
+    mark("resolve", ", ".join(a for a, _ in addresses))
+    return addresses
+
+
+async def _connect(endpoint: SmtpEndpoint, addresses: list[tuple[str, int]], mark: Mark) -> SmtpIO:
+    last: OSError | None = None
+    try:
+        async with asyncio.timeout(endpoint.timeout):
+            for address, port in addresses:
+                try:
+                    reader, writer = await asyncio.open_connection(address, port)
+                except OSError as exc:
+                    last = exc
+                    continue
+                mark("connect", f"connected to {address} port {port}")
+                return SmtpIO(reader, writer, endpoint.timeout)
+    except TimeoutError as exc:
+        raise MailTimeoutError(
+            f"no TCP connection to {endpoint.host}:{endpoint.port} within {endpoint.timeout:g} s",
+            step="connect",
+            hint=hint_for("connect", None, exc=exc),
+        ) from None
+    assert last is not None
+    raise MailConnectionError(
+        f"cannot connect to {endpoint.host}:{endpoint.port}: {last.strerror or last}",
+        step="connect",
+        hint=hint_for("connect", None, exc=last),
+    ) from None
+
+
+async def _start_tls(
+    conn: Connection, endpoint: SmtpEndpoint, host: str, step: str, mark: Mark
+) -> None:
+    try:
+        context = client_context(endpoint.ca_bundle_pem)
+    except ValueError as exc:
+        raise TlsError(str(exc), step=step, hint=hint_for(step, None, exc=exc)) from None
+    writer = conn.io.writer
+    try:
+        async with asyncio.timeout(endpoint.timeout):
+            await writer.start_tls(
+                context, server_hostname=host, ssl_handshake_timeout=endpoint.timeout
+            )
+    except ssl.SSLCertVerificationError as exc:
+        raise TlsError(
+            f"certificate not trusted: {exc.verify_message or exc.reason}",
+            step=step,
+            hint=hint_for(step, None, exc=exc),
+        ) from None
+    except ssl.SSLError as exc:
+        raise TlsError(
+            f"TLS handshake failed: {exc}", step=step, hint=hint_for(step, None, exc=exc)
+        ) from None
+    except TimeoutError as exc:
+        raise MailTimeoutError(
+            f"TLS handshake did not finish within {endpoint.timeout:g} s",
+            step=step,
+            hint=hint_for(step, None, exc=exc),
+        ) from None
+    except (OSError, EOFError) as exc:
+        raise TlsError(
+            f"the server closed the connection during the TLS handshake: {exc}",
+            step=step,
+            hint=hint_for(step, None, exc=ConnectionResetError()),
+        ) from None
+    conn.tls_active = True
+    ssl_object = writer.get_extra_info("ssl_object")
+    version = ssl_object.version() if ssl_object is not None else "TLS"
+    mark(step, f"{version}, certificate for {endpoint.host} verified")
+
+
+async def _ehlo(conn: Connection, endpoint: SmtpEndpoint, mark: Mark) -> None:
+    name = endpoint.local_hostname or _address_literal(conn.io)
+    reply = await conn.io.command(f"EHLO {name}\r\n".encode("ascii", "replace"), "ehlo")
+    if reply.code in (SmtpCode.SYNTAX_ERROR, SmtpCode.NOT_IMPLEMENTED):
+        reply = await conn.io.command(f"HELO {name}\r\n".encode("ascii", "replace"), "ehlo")
+        conn.extensions = {}
+    elif reply.ok:
+        conn.extensions = parse_ehlo(reply.text)
+    if not reply.ok:
+        raise reply_error("ehlo", reply)
+    offered = " ".join(f"{k} {v}".strip() if k == "AUTH" else k for k, v in conn.extensions.items())
+    mark("ehlo", f"offers: {offered}" if offered else "no extensions (HELO)")
+
+
+async def _starttls(conn: Connection, endpoint: SmtpEndpoint, host: str, mark: Mark) -> None:
+    if "STARTTLS" not in conn.extensions:
+        raise TlsError(
+            "the server does not offer STARTTLS; credentials were not sent",
+            step="starttls",
+            hint=hint_for("starttls", None, exc=LocalProblem.STARTTLS_NOT_OFFERED),
+        )
+    reply = await conn.io.command(b"STARTTLS\r\n", "starttls")
+    if reply.code != SmtpCode.SERVICE_READY:
+        raise TlsError(
+            "the server refused STARTTLS",
+            step="starttls",
+            code=reply.code,
+            server_reply=str(reply),
+            hint=hint_for("starttls", reply.code, reply.text),
+        )
+    await _start_tls(conn, endpoint, host, "starttls", mark)
+
+
+def _address_literal(io: SmtpIO) -> str:
+    sockname = io.writer.get_extra_info("sockname")
+    if not sockname:
+        return "localhost"
+    address = str(sockname[0])
+    return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+
+
+def ascii_host(host: str) -> str:
+    """The host as DNS and TLS see it (IDNA); unchanged when it cannot be encoded."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host
