@@ -67,22 +67,25 @@ class SmtpEndpoint:
             not self.local_hostname or " " in self.local_hostname
         ):
             raise ValueError("local_hostname must be a host name without spaces")
+        self._check_credentials()
+        # A CA bundle with TLS off is kept but unused: a stored alias must stay usable when
+        # its owner ticks "Disable SSL/TLS" without clearing the bundle.
+        if self.ca_bundle_pem is not None and _PEM_MARKER not in self.ca_bundle_pem:
+            raise ValueError("the CA bundle must be PEM text with a BEGIN CERTIFICATE block")
+
+    def _check_credentials(self) -> None:
         if self.auth == "password":
             if self.token_provider is not None:
                 raise ValueError("a token provider is only used with Google or Microsoft sign-in")
             if self.password is not None and not self.username:
                 raise ValueError("a password needs a user name")
-        else:
-            if self.token_provider is None:
-                raise ValueError(f"{self.auth} sign-in (XOAUTH2) needs a token provider")
-            if self.password is not None:
-                raise ValueError(f"{self.auth} sign-in uses a token, not a password")
-            if not self.username:
-                raise ValueError(f"{self.auth} sign-in needs the mailbox address as user name")
-        # A CA bundle with TLS off is kept but unused: a stored alias must stay usable when
-        # its owner ticks "Disable SSL/TLS" without clearing the bundle.
-        if self.ca_bundle_pem is not None and _PEM_MARKER not in self.ca_bundle_pem:
-            raise ValueError("the CA bundle must be PEM text with a BEGIN CERTIFICATE block")
+            return
+        if self.token_provider is None:
+            raise ValueError(f"{self.auth} sign-in (XOAUTH2) needs a token provider")
+        if self.password is not None:
+            raise ValueError(f"{self.auth} sign-in uses a token, not a password")
+        if not self.username:
+            raise ValueError(f"{self.auth} sign-in needs the mailbox address as user name")
 
     @property
     def effective_tls(self) -> EffectiveTls:
@@ -134,34 +137,7 @@ def parse_server(
     if "@" in value:
         raise ValueError("enter the server's host name, not an email address")
 
-    port_text: str | None = None
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            raise ValueError("an IPv6 address needs a closing bracket, e.g. [2001:db8::1]:587")
-        host, rest = value[1:end], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("after ] only :port may follow, e.g. [2001:db8::1]:587")
-            port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise ValueError(f"'{host}' is not a valid IPv6 address") from None
-    elif value.count(":") > 1:
-        try:
-            ipaddress.IPv6Address(value)
-        except ValueError:
-            raise ValueError(
-                "write an IPv6 address in brackets when giving a port, e.g. [2001:db8::1]:587"
-            ) from None
-        host = value
-    else:
-        host, sep, port_text_or_empty = value.partition(":")
-        if sep:
-            port_text = port_text_or_empty
-        host = _check_host_name(host)
-
+    host, port_text = _split_host_port(value)
     if port_text is None:
         return host, fallback_port or default_port(tls)
     if not port_text.isdigit() or not port_text.isascii():
@@ -170,6 +146,33 @@ def parse_server(
     if not 1 <= port <= 65535:
         raise ValueError(f"the port {port} is outside 1-65535")
     return host, port
+
+
+def _split_host_port(value: str) -> tuple[str, str | None]:
+    """``(host, port text or None)`` from ``host``, ``host:port``, ``[IPv6]:port`` or a
+    bare IPv6 address; the host is checked."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            raise ValueError("an IPv6 address needs a closing bracket, e.g. [2001:db8::1]:587")
+        host, rest = value[1:end], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ValueError("after ] only :port may follow, e.g. [2001:db8::1]:587")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"'{host}' is not a valid IPv6 address") from None
+        return host, (rest[1:] if rest else None)
+    if value.count(":") > 1:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            raise ValueError(
+                "write an IPv6 address in brackets when giving a port, e.g. [2001:db8::1]:587"
+            ) from None
+        return value, None
+    host, sep, port_text = value.partition(":")
+    return _check_host_name(host), (port_text if sep else None)
 
 
 def _check_host_name(host: str) -> str:

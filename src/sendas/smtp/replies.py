@@ -303,6 +303,15 @@ _LOCAL_HINTS = {
 def _reply_hint(step: str, code: int, text: str) -> str:
     esc = enhanced_status(text)
     detail = (esc[1], esc[2]) if esc else None
+    return (
+        _sign_in_hint(code, detail, text)
+        or _limit_hint(code, detail, text)
+        or _generic_hint(step, code, detail, text)
+    )
+
+
+def _sign_in_hint(code: int, detail: tuple[int, int] | None, text: str) -> str | None:
+    """A provider's known sign-in refusal, named by its wording or enhanced code."""
     if _has(text, "smtpclientauthentication is disabled"):
         return _MS_ADMIN
     if _has(text, "basic authentication is disabled"):
@@ -315,6 +324,11 @@ def _reply_hint(step: str, code: int, text: str) -> str:
         return _GOOGLE_BAD_LOGIN
     if code == 535 and detail == (7, 3):
         return _MS_535_573
+    return None
+
+
+def _limit_hint(code: int, detail: tuple[int, int] | None, text: str) -> str | None:
+    """A provider's known refusal to send: send-as, quotas, throttling, TLS first."""
     if _has(text, "sendasdenied", "not allowed to send as") or detail in ((7, 60), (2, 252)):
         return _SEND_AS_DENIED
     if detail == (4, 5) or _has(text, "daily user sending quota"):
@@ -330,6 +344,11 @@ def _reply_hint(step: str, code: int, text: str) -> str:
             "The server requires TLS before anything else. Choose STARTTLS (port 587) or "
             "implicit TLS (port 465)."
         )
+    return None
+
+
+def _generic_hint(step: str, code: int, detail: tuple[int, int] | None, text: str) -> str:
+    """A hint from the reply's class when no provider's case matched."""
     kind = classify(code, text)
     if kind is ReplyKind.RATE_LIMIT:
         return _RATE_LIMITED
