@@ -1,6 +1,11 @@
-"""submit_many: RFC 2920 pipelining, per-message outcomes, and broken links."""
+"""submit_many: lock-step and RFC 2920 pipelining, per-message outcomes, broken links and
+the start gate."""
 
 from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -191,3 +196,68 @@ async def test_silence_before_data_is_a_timeout_not_unknown(smtpd: SmtpdFactory)
     assert isinstance(results[1], MailTimeoutError) and results[1].step == "mail_from"
     assert isinstance(results[2], MailConnectionError)
     assert len(server.recorder.messages) == 1
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_start_gate_opens_before_the_first_write(
+    smtpd: SmtpdFactory, pipelining: bool
+) -> None:
+    server = await smtpd("implicit", pipelining=pipelining)
+    seen_at_gate: list[list[bytes]] = []
+    opened: list[float] = []
+
+    async def gate() -> None:
+        await asyncio.sleep(0.05)  # the server would have the commands by now
+        seen_at_gate.append(server.recorder.lines_starting(b"MAIL"))
+        opened.append(time.monotonic())
+
+    batch = [*envelopes(2), Envelope(USER, [], b"no recipients\r\n")]
+    async with SmtpSession(server.endpoint()) as session:
+        results = await session.submit_many(batch, start_gate=gate)
+        assert session.mail_sent_at is not None and session.mail_sent_at >= opened[0]
+    assert seen_at_gate == [[]]  # awaited once, and nothing was written before it opened
+    assert [isinstance(r, SubmitResult) and r.delivered for r in results[:2]] == [True, True]
+    assert isinstance(results[2], ReplyError) and results[2].step == "rcpt_to"
+
+
+async def test_no_start_gate_when_nothing_can_be_sent(smtpd: SmtpdFactory) -> None:
+    server = await smtpd("implicit", pipelining=True)
+    calls: list[None] = []
+
+    async def gate() -> None:
+        calls.append(None)
+
+    async with SmtpSession(server.endpoint()) as session:
+        (result,) = await session.submit_many([Envelope(USER, [], b"x\r\n")], start_gate=gate)
+        assert session.mail_sent_at is None
+    assert calls == [] and isinstance(result, ReplyError)
+
+
+async def test_pipelined_354_after_refused_mail_keeps_replies_in_step(
+    smtpd: SmtpdFactory,
+) -> None:
+    """A server that refuses MAIL yet answers DATA with 354 gets a lone "." (no body); the
+    next message's replies are read in step (no RSET reply is expected: none was sent)."""
+    server = await smtpd("implicit", pipelining=True)
+    counts = {"MAIL": 0, "DATA": 0}
+
+    def nth(command: str, n: int, reply: str) -> Callable[[str], str | None]:
+        def rule(arg: str) -> str | None:
+            counts[command] += 1
+            return reply if counts[command] == n else None
+
+        return rule
+
+    server.recorder.script["MAIL"] = nth("MAIL", 2, "550 5.7.1 sender refused")
+    server.recorder.script["DATA"] = nth("DATA", 2, "354 End data with <CR><LF>.<CR><LF>")
+    async with SmtpSession(server.endpoint(timeout=2)) as session:
+        results = await session.submit_many(envelopes(4))
+    first, refused, third, fourth = results
+    assert isinstance(refused, ReplyError) and refused.step == "mail_from"
+    assert refused.code == 550
+    assert all(isinstance(r, SubmitResult) and r.delivered for r in (first, third, fourth))
+    assert [m.data.split(b"\r\n")[0] for m in server.recorder.messages] == [
+        b"Subject: 0",
+        b"Subject: 2",
+        b"Subject: 3",
+    ]
