@@ -68,7 +68,7 @@ class ProbeResult:
 
 @dataclass
 class StepRecorder:
-    """Collects timed steps; usable as a :data:`~sendas.smtp.transport.StepObserver`."""
+    """Collects timed steps; usable as a :data:`~sendas.smtp.session.StepObserver`."""
 
     steps: list[ProbeStep] = field(default_factory=list)
     _last: float = field(default_factory=time.perf_counter)
