@@ -9,13 +9,13 @@ from sendas.smtp.endpoint import (
     parse_server,
     server_warnings,
 )
+from sendas.smtp.hints import hint_for
 from sendas.smtp.probe import ProbeResult, ProbeStep, StepRecorder, probe
 from sendas.smtp.replies import (
     LocalProblem,
     ReplyKind,
     SmtpCode,
     classify,
-    hint_for,
     pause_until,
 )
 from sendas.smtp.session import SmtpSession, StepObserver

@@ -10,8 +10,9 @@ from typing import Literal
 
 from sendas.errors import AuthError, OAuthError, SendasError, TlsError
 from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.hints import hint_for
 from sendas.smtp.io import CRLF, Mark, SmtpIO, reply_error
-from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode, hint_for
+from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode
 from sendas.smtp.wire import Reply, auth_mechanisms
 
 Mechanism = Literal["PLAIN", "LOGIN", "XOAUTH2"]

@@ -17,8 +17,9 @@ import idna
 from sendas.errors import MailConnectionError, MailTimeoutError, TlsError
 from sendas.net.tls import client_context
 from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.hints import hint_for
 from sendas.smtp.io import Mark, SmtpIO, reply_error
-from sendas.smtp.replies import LocalProblem, SmtpCode, hint_for
+from sendas.smtp.replies import LocalProblem, SmtpCode
 from sendas.smtp.wire import parse_ehlo
 
 

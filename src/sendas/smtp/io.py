@@ -20,7 +20,8 @@ from sendas.errors import (
     ReplyError,
     TransportError,
 )
-from sendas.smtp.replies import ReplyKind, SmtpCode, hint_for
+from sendas.smtp.hints import hint_for
+from sendas.smtp.replies import ReplyKind, SmtpCode
 from sendas.smtp.wire import MalformedReply, Reply, is_last_line, parse_reply
 
 Mark = Callable[[str, str], None]

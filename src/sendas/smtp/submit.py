@@ -18,8 +18,9 @@ from sendas.errors import (
     SmtpUtf8Required,
     TransportError,
 )
+from sendas.smtp.hints import hint_for
 from sendas.smtp.io import CRLF, SmtpIO, reply_error
-from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode, hint_for
+from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode
 from sendas.smtp.wire import AddressProblem, Reply, frame_data, needs_smtputf8, wire_address
 
 StartGate = Callable[[], Awaitable[None]]
