@@ -48,7 +48,7 @@ async def test_saved_alias_ok_and_stored_as_last_test(
     r = await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)
     result = r.json()
     assert r.status_code == 200 and result["status"] == "OK", result
-    steps = [s["step"] for s in result["steps"]]
+    steps = [s["name"] for s in result["steps"]]
     assert "auth" in steps and "rcpt_to" in steps
     assert server.recorder.messages == []  # no message was sent
     assert server.recorder.lines_starting(b"RCPT TO")
@@ -151,7 +151,7 @@ async def test_alias_with_imap_account_names_sent_folder(
     result = (await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)).json()
     assert result["status"] == "OK", result
     assert result["sent_folder"] == "Sent Items"
-    assert "imap_login" in [s["step"] for s in result["steps"]]
+    assert "imap_login" in [s["name"] for s in result["steps"]]
     # The IMAP account's own test, and a wrong IMAP password failing at imap_login.
     r = await api.post(f"/api/imap-accounts/{imap_id}/test", headers=alice.headers)
     assert r.json()["status"] == "OK" and r.json()["sent_folder"] == "Sent Items"

@@ -2,19 +2,16 @@
 and reply classification with hints."""
 
 from sendas.smtp.endpoint import SmtpEndpoint, parse_server, server_warnings
-from sendas.smtp.probe import ProbeResult, ProbeStep, StepRecorder, probe
+from sendas.smtp.probe import probe
 from sendas.smtp.replies import ReplyKind, SmtpCode, classify, hint_for, pause_until
 from sendas.smtp.transport import Envelope, SmtpSession, SubmitResult
 
 __all__ = [
     "Envelope",
-    "ProbeResult",
-    "ProbeStep",
     "ReplyKind",
     "SmtpCode",
     "SmtpEndpoint",
     "SmtpSession",
-    "StepRecorder",
     "SubmitResult",
     "classify",
     "hint_for",
