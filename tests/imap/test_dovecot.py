@@ -101,6 +101,29 @@ async def test_starttls_and_implicit_tls_both_work(dovecot_server: DovecotServer
         assert result["steps"][1]["detail"] == ("implicit TLS" if implicit else "STARTTLS")
 
 
+async def test_passing_probe_marks_every_step_ok_and_names_the_sent_folder(
+    dovecot_server: DovecotServer,
+) -> None:
+    cases = [
+        (dovecot_server.special, "Sent Items", "SPECIAL-USE \\Sent"),
+        (dovecot_server.plain, "INBOX.Sent", "by name"),
+    ]
+    for account, folder, how in cases:
+        result = await probe_imap(endpoint(dovecot_server, account))
+        assert (result.status, result.step, result.sent_folder) == ("OK", None, folder), result
+        assert [(s.name, s.ok) for s in result.steps] == [
+            ("connect", True),
+            ("tls", True),
+            ("login", True),
+            ("find_sent", True),
+        ]
+        assert result.steps[-1].detail == f"Sent folder: {folder} ({how})"
+    override = endpoint(dovecot_server, dovecot_server.special, sent_folder="Drafts")
+    result = await probe_imap(override)
+    assert result.sent_folder == "Drafts"
+    assert result.steps[-1].detail == "Sent folder: Drafts (account setting)"
+
+
 async def test_override_folder_is_honoured(dovecot_server: DovecotServer) -> None:
     account = dovecot_server.add_account(layout="special")
     raw, msg_id = message()
