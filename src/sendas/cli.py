@@ -21,7 +21,14 @@ from rich.table import Table
 from sendas.config import Settings
 from sendas.context import AppContext, configure_logging
 from sendas.errors import NotFound, SendasError, ValidationFailed
-from sendas.schemas import AliasCreate, AliasPatch, ImapCreate, SystemOutgoingIn, UserCreate
+from sendas.schemas import (
+    AliasCreate,
+    AliasPatch,
+    ConnectionTestResult,
+    ImapCreate,
+    SystemOutgoingIn,
+    UserCreate,
+)
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
@@ -395,25 +402,24 @@ def alias_default(user: UserOpt, alias_id: int) -> None:
             out.print(f"alias {alias.id} {alias.description!r} is now the default", highlight=False)
 
 
-def _print_test(result: dict[str, Any]) -> None:
-    """Show a Test Connection result; exit 1 when it failed."""
-    for step in result.get("steps", []):
-        ok = step.get("ok", step.get("status") == "ok")
-        mark = "ok " if ok else "FAIL"
+def _print_test(result: ConnectionTestResult) -> None:
+    """Show a Test Connection result, one line per step; exit 1 when it failed."""
+    for step in result.steps:
+        mark = "ok  " if step.ok else "FAIL"
         out.print(
-            f"  {mark} {step['step']:<12} {step.get('ms', 0):>7.1f} ms  {step.get('detail', '')}",
+            f"  {mark} {step.name:<14} {step.ms:>7.1f} ms  {step.detail}",
             highlight=False,
             markup=False,
         )
-    if result["status"] == "OK":
-        extra = f" (Sent folder: {result['sent_folder']})" if result.get("sent_folder") else ""
+    if result.ok:
+        extra = f" (Sent folder: {result.sent_folder})" if result.sent_folder else ""
         out.print(f"Status: OK{extra}", highlight=False, markup=False)
         return
-    out.print(f"Status: FAILED at {result.get('step')}", highlight=False, markup=False)
-    if result.get("server_reply"):
-        out.print(f"Server said: {result['server_reply']}", highlight=False, markup=False)
-    if result.get("hint"):
-        out.print(f"What to do: {result['hint']}", highlight=False, markup=False)
+    out.print(f"Status: FAILED at {result.step}", highlight=False, markup=False)
+    if result.server_reply:
+        out.print(f"Server said: {result.server_reply}", highlight=False, markup=False)
+    if result.hint:
+        out.print(f"What to do: {result.hint}", highlight=False, markup=False)
     raise typer.Exit(1)
 
 
@@ -424,13 +430,13 @@ def alias_test(
     """Test Connection: connect, TLS, log in, MAIL FROM/RCPT TO (no mail is sent)."""
     import asyncio
 
-    from sendas.services.connection_test import test_saved_alias
+    from sendas.services.connection_test import check_saved_alias
 
     with context() as ctx:
-        result = asyncio.run(test_saved_alias(ctx, actor_for(ctx, user), alias_id))
+        result = asyncio.run(check_saved_alias(ctx, actor_for(ctx, user), alias_id))
     if as_json:
-        emit_json(result)
-        raise typer.Exit(0 if result["status"] == "OK" else 1)
+        emit_json(result.model_dump(mode="json"))
+        raise typer.Exit(0 if result.ok else 1)
     _print_test(result)
 
 
@@ -502,10 +508,10 @@ def imap_test(user: UserOpt, account_id: int) -> None:
     """Log in to an IMAP account and find its Sent folder (nothing is written)."""
     import asyncio
 
-    from sendas.services.connection_test import test_imap_account
+    from sendas.services.connection_test import check_imap_account
 
     with context() as ctx:
-        result = asyncio.run(test_imap_account(ctx, actor_for(ctx, user), account_id))
+        result = asyncio.run(check_imap_account(ctx, actor_for(ctx, user), account_id))
     _print_test(result)
 
 
@@ -557,10 +563,10 @@ def outgoing_test() -> None:
     """Test the outgoing settings for automated mail (no mail is sent)."""
     import asyncio
 
-    from sendas.services.connection_test import test_system_outgoing
+    from sendas.services.connection_test import check_system_outgoing
 
     with context() as ctx:
-        result = asyncio.run(test_system_outgoing(ctx, OPERATOR))
+        result = asyncio.run(check_system_outgoing(ctx, OPERATOR))
     _print_test(result)
 
 

@@ -38,6 +38,15 @@ def alias_body(server: SmtpdServer, **over: Any) -> dict[str, Any]:
     return body
 
 
+def assert_every_step_ok(result: dict[str, Any]) -> None:
+    """A passing test, as a client reads it: every step has the contract's keys, ok true."""
+    assert result["status"] == "OK", result
+    assert result["steps"], result
+    for step in result["steps"]:
+        assert set(step) == {"name", "ok", "ms", "detail"}, step
+        assert step["ok"] is True, step
+
+
 @pytest.mark.parametrize("tls", ["starttls", "implicit"])
 async def test_saved_alias_ok_and_stored_as_last_test(
     api: httpx.AsyncClient, alice: Person, smtpd: Any, tls: str
@@ -48,7 +57,7 @@ async def test_saved_alias_ok_and_stored_as_last_test(
     r = await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)
     result = r.json()
     assert r.status_code == 200 and result["status"] == "OK", result
-    steps = [s["step"] for s in result["steps"]]
+    steps = [s["name"] for s in result["steps"]]
     assert "auth" in steps and "rcpt_to" in steps
     assert server.recorder.messages == []  # no message was sent
     assert server.recorder.lines_starting(b"RCPT TO")
@@ -151,10 +160,28 @@ async def test_alias_with_imap_account_names_sent_folder(
     result = (await api.post(f"/api/aliases/{alias_id}/test", headers=alice.headers)).json()
     assert result["status"] == "OK", result
     assert result["sent_folder"] == "Sent Items"
-    assert "imap_login" in [s["step"] for s in result["steps"]]
+    assert "imap_login" in [s["name"] for s in result["steps"]]
+    assert_every_step_ok(result)
+    imap_steps = [s for s in result["steps"] if s["name"].startswith("imap_")]
+    assert [s["name"] for s in imap_steps] == [
+        "imap_connect",
+        "imap_tls",
+        "imap_login",
+        "imap_find_sent",
+    ]
+    assert imap_steps[-1]["detail"].startswith("Sent folder: Sent Items")
+    assert "would take mail" not in str(imap_steps)
+    # What is stored as last_test reads back the same.
+    stored = (await api.get(f"/api/aliases/{alias_id}", headers=alice.headers)).json()
+    assert stored["last_test"]["sent_folder"] == "Sent Items"
+    assert_every_step_ok(stored["last_test"])
     # The IMAP account's own test, and a wrong IMAP password failing at imap_login.
     r = await api.post(f"/api/imap-accounts/{imap_id}/test", headers=alice.headers)
     assert r.json()["status"] == "OK" and r.json()["sent_folder"] == "Sent Items"
+    assert_every_step_ok(r.json())
+    assert r.json()["steps"][-1]["detail"].startswith("Sent folder: Sent Items")
+    account_out = (await api.get(f"/api/imap-accounts/{imap_id}", headers=alice.headers)).json()
+    assert account_out["last_test"]["sent_folder"] == "Sent Items"
     await api.patch(
         f"/api/imap-accounts/{imap_id}", json={"password": "wrong-pw"}, headers=alice.headers
     )
@@ -190,3 +217,94 @@ async def test_postfix_round_trip_test_connection(
     failed = r.json()
     assert failed["status"] == "FAILED" and failed["step"] in {"mail_from", "rcpt_to"}, failed
     assert failed["server_reply"].startswith("553")
+
+
+TEST_ENDPOINTS = [
+    ("/api/aliases/{alias_id}/test", "post"),
+    ("/api/aliases/test", "post"),
+    ("/api/imap-accounts/{account_id}/test", "post"),
+    ("/api/system/outgoing/test", "post"),
+]
+
+
+async def test_openapi_publishes_the_one_result_type(api: httpx.AsyncClient):
+    schema = (await api.get("/openapi.json")).json()
+    ref = "#/components/schemas/ConnectionTestResult"
+    for path, method in TEST_ENDPOINTS:
+        answer = schema["paths"][path][method]["responses"]["200"]
+        assert answer["content"]["application/json"]["schema"] == {"$ref": ref}, path
+    models = schema["components"]["schemas"]
+    result = models["ConnectionTestResult"]["properties"]
+    assert {"status", "step", "server_reply", "hint", "steps", "sent_folder", "tested_at"} <= set(
+        result
+    )
+    assert result["status"]["enum"] == ["OK", "FAILED"]
+    assert result["steps"]["items"] == {"$ref": "#/components/schemas/ConnectionTestStep"}
+    assert set(models["ConnectionTestStep"]["properties"]) == {"name", "ok", "ms", "detail"}
+    for out in ("AliasOut", "ImapOut", "SystemOutgoingOut"):
+        assert {"$ref": ref} in models[out]["properties"]["last_test"]["anyOf"], out
+
+
+# As versions before the one result type stored it: "step" for the name, IMAP steps marked
+# not ok although the test passed, "status" instead of "ok", an "error" key.
+LEGACY_LAST_TEST = {
+    "status": "OK",
+    "steps": [
+        {"step": "connect", "ok": True, "ms": 1.5, "detail": "127.0.0.1:587"},
+        {"step": "rcpt_to", "ok": True, "ms": 0.7, "detail": ""},
+        {"step": "imap_login", "ok": False, "ms": 3, "detail": "user@example.test"},
+        {"step": "imap_find_sent", "ok": False, "ms": 2, "detail": "Sent (by name)"},
+    ],
+    "sent_folder": "Sent",
+    "tested_at": "2024-05-01T14:03:00+00:00",
+}
+LEGACY_IMAP_FAILED = {
+    "status": "FAILED",
+    "step": "login",
+    "server_reply": "NO [AUTHENTICATIONFAILED] Authentication failed.",
+    "hint": "Check the password.",
+    "error": "the server refused the login",
+    "steps": [
+        {"step": "connect", "status": "OK", "ms": 4, "detail": "imap.example.test:993"},
+        {"step": "login", "status": "FAILED", "ms": 9, "reply": "refused"},
+    ],
+    "tested_at": "2024-05-01T14:03:00+00:00",
+}
+
+
+async def test_legacy_stored_last_test_reads_as_the_result_type(
+    ctx: AppContext, api: httpx.AsyncClient, alice: Person, smtpd: Any
+):
+    from sendas.db.models import Alias, ImapAccount
+
+    server = await smtpd(tls="starttls")
+    alias_id = (
+        await api.post("/api/aliases", json=alias_body(server), headers=alice.headers)
+    ).json()["id"]
+    r = await api.post(
+        "/api/imap-accounts",
+        json={"imap_server": "imap.example.test:993", "username": "u", "password": "pw-1"},
+        headers=alice.headers,
+    )
+    imap_id = r.json()["id"]
+    with ctx.db.write() as s:
+        s.get_one(Alias, alias_id).last_test = LEGACY_LAST_TEST
+        s.get_one(ImapAccount, imap_id).last_test = LEGACY_IMAP_FAILED
+    got = (await api.get(f"/api/aliases/{alias_id}", headers=alice.headers)).json()["last_test"]
+    assert_every_step_ok(got)
+    assert [s["name"] for s in got["steps"]] == [
+        "connect",
+        "rcpt_to",
+        "imap_login",
+        "imap_find_sent",
+    ]
+    assert got["sent_folder"] == "Sent" and got["tested_at"].startswith("2024-05-01T14:03")
+    got = (await api.get(f"/api/imap-accounts/{imap_id}", headers=alice.headers)).json()[
+        "last_test"
+    ]
+    assert (got["status"], got["step"], got["hint"]) == ("FAILED", "login", "Check the password.")
+    assert got["steps"] == [
+        {"name": "connect", "ok": True, "ms": 4.0, "detail": "imap.example.test:993"},
+        {"name": "login", "ok": False, "ms": 9.0, "detail": "refused"},
+    ]
+    assert "error" not in got

@@ -198,8 +198,20 @@ def test_alias_test_reports_ok_and_failure(run):
     controller.start()
     try:
         run("user", "add", "t@example.com", "--name", "T")
-        r = run("alias", "add", "--user", "t@example.com", "--description", "Plain", "--from",
-                "t@example.com", "--server", f"127.0.0.1:{port}", "--tls", "none")
+        r = run(
+            "alias",
+            "add",
+            "--user",
+            "t@example.com",
+            "--description",
+            "Plain",
+            "--from",
+            "t@example.com",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--tls",
+            "none",
+        )
         assert r.exit_code == 0, r.output
         r = run("alias", "test", "--user", "t@example.com", "1")
         assert r.exit_code == 0, r.output
@@ -211,3 +223,83 @@ def test_alias_test_reports_ok_and_failure(run):
     r = run("alias", "test", "--user", "t@example.com", "1")
     assert r.exit_code == 1
     assert "Status: FAILED at connect" in r.stdout and "What to do:" in r.stdout
+
+
+def test_imap_and_alias_test_pass_with_every_step_ok(
+    run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dovecot_server
+):
+    from aiosmtpd.controller import Controller
+
+    from tests.servers.process import free_port
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # pragma: no cover - never sent
+            return "250 OK"
+
+    ca_file = tmp_path / "dovecot-ca.pem"
+    ca_file.write_text(dovecot_server.ca_pem)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))  # trust the test CA, as an operator would
+    account = dovecot_server.special
+    run("user", "add", "m@example.com", "--name", "M")
+    r = run(
+        "imap",
+        "add",
+        "--user",
+        "m@example.com",
+        "--server",
+        f"{dovecot_server.host}:{dovecot_server.imaps_port}",
+        "--username",
+        account.username,
+        "--tls",
+        "implicit",
+        "--password-stdin",
+        input=account.password + "\n",
+    )
+    assert r.exit_code == 0, r.output
+    r = run("imap", "test", "--user", "m@example.com", "1")
+    assert r.exit_code == 0, r.output
+    assert "FAIL" not in r.stdout and "Status: OK (Sent folder: Sent Items)" in r.stdout
+    lines = r.stdout.splitlines()
+    assert [line.split()[:2] for line in lines[:4]] == [
+        ["ok", "connect"],
+        ["ok", "tls"],
+        ["ok", "login"],
+        ["ok", "find_sent"],
+    ]
+    assert "Sent folder: Sent Items" in lines[3]
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        r = run(
+            "alias",
+            "add",
+            "--user",
+            "m@example.com",
+            "--description",
+            "With copy",
+            "--from",
+            "m@example.com",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--tls",
+            "none",
+            "--imap-account",
+            "1",
+        )
+        assert r.exit_code == 0, r.output
+        r = run("alias", "test", "--user", "m@example.com", "1")
+        assert r.exit_code == 0, r.output
+        assert "FAIL" not in r.stdout and "Status: OK (Sent folder: Sent Items)" in r.stdout
+        steps = [line.split()[:2] for line in r.stdout.splitlines() if line.startswith("  ")]
+        assert ["ok", "rcpt_to"] in steps and ["ok", "imap_find_sent"] in steps
+        assert all(mark == "ok" for mark, _ in steps)
+        r = run("alias", "test", "--user", "m@example.com", "1", "--json")
+        assert r.exit_code == 0, r.output
+        result = json.loads(r.stdout)
+        assert result["status"] == "OK" and result["sent_folder"] == "Sent Items"
+        assert all(step["ok"] is True for step in result["steps"])
+        assert result["steps"][-1]["name"] == "imap_find_sent"
+    finally:
+        controller.stop()

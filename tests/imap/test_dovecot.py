@@ -92,13 +92,36 @@ async def test_account_without_special_use_finds_inbox_sent(
 
 async def test_starttls_and_implicit_tls_both_work(dovecot_server: DovecotServer) -> None:
     for implicit in (True, False):
-        result = await probe_imap(
-            endpoint(dovecot_server, dovecot_server.special, implicit=implicit)
-        )
+        result = (
+            await probe_imap(endpoint(dovecot_server, dovecot_server.special, implicit=implicit))
+        ).model_dump()
         assert result["status"] == "OK", result
         assert result["sent_folder"] == "Sent Items"
-        assert [s["step"] for s in result["steps"]] == ["connect", "tls", "login", "find_sent"]
+        assert [s["name"] for s in result["steps"]] == ["connect", "tls", "login", "find_sent"]
         assert result["steps"][1]["detail"] == ("implicit TLS" if implicit else "STARTTLS")
+
+
+async def test_passing_probe_marks_every_step_ok_and_names_the_sent_folder(
+    dovecot_server: DovecotServer,
+) -> None:
+    cases = [
+        (dovecot_server.special, "Sent Items", "SPECIAL-USE \\Sent"),
+        (dovecot_server.plain, "INBOX.Sent", "by name"),
+    ]
+    for account, folder, how in cases:
+        result = await probe_imap(endpoint(dovecot_server, account))
+        assert (result.status, result.step, result.sent_folder) == ("OK", None, folder), result
+        assert [(s.name, s.ok) for s in result.steps] == [
+            ("connect", True),
+            ("tls", True),
+            ("login", True),
+            ("find_sent", True),
+        ]
+        assert result.steps[-1].detail == f"Sent folder: {folder} ({how})"
+    override = endpoint(dovecot_server, dovecot_server.special, sent_folder="Drafts")
+    result = await probe_imap(override)
+    assert result.sent_folder == "Drafts"
+    assert result.steps[-1].detail == "Sent folder: Drafts (account setting)"
 
 
 async def test_override_folder_is_honoured(dovecot_server: DovecotServer) -> None:
@@ -117,7 +140,7 @@ async def test_override_folder_missing_fails_with_hint(dovecot_server: DovecotSe
     assert outcome.status == "failed"
     assert outcome.step == "find_sent"
     assert "No Such Folder" in outcome.hint and "Sent Items" in outcome.hint
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "find_sent")
 
 
@@ -130,11 +153,11 @@ async def test_wrong_password_fails_at_login_with_hint(dovecot_server: DovecotSe
     assert outcome.step == "login"
     assert "AUTHENTICATIONFAILED" in outcome.server_reply
     assert "password" in outcome.hint
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert result["status"] == "FAILED"
     assert result["step"] == "login"
     assert "user name or password" in result["hint"]
-    assert [s["status"] for s in result["steps"]] == ["OK", "OK", "FAILED"]
+    assert [s["ok"] for s in result["steps"]] == [True, True, False]
     assert secret not in repr(outcome) and secret not in repr(result)
     with pytest.raises(AuthError) as caught:
         await find_sent_folder(ep)
@@ -148,7 +171,7 @@ async def test_untrusted_certificate_fails_at_tls(dovecot_server: DovecotServer)
             ep = endpoint(
                 dovecot_server, dovecot_server.special, implicit=implicit, ca_bundle_pem=ca
             )
-            result = await probe_imap(ep)
+            result = (await probe_imap(ep)).model_dump()
             assert (result["status"], result["step"]) == ("FAILED", "tls"), result
             assert "not trusted" in result["hint"]
             assert "CA certificate" in result["hint"]
@@ -162,9 +185,9 @@ async def test_untrusted_certificate_fails_at_tls(dovecot_server: DovecotServer)
 
 async def test_implicit_tls_on_starttls_port_names_the_fix(dovecot_server: DovecotServer) -> None:
     ep = endpoint(dovecot_server, dovecot_server.special, port=dovecot_server.imap_port)
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "tls")
-    assert "wrong version number" in result["error"]
+    assert "wrong version number" in result["steps"][-1]["detail"]
     assert "993" in result["hint"] and "STARTTLS" in result["hint"]
 
 
@@ -178,7 +201,7 @@ async def test_starttls_on_implicit_port_times_out_with_hint(
         port=dovecot_server.imaps_port,
         timeout=1.0,
     )
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "connect")
     assert "implicit TLS" in result["hint"]
 
@@ -190,7 +213,7 @@ async def test_nothing_listening_fails_at_connect() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound but not listening: connection refused
         ep = ImapEndpoint("127.0.0.1", port, "u", SecretStr("p"), tls="implicit", timeout=5)
-        result = await probe_imap(ep)
+        result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "connect")
     assert str(port) in result["hint"]
 
@@ -200,15 +223,15 @@ async def test_no_tls_needs_explicit_permission_to_send_password(
 ) -> None:
     account = dovecot_server.special
     ep = endpoint(dovecot_server, account, implicit=False, tls="none")
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "login")
     assert "clear text" in result["hint"]
     allowed = endpoint(
         dovecot_server, account, implicit=False, tls="none", allow_plaintext_password=True
     )
-    result = await probe_imap(allowed)
+    result = (await probe_imap(allowed)).model_dump()
     assert result["status"] == "OK", result
-    assert [s["step"] for s in result["steps"]] == ["connect", "login", "find_sent"]
+    assert [s["name"] for s in result["steps"]] == ["connect", "login", "find_sent"]
 
 
 async def test_localized_name_is_found(dovecot_server: DovecotServer) -> None:
@@ -227,7 +250,7 @@ async def test_modified_utf7_name_is_decoded_and_used(dovecot_server: DovecotSer
     account = dovecot_server.add_account()
     dovecot_server.create_folder(account, "Envoy&AOk-s")  # "Envoyés" on the wire
     ep = endpoint(dovecot_server, account)
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert result["sent_folder"] == "Envoyés"
     raw, msg_id = message("Copie")
     outcome = await append_to_sent(ep, raw)
@@ -251,7 +274,7 @@ async def test_no_sent_folder_fails_and_lists_folders(dovecot_server: DovecotSer
     account = dovecot_server.add_account()
     dovecot_server.create_folder(account, "Projects")
     ep = endpoint(dovecot_server, account)
-    result = await probe_imap(ep)
+    result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "find_sent")
     assert "Projects" in result["hint"]
     outcome = await append_to_sent(ep, message()[0])

@@ -154,21 +154,3 @@ def test_endpoint_rejects_bad_settings(kwargs: dict[str, object]) -> None:
     }
     with pytest.raises(ValueError):
         ImapEndpoint(**{**base, **kwargs})  # type: ignore[arg-type]
-
-
-def test_tls_failure_hints() -> None:
-    import ssl
-
-    from sendas.imap.session import _tls_failure
-
-    ep = ImapEndpoint("mail.example.com", 993, "u", SecretStr("p"))
-    mismatch = ssl.SSLCertVerificationError(1, "certificate verify failed")
-    mismatch.verify_code = 62
-    mismatch.verify_message = "Hostname mismatch, certificate is not valid for 'mail.example.com'."
-    error = _tls_failure(mismatch, "tls", ep)
-    assert error.step == "tls" and "not valid for the name" in error.hint
-    expired = ssl.SSLCertVerificationError(1, "certificate verify failed")
-    expired.verify_code = 10
-    expired.verify_message = "certificate has expired"
-    assert "expired" in _tls_failure(expired, "tls", ep).hint
-    assert "993" in _tls_failure(TimeoutError(), "tls", ep).hint

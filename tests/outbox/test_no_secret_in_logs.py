@@ -20,7 +20,7 @@ async def test_password_never_logged(
     caplog.set_level(logging.DEBUG)
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, alice_actor, server)
-    assert (await connection_test.test_saved_alias(ctx, alice_actor, alias_id))["status"] == "OK"
+    assert (await connection_test.check_saved_alias(ctx, alice_actor, alias_id)).status == "OK"
     ids = queue(ctx, alice_actor, alias_id, 3)
     async with running_worker(ctx):
         await wait_for(all_final(ctx, ids))

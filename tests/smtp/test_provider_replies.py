@@ -136,7 +136,7 @@ async def test_provider_reply_in_test_connection(
 ) -> None:
     server = await smtpd("starttls")
     server.recorder.script[command] = reply
-    result = (await probe(server.endpoint(), USER)).as_dict()
+    result = (await probe(server.endpoint(), USER)).model_dump()
     assert result["status"] == "FAILED"
     assert result["step"] == step
     first = reply[0] if isinstance(reply, list) else reply

@@ -13,10 +13,13 @@ from typing import Any, Literal
 from sendas.errors import TransportError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.session import ImapSession
+from sendas.schemas import ConnectionTestResult
 
 log = logging.getLogger("sendas.imap")
 
-AppendStatus = Literal["appended", "skipped", "failed"]
+# A copy the outbox does not attempt (the provider files its own) is recorded as "skipped"
+# by the outbox itself; an attempt ends in one of these.
+AppendStatus = Literal["appended", "failed"]
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,6 @@ class AppendOutcome:
     step: str | None = None
     server_reply: str = ""
     hint: str = ""
-
-    @classmethod
-    def skipped(cls, reason: str) -> AppendOutcome:
-        return cls("skipped", reason=reason)
 
     @classmethod
     def from_error(cls, error: TransportError) -> AppendOutcome:
@@ -125,35 +124,23 @@ async def append_to_sent(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
     return outcome
 
 
-def _probe_blocking(endpoint: ImapEndpoint) -> dict[str, Any]:
+def _probe_blocking(endpoint: ImapEndpoint) -> ConnectionTestResult:
     session = ImapSession(endpoint)
     try:
         session.connect()
         session.login()
         folder = session.find_sent()
-        return {
-            "status": "OK",
-            "sent_folder": folder.name,
-            "steps": [s.as_dict() for s in session.steps],
-        }
     except TransportError as exc:
-        return {
-            "status": "FAILED",
-            "step": exc.step,
-            "server_reply": exc.server_reply,
-            "hint": exc.hint,
-            "error": str(exc),
-            "steps": [s.as_dict() for s in session.steps],
-        }
+        return session.recorder.failed(exc)
     finally:
         session.close()
+    return session.recorder.passed(sent_folder=folder.name)
 
 
-async def probe_imap(endpoint: ImapEndpoint) -> dict[str, Any]:
+async def probe_imap(endpoint: ImapEndpoint) -> ConnectionTestResult:
     """Test Connection for an IMAP account: connect, tls, login, find_sent; no mail written.
 
-    Returns ``{"status": "OK", "sent_folder", "steps"}`` or ``{"status": "FAILED", "step",
-    "server_reply", "hint", "error", "steps"}``; each step is ``{"step", "status", "ms",
-    "detail"}``.
+    The result names the Sent folder found (``sent_folder``, and the ``find_sent`` step's
+    detail). Never raises a TransportError: failures are in the result.
     """
     return await asyncio.to_thread(_probe_blocking, endpoint)

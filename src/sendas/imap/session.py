@@ -13,21 +13,13 @@ import imaplib
 import re
 import socket
 import ssl
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import Any, Literal
 
-from sendas.errors import (
-    AuthError,
-    MailConnectionError,
-    MailTimeoutError,
-    ReplyError,
-    TlsError,
-    TransportError,
-)
+from sendas.errors import MailConnectionError, TransportError
+from sendas.imap import replies
 from sendas.imap.endpoint import ImapEndpoint, tls_context
 from sendas.imap.folders import (
     Folder,
@@ -37,21 +29,8 @@ from sendas.imap.folders import (
     quote_mailbox,
     wire_name,
 )
-
-Step = Literal["connect", "tls", "login", "find_sent", "append"]
-
-
-@dataclass
-class StepRecord:
-    """One step of a session: its name, outcome and duration."""
-
-    step: Step
-    status: Literal["OK", "FAILED"]
-    ms: int
-    detail: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"step": self.step, "status": self.status, "ms": self.ms, "detail": self.detail}
+from sendas.imap.replies import Step, reply_text
+from sendas.steps import StepDraft, StepRecorder
 
 
 class _PreconnectedIMAP4(imaplib.IMAP4):
@@ -67,124 +46,6 @@ class _PreconnectedIMAP4(imaplib.IMAP4):
         self.port = port
         self.sock = self._presock
         self.file = self.sock.makefile("rb")
-
-
-def _text(value: object) -> str:
-    """A server reply (bytes, str or exception args) as text."""
-    if isinstance(value, BaseException):
-        value = value.args[0] if len(value.args) == 1 else " ".join(map(str, value.args))
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace").strip()
-    return str(value).strip()
-
-
-def _code(reply: str) -> str:
-    """The response code of a reply: ``[AUTHENTICATIONFAILED] ...`` -> ``AUTHENTICATIONFAILED``."""
-    match = re.match(r"\s*\[([A-Za-z-]+)", reply)
-    return match.group(1).upper() if match else ""
-
-
-_TLS_PORT_HINT = (
-    "The port does not speak implicit TLS. Port 993 uses implicit TLS; port 143 uses STARTTLS: "
-    "choose the TLS mode that matches the port."
-)
-_NO_GREETING_HINT = (
-    "The server accepted the connection but sent no IMAP greeting. If this is port 993 (or "
-    "another implicit-TLS port), choose implicit TLS instead of STARTTLS."
-)
-_CONNECT_TIMEOUT_HINT = (
-    "No answer from {where}: the port may be blocked by a firewall between this server and "
-    "the mail server, or the host name or port is wrong."
-)
-
-
-def _tls_failure(exc: BaseException, step: Step, endpoint: ImapEndpoint) -> TransportError:
-    """Translate a TLS handshake failure into a TlsError with a hint."""
-    where = f"{endpoint.host}:{endpoint.port}"
-    if isinstance(exc, TimeoutError):
-        return MailTimeoutError(
-            f"TLS handshake with {where} timed out",
-            step=step,
-            hint="The server did not complete the TLS handshake. Check that the TLS mode "
-            "matches the port (993 implicit TLS, 143 STARTTLS).",
-        )
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "verification failed"
-        if exc.verify_code == 62 or "hostname" in reason.lower():  # X509_V_ERR_HOSTNAME_MISMATCH
-            hint = (
-                f"The server's certificate is not valid for the name {endpoint.host!r}: use "
-                "the host name the certificate names (often the provider's documented IMAP "
-                "host)."
-            )
-        elif "expired" in reason.lower():
-            hint = "The server's certificate has expired: its administrator must renew it."
-        else:
-            hint = (
-                "The server's certificate is not trusted (" + reason + "). If this is a "
-                "private server, add its CA certificate (PEM) to the account's settings. "
-                "Certificate checks are never switched off."
-            )
-        return TlsError(
-            f"certificate of {where} not trusted: {reason}",
-            step=step,
-            server_reply=reason,
-            hint=hint,
-        )
-    if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
-        if "WRONG_VERSION_NUMBER" in str(reason).upper() or "wrong version number" in str(exc):
-            return TlsError(
-                f"TLS handshake with {where} failed: wrong version number",
-                step=step,
-                server_reply=str(reason),
-                hint=_TLS_PORT_HINT,
-            )
-        return TlsError(
-            f"TLS handshake with {where} failed: {reason}",
-            step=step,
-            server_reply=str(reason),
-            hint="The TLS handshake failed. Check the TLS mode for this port (993 implicit TLS, "
-            "143 STARTTLS) and that the server supports TLS 1.2 or newer.",
-        )
-    if isinstance(exc, ValueError) and "PEM" in str(exc).upper():
-        return TlsError(
-            "the account's CA certificate is not valid PEM",
-            step=step,
-            hint="Paste the CA certificate in PEM form (-----BEGIN CERTIFICATE----- ...).",
-        )
-    return TlsError(
-        f"TLS handshake with {where} failed: {exc.__class__.__name__}",
-        step=step,
-        server_reply=_text(exc),
-        hint="The connection broke during the TLS handshake. Check the TLS mode for this port "
-        "(993 implicit TLS, 143 STARTTLS).",
-    )
-
-
-def _login_hint(reply: str, endpoint: ImapEndpoint) -> str:
-    lowered = reply.lower()
-    host = endpoint.host.lower()
-    if "application-specific password" in lowered or "app password" in lowered:
-        return (
-            "The provider wants an app password: create one in the account's security "
-            "settings (two-step verification is required) and use it here, without spaces."
-        )
-    if host.endswith(("outlook.office365.com", "outlook.com", "office365.com")):
-        return (
-            "Microsoft refused the sign-in. Outlook.com and most Microsoft 365 tenants no "
-            "longer accept passwords over IMAP: use Sign in with Microsoft, or ask an "
-            "administrator to allow IMAP for the mailbox."
-        )
-    if host.endswith(("gmail.com", "googlemail.com")):
-        return (
-            "Google refused the user name or password. Use the full address as user name and "
-            "an app password (Google shows it with spaces, which are not part of it), or Sign "
-            "in with Google."
-        )
-    return (
-        "The server refused the user name or password. Check both; the user name is often the "
-        "full email address. Providers with two-step verification need an app password."
-    )
 
 
 def _message_date(raw: bytes) -> str:
@@ -203,10 +64,10 @@ def _message_date(raw: bytes) -> str:
 
 @dataclass
 class ImapSession:
-    """One connection, walked step by step; each step is recorded in ``steps``."""
+    """One connection, walked step by step; each step is timed in ``recorder``."""
 
     endpoint: ImapEndpoint
-    steps: list[StepRecord] = field(default_factory=list)
+    recorder: StepRecorder = field(default_factory=StepRecorder)
     imap: imaplib.IMAP4 | None = None
     capabilities: frozenset[str] = frozenset()
     folders: list[Folder] = field(default_factory=list)
@@ -214,62 +75,20 @@ class ImapSession:
     broken: bool = False
 
     @contextlib.contextmanager
-    def _step(self, name: Step, detail: str = "") -> Iterator[StepRecord]:
-        record = StepRecord(name, "OK", 0, detail)
-        started = time.monotonic()
-        try:
-            yield record
-        except (MailConnectionError, MailTimeoutError):
-            record.status = "FAILED"
-            self.broken = True
-            raise
-        except TransportError:
-            record.status = "FAILED"
-            raise
-        except TimeoutError as exc:
-            record.status = "FAILED"
-            self.broken = True
-            raise MailTimeoutError(
-                f"the server did not answer in time during {name}",
-                step=name,
-                hint="The server stopped answering. Try again later; if it persists, check the "
-                "TLS mode for the port and the network between the servers.",
-            ) from exc
-        except imaplib.IMAP4.abort as exc:
-            record.status = "FAILED"
-            self.broken = True
-            raise MailConnectionError(
-                f"the server closed the connection during {name}",
-                step=name,
-                server_reply=_text(exc),
-                hint="The server ended the connection. Try again later.",
-            ) from exc
-        except ssl.SSLError as exc:
-            record.status = "FAILED"
-            self.broken = True
-            raise _tls_failure(exc, name, self.endpoint) from exc
-        except OSError as exc:
-            record.status = "FAILED"
-            self.broken = True
-            raise MailConnectionError(
-                f"connection lost during {name}: {exc.__class__.__name__}",
-                step=name,
-                server_reply=_text(exc),
-                hint="The connection broke. Try again later.",
-            ) from exc
-        except imaplib.IMAP4.error as exc:
-            record.status = "FAILED"
-            reply = _text(exc)
-            raise ReplyError(
-                f"the server refused a command during {name}",
-                kind="permanent",
-                step=name,
-                server_reply=reply,
-                hint="The server answered with an error; see its reply.",
-            ) from exc
-        finally:
-            record.ms = round((time.monotonic() - started) * 1000)
-            self.steps.append(record)
+    def _step(self, name: Step, detail: str = "") -> Iterator[StepDraft]:
+        """Run one step; any failure leaves as a TransportError naming it, with a hint."""
+        with self.recorder.step(name, detail) as draft:
+            try:
+                yield draft
+            except TransportError as exc:
+                # MailConnectionError covers TlsError; MailTimeoutError is a TimeoutError.
+                self.broken = self.broken or isinstance(exc, MailConnectionError | TimeoutError)
+                raise
+            except (OSError, imaplib.IMAP4.error) as exc:
+                # A refused command leaves the link usable; anything else broke it.
+                refused = not isinstance(exc, OSError | imaplib.IMAP4.abort)
+                self.broken = self.broken or not refused
+                raise replies.step_failure(exc, name, self.endpoint) from exc
 
     # --- connect and TLS ------------------------------------------------------------------
 
@@ -277,39 +96,11 @@ class ImapSession:
         """TCP connect, TLS (implicit or STARTTLS) and the server greeting."""
         ep = self.endpoint
         mode = ep.tls_mode
-        where = f"{ep.host}:{ep.port}"
-        with self._step("connect", f"{where} ({mode})"):
+        with self._step("connect", f"{ep.host}:{ep.port} ({mode})"):
             try:
                 sock = socket.create_connection((ep.connect_host, ep.port), timeout=ep.timeout)
-            except socket.gaierror as exc:
-                raise MailConnectionError(
-                    f"host {ep.host} not found",
-                    step="connect",
-                    server_reply=_text(exc),
-                    hint="The host name could not be resolved: check its spelling.",
-                ) from exc
-            except TimeoutError as exc:
-                raise MailTimeoutError(
-                    f"no answer from {where}",
-                    step="connect",
-                    hint=_CONNECT_TIMEOUT_HINT.format(where=where),
-                ) from exc
-            except ConnectionRefusedError as exc:
-                raise MailConnectionError(
-                    f"{where} refused the connection",
-                    step="connect",
-                    server_reply=_text(exc),
-                    hint=f"Nothing accepts connections on port {ep.port} of {ep.host}: check the "
-                    "port (IMAP uses 993 with implicit TLS, 143 with STARTTLS).",
-                ) from exc
             except OSError as exc:
-                raise MailConnectionError(
-                    f"could not connect to {where}: {exc.strerror or exc.__class__.__name__}",
-                    step="connect",
-                    server_reply=_text(exc),
-                    hint="The server could not be reached: check the host, the port and the "
-                    "network.",
-                ) from exc
+                raise replies.connect_failure(exc, ep) from exc
             if mode != "implicit":
                 self.imap = self._greet(sock, "connect")
                 if mode == "none":
@@ -332,59 +123,26 @@ class ImapSession:
             return ctx.wrap_socket(sock, server_hostname=ep.connect_host)
         except (OSError, ValueError) as exc:
             sock.close()
-            raise _tls_failure(exc, "tls", ep) from exc
+            raise replies.tls_failure(exc, "tls", ep) from exc
 
     def _greet(self, sock: socket.socket, step: Step) -> imaplib.IMAP4:
         ep = self.endpoint
         try:
             return _PreconnectedIMAP4(sock, ep.connect_host, ep.port, ep.timeout)
-        except TimeoutError as exc:
-            sock.close()
-            hint = (
-                _NO_GREETING_HINT
-                if ep.tls_mode != "implicit"
-                else ("The TLS connection opened but no IMAP greeting came: check the port.")
-            )
-            raise MailTimeoutError(
-                "no IMAP greeting from the server", step=step, hint=hint
-            ) from exc
-        except ssl.SSLError as exc:
-            sock.close()
-            raise _tls_failure(exc, step, ep) from exc
         except (imaplib.IMAP4.error, OSError) as exc:
             sock.close()
-            raise MailConnectionError(
-                "the server did not greet as an IMAP server",
-                step=step,
-                server_reply=_text(exc),
-                hint="This port does not answer like an IMAP server: check the host, the port "
-                "(993 or 143) and the TLS mode.",
-            ) from exc
+            raise replies.greeting_failure(exc, step, ep) from exc
 
     def _starttls(self) -> None:
         imap = self._require()
-        ep = self.endpoint
         if "STARTTLS" not in imap.capabilities:
-            raise TlsError(
-                "the server does not offer STARTTLS",
-                step="tls",
-                hint="The server offers no STARTTLS on this port, so the password was not sent. "
-                "Use implicit TLS (usually port 993).",
-            )
+            raise replies.starttls_missing()
         try:
-            ctx = tls_context(ep.ca_bundle_pem)
-            imap.starttls(ctx)
-        except (ssl.SSLError, TimeoutError, ValueError) as exc:
-            raise _tls_failure(exc, "tls", ep) from exc
-        except imaplib.IMAP4.abort as exc:
-            raise _tls_failure(exc, "tls", ep) from exc
+            imap.starttls(tls_context(self.endpoint.ca_bundle_pem))
+        except (ssl.SSLError, TimeoutError, ValueError, imaplib.IMAP4.abort) as exc:
+            raise replies.tls_failure(exc, "tls", self.endpoint) from exc
         except imaplib.IMAP4.error as exc:
-            raise TlsError(
-                "the server refused STARTTLS",
-                step="tls",
-                server_reply=_text(exc),
-                hint="The server refused to start TLS. Use implicit TLS (usually port 993).",
-            ) from exc
+            raise replies.starttls_refused(exc) from exc
 
     def _refresh_capabilities(self) -> None:
         imap = self._require()
@@ -407,19 +165,9 @@ class ImapSession:
         with self._step("login", ep.username):
             imap = self._require()
             if ep.tls_mode == "none" and not ep.allow_plaintext_password:
-                raise TlsError(
-                    "refusing to send the password without TLS",
-                    step="login",
-                    hint="TLS is disabled for this account, so the password would cross the "
-                    "network in clear text. Choose STARTTLS or implicit TLS.",
-                )
+                raise replies.plaintext_refused()
             if "LOGINDISABLED" in self.capabilities:
-                raise TlsError(
-                    "the server does not accept a password on this connection",
-                    step="login",
-                    hint="The server only accepts passwords over TLS: choose STARTTLS or "
-                    "implicit TLS.",
-                )
+                raise replies.login_disabled()
             user = ep.username
             password = ep.password.get_secret_value()
             try:
@@ -429,45 +177,13 @@ class ImapSession:
                 elif user.isascii() and password.isascii():
                     imap.login(user, password)
                 else:
-                    raise AuthError(
-                        "the server cannot take a non-ASCII user name or password",
-                        step="login",
-                        hint="The server offers only LOGIN, which carries ASCII only: use a "
-                        "password made of ASCII characters.",
-                    )
+                    raise replies.ascii_only()
             except imaplib.IMAP4.abort:
                 raise
             except imaplib.IMAP4.error as exc:
-                raise self._login_refused(_text(exc)) from None
+                raise replies.login_refused(reply_text(exc), ep) from None
             # The capabilities change once logged in (SPECIAL-USE, LIST-EXTENDED...).
             self._refresh_capabilities()
-
-    def _login_refused(self, reply: str) -> TransportError:
-        code = _code(reply)
-        if code == "PRIVACYREQUIRED":
-            return TlsError(
-                "the server requires TLS before the password",
-                step="login",
-                server_reply=reply,
-                hint="The server only accepts passwords over TLS: choose STARTTLS or implicit TLS.",
-            )
-        if code in ("UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"):
-            return ReplyError(
-                "the server cannot log in now",
-                kind="transient",
-                step="login",
-                server_reply=reply,
-                hint="The server is temporarily unable to log in. Try again later.",
-            )
-        if code == "EXPIRED":
-            hint = "The password has expired: change it at the provider, then update it here."
-        elif code == "CONTACTADMIN":
-            hint = "The server asks to contact its administrator: the account may be blocked."
-        else:
-            hint = _login_hint(reply, self.endpoint)
-        return AuthError(
-            "the server refused the login", step="login", server_reply=reply, hint=hint
-        )
 
     # --- folders --------------------------------------------------------------------------
 
@@ -487,42 +203,28 @@ class ImapSession:
                 return parse_list_response(listed or [])
         typ, data = imap.list('""', '"*"')
         if typ != "OK":
-            raise ReplyError(
-                "the server refused to list folders",
-                kind="permanent",
-                step="find_sent",
-                server_reply=_text(data[-1] if data else ""),
-                hint="The server would not list the account's folders.",
-            )
+            raise replies.list_refused(reply_text(data[-1] if data else ""))
         return parse_list_response(data)
 
     def find_sent(self) -> Folder:
-        """The Sent folder: the account's setting, else SPECIAL-USE ``\\Sent``, else a name."""
-        ep = self.endpoint
-        with self._step("find_sent") as record:
+        """The Sent folder: the account's setting, else SPECIAL-USE ``\\Sent``, else a name.
+
+        The step's detail names it, e.g. ``Sent folder: Sent (SPECIAL-USE \\Sent)``.
+        """
+        wanted = self.endpoint.sent_folder
+        with self._step("find_sent") as draft:
             self.folders = self.list_folders()
-            if ep.sent_folder:
-                found = match_folder(self.folders, ep.sent_folder)
+            if wanted:
+                found = match_folder(self.folders, wanted)
                 if found is None:
-                    raise TransportError(
-                        f"no folder named {ep.sent_folder!r}",
-                        step="find_sent",
-                        hint=f"The account names {ep.sent_folder!r} as its Sent folder but the "
-                        f"server has no such folder. Folders found: {self._folder_names()}.",
-                    )
-                record.detail = f"{found.name} (account setting)"
-                return found
-            found = choose_sent_folder(self.folders)
-            if found is None:
-                raise TransportError(
-                    "no Sent folder found",
-                    step="find_sent",
-                    hint="No folder is marked as Sent and none has a usual Sent name. Enter the "
-                    f"Sent folder's name in the account's settings. Folders found: "
-                    f"{self._folder_names()}.",
-                )
-            how = "SPECIAL-USE \\Sent" if found.is_sent else "by name"
-            record.detail = f"{found.name} ({how})"
+                    raise replies.sent_folder_missing(wanted, self._folder_names())
+                how = "account setting"
+            else:
+                found = choose_sent_folder(self.folders)
+                if found is None:
+                    raise replies.no_sent_folder(self._folder_names())
+                how = "SPECIAL-USE \\Sent" if found.is_sent else "by name"
+            draft.detail = f"Sent folder: {found.name} ({how})"
             return found
 
     def _folder_names(self) -> str:
@@ -538,30 +240,11 @@ class ImapSession:
         with self._step("append", folder.name):
             mailbox = quote_mailbox(folder.raw or wire_name(folder.name))
             typ, data = imap.append(mailbox, "(\\Seen)", _message_date(raw), raw)
-            reply = _text(data[-1] if data else "")
+            reply = reply_text(data[-1] if data else "")
             if typ != "OK":
-                raise self._append_refused(reply, folder)
+                raise replies.append_refused(reply, folder.name)
             match = re.search(r"\[APPENDUID \d+ (\d+)\]", reply, re.IGNORECASE)
             return int(match.group(1)) if match else None
-
-    def _append_refused(self, reply: str, folder: Folder) -> ReplyError:
-        code = _code(reply)
-        kind, hint = "permanent", "The server refused to store the copy; see its reply."
-        if code == "TRYCREATE":
-            hint = f"The folder {folder.name!r} does not exist on the server."
-        elif code == "OVERQUOTA":
-            kind, hint = "quota", "The mailbox is full: delete old mail or raise its quota."
-        elif code == "LIMIT" or "too large" in reply.lower():
-            hint = "The message is larger than the server accepts in a folder."
-        elif code in ("UNAVAILABLE", "INUSE", "SERVERBUG"):
-            kind, hint = "transient", "The server could not store the copy now."
-        return ReplyError(
-            f"the server refused the copy in {folder.name!r}",
-            kind=kind,
-            step="append",
-            server_reply=reply,
-            hint=hint,
-        )
 
     # --- end ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.imap.sent import probe_imap
-from sendas.schemas import AliasCreate, AliasPatch, SystemOutgoingIn
+from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
@@ -20,25 +20,13 @@ from sendas.services.endpoints import imap_endpoint, smtp_endpoint
 from sendas.smtp import probe
 
 
-def _failed(step: str, hint: str) -> dict[str, Any]:
-    return {"status": "FAILED", "step": step, "server_reply": "", "hint": hint, "steps": []}
-
-
-def _imap_steps(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "step": f"imap_{s['step']}",
-            "ok": s.get("status") == "ok",
-            "ms": s.get("ms", 0),
-            "detail": s.get("detail", ""),
-        }
-        for s in result.get("steps", [])
-    ]
+def _failed(step: str, hint: str) -> ConnectionTestResult:
+    return ConnectionTestResult(status="FAILED", step=step, hint=hint)
 
 
 async def _probe_row(
     ctx: AppContext, row: Alias | SystemOutgoing, imap: ImapAccount | None
-) -> dict[str, Any]:
+) -> ConnectionTestResult:
     if not row.smtp_host:
         return _failed("settings", "Enter the SMTP server (host:port) first.")
     if not row.from_address:
@@ -51,27 +39,22 @@ async def _probe_row(
         endpoint = smtp_endpoint(row, ctx.secrets, timeout=ctx.settings.smtp_timeout)
     except ValueError as exc:
         return _failed("settings", str(exc))
-    result = (await probe(endpoint, row.from_address)).as_dict()
-    if result["status"] != "OK" or imap is None:
+    result = await probe(endpoint, row.from_address)
+    if not result.ok or imap is None:
         return result
     imap_result = await probe_imap(
         imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
     )
-    result["steps"] = [*result["steps"], *_imap_steps(imap_result)]
-    if imap_result["status"] == "OK":
-        result["sent_folder"] = imap_result.get("sent_folder")
-        return result
-    return {
-        **result,
-        "status": "FAILED",
-        "step": f"imap_{imap_result.get('step', 'connect')}",
-        "server_reply": imap_result.get("server_reply", ""),
-        "hint": imap_result.get("hint", ""),
-    }
+    return result.followed_by(imap_result, prefix="imap_")
 
 
-def _stamp(result: dict[str, Any]) -> dict[str, Any]:
-    return {**result, "tested_at": utcnow().isoformat()}
+def _stamp(result: ConnectionTestResult) -> ConnectionTestResult:
+    return result.model_copy(update={"tested_at": utcnow()})
+
+
+def _stored(result: ConnectionTestResult) -> dict[str, Any]:
+    """The form kept in ``last_test`` (JSON; read back by the output models)."""
+    return result.model_dump(mode="json")
 
 
 Row = TypeVar("Row", Alias, ImapAccount, SystemOutgoing)
@@ -104,9 +87,9 @@ def _transient_alias(
     return alias, _copy(imap_service.get_imap_account(session, actor, alias.imap_account_id))
 
 
-async def test_alias_settings(
+async def check_alias_settings(
     ctx: AppContext, actor: Actor, data: AliasCreate | AliasPatch, alias_id: int | None = None
-) -> dict[str, Any]:
+) -> ConnectionTestResult:
     """Test settings typed in the Edit Alias screen, before saving (nothing is written).
 
     With ``alias_id``, fields left out fall back to the stored alias (the password too).
@@ -117,7 +100,7 @@ async def test_alias_settings(
     return _stamp(await _probe_row(ctx, alias, imap))
 
 
-async def test_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> dict[str, Any]:
+async def check_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> ConnectionTestResult:
     """Test a saved alias and store the outcome as its ``last_test``."""
     with ctx.db.read() as session:
         alias = alias_service.get_alias(session, actor, alias_id)
@@ -125,24 +108,28 @@ async def test_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> dict
     result = _stamp(await _probe_row(ctx, alias, imap))
     with ctx.db.write() as session:
         stored = alias_service.get_alias(session, actor, alias_id)
-        stored.last_test = result
+        stored.last_test = _stored(result)
     return result
 
 
-async def test_imap_account(ctx: AppContext, actor: Actor, account_id: int) -> dict[str, Any]:
+async def check_imap_account(
+    ctx: AppContext, actor: Actor, account_id: int
+) -> ConnectionTestResult:
+    """Log in to a saved IMAP account, find its Sent folder, store the outcome as its
+    ``last_test``."""
     with ctx.db.read() as session:
         acc = imap_service.get_imap_account(session, actor, account_id)
     result = _stamp(
         await probe_imap(imap_endpoint(acc, ctx.secrets, timeout=ctx.settings.smtp_timeout))
     )
     with ctx.db.write() as session:
-        imap_service.get_imap_account(session, actor, account_id).last_test = result
+        imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
     return result
 
 
-async def test_system_outgoing(
+async def check_system_outgoing(
     ctx: AppContext, actor: Actor, data: SystemOutgoingIn | None = None
-) -> dict[str, Any]:
+) -> ConnectionTestResult:
     """Test the database outgoing settings (with unsaved changes when ``data`` is given)."""
     actor.require_admin()
     with ctx.db.scratch() as session:
@@ -153,5 +140,5 @@ async def test_system_outgoing(
     result = _stamp(await _probe_row(ctx, snapshot, None))
     if data is None or not data.model_fields_set:
         with ctx.db.write() as session:
-            system_service.get_settings_row(session).last_test = result
+            system_service.get_settings_row(session).last_test = _stored(result)
     return result

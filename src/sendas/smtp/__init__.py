@@ -10,7 +10,7 @@ from sendas.smtp.endpoint import (
     server_warnings,
 )
 from sendas.smtp.hints import hint_for
-from sendas.smtp.probe import ProbeResult, ProbeStep, StepRecorder, probe
+from sendas.smtp.probe import probe
 from sendas.smtp.replies import (
     LocalProblem,
     ReplyKind,
@@ -26,15 +26,12 @@ __all__ = [
     "Envelope",
     "LocalProblem",
     "Outcome",
-    "ProbeResult",
-    "ProbeStep",
     "ReplyKind",
     "SmtpCode",
     "SmtpEndpoint",
     "SmtpSession",
     "StartGate",
     "StepObserver",
-    "StepRecorder",
     "SubmitResult",
     "TlsMode",
     "TokenProvider",

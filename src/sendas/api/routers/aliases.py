@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep
-from sendas.schemas import AliasCreate, AliasOut, AliasPatch, AliasTestIn
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch, AliasTestIn, ConnectionTestResult
 from sendas.services import aliases as svc
 from sendas.services import connection_test
 
@@ -33,19 +31,21 @@ def create_alias(ctx: CtxDep, actor: ActorDep, body: AliasCreate) -> AliasOut:
 
 
 @router.post("/test")
-async def test_unsaved(ctx: CtxDep, actor: ActorDep, body: AliasTestIn) -> dict[str, Any]:
+async def alias_test_unsaved(
+    ctx: CtxDep, actor: ActorDep, body: AliasTestIn
+) -> ConnectionTestResult:
     """Test Connection with settings that are not saved yet; nothing is written."""
     changes = AliasPatch.model_construct(
         body.model_fields_set - {"alias_id"},
         **{k: getattr(body, k) for k in body.model_fields_set - {"alias_id"}},
     )
-    return await connection_test.test_alias_settings(ctx, actor, changes, body.alias_id)
+    return await connection_test.check_alias_settings(ctx, actor, changes, body.alias_id)
 
 
 @router.post("/{alias_id}/test")
-async def test_saved(ctx: CtxDep, actor: ActorDep, alias_id: int) -> dict[str, Any]:
+async def alias_test_saved(ctx: CtxDep, actor: ActorDep, alias_id: int) -> ConnectionTestResult:
     """Test Connection for a saved alias; the outcome becomes its ``last_test``."""
-    return await connection_test.test_saved_alias(ctx, actor, alias_id)
+    return await connection_test.check_saved_alias(ctx, actor, alias_id)
 
 
 @router.get("/{alias_id}")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep
-from sendas.schemas import ImapCreate, ImapOut, ImapPatch
+from sendas.schemas import ConnectionTestResult, ImapCreate, ImapOut, ImapPatch
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 
@@ -46,6 +44,6 @@ def delete_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> Response:
 
 
 @router.post("/{account_id}/test")
-async def test_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> dict[str, Any]:
+async def imap_account_test(ctx: CtxDep, actor: ActorDep, account_id: int) -> ConnectionTestResult:
     """Log in, find the Sent folder; nothing is written to the mailbox."""
-    return await connection_test.test_imap_account(ctx, actor, account_id)
+    return await connection_test.check_imap_account(ctx, actor, account_id)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from sendas.api.deps import AdminDep, CtxDep
-from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
+from sendas.schemas import ConnectionTestResult, SystemOutgoingIn, SystemOutgoingOut
 from sendas.services import connection_test
 from sendas.services import system_outgoing as svc
 
@@ -27,8 +25,8 @@ def put_outgoing(ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn) -> System
 
 
 @router.post("/outgoing/test")
-async def test_outgoing(
+async def outgoing_test(
     ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn | None = None
-) -> dict[str, Any]:
+) -> ConnectionTestResult:
     """Test the outgoing settings (unsaved changes in the body are tested, not saved)."""
-    return await connection_test.test_system_outgoing(ctx, actor, body)
+    return await connection_test.check_system_outgoing(ctx, actor, body)

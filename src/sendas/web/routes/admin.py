@@ -101,7 +101,7 @@ async def outgoing_test(request: Request, ctx: WebCtx, admin: WebAdmin, form: Fo
     result = None
     if not errors:
         try:
-            result = await connection_test.test_system_outgoing(
+            result = await connection_test.check_system_outgoing(
                 ctx, admin, SystemOutgoingIn.model_validate(data)
             )
         except (ValidationError, ValidationFailed) as exc:

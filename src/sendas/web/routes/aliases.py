@@ -13,7 +13,7 @@ from starlette.datastructures import FormData
 
 from sendas.db.models import Lane, OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
-from sendas.schemas import AliasCreate, AliasOut, AliasPatch
+from sendas.schemas import AliasCreate, AliasOut, AliasPatch, ConnectionTestResult
 from sendas.services import aliases as svc
 from sendas.services import connection_test
 from sendas.services import imap_accounts as imap_svc
@@ -92,21 +92,11 @@ def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
             "a": out,
             "attention": out.needs_reauth or out.id in attention,
             "imap": imap_names.get(out.id, ""),
-            "test": _last_test(out.last_test),
+            "test": out.last_test,
         }
         for out in outs
     ]
     return page(request, "aliases/list.html", {"cards": cards})
-
-
-def _last_test(last: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not last:
-        return None
-    return {
-        "status": str(last.get("status", "")),
-        "at": last.get("at") or last.get("tested_at") or last.get("time") or "",
-        "step": last.get("step") or "",
-    }
 
 
 def _values_from_alias(out: AliasOut) -> dict[str, Any]:
@@ -224,14 +214,7 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
     password = raw_text(form, "smtp_password")
     if password:
         data["smtp_password"] = password
-    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
-    data["tls"] = tls
-    data["allow_plaintext_auth"] = checked(form, "allow_plaintext_auth") and tls == "none"
-    ca = raw_text(form, "ca_bundle").strip()
-    if ca:
-        data["ca_bundle"] = ca
-    elif checked(form, "clear_ca_bundle"):
-        data["ca_bundle"] = None
+    data.update(_tls_input(form))
     if checked(form, "is_default"):
         data["is_default"] = True
     delay = text(form, "delay_ms").replace(",", "").replace("_", "")
@@ -245,6 +228,21 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
     if auth in ("password", "google", "microsoft"):
         data["auth"] = auth
     return data, errors
+
+
+def _tls_input(form: FormData) -> dict[str, Any]:
+    """TLS mode, plaintext permission and CA bundle from the form."""
+    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
+    data: dict[str, Any] = {
+        "tls": tls,
+        "allow_plaintext_auth": checked(form, "allow_plaintext_auth") and tls == "none",
+    }
+    ca = raw_text(form, "ca_bundle").strip()
+    if ca:
+        data["ca_bundle"] = ca
+    elif checked(form, "clear_ca_bundle"):
+        data["ca_bundle"] = None
+    return data
 
 
 def _model_errors(data: dict[str, Any], *, creating: bool) -> dict[str, str]:
@@ -339,13 +337,13 @@ async def alias_test_saved(
 ) -> Response:
     """Test a saved alias from its card; the outcome becomes the card's "Last test"."""
     try:
-        result = await connection_test.test_saved_alias(ctx, actor, alias_id)
+        result = await connection_test.check_saved_alias(ctx, actor, alias_id)
     except NotFound:
         raise PageNotFound() from None
-    if result["status"] == "OK":
+    if result.ok:
         flash(request, "Status: OK — the alias can send.")
     else:
-        flash(request, f"Status: FAILED at {result.get('step')}. {result.get('hint', '')}", "error")
+        flash(request, f"Status: FAILED at {result.step}. {result.hint}", "error")
     return redirect(request, "/aliases")
 
 
@@ -374,11 +372,11 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
     if not data.get("description"):
         data["description"] = "(unsaved alias)"  # the description plays no part in a test
     data.pop("is_default", None)
-    result: dict[str, Any] | None = None
+    result: ConnectionTestResult | None = None
     if not errors:
         try:
             model = AliasCreate.model_validate(data)
-            result = await connection_test.test_alias_settings(ctx, actor, model, alias_id)
+            result = await connection_test.check_alias_settings(ctx, actor, model, alias_id)
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:

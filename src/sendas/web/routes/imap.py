@@ -129,13 +129,13 @@ async def imap_test(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
 ) -> Response:
     try:
-        result = await connection_test.test_imap_account(ctx, actor, account_id)
+        result = await connection_test.check_imap_account(ctx, actor, account_id)
     except NotFound:
         raise PageNotFound() from None
     return page(
         request,
         "_test_result.html",
-        {"result": result, "errors": {}, "fields": ()},
+        {"result": result, "imap_only": True, "errors": {}, "fields": ()},
     )
 
 
