@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +13,7 @@ from sendas.db.models import User
 from sendas.errors import AuthenticationRequired, Forbidden
 from sendas.services import users as user_service
 from sendas.services.common import Actor
+from sendas.web.security import csrf_ok
 
 _bearer = HTTPBearer(auto_error=False)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -49,11 +49,8 @@ def _authenticate(
     if "session" in request.scope:
         user_id = request.session.get("user_id")
         if user_id is not None:
-            if request.method not in SAFE_METHODS:
-                expected = request.session.get("csrf", "")
-                given = request.headers.get("x-csrf-token", "")
-                if not expected or not hmac.compare_digest(expected, given):
-                    raise Forbidden("missing or wrong CSRF token")
+            if request.method not in SAFE_METHODS and not csrf_ok(request):
+                raise Forbidden("missing or wrong CSRF token")
             user = session.get(User, user_id)
             if user is not None:
                 return user
