@@ -37,15 +37,24 @@ def get_current_user(
     Handlers open their own write transaction (``ctx.db.write()``) so that a commit is
     done before the answer goes out.
     """
-    with ctx.db.read() as session:
-        return _authenticate(request, session, creds)
-
-
-def _authenticate(
-    request: Request, session: Session, creds: HTTPAuthorizationCredentials | None
-) -> User:
     if creds is not None:
-        return user_service.user_for_token(session, creds.credentials)
+        return _token_user(ctx, creds.credentials)
+    with ctx.db.read() as session:
+        return _session_user(request, session)
+
+
+def _token_user(ctx: AppContext, token: str) -> User:
+    """The token's user; ``last_used_at`` is stamped when older than a minute."""
+    with ctx.db.read() as session:
+        row = user_service.token_row(session, token)
+        user, token_id, due = row.user, row.id, user_service.touch_due(row)
+    if due:
+        with ctx.db.write() as session:
+            user_service.touch_token(session, token_id)
+    return user
+
+
+def _session_user(request: Request, session: Session) -> User:
     if "session" in request.scope:
         user_id = request.session.get("user_id")
         if user_id is not None:
