@@ -74,6 +74,13 @@ def test_our_own_validators_keep_their_words_without_pydantic_prefix():
     assert got == {("attachments", 0, "content_base64"): "is not valid base64"}
 
 
+def test_loc_prefix_for_a_body_validated_by_hand():
+    with pytest.raises(ValidationError) as caught:
+        AliasPatch.model_validate({"delay_ms": -1})
+    (problem,) = field_problems(caught.value, loc_prefix=("body",))
+    assert problem.loc == ("body", "delay_ms") and problem.msg == "must be at least 0"
+
+
 def test_invalid_json():
     with pytest.raises(ValidationError) as caught:
         UserCreate.model_validate_json("{bad")

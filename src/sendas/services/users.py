@@ -106,10 +106,6 @@ def token_row(session: Session, token: str) -> ApiToken:
     return row
 
 
-def user_for_token(session: Session, token: str) -> User:
-    return token_row(session, token).user
-
-
 def touch_due(row: ApiToken, now: datetime | None = None) -> bool:
     """Whether ``last_used_at`` is older than TOKEN_TOUCH_EVERY (or was never written)."""
     now = now or utcnow()
