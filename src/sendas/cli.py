@@ -88,14 +88,12 @@ def _problems_text(exc: ValidationFailed) -> str:
 
 def build(model: Callable[..., T], **values: Any) -> T:
     """Validate CLI input with the API's own schemas; unset options are left out."""
+    from sendas.validation import field_problems, problem_text
+
     try:
         return model(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
-        msgs = []
-        for e in exc.errors():
-            msg = str(e["msg"]).removeprefix("Value error, ")
-            msgs.append(f"{'.'.join(str(p) for p in e['loc'])}: {msg}")
-        raise fail("; ".join(msgs), 2) from None
+        raise fail(problem_text(field_problems(exc)), 2) from None
 
 
 def read_secret_stdin() -> SecretStr:

@@ -6,6 +6,8 @@ and have no field that could carry a secret.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -21,6 +23,10 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
+
+from sendas.compose import Attachment, Content
+from sendas.errors import ValidationFailed
+from sendas.validation import at_most
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
 AuthMethod = Literal["password", "google", "microsoft"]
@@ -64,13 +70,31 @@ def strip_password(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+def parse_delay_ms(text: str) -> int:
+    """The "delay between emails" box of a form, in milliseconds; empty means no pause.
+
+    Digits may be grouped with ``,``, ``_`` or spaces (``2,500``). Raises ValueError in plain
+    words, the API's words for a value over the limit.
+    """
+    digits = re.sub(r"[,_ ]", "", text.strip())
+    if not digits:
+        return 0
+    if not (digits.isascii() and digits.isdigit()):
+        raise ValueError("must be a whole number of milliseconds (0 for no pause)")
+    value = int(digits)
+    if value > DELAY_MS_MAX:
+        raise ValueError(at_most(DELAY_MS_MAX))
+    return value
+
+
 HeaderText = Annotated[str, StringConstraints(max_length=HEADER_MAX), AfterValidator(header_safe)]
 ShortText = Annotated[
     str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(header_safe)
 ]
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
 Password = Annotated[SecretStr, Field(max_length=1000), AfterValidator(strip_password)]
-DelayMs = Annotated[int, Field(ge=0, le=3_600_000, strict=True)]
+DELAY_MS_MAX = 3_600_000
+DelayMs = Annotated[int, Field(ge=0, le=DELAY_MS_MAX, strict=True)]
 ServerText = Annotated[str, StringConstraints(max_length=300, strip_whitespace=True)]
 PemText = Annotated[str, StringConstraints(max_length=200_000)]
 
@@ -205,6 +229,103 @@ class ImapOut(BaseModel):
     password_set: bool
     last_test: StoredTestResult
     created_at: datetime
+
+
+# --- messages ------------------------------------------------------------------------------
+
+MessageStatus = Literal["queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled"]
+MAX_RECIPIENTS = 500
+MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+MAX_BODY = 10 * 1024 * 1024
+
+
+class AttachmentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    filename: HeaderText = Field(min_length=1)
+    content_type: Annotated[str, Field(max_length=200)] = "application/octet-stream"
+    content_base64: Annotated[str, Field(max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 4)]
+
+    @field_validator("content_base64")
+    @classmethod
+    def _b64(cls, value: str) -> str:
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64") from None
+        return value
+
+    def decoded(self) -> bytes:
+        return base64.b64decode(self.content_base64)
+
+
+class SystemMessageIn(BaseModel):
+    """A message's content; recipients are checked one by one (422 names the field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
+    cc: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
+    bcc: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
+    subject: HeaderText = ""
+    text: Annotated[str, Field(max_length=MAX_BODY)] = ""
+    html: Annotated[str, Field(max_length=MAX_BODY)] | None = None
+    attachments: Annotated[list[AttachmentIn], Field(max_length=100)] = []
+
+    def content(self) -> Content:
+        total = sum(len(a.content_base64) * 3 // 4 for a in self.attachments)
+        if total > MAX_ATTACHMENT_BYTES:
+            raise ValidationFailed.one(
+                "attachments", f"attachments add up to more than {MAX_ATTACHMENT_BYTES} bytes"
+            )
+        if not (self.to or self.cc or self.bcc):
+            raise ValidationFailed.one("to", "at least one recipient (to, cc or bcc) is required")
+        return Content(
+            to=self.to, cc=self.cc, bcc=self.bcc, subject=self.subject, text=self.text,
+            html=self.html,
+            attachments=[Attachment(a.filename, a.content_type, a.decoded())
+                         for a in self.attachments],
+        )  # fmt: skip
+
+
+class MessageIn(SystemMessageIn):
+    alias_id: int | None = None
+
+
+class MessageOut(BaseModel):
+    id: int
+    kind: str
+    status: MessageStatus
+    alias_id: int | None
+    campaign_id: int | None
+    envelope_from: str
+    recipients: list[str]
+    to: list[str]
+    cc: list[str]
+    bcc: list[str]
+    subject: str
+    message_id: str
+    attempts: int
+    next_attempt_at: datetime | None
+    server_reply: str | None
+    error_step: str | None
+    hint: str | None
+    recipient_results: dict[str, Any] | None
+    sent_copy: str | None
+    sent_copy_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None
+    raw_base64: str | None = None
+
+
+class MessageList(BaseModel):
+    """A page of ``GET /api/messages`` (``MessagePage`` is a form letter's outcome page)."""
+
+    items: list[MessageOut]
+    total: int
+    limit: int
+    offset: int
 
 
 # --- database outgoing settings ------------------------------------------------------------

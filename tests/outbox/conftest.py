@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.outbox import OutboxConfig, Worker
-from sendas.schemas import AliasCreate
+from sendas.schemas import AliasCreate, MessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import messages as message_service
 from sendas.services.common import Actor
@@ -96,7 +96,7 @@ def queue(
     ids = []
     with ctx.db.write() as s:
         for i in range(count):
-            body = message_service.MessageIn(
+            body = MessageIn(
                 alias_id=alias_id,
                 to=to or [f"r{i}@example.org"],
                 subject=f"{subject} {i}",

@@ -116,7 +116,7 @@ async def test_system_messages_go_through_the_database_settings(
 ) -> None:
     from pydantic import SecretStr
 
-    from sendas.schemas import SystemOutgoingIn
+    from sendas.schemas import SystemMessageIn, SystemOutgoingIn
     from sendas.services import messages as message_service
     from sendas.services import system_outgoing
     from sendas.services.common import Actor
@@ -130,7 +130,7 @@ async def test_system_messages_go_through_the_database_settings(
             smtp_server=f"127.0.0.1:{server.port}", tls="none", allow_plaintext_auth=True,
             smtp_username=USER, smtp_password=SecretStr(PASSWORD)), ctx.secrets)  # fmt: skip
         mid = message_service.send_system_message(
-            s, boss, message_service.SystemMessageIn(to=["ops@example.org"], subject="Report")
+            s, boss, SystemMessageIn(to=["ops@example.org"], subject="Report")
         ).id
 
     from sendas.outbox import embedded_worker_hook

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,6 +13,7 @@ from sendas.db.models import User
 from sendas.errors import AuthenticationRequired, Forbidden
 from sendas.services import users as user_service
 from sendas.services.common import Actor
+from sendas.web.security import csrf_ok
 
 _bearer = HTTPBearer(auto_error=False)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -37,23 +37,29 @@ def get_current_user(
     Handlers open their own write transaction (``ctx.db.write()``) so that a commit is
     done before the answer goes out.
     """
-    with ctx.db.read() as session:
-        return _authenticate(request, session, creds)
-
-
-def _authenticate(
-    request: Request, session: Session, creds: HTTPAuthorizationCredentials | None
-) -> User:
     if creds is not None:
-        return user_service.user_for_token(session, creds.credentials)
+        return _token_user(ctx, creds.credentials)
+    with ctx.db.read() as session:
+        return _session_user(request, session)
+
+
+def _token_user(ctx: AppContext, token: str) -> User:
+    """The token's user; ``last_used_at`` is stamped when older than a minute."""
+    with ctx.db.read() as session:
+        row = user_service.token_row(session, token)
+        user, token_id, due = row.user, row.id, user_service.touch_due(row)
+    if due:
+        with ctx.db.write() as session:
+            user_service.touch_token(session, token_id)
+    return user
+
+
+def _session_user(request: Request, session: Session) -> User:
     if "session" in request.scope:
         user_id = request.session.get("user_id")
         if user_id is not None:
-            if request.method not in SAFE_METHODS:
-                expected = request.session.get("csrf", "")
-                given = request.headers.get("x-csrf-token", "")
-                if not expected or not hmac.compare_digest(expected, given):
-                    raise Forbidden("missing or wrong CSRF token")
+            if request.method not in SAFE_METHODS and not csrf_ok(request):
+                raise Forbidden("missing or wrong CSRF token")
             user = session.get(User, user_id)
             if user is not None:
                 return user

@@ -1,7 +1,7 @@
 """Map the sendas exception hierarchy onto HTTP answers.
 
-422 bodies list one entry per bad field (``loc``, ``msg``, ``type``) and never echo the
-submitted value, which could be a password.
+422 bodies list one entry per bad field (``loc``, ``msg`` in plain words, ``type``) and
+never echo the submitted value, which could be a password.
 """
 
 from __future__ import annotations
@@ -13,32 +13,27 @@ from fastapi.responses import JSONResponse
 from sendas.errors import (
     AuthenticationRequired,
     Conflict,
+    FieldProblem,
     Forbidden,
     NotFound,
     SendasError,
     ValidationFailed,
 )
+from sendas.validation import field_problems
 
 
-def _field_entries(errors: list[dict[str, object]]) -> list[dict[str, object]]:
-    out = []
-    for err in errors:
-        msg = str(err.get("msg", "invalid value"))
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        out.append({"loc": list(err.get("loc", ())), "msg": msg, "type": err.get("type", "")})  # type: ignore[call-overload]
-    return out
+def _entries(problems: list[FieldProblem]) -> list[dict[str, object]]:
+    return [{"loc": list(p.loc), "msg": p.msg, "type": p.type} for p in problems]
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _field_entries(list(exc.errors()))}, status_code=422)
+        return JSONResponse({"detail": _entries(field_problems(exc))}, status_code=422)
 
     @app.exception_handler(ValidationFailed)
     async def _failed(_: Request, exc: ValidationFailed) -> JSONResponse:
-        detail = [{"loc": list(p.loc), "msg": p.msg, "type": p.type} for p in exc.problems]
-        return JSONResponse({"detail": detail}, status_code=422)
+        return JSONResponse({"detail": _entries(exc.problems)}, status_code=422)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

@@ -7,7 +7,7 @@ concurrent requests; a partial unique index backs it up in the database.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, ImapAccount, Message, User
@@ -262,9 +262,3 @@ def delete_alias(session: Session, actor: Actor, alias_id: int) -> None:
         if oldest is not None:
             oldest.is_default = True
     audit(session, actor, "alias.delete", "alias", alias_id, owner_id=actor.id)
-
-
-def count_aliases(session: Session, user_id: int) -> int:
-    return (
-        session.scalar(select(func.count()).select_from(Alias).where(Alias.user_id == user_id)) or 0
-    )

@@ -8,116 +8,25 @@ the copy in Sent, are fixed once), stored ``queued``, and submitted by a worker.
 from __future__ import annotations
 
 import base64
-import binascii
-from datetime import datetime
-from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sendas.compose import Attachment, Content, Sender
+from sendas.compose import Sender
 from sendas.db.models import Campaign, Message, utcnow
 from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from sendas.outbox.enqueue import compose_for, enqueue
-from sendas.schemas import Email, HeaderText
+
+# The shapes live in sendas.schemas; pages and the CLI still reach them through this module.
+from sendas.schemas import MessageIn as MessageIn
+from sendas.schemas import MessageOut as MessageOut
+from sendas.schemas import SystemMessageIn as SystemMessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor, audit
 
-MessageStatus = Literal["queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled"]
 STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "retrying", "failed", "unknown",
                              "cancelled")  # fmt: skip
-MAX_RECIPIENTS = 500
-MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
-MAX_BODY = 10 * 1024 * 1024
-
-
-class AttachmentIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    filename: HeaderText = Field(min_length=1)
-    content_type: Annotated[str, Field(max_length=200)] = "application/octet-stream"
-    content_base64: Annotated[str, Field(max_length=MAX_ATTACHMENT_BYTES * 4 // 3 + 4)]
-
-    @field_validator("content_base64")
-    @classmethod
-    def _b64(cls, value: str) -> str:
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64") from None
-        return value
-
-    def decoded(self) -> bytes:
-        return base64.b64decode(self.content_base64)
-
-
-class SystemMessageIn(BaseModel):
-    """A message's content; recipients are checked one by one (422 names the field)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    to: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
-    cc: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
-    bcc: Annotated[list[Email], Field(max_length=MAX_RECIPIENTS)] = []
-    subject: HeaderText = ""
-    text: Annotated[str, Field(max_length=MAX_BODY)] = ""
-    html: Annotated[str, Field(max_length=MAX_BODY)] | None = None
-    attachments: Annotated[list[AttachmentIn], Field(max_length=100)] = []
-
-    def content(self) -> Content:
-        total = sum(len(a.content_base64) * 3 // 4 for a in self.attachments)
-        if total > MAX_ATTACHMENT_BYTES:
-            raise ValidationFailed.one(
-                "attachments", f"attachments add up to more than {MAX_ATTACHMENT_BYTES} bytes"
-            )
-        if not (self.to or self.cc or self.bcc):
-            raise ValidationFailed.one("to", "at least one recipient (to, cc or bcc) is required")
-        return Content(
-            to=self.to, cc=self.cc, bcc=self.bcc, subject=self.subject, text=self.text,
-            html=self.html,
-            attachments=[Attachment(a.filename, a.content_type, a.decoded())
-                         for a in self.attachments],
-        )  # fmt: skip
-
-
-class MessageIn(SystemMessageIn):
-    alias_id: int | None = None
-
-
-class MessageOut(BaseModel):
-    id: int
-    kind: str
-    status: MessageStatus
-    alias_id: int | None
-    campaign_id: int | None
-    envelope_from: str
-    recipients: list[str]
-    to: list[str]
-    cc: list[str]
-    bcc: list[str]
-    subject: str
-    message_id: str
-    attempts: int
-    next_attempt_at: datetime | None
-    server_reply: str | None
-    error_step: str | None
-    hint: str | None
-    recipient_results: dict[str, Any] | None
-    sent_copy: str | None
-    sent_copy_detail: str | None
-    created_at: datetime
-    updated_at: datetime
-    sent_at: datetime | None
-    raw_base64: str | None = None
-
-
-class MessagePage(BaseModel):
-    items: list[MessageOut]
-    total: int
-    limit: int
-    offset: int
 
 
 def message_out(m: Message, *, include_raw: bool = False) -> MessageOut:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets as pysecrets
+from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import ApiToken, User, utcnow
@@ -17,6 +18,9 @@ from sendas.services.common import Actor, audit
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "sas_"
+# ``last_used_at`` is a hint for people, not an audit trail: a burst of requests with one
+# token writes it once, not once per request.
+TOKEN_TOUCH_EVERY = timedelta(minutes=1)
 
 
 def hash_token(token: str) -> str:
@@ -46,10 +50,6 @@ def create_user(session: Session, data: UserCreate, actor: Actor | None = None) 
         session, actor, "user.create", "user", user.id, owner_id=user.id, detail={"role": user.role}
     )
     return user
-
-
-def set_password(session: Session, user: User, password: str) -> None:
-    user.password_hash = _hasher.hash(password)
 
 
 def list_users(session: Session, actor: Actor) -> list[User]:
@@ -98,17 +98,32 @@ def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken
     return row, token
 
 
-def user_for_token(session: Session, token: str) -> User:
+def token_row(session: Session, token: str) -> ApiToken:
+    """The API token (with its user loaded); raises AuthenticationRequired when unknown."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None:
         raise AuthenticationRequired("invalid token")
-    return row.user
+    return row
 
 
-def touch_token(session: Session, token: str) -> None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is not None:
-        row.last_used_at = utcnow()
+def touch_due(row: ApiToken, now: datetime | None = None) -> bool:
+    """Whether ``last_used_at`` is older than TOKEN_TOUCH_EVERY (or was never written)."""
+    now = now or utcnow()
+    return row.last_used_at is None or row.last_used_at <= now - TOKEN_TOUCH_EVERY
+
+
+def touch_token(session: Session, token_id: int, now: datetime | None = None) -> bool:
+    """Record that the token was just used; True when this call wrote it.
+
+    At most once per TOKEN_TOUCH_EVERY: requests that race past ``touch_due`` together
+    find the fresh stamp in the WHERE clause and write nothing.
+    """
+    now = now or utcnow()
+    stale = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - TOKEN_TOUCH_EVERY)
+    result = session.execute(
+        update(ApiToken).where(ApiToken.id == token_id, stale).values(last_used_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 def has_admin(session: Session) -> bool:

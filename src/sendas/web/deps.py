@@ -11,7 +11,7 @@ from sendas.context import AppContext
 from sendas.db.models import User
 from sendas.services import users as user_service
 from sendas.services.common import Actor
-from sendas.web.security import CSRF_FIELD, CSRF_HEADER, csrf_matches
+from sendas.web.security import csrf_ok
 
 
 class LoginRequired(Exception):
@@ -85,8 +85,7 @@ WebAdmin = Annotated[Actor, Depends(web_admin)]
 async def checked_form(request: Request) -> FormData:
     """The posted form, once its CSRF token (field or htmx header) matches the session's."""
     form = await request.form(max_files=20, max_fields=500)
-    given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
-    if not csrf_matches(request.session.get("csrf"), given if isinstance(given, str) else None):
+    if not csrf_ok(request, form):
         raise CsrfRefused()
     return form
 

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from sendas.errors import ValidationFailed
+from sendas.validation import field_problems
 from sendas.web.security import new_csrf_token
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -100,28 +101,9 @@ def is_htmx(request: Request) -> bool:
 
 def field_errors(exc: ValidationFailed | ValidationError) -> dict[str, str]:
     """One message per field name, from our 422 problems or a pydantic error."""
+    problems = exc.problems if isinstance(exc, ValidationFailed) else field_problems(exc)
     out: dict[str, str] = {}
-    if isinstance(exc, ValidationFailed):
-        entries = [(p.loc, p.msg) for p in exc.problems]
-    else:
-        entries = [(tuple(e["loc"]), str(e["msg"])) for e in exc.errors()]
-    for loc, msg in entries:
-        parts = [str(p) for p in loc if p != "body"]
-        name = parts[0] if parts else "_form"
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
-        out.setdefault(name, _plain(msg))
+    for problem in problems:
+        parts = [str(p) for p in problem.loc if p != "body"]
+        out.setdefault(parts[0] if parts else "_form", problem.msg)
     return out
-
-
-def _plain(msg: str) -> str:
-    """Pydantic's wording, made shorter for a form."""
-    replacements = {
-        "String should have at least 1 character": "is required",
-        "Input should be a valid integer": "must be a whole number",
-        "Field required": "is required",
-    }
-    for old, new in replacements.items():
-        if msg.startswith(old):
-            return new
-    return msg

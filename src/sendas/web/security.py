@@ -9,6 +9,9 @@ import threading
 import time
 from collections import deque
 
+from starlette.datastructures import FormData
+from starlette.requests import HTTPConnection
+
 from sendas.config import Settings
 
 CSRF_FIELD = "csrf"
@@ -40,7 +43,23 @@ def new_csrf_token() -> str:
 def csrf_matches(expected: str | None, given: str | None) -> bool:
     if not expected or not given:
         return False
+    # Bytes: compare_digest refuses non-ASCII str, and a header may carry anything.
     return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def csrf_ok(request: HTTPConnection, form: FormData | None = None) -> bool:
+    """True when a write carries the session's CSRF token: in the ``X-CSRF-Token`` header
+    (htmx, scripts using the session cookie) or in a posted form's ``csrf`` field.
+
+    The one check for the pages and for the API's cookie sessions.
+    """
+    given: object = request.headers.get(CSRF_HEADER)
+    if not given and form is not None:
+        given = form.get(CSRF_FIELD)
+    expected = request.session.get("csrf")
+    return csrf_matches(
+        expected if isinstance(expected, str) else None, given if isinstance(given, str) else None
+    )
 
 
 class LoginThrottle:

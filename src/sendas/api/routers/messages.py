@@ -10,13 +10,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
+from sendas.schemas import MessageIn, MessageList, MessageOut, SystemMessageIn
 from sendas.services import messages as svc
 
 router = APIRouter(tags=["messages"])
 
 
 @router.post("/messages", status_code=status.HTTP_202_ACCEPTED)
-def send_message(ctx: CtxDep, actor: ActorDep, body: svc.MessageIn) -> svc.MessageOut:
+def send_message(ctx: CtxDep, actor: ActorDep, body: MessageIn) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.send_message(s, actor, body)
     return svc.message_out(message)
@@ -30,12 +31,12 @@ def list_messages(
     campaign_id: int | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> svc.MessagePage:
+) -> MessageList:
     with ctx.db.read() as s:
         rows, total = svc.list_messages(
             s, actor, status=status_, campaign_id=campaign_id, limit=limit, offset=offset
         )
-        return svc.MessagePage(
+        return MessageList(
             items=[svc.message_out(m) for m in rows], total=total, limit=limit, offset=offset
         )
 
@@ -43,27 +44,27 @@ def list_messages(
 @router.get("/messages/{message_id}")
 def get_message(
     ctx: CtxDep, actor: ActorDep, message_id: int, include_raw: bool = False
-) -> svc.MessageOut:
+) -> MessageOut:
     with ctx.db.read() as s:
         return svc.message_out(svc.get_message(s, actor, message_id), include_raw=include_raw)
 
 
 @router.post("/messages/{message_id}/resend", status_code=status.HTTP_202_ACCEPTED)
-def resend(ctx: CtxDep, actor: ActorDep, message_id: int) -> svc.MessageOut:
+def resend(ctx: CtxDep, actor: ActorDep, message_id: int) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.resend(s, actor, message_id)
     return svc.message_out(message)
 
 
 @router.post("/messages/{message_id}/mark-sent")
-def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: int) -> svc.MessageOut:
+def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: int) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.mark_sent(s, actor, message_id)
     return svc.message_out(message)
 
 
 @router.post("/system/messages", status_code=status.HTTP_202_ACCEPTED)
-def send_system_message(ctx: CtxDep, actor: AdminDep, body: svc.SystemMessageIn) -> svc.MessageOut:
+def send_system_message(ctx: CtxDep, actor: AdminDep, body: SystemMessageIn) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.send_system_message(s, actor, body)
     return svc.message_out(message)

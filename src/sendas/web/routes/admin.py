@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import ValidationFailed
-from sendas.schemas import SystemOutgoingIn, UserCreate
+from sendas.schemas import SystemOutgoingIn, UserCreate, parse_delay_ms
 from sendas.services import connection_test
 from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
@@ -49,13 +49,10 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     data["tls"] = tls
     data["allow_plaintext_auth"] = tls == "none" and checked(form, "allow_plaintext_auth")
     errors: dict[str, str] = {}
-    delay = text(form, "delay_ms").replace(",", "")
-    if delay.isdigit():
-        data["delay_ms"] = int(delay)
-    elif delay:
-        errors["delay_ms"] = "must be a whole number of milliseconds"
-    else:
-        data["delay_ms"] = 0
+    try:
+        data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
+    except ValueError as exc:
+        errors["delay_ms"] = str(exc)
     return data, errors
 
 

@@ -13,7 +13,13 @@ from starlette.datastructures import FormData
 
 from sendas.db.models import Lane, OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
-from sendas.schemas import AliasCreate, AliasOut, AliasPatch, ConnectionTestResult
+from sendas.schemas import (
+    AliasCreate,
+    AliasOut,
+    AliasPatch,
+    ConnectionTestResult,
+    parse_delay_ms,
+)
 from sendas.services import aliases as svc
 from sendas.services import connection_test
 from sendas.services import imap_accounts as imap_svc
@@ -217,13 +223,10 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
     data.update(_tls_input(form))
     if checked(form, "is_default"):
         data["is_default"] = True
-    delay = text(form, "delay_ms").replace(",", "").replace("_", "")
-    if not delay:
-        data["delay_ms"] = 0
-    elif delay.isdigit():
-        data["delay_ms"] = int(delay)
-    else:
-        errors["delay_ms"] = "must be a whole number of milliseconds (0 for no pause)"
+    try:
+        data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
+    except ValueError as exc:
+        errors["delay_ms"] = str(exc)
     auth = text(form, "auth")
     if auth in ("password", "google", "microsoft"):
         data["auth"] = auth
