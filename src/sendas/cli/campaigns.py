@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,10 @@ from sendas.cli.common import JsonOpt, UserOpt, actor_for, build, context, emit_
 from sendas.context import AppContext
 from sendas.errors import ValidationFailed
 from sendas.services.common import Actor
+
+if TYPE_CHECKING:
+    # Imported lazily at run time, as the commands below do: the service pulls in the outbox.
+    from sendas.services.campaigns import CampaignCreated
 
 campaign_app = typer.Typer(
     help="Form letters: one message per recipient of a CSV list.", no_args_is_help=True
@@ -135,21 +139,26 @@ def campaign_send(
             for p in exc.problems:
                 err.print(f"error: {p.loc[-1]}: {p.msg}", markup=False, highlight=False)
             raise typer.Exit(2) from None
-        for bad in created.invalid_lines:
-            err.print(f"skipped line {bad.line}: {bad.reason}", markup=False, highlight=False)
-        if created.invalid_count > len(created.invalid_lines):
-            err.print(
-                f"... {created.invalid_count - len(created.invalid_lines)} more bad lines",
-                highlight=False,
-            )
-        out.print(
-            f"queued campaign {created.id}: {created.total} message(s)"
-            + (f", {created.invalid_count} line(s) skipped" if created.invalid_count else ""),
-            highlight=False,
-        )
+        _print_created(created)
         if follow:
             final = _follow_campaign(ctx, actor, created.id, interval)
             out.print(_campaign_line(final), highlight=False, markup=False)
+
+
+def _print_created(created: CampaignCreated) -> None:
+    """The skipped lines (on stderr), then the campaign's id and size."""
+    for bad in created.invalid_lines:
+        err.print(f"skipped line {bad.line}: {bad.reason}", markup=False, highlight=False)
+    if created.invalid_count > len(created.invalid_lines):
+        err.print(
+            f"... {created.invalid_count - len(created.invalid_lines)} more bad lines",
+            highlight=False,
+        )
+    out.print(
+        f"queued campaign {created.id}: {created.total} message(s)"
+        + (f", {created.invalid_count} line(s) skipped" if created.invalid_count else ""),
+        highlight=False,
+    )
 
 
 @campaign_app.command("status")
