@@ -1,0 +1,85 @@
+"""`sendas serve` (the web app and API) and `sendas worker` (extra outbox workers)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sendas.cli.common import context, fail, out
+from sendas.config import Settings
+from sendas.context import configure_logging
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Listen address (SENDAS_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (SENDAS_PORT).")] = None,
+) -> None:
+    """Upgrade the database, then serve the web UI and the API (with an embedded worker)."""
+    import uvicorn
+
+    from sendas.api import create_app
+    from sendas.bootstrap import ensure_first_admin
+
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    configure_logging(settings.log_level)
+    with context() as ctx:
+        first = ensure_first_admin(ctx)
+        if first is not None:
+            email, password = first
+            out.print(
+                f"[bold]First start:[/] created admin [cyan]{email}[/] with password "
+                f"[cyan]{password}[/] (shown once). Log in at {settings.base_url}/login",
+                highlight=False,
+                soft_wrap=True,
+            )
+        out.print(f"sendas serving on http://{settings.host}:{settings.port}", highlight=False)
+        web_app = create_app(settings, ctx=ctx)
+        if settings.embedded_worker:
+            from sendas.outbox import embedded_worker_hook
+
+            web_app.state.startup_hooks.append(embedded_worker_hook)
+        uvicorn.run(
+            web_app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level.lower(),
+        )
+
+
+def worker(
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Claims last this long unless renewed; a "
+            "dead worker's lanes are taken over after it."
+        ),
+    ] = 60.0,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between looks for work.")] = 0.25,
+    lane_hold_seconds: Annotated[
+        float, typer.Option(help="Hand a busy lane to other workers after this long.")
+    ] = 60.0,
+) -> None:
+    """Send queued mail until stopped (SIGTERM/SIGINT finish the submissions in flight)."""
+    import asyncio
+
+    from sendas.outbox import OutboxConfig, Worker
+    from sendas.outbox.worker import run_until_signalled
+
+    settings = Settings()
+    configure_logging(settings.log_level)
+    try:
+        config = OutboxConfig(
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+            lane_hold_seconds=lane_hold_seconds,
+            smtp_timeout=settings.smtp_timeout,
+        )
+    except ValueError as exc:
+        raise fail(str(exc), 2) from None
+    with context() as ctx:
+        asyncio.run(run_until_signalled(Worker(ctx, config)))
