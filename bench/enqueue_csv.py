@@ -37,23 +37,36 @@ def main() -> None:
         )
         actor = Actor.of(user)
         alias, _ = alias_service.create_alias(
-            s, actor, AliasCreate(description="bench", from_address="bench@example.com",
-                                  smtp_server="127.0.0.1:2525", tls="none"), ctx.secrets)
+            s,
+            actor,
+            AliasCreate(
+                description="bench",
+                from_address="bench@example.com",
+                smtp_server="127.0.0.1:2525",
+                tls="none",
+            ),
+            ctx.secrets,
+        )
         alias_id = alias.id
     data = CampaignTemplatesIn(
         alias_id=alias_id, subject="Hello {{ first }}", text="Dear {{ first }} {{ last }}"
     )
     baseline = psutil.Process().memory_info().rss
     started = time.perf_counter()
-    created = create_campaign(
-        ctx.db, actor, data, csv_rows(lambda: csv_path.open("rb"))
-    )
+    created = create_campaign(ctx.db, actor, data, csv_rows(lambda: csv_path.open("rb")))
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ctx.close()
-    print(json.dumps({"total": created.total, "seconds": round(seconds, 2),
-                      "peak_rss_mb": round(peak_kb / 1024, 1),
-                      "baseline_rss_mb": round(baseline / 2**20, 1)}))
+    print(
+        json.dumps(
+            {
+                "total": created.total,
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "baseline_rss_mb": round(baseline / 2**20, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ ANN = Recipient("ann@example.org", {"first": "Ann", "company": "Acme & Co", "n":
 
 
 def test_three_ways_to_reach_a_value():
-    t = compile_templates("{{ first }}", "{{ fields.first }}|{{ fields['company'] }}|{{ email }}",
-                          None)
+    t = compile_templates(
+        "{{ first }}", "{{ fields.first }}|{{ fields['company'] }}|{{ email }}", None
+    )
     r = t.render(ANN)
     assert r.subject == "Ann"
     assert r.text == "Ann|Acme & Co|ann@example.org"
@@ -127,9 +128,13 @@ def make_alias(ctx: AppContext, who: Person) -> Actor:
         alias_service.create_alias(
             s,
             actor,
-            AliasCreate(description="Work", alias_name="Alice Example",
-                        from_address="alice@example.com", reply_to="replies@example.com",
-                        smtp_server="mail.example.com:465"),
+            AliasCreate(
+                description="Work",
+                alias_name="Alice Example",
+                from_address="alice@example.com",
+                reply_to="replies@example.com",
+                smtp_server="mail.example.com:465",
+            ),
             ctx.secrets,
         )
     return actor
@@ -138,9 +143,7 @@ def make_alias(ctx: AppContext, who: Person) -> Actor:
 def make_campaign(ctx: AppContext, who: Person, rows: RowSource, **data: str) -> int:
     actor = make_alias(ctx, who)
     values = {"subject": "Hello {{ first }}", "text": "Dear {{ first }}", **data}
-    created = create_campaign(
-        ctx.db, actor, CampaignTemplatesIn.model_validate(values), rows
-    )
+    created = create_campaign(ctx.db, actor, CampaignTemplatesIn.model_validate(values), rows)
     return created.id
 
 
@@ -222,8 +225,11 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
         assert s.scalar(select(func.count()).where(Message.campaign_id == created.id)) == n
         last = s.scalars(select(Message).order_by(Message.id.desc()).limit(1)).one()
     assert last.to_addrs == [f"user{n - 1}@example.com"]
-    assert last.merge_fields == {"first": f"First{n - 1}", "last": f"Last{n - 1}",
-                                 "company": f"Company {(n - 1) % 97}"}
+    assert last.merge_fields == {
+        "first": f"First{n - 1}",
+        "last": f"Last{n - 1}",
+        "company": f"Company {(n - 1) % 97}",
+    }
     # 200,000 parsed rows held at once would take well over 100 MB (dicts, strings);
     # a streamed import holds one chunk of 5,000 plus SQLite's page cache.
     assert size > 10_000_000
