@@ -20,10 +20,11 @@ from pydantic import SecretStr
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.schemas import AliasCreate, UserCreate
+from sendas.schemas import AliasCreate, CampaignTemplatesIn, UserCreate
 from sendas.services import aliases as alias_service
-from sendas.services import campaigns as campaign_service
 from sendas.services import users as user_service
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.recipients import csv_rows
 from sendas.services.common import Actor
 
 
@@ -36,23 +37,36 @@ def main() -> None:
         )
         actor = Actor.of(user)
         alias, _ = alias_service.create_alias(
-            s, actor, AliasCreate(description="bench", from_address="bench@example.com",
-                                  smtp_server="127.0.0.1:2525", tls="none"), ctx.secrets)
+            s,
+            actor,
+            AliasCreate(
+                description="bench",
+                from_address="bench@example.com",
+                smtp_server="127.0.0.1:2525",
+                tls="none",
+            ),
+            ctx.secrets,
+        )
         alias_id = alias.id
-    data = campaign_service.CampaignTemplatesIn(
+    data = CampaignTemplatesIn(
         alias_id=alias_id, subject="Hello {{ first }}", text="Dear {{ first }} {{ last }}"
     )
     baseline = psutil.Process().memory_info().rss
     started = time.perf_counter()
-    created = campaign_service.create_campaign(
-        ctx.db, actor, data, campaign_service.csv_rows(lambda: csv_path.open("rb"))
-    )
+    created = create_campaign(ctx.db, actor, data, csv_rows(lambda: csv_path.open("rb")))
     seconds = time.perf_counter() - started
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     ctx.close()
-    print(json.dumps({"total": created.total, "seconds": round(seconds, 2),
-                      "peak_rss_mb": round(peak_kb / 1024, 1),
-                      "baseline_rss_mb": round(baseline / 2**20, 1)}))
+    print(
+        json.dumps(
+            {
+                "total": created.total,
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak_kb / 1024, 1),
+                "baseline_rss_mb": round(baseline / 2**20, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

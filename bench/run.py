@@ -51,10 +51,12 @@ from sqlalchemy import func, select, update
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Message
-from sendas.schemas import AliasCreate, UserCreate
+from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn, UserCreate
 from sendas.services import aliases as alias_service
-from sendas.services import campaigns as campaign_service
 from sendas.services import users as user_service
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.lifecycle import pause_campaign
+from sendas.services.campaigns.recipients import RowSource, csv_rows, json_rows
 from sendas.services.common import Actor
 
 BENCH = Path(__file__).resolve().parent
@@ -190,13 +192,13 @@ class Site:
                 ids.append(alias.id)
         return ids
 
-    def campaign(self, alias_id: int, rows: campaign_service.RowSource) -> int:
+    def campaign(self, alias_id: int, rows: RowSource) -> int:
         """Queue a campaign and pause it at once: the worker must not start on it yet."""
-        data = campaign_service.CampaignTemplatesIn(alias_id=alias_id, subject=SUBJECT,
+        data = CampaignTemplatesIn(alias_id=alias_id, subject=SUBJECT,
                                                     text=TEXT_TEMPLATE)
-        created = campaign_service.create_campaign(self.ctx.db, self.actor, data, rows)
+        created = create_campaign(self.ctx.db, self.actor, data, rows)
         with self.ctx.db.write() as s:
-            campaign_service.pause_campaign(s, self.actor, created.id)
+            pause_campaign(s, self.actor, created.id)
         return created.id
 
     def single_messages(self, alias_id: int, count: int) -> None:
@@ -283,12 +285,12 @@ def _epoch(value: datetime | str | None) -> float:
     return value.timestamp()
 
 
-def csv_file(path: Path, count: int, start: int = 0) -> campaign_service.RowSource:
+def csv_file(path: Path, count: int, start: int = 0) -> RowSource:
     with path.open("w") as f:
         f.write("email,first,last\n")
         for i in range(start, start + count):
             f.write(f"user{i}@example.com,First{i},Last{i}\n")
-    return campaign_service.csv_rows(lambda: path.open("rb"))
+    return csv_rows(lambda: path.open("rb"))
 
 
 # --- anchors ----------------------------------------------------------------------------------
@@ -463,10 +465,10 @@ def scenario_d(tmp: Path, aliases: int, per_alias: int) -> None:
         try:
             ids = site.aliases(aliases, port, 1000)
             for k, alias_id in enumerate(ids):
-                recipients = [campaign_service.RecipientIn(email=f"u{k}x{i}@example.com",
+                recipients = [RecipientIn(email=f"u{k}x{i}@example.com",
                                                            fields={"first": f"F{i}"})
                               for i in range(per_alias)]
-                site.campaign(alias_id, campaign_service.json_rows(recipients))
+                site.campaign(alias_id, json_rows(recipients))
             seconds, first, counts = site.run(aliases * per_alias)
         finally:
             site.close()

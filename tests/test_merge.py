@@ -17,9 +17,10 @@ from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.errors import TemplateError, ValidationFailed
 from sendas.merge import Recipient, compile_templates, preview, render_message
-from sendas.schemas import AliasCreate
+from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn
 from sendas.services import aliases as alias_service
-from sendas.services import campaigns as svc
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.recipients import RowSource, csv_rows, json_rows
 from sendas.services.common import Actor
 from tests.conftest import Person
 
@@ -27,8 +28,9 @@ ANN = Recipient("ann@example.org", {"first": "Ann", "company": "Acme & Co", "n":
 
 
 def test_three_ways_to_reach_a_value():
-    t = compile_templates("{{ first }}", "{{ fields.first }}|{{ fields['company'] }}|{{ email }}",
-                          None)
+    t = compile_templates(
+        "{{ first }}", "{{ fields.first }}|{{ fields['company'] }}|{{ email }}", None
+    )
     r = t.render(ANN)
     assert r.subject == "Ann"
     assert r.text == "Ann|Acme & Co|ann@example.org"
@@ -126,25 +128,27 @@ def make_alias(ctx: AppContext, who: Person) -> Actor:
         alias_service.create_alias(
             s,
             actor,
-            AliasCreate(description="Work", alias_name="Alice Example",
-                        from_address="alice@example.com", reply_to="replies@example.com",
-                        smtp_server="mail.example.com:465"),
+            AliasCreate(
+                description="Work",
+                alias_name="Alice Example",
+                from_address="alice@example.com",
+                reply_to="replies@example.com",
+                smtp_server="mail.example.com:465",
+            ),
             ctx.secrets,
         )
     return actor
 
 
-def make_campaign(ctx: AppContext, who: Person, rows: svc.RowSource, **data: str) -> int:
+def make_campaign(ctx: AppContext, who: Person, rows: RowSource, **data: str) -> int:
     actor = make_alias(ctx, who)
     values = {"subject": "Hello {{ first }}", "text": "Dear {{ first }}", **data}
-    created = svc.create_campaign(
-        ctx.db, actor, svc.CampaignTemplatesIn.model_validate(values), rows
-    )
+    created = create_campaign(ctx.db, actor, CampaignTemplatesIn.model_validate(values), rows)
     return created.id
 
 
 def test_render_message_composes_for_the_recipient(ctx: AppContext, alice: Person):
-    rows = svc.json_rows([svc.RecipientIn(email="ann@example.org", fields={"first": "Ann <3"})])
+    rows = json_rows([RecipientIn(email="ann@example.org", fields={"first": "Ann <3"})])
     make_campaign(ctx, alice, rows, html="<p>{{ first }}</p>")
     with ctx.db.write() as s:
         message = s.scalars(select(Message)).one()
@@ -206,23 +210,26 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
         f.writelines(_csv_lines(n))
     size = path.stat().st_size
     actor = make_alias(ctx, alice)
-    data = svc.CampaignTemplatesIn(subject="Hi {{ first }}", text="{{ last }} of {{ company }}")
+    data = CampaignTemplatesIn(subject="Hi {{ first }}", text="{{ last }} of {{ company }}")
     gc.collect()
     with PeakRss() as rss:
         # The bad last line refuses the whole list, found only by reading to the end.
         with pytest.raises(ValidationFailed) as info:
-            svc.create_campaign(ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")))
+            create_campaign(ctx.db, actor, data, csv_rows(lambda: path.open("rb")))
         assert info.value.problems[0].msg.startswith(f"line {n + 2}:")
-        created = svc.create_campaign(
-            ctx.db, actor, data, svc.csv_rows(lambda: path.open("rb")), skip_invalid=True
+        created = create_campaign(
+            ctx.db, actor, data, csv_rows(lambda: path.open("rb")), skip_invalid=True
         )
     assert created.total == n and created.invalid_count == 1
     with ctx.db.read() as s:
         assert s.scalar(select(func.count()).where(Message.campaign_id == created.id)) == n
         last = s.scalars(select(Message).order_by(Message.id.desc()).limit(1)).one()
     assert last.to_addrs == [f"user{n - 1}@example.com"]
-    assert last.merge_fields == {"first": f"First{n - 1}", "last": f"Last{n - 1}",
-                                 "company": f"Company {(n - 1) % 97}"}
+    assert last.merge_fields == {
+        "first": f"First{n - 1}",
+        "last": f"Last{n - 1}",
+        "company": f"Company {(n - 1) % 97}",
+    }
     # 200,000 parsed rows held at once would take well over 100 MB (dicts, strings);
     # a streamed import holds one chunk of 5,000 plus SQLite's page cache.
     assert size > 10_000_000

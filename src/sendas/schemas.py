@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import EmailNotValidError, ValidatedEmail, validate_email
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -44,15 +44,22 @@ def header_safe(value: str) -> str:
     return value
 
 
+def check_email(value: str) -> ValidatedEmail:
+    """The one address check of sendas: syntax only (no DNS). Raises EmailNotValidError.
+
+    ``test_environment`` admits the reserved .test domain (RFC 2606), which private and
+    test mail servers use; other special-use names stay refused.
+    """
+    return validate_email(
+        value, check_deliverability=False, allow_smtputf8=True, test_environment=True
+    )
+
+
 def normalize_email(value: str) -> str:
     """Validate syntax only (no DNS) and return the address with a Unicode domain."""
     header_safe(value)
     try:
-        # test_environment admits the reserved .test domain (RFC 2606), which private and
-        # test mail servers use; other special-use names stay refused.
-        result = validate_email(
-            value, check_deliverability=False, allow_smtputf8=True, test_environment=True
-        )
+        result = check_email(value)
     except EmailNotValidError as exc:
         raise ValueError(f"not a valid email address: {exc}") from None
     return result.normalized
@@ -326,6 +333,95 @@ class MessageList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+# --- form letters -------------------------------------------------------------------------
+
+MAX_JSON_RECIPIENTS = 100_000
+
+
+class LetterStrict(BaseModel):
+    """Form-letter input: templates may be long (up to 1,000,000 characters)."""
+
+    model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
+
+
+class RecipientIn(LetterStrict):
+    email: str = Field(max_length=320)
+    fields: dict[str, Any] = {}
+
+
+class CampaignTemplatesIn(LetterStrict):
+    """What a campaign says; recipients come as JSON (:class:`CampaignCreate`) or a CSV."""
+
+    alias_id: int | None = None
+    subject: str = Field(min_length=1, max_length=998)
+    text: str | None = None
+    html: str | None = None
+
+
+class CampaignCreate(CampaignTemplatesIn):
+    recipients: list[RecipientIn] = Field(min_length=1, max_length=MAX_JSON_RECIPIENTS)
+    skip_invalid: bool = False
+
+
+class PreviewIn(LetterStrict):
+    subject: str = Field(max_length=998)
+    text: str | None = None
+    html: str | None = None
+    recipient: RecipientIn
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    text: str
+    html: str | None
+
+
+class InvalidLine(BaseModel):
+    """A refused recipient: CSV line number (header = line 1), or position in a JSON list."""
+
+    line: int
+    email: str | None
+    reason: str
+
+
+class CampaignOut(BaseModel):
+    id: int
+    alias_id: int
+    subject: str
+    status: Literal["running", "paused", "completed", "cancelled"]
+    paused_reason: str | None
+    total: int
+    counts: dict[str, int]
+    rate: float = Field(description="Messages sent per second over the last minute.")
+    eta_seconds: float | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class CampaignCreated(CampaignOut):
+    invalid_count: int = 0
+    invalid_lines: list[InvalidLine] = []
+
+
+class MessageOutcome(BaseModel):
+    id: int
+    email: str
+    status: str
+    attempts: int
+    server_reply: str | None
+    hint: str | None
+    error_step: str | None
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+class CampaignMessagePage(BaseModel):
+    """One page of a form letter's per-recipient outcomes."""
+
+    items: list[MessageOutcome]
+    next_after_id: int | None
 
 
 # --- database outgoing settings ------------------------------------------------------------

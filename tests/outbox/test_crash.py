@@ -20,7 +20,9 @@ from cryptography.fernet import Fernet
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
-from sendas.services import campaigns as campaign_service
+from sendas.schemas import CampaignTemplatesIn, RecipientIn
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.recipients import json_rows
 from sendas.services.common import Actor
 from tests.conftest import make_person
 from tests.outbox.conftest import make_alias, received_ids
@@ -48,14 +50,14 @@ def shared(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
 
 
 def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int:
-    recipients = [campaign_service.RecipientIn(email=f"r{i}@example.org",
+    recipients = [RecipientIn(email=f"r{i}@example.org",
                                                fields={"first": f"First{i}"})
                   for i in range(count)]  # fmt: skip
-    data = campaign_service.CampaignTemplatesIn(
+    data = CampaignTemplatesIn(
         alias_id=alias_id, subject="Hello {{ first }}", text="Dear {{ first }},\n\nnews.\n"
     )
-    created = campaign_service.create_campaign(
-        ctx.db, actor, data, campaign_service.json_rows(recipients)
+    created = create_campaign(
+        ctx.db, actor, data, json_rows(recipients)
     )
     return created.id
 

@@ -11,7 +11,10 @@ from typing import Any
 
 from sendas.context import AppContext
 from sendas.db.models import Lane
-from sendas.services import campaigns as campaign_service
+from sendas.schemas import CampaignTemplatesIn, RecipientIn
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.lifecycle import pause_campaign, resume_campaign
+from sendas.services.campaigns.recipients import json_rows
 from sendas.services.common import Actor
 from tests.outbox.conftest import (
     FAST,
@@ -152,15 +155,15 @@ async def test_a_paused_form_letter_leaves_its_lane_alone_until_resumed(
 ) -> None:
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, alice_actor, server)
-    recipients = [campaign_service.RecipientIn(email=f"r{i}@example.org", fields={"n": str(i)})
+    recipients = [RecipientIn(email=f"r{i}@example.org", fields={"n": str(i)})
                   for i in range(30)]  # fmt: skip
-    data = campaign_service.CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
+    data = CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
                                                 text="Hello {{ n }}\n")  # fmt: skip
-    created = campaign_service.create_campaign(
-        ctx.db, alice_actor, data, campaign_service.json_rows(recipients)
+    created = create_campaign(
+        ctx.db, alice_actor, data, json_rows(recipients)
     )
     with ctx.db.write() as s:
-        campaign_service.pause_campaign(s, alice_actor, created.id)
+        pause_campaign(s, alice_actor, created.id)
 
     async with running_worker(ctx) as worker:
         await asyncio.sleep(20 * FAST.poll_interval)
@@ -171,7 +174,7 @@ async def test_a_paused_form_letter_leaves_its_lane_alone_until_resumed(
             assert s.get(Lane, f"alias:{alias_id}") is None
         assert server.recorder.messages == []
         with ctx.db.write() as s:
-            campaign_service.resume_campaign(s, alice_actor, created.id)
+            resume_campaign(s, alice_actor, created.id)
         ids = list(statuses(ctx))
         await wait_for(all_final(ctx, ids))
 

@@ -14,7 +14,7 @@ from sendas.services.common import Actor
 
 if TYPE_CHECKING:
     # Imported lazily at run time, as the commands below do: the service pulls in the outbox.
-    from sendas.services.campaigns import CampaignCreated
+    from sendas.schemas import CampaignCreated
 
 campaign_app = typer.Typer(
     help="Form letters: one message per recipient of a CSV list.", no_args_is_help=True
@@ -46,7 +46,7 @@ def _follow_campaign(
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from sendas.services import campaigns as campaign_service
+    from sendas.services.campaigns import progress as campaign_service
 
     status = campaign_service.campaign_status(ctx.db, actor, campaign_id)
     columns = (
@@ -112,7 +112,9 @@ def campaign_send(
     interval: Annotated[float, typer.Option(help="Seconds between progress updates.")] = 0.5,
 ) -> None:
     """Queue a form letter: one message per CSV row, merged from the templates."""
-    from sendas.services import campaigns as campaign_service
+    from sendas.schemas import CampaignTemplatesIn
+    from sendas.services.campaigns.create import create_campaign
+    from sendas.services.campaigns.recipients import csv_rows
 
     if text_file is None and html_file is None:
         raise fail("give a template with --text-file and/or --html-file", 2)
@@ -122,17 +124,15 @@ def campaign_send(
         csv_file.open("rb").close()
     except (OSError, UnicodeDecodeError) as exc:
         raise fail(f"cannot read a file: {exc}", 2) from None
-    data = build(
-        campaign_service.CampaignTemplatesIn, alias_id=alias, subject=subject, text=text, html=html
-    )
+    data = build(CampaignTemplatesIn, alias_id=alias, subject=subject, text=text, html=html)
     with context() as ctx:
         actor = actor_for(ctx, user)
         try:
-            created = campaign_service.create_campaign(
+            created = create_campaign(
                 ctx.db,
                 actor,
                 data,
-                campaign_service.csv_rows(lambda: csv_file.open("rb")),
+                csv_rows(lambda: csv_file.open("rb")),
                 skip_invalid=skip_invalid,
             )
         except ValidationFailed as exc:
@@ -171,7 +171,7 @@ def campaign_status_command(
     interval: Annotated[float, typer.Option(help="Seconds between progress updates.")] = 0.5,
 ) -> None:
     """Show a campaign's totals by status, rate and ETA."""
-    from sendas.services import campaigns as campaign_service
+    from sendas.services.campaigns import progress as campaign_service
 
     with context() as ctx:
         if follow and not as_json:
@@ -187,7 +187,8 @@ def campaign_status_command(
 
 
 def _campaign_change(action: str, campaign_id: int) -> None:
-    from sendas.services import campaigns as campaign_service
+    from sendas.services.campaigns import lifecycle as campaign_service
+    from sendas.services.campaigns.progress import campaign_out
 
     change = {
         "pause": campaign_service.pause_campaign,
@@ -195,7 +196,7 @@ def _campaign_change(action: str, campaign_id: int) -> None:
         "cancel": campaign_service.cancel_campaign,
     }[action]
     with context() as ctx, ctx.db.write() as s:
-        result = campaign_service.campaign_out(s, change(s, None, campaign_id))
+        result = campaign_out(s, change(s, None, campaign_id))
     out.print(_campaign_line(result), highlight=False, markup=False)
 
 

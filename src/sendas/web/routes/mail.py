@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
-import io
 import re
 from typing import Any
 
@@ -15,12 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, TemplateError, ValidationFailed
-from sendas.merge import Recipient, preview
+from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
 from sendas.services import aliases as alias_svc
-from sendas.services import campaigns as campaign_svc
 from sendas.services import messages as message_svc
+from sendas.services.campaigns import lifecycle, progress
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.form import letter_from_form
+from sendas.services.campaigns.preview import preview
+from sendas.services.campaigns.recipients import nth_recipient
 from sendas.services.common import Actor
-from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, checked, raw_text, text
+from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter()
@@ -242,28 +244,6 @@ def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
     )
 
 
-async def _recipients_csv(form: FormData) -> bytes:
-    """The uploaded CSV, else the pasted recipients (a bare list of addresses gets a header)."""
-    upload = form.get("file")
-    if isinstance(upload, UploadFile) and upload.filename:
-        data = await upload.read(MAX_UPLOAD + 1)
-        if len(data) > MAX_UPLOAD:
-            raise ValidationFailed.one("file", "the file is larger than 25 MB")
-        if data.strip():
-            return data
-    pasted = raw_text(form, "recipients_text").strip()
-    if not pasted:
-        raise ValidationFailed.one("recipients_text", "paste recipients or upload a CSV file")
-    first = pasted.splitlines()[0]
-    if "email" not in [c.strip().casefold() for c in first.split(",")]:
-        pasted = "email\n" + pasted
-    return pasted.encode()
-
-
-def _rows(data: bytes) -> campaign_svc.RowSource:
-    return campaign_svc.csv_rows(lambda: contextlib.nullcontext(io.BytesIO(data)))
-
-
 def _renamed(errors: dict[str, str], form: FormData) -> dict[str, str]:
     """Problems with the CSV belong to whichever box the recipients came from."""
     upload = form.get("file")
@@ -272,50 +252,34 @@ def _renamed(errors: dict[str, str], form: FormData) -> dict[str, str]:
     return errors
 
 
-def _templates(form: FormData) -> dict[str, Any]:
-    values: dict[str, Any] = {"subject": text(form, "subject"), "text": raw_text(form, "text")}
-    if raw_text(form, "html").strip():
-        values["html"] = raw_text(form, "html")
-    alias = text(form, "alias_id")
-    if alias.isdigit():
-        values["alias_id"] = int(alias)
-    return values
+def _preview(form: FormData) -> dict[str, Any]:
+    """The letter as recipient number ``preview_index`` of the list gets it."""
+    letter = letter_from_form(form, paste_box=True, max_bytes=MAX_UPLOAD)
+    wanted = text(form, "preview_index")
+    index, row, count = nth_recipient(letter.rows, int(wanted) if wanted.isdigit() else 1)
+    t = letter.templates
+    rendered = preview(
+        PreviewIn(
+            subject=t.subject,
+            text=t.text,
+            html=t.html,
+            recipient=RecipientIn(email=row.email, fields=row.fields),
+        )
+    )
+    recipient = {"index": index, "email": row.email, "fields": row.fields}
+    return {"rendered": rendered, "recipient": recipient, "count": count}
 
 
 @router.post("/campaigns/preview")
 async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Response:
     """Render the letter for recipient number N of the list (a fragment)."""
+    shown: dict[str, Any] = {"rendered": None, "recipient": None, "count": 0}
     errors: dict[str, str] = {}
-    rendered = None
-    recipient = None
-    count = 0
     try:
-        rows = [r for r in _rows(await _recipients_csv(form))() if isinstance(r, campaign_svc.Row)]
-        count = len(rows)
-        if not rows:
-            raise ValidationFailed.one("recipients_text", "no valid recipient in the list")
-        wanted = text(form, "preview_index")
-        index = min(max(int(wanted) if wanted.isdigit() else 1, 1), count)
-        row = rows[index - 1]
-        recipient = {"index": index, "email": row.email, "fields": row.fields}
-        t = _templates(form)
-        rendered = preview(
-            t["subject"], t.get("text"), t.get("html"), Recipient(row.email, row.fields)
-        )
-    except ValidationFailed as exc:
+        shown = await run_in_threadpool(_preview, form)
+    except (ValidationError, ValidationFailed) as exc:
         errors = _renamed(field_errors(exc), form)
-    except TemplateError as exc:
-        errors = {"_form": str(exc)}
-    return page(
-        request,
-        "mail/_preview.html",
-        {
-            "rendered": rendered,
-            "recipient": recipient,
-            "count": count,
-            "errors": errors,
-        },
-    )
+    return page(request, "mail/_preview.html", {**shown, "errors": errors})
 
 
 @router.post("/campaigns")
@@ -323,15 +287,16 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
     errors: dict[str, str] = {}
     campaign_id = 0
     try:
-        data = campaign_svc.CampaignTemplatesIn.model_validate(_templates(form))
-        rows = _rows(await _recipients_csv(form))
+        letter = await run_in_threadpool(
+            letter_from_form, form, paste_box=True, max_bytes=MAX_UPLOAD
+        )
         created = await run_in_threadpool(
-            campaign_svc.create_campaign,
+            create_campaign,
             ctx.db,
             actor,
-            data,
-            rows,
-            skip_invalid=checked(form, "skip_invalid"),
+            letter.templates,
+            letter.rows,
+            skip_invalid=letter.skip_invalid,
             list_field="file",
         )
         campaign_id = created.id
@@ -365,14 +330,14 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
     return redirect(request, f"/campaigns/{campaign_id}")
 
 
-def _campaign(ctx: WebCtx, actor: Actor, campaign_id: int) -> campaign_svc.CampaignOut:
+def _campaign(ctx: WebCtx, actor: Actor, campaign_id: int) -> CampaignOut:
     try:
-        return campaign_svc.campaign_status(ctx.db, actor, campaign_id)
+        return progress.campaign_status(ctx.db, actor, campaign_id)
     except NotFound:
         raise PageNotFound() from None
 
 
-def progress_numbers(c: campaign_svc.CampaignOut) -> dict[str, Any]:
+def progress_numbers(c: CampaignOut) -> dict[str, Any]:
     waiting = sum(c.counts.get(s, 0) for s in ACTIVE)
     done = max(0, c.total - waiting)
     percent = 100 if c.status == "completed" or c.total == 0 else int(done * 100 / c.total)
@@ -422,7 +387,7 @@ def campaign_recipients(
 ) -> Response:
     try:
         with ctx.db.read() as s:
-            result = campaign_svc.list_messages(
+            result = progress.list_messages(
                 s,
                 actor,
                 campaign_id,
@@ -448,9 +413,9 @@ def campaign_action(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: int, action: str
 ) -> Response:
     actions = {
-        "pause": campaign_svc.pause_campaign,
-        "resume": campaign_svc.resume_campaign,
-        "cancel": campaign_svc.cancel_campaign,
+        "pause": lifecycle.pause_campaign,
+        "resume": lifecycle.resume_campaign,
+        "cancel": lifecycle.cancel_campaign,
     }
     if action not in actions:
         raise PageNotFound()

@@ -1,0 +1,76 @@
+"""Pausing, resuming and cancelling a form letter: status changes in the database.
+
+The outbox claims a campaign's messages only while the campaign is ``running``; messages
+already handed to a server finish whatever happens here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Campaign, Message
+from sendas.errors import Conflict, NotFound
+from sendas.services.common import Actor, audit
+
+CANCELLABLE = ("queued", "retrying")
+PAUSED_BY_OWNER = "paused by its owner"
+
+
+def pause_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
+    """Stop claiming this campaign's messages; those already being sent finish."""
+    campaign = _lock(session, actor, campaign_id)
+    if campaign.status == "paused":
+        return campaign
+    if campaign.status != "running":
+        raise Conflict(f"the campaign is {campaign.status}: it cannot be paused")
+    campaign.status = "paused"
+    campaign.paused_reason = PAUSED_BY_OWNER
+    _audit(session, actor, campaign, "campaign.pause")
+    return campaign
+
+
+def resume_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
+    campaign = _lock(session, actor, campaign_id)
+    if campaign.status == "running":
+        return campaign
+    if campaign.status != "paused":
+        raise Conflict(f"the campaign is {campaign.status}: it cannot be resumed")
+    campaign.status = "running"
+    campaign.paused_reason = None
+    _audit(session, actor, campaign, "campaign.resume")
+    return campaign
+
+
+def cancel_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
+    """Cancel every message not yet handed to a server; messages being sent finish."""
+    campaign = _lock(session, actor, campaign_id)
+    if campaign.status == "cancelled":
+        return campaign
+    if campaign.status == "completed":
+        raise Conflict("the campaign is completed: there is nothing left to cancel")
+    now = datetime.now(UTC)
+    session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign.id, Message.status.in_(CANCELLABLE))
+        .values(status="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    campaign.status = "cancelled"
+    campaign.paused_reason = None
+    campaign.completed_at = now
+    _audit(session, actor, campaign, "campaign.cancel")
+    return campaign
+
+
+def _lock(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.id == campaign_id).with_for_update())
+    if campaign is None or (actor is not None and campaign.user_id != actor.id):
+        raise NotFound("campaign", campaign_id)
+    return campaign
+
+
+def _audit(session: Session, actor: Actor | None, campaign: Campaign, action: str) -> None:
+    audit(session, actor, action, "campaign", campaign.id, owner_id=campaign.user_id)
