@@ -13,12 +13,6 @@ from starlette.routing import BaseRoute
 
 # FastAPI's own models for 422 answers.
 FASTAPI_MODELS = {"HTTPValidationError", "ValidationError"}
-# The form-letter models still live in the campaign service until its split moves them to
-# sendas.schemas. Once nothing is published from there, test_no_stale_allowance fails:
-# then delete this allowance.
-MOVING_TO_SCHEMAS = {"sendas.services.campaigns"}
-
-
 def _models_in(tp: Any, seen: set[type[BaseModel]]) -> Iterator[type[BaseModel]]:
     """Every pydantic model a type annotation reaches, nested fields included."""
     if isinstance(tp, type) and issubclass(tp, BaseModel):
@@ -75,11 +69,6 @@ def test_every_published_model_is_in_schemas(client: TestClient):
     stray = [
         f"{m.__module__}.{m.__name__}"
         for m in models
-        if m.__module__ != "sendas.schemas" and m.__module__ not in MOVING_TO_SCHEMAS
+        if m.__module__ != "sendas.schemas"
     ]
     assert stray == []
-
-
-def test_no_stale_allowance(client: TestClient):
-    modules = {m.__module__ for m in published_models(client.app)}
-    assert modules >= MOVING_TO_SCHEMAS, "the models moved: empty MOVING_TO_SCHEMAS"
