@@ -1,28 +1,30 @@
 """Test Connection results as the pages render them (HTML, no browser), against a real SMTP
-server and a real Dovecot: one result type, every step of a passing test marked ok."""
+server and a real Dovecot: one result type, every step of a passing test marked ok.
+
+Synchronous on purpose: the browser tests in this folder keep Playwright's event loop
+running in the main thread, so an asyncio test here could not start its own."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Iterator
 
-import httpx
 import pytest
-import pytest_asyncio
+import trustme
+from fastapi.testclient import TestClient
 
 from sendas.api import create_app
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing
-from tests.api.test_connection_test import LEGACY_IMAP_FAILED, LEGACY_LAST_TEST, alias_body
+from tests.api.test_connection_test import LEGACY_IMAP_FAILED, LEGACY_LAST_TEST
 from tests.conftest import Person
 from tests.servers.dovecot import DovecotServer
+from tests.web.conftest import SMTP_PASSWORD, SMTP_USER, MailSink
 
 
-@pytest_asyncio.fixture
-async def web(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(ctx.settings, ctx=ctx))
-    async with httpx.AsyncClient(transport=transport, base_url="http://sendas.test") as c:
+@pytest.fixture
+def web(ctx: AppContext) -> Iterator[TestClient]:
+    with TestClient(create_app(ctx.settings, ctx=ctx), follow_redirects=False) as c:
         yield c
 
 
@@ -32,15 +34,15 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-async def log_in(web: httpx.AsyncClient, person: Person) -> str:
+def log_in(web: TestClient, person: Person) -> str:
     """Log in through the form; the CSRF token of the logged-in session."""
-    token = csrf_of((await web.get("/login")).text)
-    r = await web.post(
+    token = csrf_of(web.get("/login").text)
+    r = web.post(
         "/login",
         data={"csrf": token, "email": person.email, "password": "correct horse battery"},
     )
     assert r.status_code in (302, 303), r.text
-    return csrf_of((await web.get("/aliases")).text)
+    return csrf_of(web.get("/aliases").text)
 
 
 def step_marks(html: str) -> list[tuple[str, str]]:
@@ -52,9 +54,9 @@ def step_marks(html: str) -> list[tuple[str, str]]:
     )
 
 
-async def imap_account(api: httpx.AsyncClient, person: Person, dovecot: DovecotServer) -> int:
+def imap_account(api: TestClient, person: Person, dovecot: DovecotServer) -> int:
     account = dovecot.special
-    r = await api.post(
+    r = api.post(
         "/api/imap-accounts",
         json={
             "imap_server": f"{dovecot.host}:{dovecot.imaps_port}",
@@ -70,15 +72,29 @@ async def imap_account(api: httpx.AsyncClient, person: Person, dovecot: DovecotS
 
 
 @pytest.mark.usefixtures("admin")  # an admin exists, so the log-in page is not first-run setup
-async def test_passing_test_shows_every_step_ok_and_names_the_sent_folder(
-    web: httpx.AsyncClient, alice: Person, smtpd: Any, dovecot_server: DovecotServer
+def test_passing_test_shows_every_step_ok_and_names_the_sent_folder(
+    web: TestClient,
+    alice: Person,
+    mail_sink: MailSink,
+    web_ca: trustme.CA,
+    dovecot_server: DovecotServer,
 ) -> None:
-    server = await smtpd(tls="starttls")
-    imap_id = await imap_account(web, alice, dovecot_server)
-    body = alias_body(server, imap_account_id=imap_id)
-    r = await web.post("/api/aliases", json=body, headers=alice.headers)
+    imap_id = imap_account(web, alice, dovecot_server)
+    body = {
+        "description": "With copy",
+        "alias_name": "Alice",
+        "from_address": SMTP_USER,
+        "smtp_server": mail_sink.server,
+        "tls": "starttls",
+        "smtp_username": SMTP_USER,
+        "smtp_password": SMTP_PASSWORD,
+        "ca_bundle": web_ca.cert_pem.bytes().decode(),
+        "imap_account_id": imap_id,
+    }
+    r = web.post("/api/aliases", json=body, headers=alice.headers)
+    assert r.status_code == 201, r.text
     alias_id = r.json()["id"]
-    csrf = await log_in(web, alice)
+    csrf = log_in(web, alice)
 
     # The Edit Alias screen's Test Connection (the htmx fragment for #test-result).
     form = {
@@ -86,7 +102,7 @@ async def test_passing_test_shows_every_step_ok_and_names_the_sent_folder(
         "alias_id": str(alias_id),
         **{k: str(v) for k, v in body.items() if k not in ("smtp_password", "ca_bundle")},
     }
-    html = (await web.post("/aliases/test", data=form)).text
+    html = web.post("/aliases/test", data=form).text
     assert "Status: OK" in html and "Status: FAILED" not in html, html
     assert "✗" not in html
     marks = step_marks(html)
@@ -103,7 +119,7 @@ async def test_passing_test_shows_every_step_ok_and_names_the_sent_folder(
     assert '<strong class="sent-folder">Sent Items</strong>' in html
 
     # The IMAP account's own test names the folder, not the SMTP wording.
-    html = (await web.post(f"/imap/{imap_id}/test", data={"csrf": csrf})).text
+    html = web.post(f"/imap/{imap_id}/test", data={"csrf": csrf}).text
     assert "Status: OK" in html and "✗" not in html
     assert {mark for _, mark in step_marks(html)} == {"✓"}
     assert len(step_marks(html)) == 4
@@ -111,16 +127,16 @@ async def test_passing_test_shows_every_step_ok_and_names_the_sent_folder(
     assert "would take mail" not in html
 
     # Test from the card: the card's "Last test" says OK.
-    r = await web.post(f"/aliases/{alias_id}/test-saved", data={"csrf": csrf})
+    r = web.post(f"/aliases/{alias_id}/test-saved", data={"csrf": csrf})
     assert r.status_code in (302, 303)
-    page = (await web.get("/aliases")).text
+    page = web.get("/aliases").text
     assert re.search(r'class="last-test">\s*<span class="badge st-sent">OK</span>', page), page
 
 
-async def test_legacy_stored_results_still_render(
-    ctx: AppContext, web: httpx.AsyncClient, admin: Person
+def test_legacy_stored_results_still_render(
+    ctx: AppContext, web: TestClient, admin: Person
 ) -> None:
-    r = await web.post(
+    r = web.post(
         "/api/aliases",
         json={
             "description": "Old",
@@ -132,24 +148,24 @@ async def test_legacy_stored_results_still_render(
         headers=admin.headers,
     )
     alias_id = r.json()["id"]
-    r = await web.post(
+    r = web.post(
         "/api/imap-accounts",
         json={"imap_server": "imap.example.test:993", "username": "u", "password": "pw-1"},
         headers=admin.headers,
     )
     imap_id = r.json()["id"]
-    await web.get("/api/system/outgoing", headers=admin.headers)  # the row exists
+    web.get("/api/system/outgoing", headers=admin.headers)  # the row exists
     with ctx.db.write() as s:
         s.get_one(Alias, alias_id).last_test = LEGACY_LAST_TEST
         s.get_one(ImapAccount, imap_id).last_test = LEGACY_IMAP_FAILED
         s.query(SystemOutgoing).one().last_test = LEGACY_LAST_TEST
-    await log_in(web, admin)
+    log_in(web, admin)
 
-    page = (await web.get("/aliases")).text
+    page = web.get("/aliases").text
     assert re.search(
         r'class="last-test">\s*<span class="badge st-sent">OK</span> 2024-05-01 14:03 UTC', page
     ), page
-    page = (await web.get("/imap")).text
+    page = web.get("/imap").text
     assert '<span class="badge st-failed">FAILED</span> 2024-05-01 14:03 UTC' in page, page
-    page = (await web.get("/admin/outgoing")).text
+    page = web.get("/admin/outgoing").text
     assert "Last test: OK 2024-05-01 14:03 UTC" in page, page
