@@ -21,6 +21,7 @@ from rich.table import Table
 from sendas.config import Settings
 from sendas.context import AppContext, configure_logging
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.outbox.statuses import ACTIVE, DONE, FINISHED, MessageStatus
 from sendas.schemas import AliasCreate, AliasPatch, ImapCreate, SystemOutgoingIn, UserCreate
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
@@ -515,7 +516,7 @@ def imap_test(user: UserOpt, account_id: int) -> None:
 @outgoing_app.command("show")
 def outgoing_show(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the outgoing settings for automated mail (never the password)."""
-    with context() as ctx, ctx.db.write() as s:
+    with context() as ctx, ctx.db.read() as s:
         data = system_service.system_out(system_service.get_settings_row(s)).model_dump(mode="json")
     if as_json:
         emit_json(data)
@@ -647,16 +648,16 @@ def send_command(
         while True:
             with ctx.db.read() as s:
                 msg = message_service.message_out(message_service.get_message(s, actor, message_id))
-            if msg.status in ("sent", "failed", "unknown", "cancelled"):
+            if msg.status in DONE:
                 break
             if time.monotonic() > deadline:
                 raise fail(f"message {message_id} is still {msg.status} after {timeout:g} s")
             time.sleep(0.2)
     out.print(f"{msg.status}: {msg.server_reply or ''}".rstrip(": "), highlight=False,
               markup=False)
-    if msg.hint and msg.status != "sent":
+    if msg.hint and msg.status != MessageStatus.SENT:
         err.print(f"hint: {msg.hint}", highlight=False, markup=False)
-    if msg.status != "sent":
+    if msg.status != MessageStatus.SENT:
         raise typer.Exit(1)
 
 
@@ -665,7 +666,6 @@ def send_command(
 campaign_app = typer.Typer(help="Form letters: one message per recipient of a CSV list.",
                            no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
-FINISHED = ("completed", "cancelled")
 
 
 def _campaign_line(c: Any) -> str:
@@ -699,10 +699,11 @@ def _follow_campaign(ctx: AppContext, actor: Actor | None, campaign_id: int,
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task("", total=status.total, cid=campaign_id, state="", detail="")
         while True:
-            remaining = sum(status.counts[k] for k in campaign_service.ACTIVE)
+            remaining = sum(status.counts[k] for k in ACTIVE)
             c = status.counts
-            detail = " ".join([f"sent {c['sent']}"] + [
-                f"{k} {c[k]}" for k in ("failed", "unknown", "cancelled") if c[k]])
+            detail = " ".join([f"sent {c[MessageStatus.SENT]}"] + [
+                f"{k} {c[k]}" for k in (MessageStatus.FAILED, MessageStatus.UNKNOWN,
+                                        MessageStatus.CANCELLED) if c[k]])
             if status.status not in FINISHED:
                 detail += f" | {status.rate:.1f}/s | {_eta_text(status)}"
             if status.paused_reason:

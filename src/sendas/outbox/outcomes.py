@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sendas.errors import (
     AuthError,
@@ -21,11 +21,11 @@ from sendas.errors import (
     SmtpUtf8Required,
     TransportError,
 )
+from sendas.outbox.statuses import MessageStatus
 from sendas.smtp.replies import ReplyKind, classify, hint_for, pause_until
 from sendas.smtp.transport import SubmitResult
 
-Status = Literal["sent", "retrying", "failed", "unknown", "queued"]
-FINAL_RECIPIENT = ("sent", "failed")
+FINAL_RECIPIENT = (MessageStatus.SENT, MessageStatus.FAILED)
 
 UNKNOWN_HINT = (
     "The connection broke after the message went out, so the server may have accepted it. "
@@ -46,7 +46,7 @@ class LaneAction:
 
 @dataclass
 class Outcome:
-    status: Status
+    status: MessageStatus
     recipient_results: dict[str, dict[str, Any]]
     server_reply: str | None = None
     error_step: str | None = None
@@ -108,7 +108,7 @@ class _Builder:
         self.note(step, reply, hint)
         if kind == ReplyKind.PERMANENT:
             for r in recipients:
-                self.results[r] = _entry("failed", code, reply, hint)
+                self.results[r] = _entry(MessageStatus.FAILED, code, reply, hint)
             return
         for r in recipients:
             self.results[r] = _entry("pending", code, reply, hint)
@@ -145,7 +145,7 @@ def interpret(
             assert answer.final_reply is not None
             reply = _reply_str(*answer.final_reply)
             for r in answer.accepted:
-                b.results[r] = _entry("sent", answer.final_reply[0], reply, None)
+                b.results[r] = _entry(MessageStatus.SENT, answer.final_reply[0], reply, None)
             sent_reply: str | None = reply
         else:
             sent_reply = None
@@ -154,7 +154,7 @@ def interpret(
                 b.by_kind(answer.accepted, classify(code, text), "data", code, text)
     elif isinstance(answer, DeliveryUnknown):
         return Outcome(
-            "unknown",
+            MessageStatus.UNKNOWN,
             b.results,
             server_reply=answer.server_reply or str(answer),
             error_step=answer.step or "data",
@@ -168,7 +168,7 @@ def interpret(
     elif isinstance(answer, SmtpUtf8Required):
         b.note(answer.step, str(answer), answer.hint)
         for r in recipients:
-            b.results[r] = _entry("failed", None, str(answer), answer.hint)
+            b.results[r] = _entry(MessageStatus.FAILED, None, str(answer), answer.hint)
         sent_reply = None
     elif isinstance(answer, ReplyError):
         b.by_kind(
@@ -180,7 +180,7 @@ def interpret(
         )
         if answer.code is None:  # refused locally (a bad address): nothing to retry
             for r in recipients:
-                b.results[r]["status"] = "failed"
+                b.results[r]["status"] = MessageStatus.FAILED
             b.transient = False
         sent_reply = None
     elif isinstance(answer, MailConnectionError | MailTimeoutError):
@@ -189,36 +189,43 @@ def interpret(
         b.note(answer.step, str(answer), answer.hint)
         b.lane.reconnect = True
         return Outcome(
-            "queued", b.results, server_reply=b.reply, error_step=b.step, hint=b.hint, lane=b.lane
+            MessageStatus.QUEUED,
+            b.results,
+            server_reply=b.reply,
+            error_step=b.step,
+            hint=b.hint,
+            lane=b.lane,
         )
     else:
         b.note(answer.step, answer.server_reply or str(answer), answer.hint)
         b.transient = True
         sent_reply = None
 
-    out = Outcome("queued", b.results, lane=b.lane)
+    out = Outcome(MessageStatus.QUEUED, b.results, lane=b.lane)
     if b.transient:
         out.count_attempt = True
         if attempts + 1 >= max_attempts:
             for r in recipients:
                 entry = b.results.get(r) or {}
                 if entry.get("status") == "pending":
-                    b.results[r] = {**entry, "status": "failed"}
+                    b.results[r] = {**entry, "status": MessageStatus.FAILED}
     remaining = pending_recipients(b.recipients, b.results)
     all_recipients = list(b.results) if b.results else recipients
     if remaining:
         if b.transient:
-            out.status = "retrying"
+            out.status = MessageStatus.RETRYING
             out.next_attempt_at = now + timedelta(
                 seconds=backoff(attempts + 1, backoff_base, backoff_max)
             )
         else:
-            out.status = "queued"  # paused lane or alias needing attention: nobody burned
-    elif any((b.results.get(r) or {}).get("status") == "sent" for r in all_recipients):
-        out.status = "sent"
+            out.status = (
+                MessageStatus.QUEUED
+            )  # paused lane or alias needing attention: nobody burned
+    elif any((b.results.get(r) or {}).get("status") == MessageStatus.SENT for r in all_recipients):
+        out.status = MessageStatus.SENT
     else:
-        out.status = "failed"
-    if out.status == "sent":
+        out.status = MessageStatus.FAILED
+    if out.status == MessageStatus.SENT:
         # Some recipients may have been refused: their replies are in recipient_results.
         out.server_reply = sent_reply or b.reply
         if b.reply is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -24,21 +23,21 @@ from typing import IO, Any, Literal
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import String, Table, and_, cast, exists, func, select, update
+from sqlalchemy import String, and_, cast, func, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
-from sendas.db.models import Alias, Campaign, Lane, Message
+from sendas.db.models import Alias, Campaign, Message
 from sendas.errors import Conflict, FieldProblem, NotFound, TemplateError, ValidationFailed
 from sendas.merge import Recipient, Templates, compile_templates
+from sendas.outbox.completion import complete_if_done
+from sendas.outbox.enqueue import enqueue_form_letter
+from sendas.outbox.lanes import lane_pause
+from sendas.outbox.statuses import ACTIVE, CANCELLABLE, CampaignStatus, MessageStatus
 from sendas.services.aliases import default_alias, get_alias
 from sendas.services.common import Actor, audit
 
-MESSAGE_STATUSES = ("queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled")
-# Messages that may still go out; a campaign with none left is completed.
-ACTIVE = ("queued", "sending", "retrying")
-CANCELLABLE = ("queued", "retrying")
-INSERT_CHUNK = 5_000
+MESSAGE_STATUSES: tuple[str, ...] = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
 # Bad lines kept for the answer; the rest are only counted.
 MAX_REPORTED = 1_000
 MAX_PROBLEMS = 100
@@ -314,24 +313,23 @@ def create_campaign(
             subject=data.subject,
             text_template=data.text,
             html_template=data.html,
-            status="running",
+            status=CampaignStatus.RUNNING,
             total=0,
             created_at=now,
         )
         s.add(campaign)
         s.flush()
-        total = _insert_messages(
+        total = enqueue_form_letter(
             s,
-            campaign.id,
-            actor.id,
-            alias_id,
-            from_address,
-            templates,
-            rows,
-            now,
-            where,
-            list_field,
+            _valid_recipients(templates, rows, where, list_field),
+            campaign_id=campaign.id,
+            user_id=actor.id,
+            alias_id=alias_id,
+            from_address=from_address,
+            now=now,
         )
+        if total == 0:
+            raise ValidationFailed.one(list_field, "no valid recipient to send to")
         campaign.total = total
         audit(
             s,
@@ -416,91 +414,17 @@ def _bad_row_problems(scan: _Scan, list_field: str, where: str) -> list[FieldPro
     return problems
 
 
-def _insert_messages(
-    session: Session,
-    campaign_id: int,
-    user_id: int,
-    alias_id: int,
-    from_address: str,
-    templates: Templates,
-    rows: RowSource,
-    now: datetime,
-    where: str,
-    list_field: str,
-) -> int:
-    """Second pass: insert every valid row, ``INSERT_CHUNK`` at a time.
-
-    The rows go to the driver's ``executemany`` as plain tuples with the JSON and timestamps
-    already encoded: SQLAlchemy's per-value type processing would cost more than the insert.
-    """
-    table = Message.__table__
-    assert isinstance(table, Table)
-    conn = session.connection()
-    dialect = conn.dialect
-    columns = [
-        "user_id",
-        "alias_id",
-        "campaign_id",
-        "lane",
-        "kind",
-        "status",
-        "envelope_from",
-        "recipients",
-        "to_addrs",
-        "cc_addrs",
-        "bcc_addrs",
-        "subject",
-        "message_id",
-        "merge_fields",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    ]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
-    to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    stamp = to_db(now) if to_db is not None else now
-    head = (user_id, alias_id, campaign_id, f"alias:{alias_id}", "campaign", "queued", from_address)
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunk: list[tuple[Any, ...]] = []
-    total = 0
+def _valid_recipients(
+    templates: Templates, rows: RowSource, where: str, list_field: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Second pass: every valid row, for the outbox to insert."""
     for row in rows():
         if isinstance(row, BadRow):
             continue
         # The file may have changed since the first pass: a missing field still refuses.
         if _recipient_problem(templates, row, where, list_field) is not None:
             continue
-        addresses = encode([row.email])
-        chunk.append(
-            (
-                *head,
-                addresses,
-                addresses,
-                "[]",
-                "[]",
-                "",
-                "",
-                encode(row.fields),
-                0,
-                stamp,
-                stamp,
-                stamp,
-            )
-        )
-        if len(chunk) >= INSERT_CHUNK:
-            conn.exec_driver_sql(sql, chunk)
-            total += len(chunk)
-            chunk = []
-    if chunk:
-        conn.exec_driver_sql(sql, chunk)
-        total += len(chunk)
-    if total == 0:
-        raise ValidationFailed.one(list_field, "no valid recipient to send to")
-    return total
+        yield row.email, row.fields
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -515,33 +439,9 @@ def get_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Cam
 
 
 def campaign_status(db: Database, actor: Actor | None, campaign_id: int) -> CampaignOut:
-    """Totals by status, rate and ETA; marks the campaign completed when nothing is left."""
+    """Totals by status, rate and ETA (the outbox marks a finished campaign completed)."""
     with db.read() as s:
-        campaign = get_campaign(s, actor, campaign_id)
-        out = _campaign_out(s, campaign)
-    if out.status == "running" and not any(out.counts[k] for k in ACTIVE):
-        with db.write() as s:
-            mark_completed_if_done(s, campaign_id)
-            out = _campaign_out(s, get_campaign(s, actor, campaign_id))
-    return out
-
-
-def mark_completed_if_done(session: Session, campaign_id: int) -> bool:
-    """Set a running campaign ``completed`` if none of its messages can still go out.
-
-    The outbox may call this after finishing a campaign message. Returns True if changed.
-    """
-    active = exists().where(Message.campaign_id == campaign_id, Message.status.in_(ACTIVE))
-    result = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == "running", ~active)
-        .values(status="completed", completed_at=datetime.now(UTC), paused_reason=None)
-        .execution_options(synchronize_session=False)
-    )
-    changed = bool(getattr(result, "rowcount", 0))
-    if changed:
-        session.expire_all()
-    return changed
+        return _campaign_out(s, get_campaign(s, actor, campaign_id))
 
 
 def _counts(session: Session, campaign_id: int) -> dict[str, int]:
@@ -556,34 +456,31 @@ def _counts(session: Session, campaign_id: int) -> dict[str, int]:
 
 
 def _lane_pause(session: Session, alias_id: int, now: datetime) -> str | None:
-    lane = session.get(Lane, f"alias:{alias_id}")
-    alias = session.get(Alias, alias_id)
-    if (lane is not None and lane.needs_attention) or (alias is not None and alias.needs_reauth):
-        reason = lane.paused_reason if lane is not None and lane.paused_reason else None
-        return reason or "the alias needs attention: its server refused the sign-in"
-    if lane is not None and lane.paused_until is not None and lane.paused_until > now:
-        until = lane.paused_until.isoformat(timespec="seconds")
-        reason = lane.paused_reason or "the server asked to slow down"
-        return f"{reason} (resumes at {until})"
-    return None
+    pause = lane_pause(session, alias_id, now)
+    if pause is None:
+        return None
+    if pause.until is None:
+        return pause.reason or "the alias needs attention: its server refused the sign-in"
+    until = pause.until.isoformat(timespec="seconds")
+    return f"{pause.reason or 'the server asked to slow down'} (resumes at {until})"
 
 
 def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
     now = datetime.now(UTC)
     counts = _counts(session, campaign.id)
     remaining = sum(counts[k] for k in ACTIVE)
-    paused_reason = campaign.paused_reason if campaign.status == "paused" else None
+    paused_reason = campaign.paused_reason if campaign.status == CampaignStatus.PAUSED else None
     rate = 0.0
     eta: float | None = None
-    if campaign.status in ("running", "paused"):
-        if campaign.status == "running":
+    if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        if campaign.status == CampaignStatus.RUNNING:
             paused_reason = _lane_pause(session, campaign.alias_id, now)
         window_start = max(now - RATE_WINDOW, campaign.created_at)
         recent = (
             session.scalar(
                 select(func.count()).where(
                     Message.campaign_id == campaign.id,
-                    Message.status == "sent",
+                    Message.status == MessageStatus.SENT,
                     Message.sent_at >= window_start,
                 )
             )
@@ -593,7 +490,7 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
         rate = recent / seconds
         if remaining == 0:
             eta = 0.0
-        elif rate > 0 and campaign.status == "running" and paused_reason is None:
+        elif rate > 0 and campaign.status == CampaignStatus.RUNNING and paused_reason is None:
             eta = remaining / rate
     return CampaignOut(
         id=campaign.id,
@@ -616,11 +513,11 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
 def pause_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     """Stop claiming this campaign's messages; those already being sent finish."""
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "paused":
+    if campaign.status == CampaignStatus.PAUSED:
         return campaign
-    if campaign.status != "running":
+    if campaign.status != CampaignStatus.RUNNING:
         raise Conflict(f"the campaign is {campaign.status}: it cannot be paused")
-    campaign.status = "paused"
+    campaign.status = CampaignStatus.PAUSED
     campaign.paused_reason = PAUSED_BY_OWNER
     _audit(session, actor, campaign, "campaign.pause")
     return campaign
@@ -628,31 +525,34 @@ def pause_campaign(session: Session, actor: Actor | None, campaign_id: int) -> C
 
 def resume_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "running":
+    if campaign.status == CampaignStatus.RUNNING:
         return campaign
-    if campaign.status != "paused":
+    if campaign.status != CampaignStatus.PAUSED:
         raise Conflict(f"the campaign is {campaign.status}: it cannot be resumed")
-    campaign.status = "running"
+    campaign.status = CampaignStatus.RUNNING
     campaign.paused_reason = None
     _audit(session, actor, campaign, "campaign.resume")
+    complete_if_done(session, campaign)  # its last messages may have settled while paused
     return campaign
 
 
 def cancel_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     """Cancel every message not yet handed to a server; messages being sent finish."""
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "cancelled":
+    if campaign.status == CampaignStatus.CANCELLED:
         return campaign
-    if campaign.status == "completed":
+    if campaign.status == CampaignStatus.COMPLETED:
         raise Conflict("the campaign is completed: there is nothing left to cancel")
     now = datetime.now(UTC)
     session.execute(
         update(Message)
         .where(Message.campaign_id == campaign.id, Message.status.in_(CANCELLABLE))
-        .values(status="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+        .values(
+            status=MessageStatus.CANCELLED, updated_at=now, lease_owner=None, lease_expires_at=None
+        )
         .execution_options(synchronize_session=False)
     )
-    campaign.status = "cancelled"
+    campaign.status = CampaignStatus.CANCELLED
     campaign.paused_reason = None
     campaign.completed_at = now
     _audit(session, actor, campaign, "campaign.cancel")

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from sendas.errors import ValidationFailed
+from sendas.outbox.statuses import CampaignStatus, MessageStatus
 from sendas.web.security import new_csrf_token
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -34,17 +35,8 @@ def _when(value: Any) -> str:
 
 TEMPLATES.env.filters["when"] = _when
 TEMPLATES.env.globals["status_labels"] = {
-    "queued": "Queued",
-    "sending": "Sending",
-    "sent": "Sent",
-    "retrying": "Retrying",
-    "failed": "Failed",
-    "unknown": "Unknown",
-    "cancelled": "Cancelled",
-    # form letters
-    "running": "Running",
-    "paused": "Paused",
-    "completed": "Completed",
+    **{s: s.value.capitalize() for s in MessageStatus},
+    **{s: s.value.capitalize() for s in CampaignStatus},  # form letters
 }
 
 
