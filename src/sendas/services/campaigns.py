@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field
@@ -97,7 +97,7 @@ class CampaignOut(BaseModel):
     id: int
     alias_id: int
     subject: str
-    status: Literal["running", "paused", "completed", "cancelled"]
+    status: CampaignStatus
     paused_reason: str | None
     total: int
     counts: dict[str, int]

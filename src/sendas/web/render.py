@@ -34,10 +34,8 @@ def _when(value: Any) -> str:
 
 
 TEMPLATES.env.filters["when"] = _when
-TEMPLATES.env.globals["status_labels"] = {
-    **{s: s.value.capitalize() for s in MessageStatus},
-    **{s: s.value.capitalize() for s in CampaignStatus},  # form letters
-}
+STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
+TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 
 
 def csrf_token(request: Request) -> str:
