@@ -220,9 +220,7 @@ def _referenced_fields(ast: nodes.Template) -> list[str]:
         if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in free:
             if node.name not in BUILTIN_NAMES:
                 found.setdefault(node.name)
-        elif (
-            isinstance(node, nodes.Getattr) and _is_fields(node.node) and id(node) not in called
-        ):
+        elif isinstance(node, nodes.Getattr) and _is_fields(node.node) and id(node) not in called:
             found.setdefault(node.attr)
         elif (
             isinstance(node, nodes.Getitem)

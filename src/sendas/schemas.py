@@ -26,6 +26,7 @@ from pydantic import (
 
 from sendas.compose import Attachment, Content
 from sendas.errors import ValidationFailed
+from sendas.statuses import CampaignStatus, MessageStatus
 from sendas.validation import at_most
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
@@ -240,7 +241,6 @@ class ImapOut(BaseModel):
 
 # --- messages ------------------------------------------------------------------------------
 
-MessageStatus = Literal["queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled"]
 MAX_RECIPIENTS = 500
 MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
 MAX_BODY = 10 * 1024 * 1024
@@ -390,7 +390,7 @@ class CampaignOut(BaseModel):
     id: int
     alias_id: int
     subject: str
-    status: Literal["running", "paused", "completed", "cancelled"]
+    status: CampaignStatus
     paused_reason: str | None
     total: int
     counts: dict[str, int]

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Lane, Message
+from sendas.outbox.completion import complete_if_done
 from tests.conftest import Person
 
 ALIAS: dict[str, Any] = {
@@ -285,6 +286,8 @@ def set_status(ctx: AppContext, campaign_id: int, status: str, n: int, **values:
             )
         )
         s.execute(update(Message).where(Message.id.in_(ids)).values(status=status, **values))
+        # As the outbox does when it records outcomes: in the same transaction.
+        complete_if_done(s, s.get_one(Campaign, campaign_id))
 
 
 def test_counts_rate_and_completion(client: TestClient, ctx: AppContext, alice: Person):

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from sendas.cli import app
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import Message
+from sendas.db.models import Campaign, Message
+from sendas.outbox.completion import complete_if_done
 
 CSV = "email,first\nann@example.org,Ann\nnobody,No\nben@example.org,Ben\n"
 
@@ -126,6 +127,8 @@ def test_follow_shows_progress_until_completed(run: Any, files: dict[str, Path],
                 first = s.scalars(select(Message).where(Message.status == "queued")).first()
                 assert first is not None
                 first.status, first.sent_at = "sent", datetime.now(UTC)
+                # As the outbox does, in the transaction that records the outcome.
+                complete_if_done(s, s.get_one(Campaign, 1))
 
     worker = threading.Thread(target=deliver)
     worker.start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sendas.outbox.config import OutboxConfig
-from sendas.outbox.worker import _LaneState
+from sendas.outbox.state import LaneState
 
 
 @pytest.mark.parametrize(
@@ -28,19 +28,19 @@ def test_values_that_cannot_work_are_refused(values: dict[str, float]) -> None:
 
 
 def test_first_batch_before_the_link_is_known() -> None:
-    assert _LaneState("alias:1").batch_limit(OutboxConfig(first_batch=20)) == 20
+    assert LaneState("alias:1").batch_limit(OutboxConfig(first_batch=20)) == 20
 
 
 def test_a_fast_link_gets_the_largest_batch() -> None:
     cfg = OutboxConfig(batch_size=100, batch_seconds=0.5)
-    lane = _LaneState("alias:1")
+    lane = LaneState("alias:1")
     lane.note_batch(100, 0.03)  # 0.3 ms a message: 0.5 s would hold 1,666
     assert lane.batch_limit(cfg) == 100
 
 
 def test_a_slow_link_gets_batches_of_about_batch_seconds() -> None:
     cfg = OutboxConfig(batch_size=100, batch_seconds=0.5)
-    lane = _LaneState("alias:1")
+    lane = LaneState("alias:1")
     lane.note_batch(20, 20 * 0.02)  # one 20 ms round trip a message
     assert lane.batch_limit(cfg) == 25
     # Smoothed: one quick batch does not undo what the link showed before.
@@ -49,6 +49,6 @@ def test_a_slow_link_gets_batches_of_about_batch_seconds() -> None:
 
 
 def test_a_very_slow_link_still_sends_one_at_a_time() -> None:
-    lane = _LaneState("alias:1")
+    lane = LaneState("alias:1")
     lane.note_batch(1, 5.0)
     assert lane.batch_limit(OutboxConfig(batch_seconds=0.5)) == 1

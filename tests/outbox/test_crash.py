@@ -86,7 +86,9 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     form_letter(ctx, actor, alias_id, MESSAGES)
-    rng = random.Random(int(os.environ.get("SENDAS_CRASH_SEED", time.time())))
+    seed = int(os.environ.get("SENDAS_TEST_SEED") or time.time_ns() % 2**32)
+    print(f"\ncrash run: seed {seed} (replay: SENDAS_TEST_SEED={seed})")
+    rng = random.Random(seed)
     began = time.monotonic()
 
     for _ in range(KILLS):
@@ -128,4 +130,5 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
             assert counts[message_id] <= 1
     assert max(counts.values()) == 1  # nothing reached the server twice
     assert sum(counts.values()) >= by_status["sent"]
-    print(f"\ncrash run: {by_status} in {elapsed:.1f} s, {server.recorder.connections} connections")
+    connections = server.recorder.connections
+    print(f"\ncrash run (seed {seed}): {by_status} in {elapsed:.1f} s, {connections} connections")

@@ -4,10 +4,13 @@ reused (pipelined) connection; pacing per alias; different aliases in parallel."
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from sendas.context import AppContext
 from sendas.db.models import Lane
@@ -67,17 +70,21 @@ def mail_times(server_recorder_script: dict[str, Any], key: str = "MAIL") -> dic
 
 
 async def test_pacing_holds_delay_between_starts_without_drift(
-    ctx: AppContext, alice_actor: Actor, tmp_path: Path
+    ctx: AppContext, alice_actor: Actor, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     delay_ms, count = 60, 15
     stamps = tmp_path / "stamps.txt"
-    worker_starts: list[float] = []
+    caplog.set_level(logging.INFO, logger="sendas.outbox.starts")
     with stamping_sink.running(stamps) as port:
         alias_id = sink_alias(ctx, alice_actor, port, "work", delay_ms)
         ids = queue(ctx, alice_actor, alias_id, count)
-        async with running_worker(ctx) as worker:
-            worker.on_start = lambda lane, at: worker_starts.append(at)
+        async with running_worker(ctx):
             await wait_for(all_final(ctx, ids))
+    # The worker's log of starts: "<lane> <time.time() of the MAIL FROM handed over>".
+    worker_starts = [
+        float(r.args[1]) for r in caplog.records
+        if r.name == "sendas.outbox.starts" and isinstance(r.args, tuple)
+    ]  # fmt: skip
 
     assert set(statuses(ctx, ids).values()) == {"sent"}
     # At the server (the kernel's receive time of each MAIL FROM): each message once, and

@@ -11,6 +11,7 @@ from sendas.cli.common import JsonOpt, UserOpt, actor_for, build, context, emit_
 from sendas.context import AppContext
 from sendas.errors import ValidationFailed
 from sendas.services.common import Actor
+from sendas.statuses import ACTIVE, FINISHED, MessageStatus
 
 if TYPE_CHECKING:
     # Imported lazily at run time, as the commands below do: the service pulls in the outbox.
@@ -19,7 +20,10 @@ if TYPE_CHECKING:
 campaign_app = typer.Typer(
     help="Form letters: one message per recipient of a CSV list.", no_args_is_help=True
 )
-FINISHED = ("completed", "cancelled")
+
+
+# Outcomes the progress line names when there are any.
+_SETTLED_BADLY = (MessageStatus.FAILED, MessageStatus.UNKNOWN, MessageStatus.CANCELLED)
 
 
 def _campaign_line(c: Any) -> str:
@@ -58,11 +62,15 @@ def _follow_campaign(
     with Progress(*columns, console=out, transient=False) as progress:
         task = progress.add_task("", total=status.total, cid=campaign_id, state="", detail="")
         while True:
-            remaining = sum(status.counts[k] for k in campaign_service.ACTIVE)
+            remaining = sum(status.counts[k] for k in ACTIVE)
             c = status.counts
             detail = " ".join(
                 [f"sent {c['sent']}"]
-                + [f"{k} {c[k]}" for k in ("failed", "unknown", "cancelled") if c[k]]
+                + [
+                    f"{k} {c[k]}"
+                    for k in (MessageStatus.FAILED, MessageStatus.UNKNOWN, MessageStatus.CANCELLED)
+                    if c[k]
+                ]
             )
             if status.status not in FINISHED:
                 detail += f" | {status.rate:.1f}/s | {_eta_text(status)}"

@@ -20,7 +20,7 @@ system_app.add_typer(outgoing_app, name="outgoing")
 @outgoing_app.command("show")
 def outgoing_show(as_json: JsonOpt = False) -> None:
     """Show the outgoing settings for automated mail (never the password)."""
-    with context() as ctx, ctx.db.write() as s:
+    with context() as ctx, ctx.db.read() as s:
         data = system_service.system_out(system_service.get_settings_row(s)).model_dump(mode="json")
     if as_json:
         emit_json(data)

@@ -14,6 +14,7 @@ import typer
 from sendas.cli.common import UserOpt, actor_for, build, context, err, fail, out
 from sendas.context import AppContext
 from sendas.services.common import Actor
+from sendas.statuses import DONE, MessageStatus
 
 if TYPE_CHECKING:
     # Imported lazily at run time: the message service pulls in the outbox.
@@ -104,7 +105,7 @@ def _wait_for_outcome(ctx: AppContext, actor: Actor, message_id: int, timeout: f
     while True:
         with ctx.db.read() as s:
             msg = message_service.message_out(message_service.get_message(s, actor, message_id))
-        if msg.status in ("sent", "failed", "unknown", "cancelled"):
+        if msg.status in DONE:
             return msg
         if time.monotonic() > deadline:
             raise fail(f"message {message_id} is still {msg.status} after {timeout:g} s")
@@ -114,7 +115,7 @@ def _wait_for_outcome(ctx: AppContext, actor: Actor, message_id: int, timeout: f
 def _print_outcome(msg: MessageOut) -> None:
     """The status and the server's reply; a hint and exit 1 unless it was sent."""
     out.print(f"{msg.status}: {msg.server_reply or ''}".rstrip(": "), highlight=False, markup=False)
-    if msg.hint and msg.status != "sent":
+    if msg.hint and msg.status != MessageStatus.SENT:
         err.print(f"hint: {msg.hint}", highlight=False, markup=False)
-    if msg.status != "sent":
+    if msg.status != MessageStatus.SENT:
         raise typer.Exit(1)

@@ -1,4 +1,6 @@
-"""Put composed messages into the outbox: one row per submission, committed by the caller.
+"""Put messages into the outbox: one row per submission, committed by the caller. This is
+the only place that creates message rows: single messages (composed now) and the
+recipients of a form letter (rendered when first sent), in bulk.
 
 The row is the promise: once the caller's transaction commits, the message survives any
 crash, and a worker will submit it through its lane.
@@ -6,11 +8,25 @@ crash, and a worker will submit it through its lane.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from sendas.compose import Composed, Content, Sender, compose, needs_smtputf8
 from sendas.db.models import Message, utcnow
-from sendas.outbox.store import SYSTEM_LANE, alias_lane
+from sendas.outbox.lanes import SYSTEM_LANE, alias_lane
+from sendas.statuses import MessageStatus
+
+INSERT_CHUNK = 5_000
+_FORM_LETTER_COLUMNS = (
+    "user_id", "alias_id", "campaign_id", "lane", "kind", "status", "envelope_from",
+    "recipients", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "message_id",
+    "merge_fields", "attempts", "next_attempt_at", "created_at", "updated_at",
+)  # fmt: skip
 
 
 def compose_for(sender: Sender, content: Content) -> Composed:
@@ -40,7 +56,7 @@ def enqueue(
         alias_id=alias_id,
         lane=alias_lane(alias_id) if alias_id is not None else SYSTEM_LANE,
         kind=kind,
-        status="queued",
+        status=MessageStatus.QUEUED,
         envelope_from=composed.envelope_from,
         recipients=list(composed.recipients),
         to_addrs=list(content.to),
@@ -57,3 +73,50 @@ def enqueue(
     session.add(message)
     session.flush()
     return message
+
+
+def enqueue_form_letter(
+    session: Session,
+    recipients: Iterable[tuple[str, dict[str, Any]]],
+    *,
+    campaign_id: int,
+    user_id: int,
+    alias_id: int,
+    from_address: str,
+    now: datetime,
+) -> int:
+    """Insert a ``queued`` message per (email, merge fields) of a form letter, unrendered,
+    ``INSERT_CHUNK`` at a time; return how many. ``recipients`` may be a generator: it is
+    read once and never held.
+
+    The rows go to the driver's ``executemany`` as plain tuples with the JSON and timestamps
+    already encoded: SQLAlchemy's per-value type processing would cost more than the insert.
+    """
+    table = Message.__table__
+    assert isinstance(table, Table)
+    conn = session.connection()
+    dialect = conn.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(_FORM_LETTER_COLUMNS)}) "
+        f"VALUES ({', '.join([mark] * len(_FORM_LETTER_COLUMNS))})"
+    )
+    to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
+    stamp = to_db(now) if to_db is not None else now
+    head = (user_id, alias_id, campaign_id, alias_lane(alias_id), "campaign",
+            MessageStatus.QUEUED.value, from_address)  # fmt: skip
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    chunk: list[tuple[Any, ...]] = []
+    total = 0
+    for email, fields in recipients:
+        addresses = encode([email])
+        chunk.append((*head, addresses, addresses, "[]", "[]", "", "", encode(fields), 0,
+                      stamp, stamp, stamp))  # fmt: skip
+        if len(chunk) >= INSERT_CHUNK:
+            conn.exec_driver_sql(sql, chunk)
+            total += len(chunk)
+            chunk = []
+    if chunk:
+        conn.exec_driver_sql(sql, chunk)
+        total += len(chunk)
+    return total

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sendas.errors import (
     AuthError,
@@ -22,9 +22,9 @@ from sendas.errors import (
     TransportError,
 )
 from sendas.smtp import ReplyKind, SubmitResult, classify, hint_for, pause_until
+from sendas.statuses import MessageStatus
 
-Status = Literal["sent", "retrying", "failed", "unknown", "queued"]
-FINAL_RECIPIENT = ("sent", "failed")
+FINAL_RECIPIENT = (MessageStatus.SENT, MessageStatus.FAILED)
 
 UNKNOWN_HINT = (
     "The connection broke after the message went out, so the server may have accepted it. "
@@ -45,7 +45,7 @@ class LaneAction:
 
 @dataclass
 class Outcome:
-    status: Status
+    status: MessageStatus
     recipient_results: dict[str, dict[str, Any]]
     server_reply: str | None = None
     error_step: str | None = None
@@ -107,7 +107,7 @@ class _Builder:
         self.note(step, reply, hint)
         if kind == ReplyKind.PERMANENT:
             for r in recipients:
-                self.results[r] = _entry("failed", code, reply, hint)
+                self.results[r] = _entry(MessageStatus.FAILED, code, reply, hint)
             return
         for r in recipients:
             self.results[r] = _entry("pending", code, reply, hint)
@@ -137,87 +137,34 @@ def interpret(
     ``attempts`` counts earlier submissions answered with a temporary failure.
     """
     b = _Builder(recipients, previous, now)
-    if isinstance(answer, SubmitResult):
-        for r, (code, text, kind) in answer.rejected.items():
-            b.by_kind([r], kind, "rcpt_to", code, text)
-        if answer.delivered:
-            assert answer.final_reply is not None
-            reply = _reply_str(*answer.final_reply)
-            for r in answer.accepted:
-                b.results[r] = _entry("sent", answer.final_reply[0], reply, None)
-            sent_reply: str | None = reply
-        else:
-            sent_reply = None
-            if answer.final_reply is not None:
-                code, text = answer.final_reply
-                b.by_kind(answer.accepted, classify(code, text), "data", code, text)
-    elif isinstance(answer, DeliveryUnknown):
+    if isinstance(answer, DeliveryUnknown):
         return Outcome(
-            "unknown",
+            MessageStatus.UNKNOWN,
             b.results,
             server_reply=answer.server_reply or str(answer),
             error_step=answer.step or "data",
             hint=UNKNOWN_HINT,
         )
-    elif isinstance(answer, AuthError | OAuthError):
-        reply = answer.server_reply or str(answer)
-        b.note(answer.step or "auth", reply, answer.hint)
-        b.lane.needs_attention = f"{reply} - {answer.hint}".strip(" -")
-        sent_reply = None
-    elif isinstance(answer, SmtpUtf8Required):
-        b.note(answer.step, str(answer), answer.hint)
-        for r in recipients:
-            b.results[r] = _entry("failed", None, str(answer), answer.hint)
-        sent_reply = None
-    elif isinstance(answer, ReplyError):
-        b.by_kind(
-            recipients,
-            answer.kind,
-            answer.step or "mail_from",
-            answer.code,
-            answer.server_reply.partition(" ")[2] if answer.code else str(answer),
-        )
-        if answer.code is None:  # refused locally (a bad address): nothing to retry
-            for r in recipients:
-                b.results[r]["status"] = "failed"
-            b.transient = False
-        sent_reply = None
-    elif isinstance(answer, MailConnectionError | MailTimeoutError):
+    if isinstance(answer, MailConnectionError | MailTimeoutError):
         # Nothing of this message reached the end of data: offer it again over a new
         # connection; no attempt is counted (the lane backs off if it keeps failing).
         b.note(answer.step, str(answer), answer.hint)
         b.lane.reconnect = True
-        return Outcome(
-            "queued", b.results, server_reply=b.reply, error_step=b.step, hint=b.hint, lane=b.lane
-        )
+        return Outcome(MessageStatus.QUEUED, b.results, server_reply=b.reply,
+                       error_step=b.step, hint=b.hint, lane=b.lane)  # fmt: skip
+    if isinstance(answer, SubmitResult):
+        sent_reply = _apply_result(b, answer)
     else:
-        b.note(answer.step, answer.server_reply or str(answer), answer.hint)
-        b.transient = True
+        _apply_error(b, answer, recipients)
         sent_reply = None
-
-    out = Outcome("queued", b.results, lane=b.lane)
     if b.transient:
-        out.count_attempt = True
-        if attempts + 1 >= max_attempts:
-            for r in recipients:
-                entry = b.results.get(r) or {}
-                if entry.get("status") == "pending":
-                    b.results[r] = {**entry, "status": "failed"}
-    remaining = pending_recipients(b.recipients, b.results)
-    all_recipients = list(b.results) if b.results else recipients
-    if remaining:
-        if b.transient:
-            out.status = "retrying"
-            out.next_attempt_at = now + timedelta(
-                seconds=backoff(attempts + 1, backoff_base, backoff_max)
-            )
-        else:
-            out.status = "queued"  # paused lane or alias needing attention: nobody burned
-    elif any((b.results.get(r) or {}).get("status") == "sent" for r in all_recipients):
-        out.status = "sent"
-    else:
-        out.status = "failed"
-    if out.status == "sent":
+        _burn_if_last(b, recipients, attempts + 1 >= max_attempts)
+    out = Outcome(_status(b), b.results, lane=b.lane, count_attempt=b.transient)
+    if out.status == MessageStatus.RETRYING:
+        out.next_attempt_at = now + timedelta(
+            seconds=backoff(attempts + 1, backoff_base, backoff_max)
+        )
+    if out.status == MessageStatus.SENT:
         # Some recipients may have been refused: their replies are in recipient_results.
         out.server_reply = sent_reply or b.reply
         if b.reply is not None:
@@ -225,3 +172,61 @@ def interpret(
     else:
         out.server_reply, out.error_step, out.hint = b.reply or sent_reply, b.step, b.hint
     return out
+
+
+def _apply_result(b: _Builder, answer: SubmitResult) -> str | None:
+    """The server's replies to one transaction; the reply that accepted it, if it did."""
+    for r, (code, text, kind) in answer.rejected.items():
+        b.by_kind([r], kind, "rcpt_to", code, text)
+    if answer.delivered:
+        assert answer.final_reply is not None
+        reply = _reply_str(*answer.final_reply)
+        for r in answer.accepted:
+            b.results[r] = _entry(MessageStatus.SENT, answer.final_reply[0], reply, None)
+        return reply
+    if answer.final_reply is not None:
+        code, text = answer.final_reply
+        b.by_kind(answer.accepted, classify(code, text), "data", code, text)
+    return None
+
+
+def _apply_error(b: _Builder, answer: TransportError, recipients: list[str]) -> None:
+    """An error before or instead of the end of data (not a broken link, not unknown)."""
+    if isinstance(answer, AuthError | OAuthError):
+        reply = answer.server_reply or str(answer)
+        b.note(answer.step or "auth", reply, answer.hint)
+        b.lane.needs_attention = f"{reply} - {answer.hint}".strip(" -")
+    elif isinstance(answer, SmtpUtf8Required):
+        b.note(answer.step, str(answer), answer.hint)
+        for r in recipients:
+            b.results[r] = _entry(MessageStatus.FAILED, None, str(answer), answer.hint)
+    elif isinstance(answer, ReplyError):
+        text = answer.server_reply.partition(" ")[2] if answer.code else str(answer)
+        b.by_kind(recipients, answer.kind, answer.step or "mail_from", answer.code, text)
+        if answer.code is None:  # refused locally (a bad address): nothing to retry
+            for r in recipients:
+                b.results[r]["status"] = MessageStatus.FAILED
+            b.transient = False
+    else:
+        b.note(answer.step, answer.server_reply or str(answer), answer.hint)
+        b.transient = True
+
+
+def _burn_if_last(b: _Builder, recipients: list[str], last_attempt: bool) -> None:
+    """After the last allowed attempt, the recipients still pending have failed."""
+    if not last_attempt:
+        return
+    for r in recipients:
+        entry = b.results.get(r) or {}
+        if entry.get("status") == "pending":
+            b.results[r] = {**entry, "status": MessageStatus.FAILED}
+
+
+def _status(b: _Builder) -> MessageStatus:
+    if pending_recipients(b.recipients, b.results):
+        # Not transient: a paused lane or an alias needing attention; nobody burned.
+        return MessageStatus.RETRYING if b.transient else MessageStatus.QUEUED
+    all_recipients = list(b.results) if b.results else b.recipients
+    if any((b.results.get(r) or {}).get("status") == MessageStatus.SENT for r in all_recipients):
+        return MessageStatus.SENT
+    return MessageStatus.FAILED

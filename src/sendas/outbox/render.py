@@ -23,8 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import make_engine
-from sendas.outbox import store
-from sendas.outbox.store import Rendered, RenderInput
+from sendas.outbox.claims import Rendered, RenderInput, render_many
 
 log = logging.getLogger("sendas.outbox")
 
@@ -49,7 +48,7 @@ class _RenderState:
             self.session, self.uses = Session(self.engine), 0
         self.uses += 1
         try:
-            return store.render_many(self.session, batches)
+            return render_many(self.session, batches)
         finally:
             self.session.rollback()
 

@@ -7,11 +7,12 @@ concurrent requests; a partial unique index backs it up in the database.
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Alias, ImapAccount, Message, User
+from sendas.db.models import Alias, ImapAccount, User
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
+from sendas.outbox import settle
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
@@ -240,16 +241,7 @@ def delete_alias(session: Session, actor: Actor, alias_id: int) -> None:
     alias = get_alias(session, actor, alias_id)
     was_default = alias.is_default
     # Mail still waiting in this alias's lane can no longer be sent: say so, not wait forever.
-    session.execute(
-        update(Message)
-        .where(Message.alias_id == alias_id, Message.status.in_(("queued", "retrying")))
-        .values(
-            status="cancelled",
-            hint="The alias was deleted before this message was sent.",
-            lease_owner=None,
-            lease_expires_at=None,
-        )
-    )
+    settle.cancel_waiting(session, alias_id, "The alias was deleted before this message was sent.")
     session.delete(alias)
     session.flush()
     if was_default:

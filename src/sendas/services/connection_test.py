@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
+from sendas.endpoints import imap_endpoint, smtp_endpoint
 from sendas.imap.sent import probe_imap
 from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor
-from sendas.services.endpoints import imap_endpoint, smtp_endpoint
 from sendas.smtp import probe
 
 

@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sendas.compose import Sender
-from sendas.db.models import Campaign, Message, utcnow
+from sendas.db.models import Message
 from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from sendas.outbox import settle
 from sendas.outbox.enqueue import compose_for, enqueue
 
 # The shapes live in sendas.schemas; pages and the CLI still reach them through this module.
@@ -24,9 +25,9 @@ from sendas.schemas import SystemMessageIn as SystemMessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor, audit
+from sendas.statuses import READY, MessageStatus
 
-STATUSES: tuple[str, ...] = ("queued", "sending", "sent", "retrying", "failed", "unknown",
-                             "cancelled")  # fmt: skip
+STATUSES: tuple[str, ...] = tuple(MessageStatus)
 
 
 def message_out(m: Message, *, include_raw: bool = False) -> MessageOut:
@@ -36,7 +37,7 @@ def message_out(m: Message, *, include_raw: bool = False) -> MessageOut:
         recipients=list(m.recipients), to=list(m.to_addrs or []), cc=list(m.cc_addrs or []),
         bcc=list(m.bcc_addrs or []), subject=m.subject, message_id=m.message_id,
         attempts=m.attempts,
-        next_attempt_at=m.next_attempt_at if m.status in ("queued", "retrying") else None,
+        next_attempt_at=m.next_attempt_at if m.status in READY else None,
         server_reply=m.server_reply, error_step=m.error_step, hint=m.hint,
         recipient_results=m.recipient_results, sent_copy=m.sent_copy,
         sent_copy_detail=m.sent_copy_detail, created_at=m.created_at, updated_at=m.updated_at,
@@ -133,7 +134,7 @@ def _unknown_for_update(session: Session, actor: Actor, message_id: int) -> Mess
     message = session.get(Message, message_id, with_for_update=True)
     if message is None or message.user_id != actor.id:
         raise NotFound("message", message_id)
-    if message.status != "unknown":
+    if message.status != MessageStatus.UNKNOWN:
         raise Conflict(
             f"only a message whose fate is unknown can be settled; this one is {message.status}"
         )
@@ -143,21 +144,7 @@ def _unknown_for_update(session: Session, actor: Actor, message_id: int) -> Mess
 def resend(session: Session, actor: Actor, message_id: int) -> Message:
     """Send an ``unknown`` message again (the same bytes, the same Message-ID)."""
     message = _unknown_for_update(session, actor, message_id)
-    now = utcnow()
-    message.status = "queued"
-    message.lease_owner = None
-    message.lease_expires_at = None
-    message.next_attempt_at = now
-    message.attempts = 0
-    message.recipient_results = None
-    message.server_reply = message.error_step = message.hint = None
-    message.updated_at = now
-    if message.campaign_id is not None:
-        # The worker only takes messages of running form letters: reopen a finished one.
-        campaign = session.get(Campaign, message.campaign_id)
-        if campaign is not None and campaign.status == "completed":
-            campaign.status = "running"
-            campaign.completed_at = None
+    settle.send_again(session, message)
     audit(session, actor, "message.resend", "message", message.id, owner_id=message.user_id)
     return message
 
@@ -165,12 +152,6 @@ def resend(session: Session, actor: Actor, message_id: int) -> Message:
 def mark_sent(session: Session, actor: Actor, message_id: int) -> Message:
     """The owner says an ``unknown`` message did arrive: record it as sent."""
     message = _unknown_for_update(session, actor, message_id)
-    now = utcnow()
-    message.status = "sent"
-    message.sent_at = now
-    message.lease_owner = None
-    message.lease_expires_at = None
-    message.hint = "Marked as sent by its owner."
-    message.updated_at = now
+    settle.mark_sent(session, message)
     audit(session, actor, "message.mark_sent", "message", message.id, owner_id=message.user_id)
     return message

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
-from sendas.db.models import SystemOutgoing
+from sendas.db.models import SystemOutgoing, utcnow
 from sendas.errors import FieldProblem, ValidationFailed
 from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
 from sendas.secrets import SecretBox
@@ -15,12 +17,22 @@ SYSTEM_ID = 1
 
 
 def get_settings_row(session: Session) -> SystemOutgoing:
+    """The settings (the row migration 0004 creates); reading never writes: without the
+    row, an unsaved one with the defaults. Writers add it (:func:`update_system_outgoing`)."""
     row = session.get(SystemOutgoing, SYSTEM_ID)
     if row is None:
-        row = SystemOutgoing(id=SYSTEM_ID)
-        session.add(row)
-        session.flush()
+        row = SystemOutgoing(**_DEFAULTS, id=SYSTEM_ID, updated_at=utcnow())
     return row
+
+
+def _column_defaults() -> dict[str, Any]:
+    table = SystemOutgoing.__table__
+    return {
+        c.key: c.default.arg for c in table.columns if c.default is not None and c.default.is_scalar
+    }
+
+
+_DEFAULTS = _column_defaults()
 
 
 def is_configured(row: SystemOutgoing) -> bool:
@@ -52,6 +64,7 @@ def update_system_outgoing(
     """Apply the given fields (absent ones keep their value); raises ValidationFailed."""
     actor.require_admin()
     row = get_settings_row(session)
+    session.add(row)  # a no-op once the row exists
     fields = data.model_fields_set
     if "tls" in fields and data.tls:
         row.tls = data.tls

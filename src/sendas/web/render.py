@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from sendas.errors import ValidationFailed
+from sendas.statuses import CampaignStatus, MessageStatus
 from sendas.validation import field_problems
 from sendas.web.security import new_csrf_token
 
@@ -34,19 +35,8 @@ def _when(value: Any) -> str:
 
 
 TEMPLATES.env.filters["when"] = _when
-TEMPLATES.env.globals["status_labels"] = {
-    "queued": "Queued",
-    "sending": "Sending",
-    "sent": "Sent",
-    "retrying": "Retrying",
-    "failed": "Failed",
-    "unknown": "Unknown",
-    "cancelled": "Cancelled",
-    # form letters
-    "running": "Running",
-    "paused": "Paused",
-    "completed": "Completed",
-}
+STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
+TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 
 
 def csrf_token(request: Request) -> str:

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/system", tags=["system"])
 
 @router.get("/outgoing")
 def get_outgoing(ctx: CtxDep, actor: AdminDep) -> SystemOutgoingOut:
-    with ctx.db.write() as s:
+    with ctx.db.read() as s:
         return svc.system_out(svc.get_settings_row(s))
 
 

@@ -8,25 +8,25 @@ with all of its recipients or not at all.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
-from sendas.db.models import Alias, Campaign, Message
+from sendas.db.models import Alias, Campaign
 from sendas.errors import FieldProblem, NotFound, TemplateError, ValidationFailed
 from sendas.merge import Recipient, Templates, compile_templates
+from sendas.outbox.enqueue import enqueue_form_letter
 from sendas.schemas import CampaignCreated, CampaignTemplatesIn, InvalidLine
 from sendas.services.aliases import default_alias, get_alias
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.campaigns.recipients import BadRow, Row, RowSource
 from sendas.services.common import Actor, audit
+from sendas.statuses import CampaignStatus
 
-INSERT_CHUNK = 5_000
 # Bad lines kept for the answer; the rest are only counted.
 MAX_REPORTED = 1_000
 MAX_PROBLEMS = 100
@@ -122,24 +122,23 @@ def _store(
         subject=data.subject,
         text_template=data.text,
         html_template=data.html,
-        status="running",
+        status=CampaignStatus.RUNNING,
         total=0,
         created_at=now,
     )
     session.add(campaign)
     session.flush()
-    total = _insert_messages(
+    total = enqueue_form_letter(
         session,
-        campaign.id,
-        actor.id,
-        sender.alias_id,
-        sender.from_address,
-        templates,
-        rows,
-        now,
-        where,
-        list_field,
+        _valid_recipients(templates, rows, where, list_field),
+        campaign_id=campaign.id,
+        user_id=actor.id,
+        alias_id=sender.alias_id,
+        from_address=sender.from_address,
+        now=now,
     )
+    if total == 0:
+        raise ValidationFailed.one(list_field, "no valid recipient to send to")
     campaign.total = total
     audit(
         session,
@@ -220,88 +219,14 @@ def _bad_row_problems(scan: _Scan, list_field: str, where: str) -> list[FieldPro
     return problems
 
 
-def _insert_messages(
-    session: Session,
-    campaign_id: int,
-    user_id: int,
-    alias_id: int,
-    from_address: str,
-    templates: Templates,
-    rows: RowSource,
-    now: datetime,
-    where: str,
-    list_field: str,
-) -> int:
-    """Second pass: insert every valid row, ``INSERT_CHUNK`` at a time.
-
-    The rows go to the driver's ``executemany`` as plain tuples with the JSON and timestamps
-    already encoded: SQLAlchemy's per-value type processing would cost more than the insert.
-    """
-    table = Message.__table__
-    assert isinstance(table, Table)
-    conn = session.connection()
-    dialect = conn.dialect
-    columns = [
-        "user_id",
-        "alias_id",
-        "campaign_id",
-        "lane",
-        "kind",
-        "status",
-        "envelope_from",
-        "recipients",
-        "to_addrs",
-        "cc_addrs",
-        "bcc_addrs",
-        "subject",
-        "message_id",
-        "merge_fields",
-        "attempts",
-        "next_attempt_at",
-        "created_at",
-        "updated_at",
-    ]
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([mark] * len(columns))})"
-    )
-    to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
-    stamp = to_db(now) if to_db is not None else now
-    head = (user_id, alias_id, campaign_id, f"alias:{alias_id}", "campaign", "queued", from_address)
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunk: list[tuple[Any, ...]] = []
-    total = 0
+def _valid_recipients(
+    templates: Templates, rows: RowSource, where: str, list_field: str
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Second pass: every valid row, for the outbox to insert."""
     for row in rows():
         if isinstance(row, BadRow):
             continue
         # The file may have changed since the first pass: a missing field still refuses.
         if _recipient_problem(templates, row, where, list_field) is not None:
             continue
-        addresses = encode([row.email])
-        chunk.append(
-            (
-                *head,
-                addresses,
-                addresses,
-                "[]",
-                "[]",
-                "",
-                "",
-                encode(row.fields),
-                0,
-                stamp,
-                stamp,
-                stamp,
-            )
-        )
-        if len(chunk) >= INSERT_CHUNK:
-            conn.exec_driver_sql(sql, chunk)
-            total += len(chunk)
-            chunk = []
-    if chunk:
-        conn.exec_driver_sql(sql, chunk)
-        total += len(chunk)
-    if total == 0:
-        raise ValidationFailed.one(list_field, "no valid recipient to send to")
-    return total
+        yield row.email, row.fields

@@ -13,20 +13,21 @@ from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign, Message
 from sendas.errors import Conflict, NotFound
+from sendas.outbox.completion import complete_if_done
 from sendas.services.common import Actor, audit
+from sendas.statuses import CANCELLABLE, CampaignStatus, MessageStatus
 
-CANCELLABLE = ("queued", "retrying")
 PAUSED_BY_OWNER = "paused by its owner"
 
 
 def pause_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     """Stop claiming this campaign's messages; those already being sent finish."""
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "paused":
+    if campaign.status == CampaignStatus.PAUSED:
         return campaign
-    if campaign.status != "running":
+    if campaign.status != CampaignStatus.RUNNING:
         raise Conflict(f"the campaign is {campaign.status}: it cannot be paused")
-    campaign.status = "paused"
+    campaign.status = CampaignStatus.PAUSED
     campaign.paused_reason = PAUSED_BY_OWNER
     _audit(session, actor, campaign, "campaign.pause")
     return campaign
@@ -34,31 +35,34 @@ def pause_campaign(session: Session, actor: Actor | None, campaign_id: int) -> C
 
 def resume_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "running":
+    if campaign.status == CampaignStatus.RUNNING:
         return campaign
-    if campaign.status != "paused":
+    if campaign.status != CampaignStatus.PAUSED:
         raise Conflict(f"the campaign is {campaign.status}: it cannot be resumed")
-    campaign.status = "running"
+    campaign.status = CampaignStatus.RUNNING
     campaign.paused_reason = None
     _audit(session, actor, campaign, "campaign.resume")
+    complete_if_done(session, campaign)  # its last messages may have settled while paused
     return campaign
 
 
 def cancel_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Campaign:
     """Cancel every message not yet handed to a server; messages being sent finish."""
     campaign = _lock(session, actor, campaign_id)
-    if campaign.status == "cancelled":
+    if campaign.status == CampaignStatus.CANCELLED:
         return campaign
-    if campaign.status == "completed":
+    if campaign.status == CampaignStatus.COMPLETED:
         raise Conflict("the campaign is completed: there is nothing left to cancel")
     now = datetime.now(UTC)
     session.execute(
         update(Message)
         .where(Message.campaign_id == campaign.id, Message.status.in_(CANCELLABLE))
-        .values(status="cancelled", updated_at=now, lease_owner=None, lease_expires_at=None)
+        .values(
+            status=MessageStatus.CANCELLED, updated_at=now, lease_owner=None, lease_expires_at=None
+        )
         .execution_options(synchronize_session=False)
     )
-    campaign.status = "cancelled"
+    campaign.status = CampaignStatus.CANCELLED
     campaign.paused_reason = None
     campaign.completed_at = now
     _audit(session, actor, campaign, "campaign.cancel")

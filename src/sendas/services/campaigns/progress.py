@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, and_, cast, exists, func, select, update
+from sqlalchemy import String, and_, cast, func, select
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
-from sendas.db.models import Alias, Campaign, Lane, Message
+from sendas.db.models import Campaign, Message
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
+from sendas.outbox.lanes import lane_pause
 from sendas.schemas import CampaignMessagePage, CampaignOut, MessageOutcome
 from sendas.services.common import Actor
+from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 
-MESSAGE_STATUSES = ("queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled")
-# Messages that may still go out; a campaign with none left is completed.
-ACTIVE = ("queued", "sending", "retrying")
+MESSAGE_STATUSES: tuple[str, ...] = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
 RATE_WINDOW = timedelta(seconds=60)
 
 
@@ -28,33 +28,9 @@ def get_campaign(session: Session, actor: Actor | None, campaign_id: int) -> Cam
 
 
 def campaign_status(db: Database, actor: Actor | None, campaign_id: int) -> CampaignOut:
-    """Totals by status, rate and ETA; marks the campaign completed when nothing is left."""
+    """Totals by status, rate and ETA (the outbox marks a finished campaign completed)."""
     with db.read() as s:
-        campaign = get_campaign(s, actor, campaign_id)
-        out = _campaign_out(s, campaign)
-    if out.status == "running" and not any(out.counts[k] for k in ACTIVE):
-        with db.write() as s:
-            mark_completed_if_done(s, campaign_id)
-            out = _campaign_out(s, get_campaign(s, actor, campaign_id))
-    return out
-
-
-def mark_completed_if_done(session: Session, campaign_id: int) -> bool:
-    """Set a running campaign ``completed`` if none of its messages can still go out.
-
-    The outbox may call this after finishing a campaign message. Returns True if changed.
-    """
-    active = exists().where(Message.campaign_id == campaign_id, Message.status.in_(ACTIVE))
-    result = session.execute(
-        update(Campaign)
-        .where(Campaign.id == campaign_id, Campaign.status == "running", ~active)
-        .values(status="completed", completed_at=datetime.now(UTC), paused_reason=None)
-        .execution_options(synchronize_session=False)
-    )
-    changed = bool(getattr(result, "rowcount", 0))
-    if changed:
-        session.expire_all()
-    return changed
+        return _campaign_out(s, get_campaign(s, actor, campaign_id))
 
 
 def campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
@@ -75,30 +51,27 @@ def _counts(session: Session, campaign_id: int) -> dict[str, int]:
 
 
 def _lane_pause(session: Session, alias_id: int, now: datetime) -> str | None:
-    lane = session.get(Lane, f"alias:{alias_id}")
-    alias = session.get(Alias, alias_id)
-    if (lane is not None and lane.needs_attention) or (alias is not None and alias.needs_reauth):
-        reason = lane.paused_reason if lane is not None and lane.paused_reason else None
-        return reason or "the alias needs attention: its server refused the sign-in"
-    if lane is not None and lane.paused_until is not None and lane.paused_until > now:
-        until = lane.paused_until.isoformat(timespec="seconds")
-        reason = lane.paused_reason or "the server asked to slow down"
-        return f"{reason} (resumes at {until})"
-    return None
+    pause = lane_pause(session, alias_id, now)
+    if pause is None:
+        return None
+    if pause.until is None:
+        return pause.reason or "the alias needs attention: its server refused the sign-in"
+    until = pause.until.isoformat(timespec="seconds")
+    return f"{pause.reason or 'the server asked to slow down'} (resumes at {until})"
 
 
 def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
     now = datetime.now(UTC)
     counts = _counts(session, campaign.id)
     remaining = sum(counts[k] for k in ACTIVE)
-    paused_reason = campaign.paused_reason if campaign.status == "paused" else None
+    paused_reason = campaign.paused_reason if campaign.status == CampaignStatus.PAUSED else None
     rate = 0.0
     eta: float | None = None
-    if campaign.status in ("running", "paused"):
-        if campaign.status == "running":
+    if campaign.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        if campaign.status == CampaignStatus.RUNNING:
             paused_reason = _lane_pause(session, campaign.alias_id, now)
         rate = _recent_rate(session, campaign, now)
-        waiting = campaign.status != "running" or paused_reason is not None
+        waiting = campaign.status != CampaignStatus.RUNNING or paused_reason is not None
         eta = _eta(remaining, rate, waiting=waiting)
     return CampaignOut(
         id=campaign.id,
@@ -122,7 +95,7 @@ def _recent_rate(session: Session, campaign: Campaign, now: datetime) -> float:
         session.scalar(
             select(func.count()).where(
                 Message.campaign_id == campaign.id,
-                Message.status == "sent",
+                Message.status == MessageStatus.SENT,
                 Message.sent_at >= window_start,
             )
         )

@@ -58,7 +58,7 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
 
 @router.get("/outgoing")
 def outgoing_page(request: Request, ctx: WebCtx, admin: WebAdmin) -> Response:
-    with ctx.db.write() as s:  # the settings row is created on first use
+    with ctx.db.read() as s:
         out = outgoing_svc.system_out(outgoing_svc.get_settings_row(s))
     return page(request, "admin/outgoing.html", {"v": out.model_dump(), "errors": {}})
 

@@ -7,12 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from sendas.db.models import Lane, OAuthClient
+from sendas.db.models import OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
     AliasCreate,
     AliasOut,
@@ -73,21 +73,12 @@ def oauth_state(request: Request, session: Session) -> dict[str, dict[str, bool]
     return state
 
 
-def attention_ids(session: Session, alias_ids: list[int]) -> set[int]:
-    """Aliases whose sending lane stopped and waits for the owner."""
-    if not alias_ids:
-        return set()
-    names = [f"alias:{i}" for i in alias_ids]
-    rows = session.scalars(select(Lane.name).where(Lane.name.in_(names), Lane.needs_attention))
-    return {int(n.split(":", 1)[1]) for n in rows}
-
-
 @router.get("/aliases")
 def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
     with ctx.db.read() as s:
         rows = svc.list_aliases(s, actor)
         outs = [svc.alias_out(a) for a in rows]
-        attention = attention_ids(s, [a.id for a in rows])
+        attention = aliases_needing_attention(s, [a.id for a in rows])
         imap_names = {
             a.id: a.imap_account.description or a.imap_account.username
             for a in rows

@@ -22,13 +22,14 @@ from sendas.services.campaigns.form import letter_from_form
 from sendas.services.campaigns.preview import preview
 from sendas.services.campaigns.recipients import nth_recipient
 from sendas.services.common import Actor
+from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter()
 
-ACTIVE = ("queued", "sending", "retrying")
-STATUSES = ("queued", "sending", "sent", "retrying", "failed", "unknown", "cancelled")
+# The filters offered: bounces are not recorded yet.
+STATUSES = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
 COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
 CAMPAIGN_FIELDS = ("alias_id", "subject", "text", "html", "file", "recipients_text")
 MAX_UPLOAD = 25 * 1024 * 1024
@@ -340,19 +341,20 @@ def _campaign(ctx: WebCtx, actor: Actor, campaign_id: int) -> CampaignOut:
 def progress_numbers(c: CampaignOut) -> dict[str, Any]:
     waiting = sum(c.counts.get(s, 0) for s in ACTIVE)
     done = max(0, c.total - waiting)
-    percent = 100 if c.status == "completed" or c.total == 0 else int(done * 100 / c.total)
+    finished = c.status == CampaignStatus.COMPLETED or c.total == 0
+    percent = 100 if finished else int(done * 100 / c.total)
     eta = c.eta_seconds
     per_minute = c.rate * 60
     if c.completed_at is not None and not c.rate:
         # Finished: the average over the whole run says more than the last minute.
         elapsed = max((c.completed_at - c.created_at).total_seconds(), 1.0)
-        per_minute = c.counts.get("sent", 0) * 60 / elapsed
+        per_minute = c.counts.get(MessageStatus.SENT, 0) * 60 / elapsed
     return {
         "done": done,
         "percent": percent,
         "per_minute": round(per_minute, 1),
         "eta": None if eta is None else _duration(eta),
-        "live": c.status in ("running", "paused"),
+        "live": c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED),
     }
 
 

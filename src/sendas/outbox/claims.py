@@ -1,0 +1,414 @@
+"""Claims: the next messages of a lane this worker owns, with leases and pacing slots;
+the form letters among them rendered outside the transaction; then marked ``sending``
+right before submission, or given back.
+
+Every function takes a :class:`Session` inside a write transaction (SQLite: ``BEGIN
+IMMEDIATE``, so one process claims at a time; PostgreSQL: ``FOR UPDATE SKIP LOCKED``) and
+returns plain data, never ORM objects, because the worker uses the answers in another thread.
+
+States: ``queued``/``retrying`` (a claim sets a lease, status unchanged) -> ``sending``
+(committed immediately before the submission) -> ``sent`` | ``retrying`` | ``failed`` |
+``unknown`` (see :mod:`sendas.outbox.record`). A claimed row still ``queued`` was never
+submitted: once its lease runs out, any worker may claim it again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Alias, ImapAccount, SystemOutgoing
+from sendas.endpoints import imap_endpoint, smtp_endpoint
+from sendas.errors import ReauthRequired, SendasError
+from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.providers import files_own_sent_copy
+from sendas.outbox.completion import complete_campaigns
+from sendas.outbox.config import OutboxConfig
+from sendas.outbox.lanes import lane_alias_id
+from sendas.outbox.outcomes import pending_recipients
+from sendas.outbox.tables import LANE, MSG, chunks, running_campaign, update_ids, update_rows
+from sendas.secrets import SecretBox
+from sendas.smtp import SmtpEndpoint, TokenProvider
+from sendas.statuses import READY, MessageStatus
+
+HANDOVER_GUARD = timedelta(milliseconds=3)
+
+TokenProviders = Callable[[int], TokenProvider]
+"""alias id -> token provider, for aliases that sign in with Google or Microsoft."""
+
+
+@dataclass
+class RenderInput:
+    """What ``merge.render_message`` reads of a form letter's message (and sets: ``subject``,
+    ``message_id``): plain data, so rendering runs outside the claiming transaction."""
+
+    id: int
+    campaign_id: int | None
+    to_addrs: list[str]
+    recipients: list[str]
+    merge_fields: dict[str, Any] | None
+    subject: str = ""
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    raw: bytes = field(repr=False)
+    subject: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    id: int
+    envelope_from: str
+    recipients: list[str] = field(repr=False)  # those still pending
+    raw: bytes = field(repr=False)  # empty while ``render`` is pending
+    attempts: int
+    recipient_results: dict[str, Any] | None
+    slot: datetime | None  # planned start of submission (paced lanes)
+    render: RenderInput | None = None  # a form letter not rendered yet
+
+
+@dataclass(frozen=True)
+class Claim:
+    lane: str
+    delay_ms: int
+    endpoint: SmtpEndpoint
+    imap: ImapEndpoint | None
+    copy_skip_reason: str | None  # why no copy to Sent is made, when none is
+    messages: list[ClaimedMessage]
+
+
+# --- endpoints -----------------------------------------------------------------------------
+
+
+def _no_token_provider(alias_id: int) -> TokenProvider:
+    async def provider(force_refresh: bool) -> str:
+        raise ReauthRequired(
+            "no sign-in token is available for this alias",
+            step="auth",
+            hint="Sign in again with Google or Microsoft for this alias.",
+        )
+
+    return provider
+
+
+def alias_endpoint(
+    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
+) -> SmtpEndpoint:
+    provider = None
+    if alias.auth != "password":
+        provider = (token_providers or _no_token_provider)(alias.id)
+    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
+
+
+def _imap_for(
+    alias: Alias, box: SecretBox, timeout: float
+) -> tuple[ImapEndpoint | None, str | None]:
+    if files_own_sent_copy(alias.smtp_host, alias.auth):
+        return None, "the provider files its own copy in Sent"
+    account: ImapAccount | None = alias.imap_account
+    if account is None:
+        return None, "the alias has no IMAP account"
+    if not account.password_enc:
+        return None, "the IMAP account has no password"
+    try:
+        return imap_endpoint(account, box, timeout=timeout), None
+    except ValueError as exc:
+        return None, f"the IMAP account cannot be used: {exc}"
+
+
+# --- statements ----------------------------------------------------------------------------
+
+_CLAIM_COLUMNS = [MSG.c[name] for name in (
+    "id", "raw", "message_id", "recipients", "recipient_results", "attempts",
+    "envelope_from", "campaign_id", "to_addrs", "merge_fields",
+)]  # fmt: skip
+_CLAIM_LANE = (
+    select(LANE.c.owner, LANE.c.needs_attention, LANE.c.paused_until, LANE.c.next_send_at)
+    .where(LANE.c.name == bindparam("lane"))
+    .with_for_update()
+)
+_UPDATE_LANE = update(LANE).where(LANE.c.name == bindparam("_lane"))  # SET: the other keys
+_CLAIM_MESSAGES = (
+    select(*_CLAIM_COLUMNS)
+    .where(
+        MSG.c.status == bindparam("status"),
+        MSG.c.lane == bindparam("lane"),
+        MSG.c.next_attempt_at <= bindparam("now"),
+        or_(MSG.c.lease_expires_at.is_(None), MSG.c.lease_expires_at < bindparam("now")),
+        running_campaign(),
+    )
+    .order_by(MSG.c.next_attempt_at, MSG.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True, of=MSG)
+)
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+def _render(session: Session, message: RenderInput) -> bytes:
+    """A form letter's recipient: rendered and composed by ``sendas.merge``."""
+    merge = importlib.import_module("sendas.merge")
+    render: Callable[[Session, RenderInput], bytes] = merge.render_message
+    return render(session, message)
+
+
+def render_many(session: Session, batches: list[list[RenderInput]]) -> list[list[Rendered | str]]:
+    """Render form letters (a read session: nothing is written here). Per message, the bytes
+    to submit or why it cannot be rendered. The raw message is stored by :func:`mark_many`
+    in the same commit that marks it ``sending``."""
+    out: list[list[Rendered | str]] = []
+    for batch in batches:
+        done: list[Rendered | str] = []
+        for item in batch:
+            try:
+                raw = _render(session, item)
+            except (SendasError, ImportError, ValueError) as exc:
+                done.append(f"The form letter could not be rendered for this recipient: {exc}")
+                continue
+            done.append(Rendered(raw, item.subject, item.message_id))
+        out.append(done)
+    return out
+
+
+# --- claiming ------------------------------------------------------------------------------
+
+
+def _lane_source(session: Session, lane: str) -> tuple[Alias | None, int] | None:
+    """The lane's alias (None: the database settings) and delay, or None if it cannot send."""
+    alias_id = lane_alias_id(lane)
+    if alias_id is None:
+        system = session.get(SystemOutgoing, 1)
+        return None if system is None or not system.smtp_host else (None, system.delay_ms)
+    alias = session.get(Alias, alias_id)
+    if alias is None:
+        return None
+    if alias.needs_reauth:
+        session.execute(_UPDATE_LANE, {"_lane": lane, "needs_attention": True})
+        return None
+    return alias, alias.delay_ms
+
+
+def _ready_rows(session: Session, lane: str, now: datetime, limit: int) -> list[Any]:
+    rows: list[Any] = []
+    for status in READY:
+        if len(rows) >= limit:
+            break
+        params = {"status": status, "lane": lane, "now": now, "limit": limit - len(rows)}
+        rows.extend(session.execute(_CLAIM_MESSAGES, params).all())
+    return rows
+
+
+@dataclass
+class _Plan:
+    """Claimed rows turned into messages with slots, and the few rows that need more than
+    the lease (a Message-ID to remember, or every recipient already settled)."""
+
+    slot: datetime
+    delay_ms: int
+    claimed: list[ClaimedMessage] = field(default_factory=list)
+    changes: list[dict[str, Any]] = field(default_factory=list)
+    settled_campaigns: set[int] = field(default_factory=set)
+
+    def add(self, m: Any) -> None:
+        render: RenderInput | None = None
+        change: dict[str, Any] = {"id": m.id}
+        if m.raw is None:
+            # Rendered after this transaction (render_many), stored when marked sending.
+            render = RenderInput(m.id, m.campaign_id, list(m.to_addrs or []),
+                                 list(m.recipients), m.merge_fields)  # fmt: skip
+        elif not m.message_id:
+            found = _MESSAGE_ID.search(m.raw)
+            change["message_id"] = found.group(1).decode("ascii", "replace") if found else ""
+        pending = pending_recipients(list(m.recipients), m.recipient_results)
+        if not pending:  # every recipient already has a final result
+            results = (m.recipient_results or {}).values()
+            sent = any(v.get("status") == MessageStatus.SENT for v in results)
+            status = MessageStatus.SENT if sent else MessageStatus.FAILED
+            self.changes.append({**change, "status": status})
+            if m.campaign_id is not None:
+                self.settled_campaigns.add(m.campaign_id)
+            return
+        if len(change) > 1:
+            self.changes.append(change)
+        paced = self.delay_ms > 0
+        self.claimed.append(
+            ClaimedMessage(
+                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw or b"",
+                attempts=m.attempts, recipient_results=m.recipient_results,
+                slot=self.slot if paced else None, render=render,
+            )
+        )  # fmt: skip
+        if paced:
+            self.slot = self.slot + timedelta(milliseconds=self.delay_ms)
+
+
+def claim_batch(
+    session: Session,
+    lane: str,
+    owner: str,
+    now: datetime,
+    cfg: OutboxConfig,
+    *,
+    box: SecretBox,
+    token_providers: TokenProviders | None,
+    not_before: datetime | None,
+    batch: int | None = None,
+) -> Claim | None:
+    """Claim the next messages of a lane this worker owns, reserving their pacing slots.
+    ``batch`` caps a lane without delay (default ``cfg.batch_size``).
+
+    Returns ``None`` when the lane is no longer ours, is paused, or has nothing ready.
+    """
+    # The lane row is read and written with Core statements: an ORM object changed here
+    # would be flushed by the next claim's first query, once per lane (500 lanes claim in
+    # one transaction). The statements are built once, with parameters.
+    row = session.execute(_CLAIM_LANE, {"lane": lane}).first()
+    if row is None or row.owner != owner or row.needs_attention:
+        return None
+    if row.paused_until is not None and row.paused_until > now:
+        return None
+    source = _lane_source(session, lane)
+    if source is None:
+        return None
+    alias, delay_ms = source
+    if delay_ms > 0:
+        limit = max(1, min(cfg.max_paced_batch, int(cfg.paced_window_seconds * 1000 // delay_ms)))
+    else:
+        limit = min(batch or cfg.batch_size, cfg.batch_size)
+    rows = _ready_rows(session, lane, now, limit)
+    if not rows:
+        return None
+
+    lease_until = now + timedelta(seconds=cfg.lease_seconds)
+    reserved = row.next_send_at
+    if not_before is None and reserved is not None:
+        # Taking over from another worker: its last start reached the wire a little after
+        # it was stamped, so keep a hair more than the delay (no drift within one worker).
+        reserved += HANDOVER_GUARD
+    plan = _Plan(max(x for x in (now, reserved, not_before) if x is not None), delay_ms)
+    for m in rows:
+        plan.add(m)
+    update_rows(session, plan.changes)
+    complete_campaigns(session, ((c, lane) for c in plan.settled_campaigns), now)
+    claimed = plan.claimed
+    update_ids(session, [m.id for m in claimed], lease_owner=owner, lease_expires_at=lease_until)
+    lane_values: dict[str, Any] = {"_lane": lane, "owner_expires_at": lease_until}
+    if delay_ms > 0 and claimed:
+        lane_values["next_send_at"] = plan.slot  # one delay after the last reserved slot
+    session.execute(_UPDATE_LANE, lane_values)
+    if not claimed:
+        return Claim(lane, delay_ms, _placeholder_endpoint(), None, None, [])
+
+    timeout = cfg.smtp_timeout
+    if alias is not None:
+        endpoint = alias_endpoint(alias, box, timeout, token_providers)
+        imap, skip_reason = _imap_for(alias, box, timeout)
+    else:
+        system = session.get_one(SystemOutgoing, 1)
+        endpoint = smtp_endpoint(system, box, timeout=timeout)
+        imap, skip_reason = None, "automated mail has no Sent folder"
+    return Claim(lane, delay_ms, endpoint, imap, skip_reason, claimed)
+
+
+def _placeholder_endpoint() -> SmtpEndpoint:
+    return SmtpEndpoint(host="invalid", port=25, tls="none")
+
+
+# --- marking sending, giving back ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkRequest:
+    """Mark ``ids`` sending (storing the rendered form letters among them first), and
+    fail the ones that could not be rendered."""
+
+    owner: str
+    ids: list[int]
+    now: datetime
+    lease_seconds: float
+    rendered: dict[int, Rendered] = field(default_factory=dict, repr=False)
+    unrenderable: dict[int, str] = field(default_factory=dict)
+
+
+def _still_ours(session: Session, requests: list[MarkRequest]) -> tuple[set[int], set[int]]:
+    """The wanted messages still claimed by these owners: (running, of a held form letter)."""
+    owners = {r.owner for r in requests}
+    wanted = [i for r in requests for i in (*r.ids, *r.unrenderable)]
+    c = MSG.c
+    ours: set[int] = set()
+    held: set[int] = set()
+    for chunk in chunks(wanted):
+        for message_id, running in session.execute(
+            select(c.id, running_campaign())
+            .where(c.id.in_(chunk), c.lease_owner.in_(owners), c.status.in_(READY))
+            .with_for_update(of=MSG)
+        ):  # fmt: skip
+            (ours if running else held).add(message_id)
+    return ours, held
+
+
+def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
+    """Mark claimed messages ``sending`` (the callers submit right after the commit), for
+    many lanes at once: one SELECT and one UPDATE per 500 messages (and one executemany
+    storing the rendered form letters).
+
+    Returns, per request, the ids that are still ours and may go out; a message whose claim
+    was lost is left alone, one whose form letter is no longer running is given back.
+    """
+    ours, held = _still_ours(session, requests)
+    # A form letter paused or cancelled since the claim: give its messages back unsent.
+    update_ids(session, sorted(held), lease_owner=None, lease_expires_at=None)
+    now = max(r.now for r in requests)
+    lease = max(r.lease_seconds for r in requests)
+    sending = {"status": MessageStatus.SENDING, "updated_at": now,
+               "lease_expires_at": now + timedelta(seconds=lease)}  # fmt: skip
+    failed = [{"id": i, "status": MessageStatus.FAILED, "error_step": "compose",
+               "server_reply": None, "hint": hint, "lease_owner": None,
+               "lease_expires_at": None, "updated_at": now}
+              for r in requests for i, hint in r.unrenderable.items() if i in ours]  # fmt: skip
+    # A rendered form letter is stored and marked in one write of its row (with the ~5 KB
+    # body, each write of a row costs).
+    rendered = [{"id": i, "raw": x.raw, "subject": x.subject, "message_id": x.message_id,
+                 **sending}
+                for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
+    update_rows(session, failed + rendered)
+    if failed:  # rare: a form letter whose last message cannot be rendered is done too
+        c = MSG.c
+        touched = session.execute(
+            select(c.campaign_id, c.lane)
+            .where(c.id.in_([row["id"] for row in failed]), c.campaign_id.is_not(None))
+            .distinct()
+        ).all()
+        complete_campaigns(session, [(cid, lane) for cid, lane in touched], now)
+    stored = {row["id"] for row in rendered}
+    update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
+               **sending)  # fmt: skip
+    return [[i for i in r.ids if i in ours] for r in requests]
+
+
+def release_messages(
+    session: Session, owner: str, ids: Sequence[int], *, was_sending: bool
+) -> None:
+    """Give back claimed messages that were not submitted (they are claimable again)."""
+    if not ids:
+        return
+    statuses = (MessageStatus.SENDING,) if was_sending else READY
+    session.execute(
+        update(MSG)
+        .where(MSG.c.id.in_(list(ids)), MSG.c.lease_owner == owner, MSG.c.status.in_(statuses))
+        .values(status=MessageStatus.QUEUED if was_sending else MSG.c.status, lease_owner=None,
+                lease_expires_at=None)
+    )  # fmt: skip

@@ -1,0 +1,356 @@
+"""One lane driven by one worker: its SMTP connection, claims (the next batch claimed and
+rendered ahead), pipelined batches when the alias has no delay, paced single submissions
+otherwise, and recording what the server answered.
+
+Slots are reserved in the lane's row when claiming (``next_send_at``), planned from the
+previous planned start (no drift), and never earlier than ``delay_ms`` after the previous
+actual start. Form letters are rendered after the claim, away from the write transaction,
+and stored in the commit that marks them ``sending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from functools import partial
+
+from sendas.db.models import utcnow
+from sendas.errors import AuthError, MailConnectionError, OAuthError, ReplyError, TransportError
+from sendas.outbox.claims import (
+    Claim,
+    ClaimedMessage,
+    MarkRequest,
+    Rendered,
+    claim_batch,
+    mark_many,
+    release_messages,
+)
+from sendas.outbox.lanes import lane_needs_attention, pause_lane, release_lane
+from sendas.outbox.outcomes import backoff
+from sendas.outbox.paced import Ahead, send_paced
+from sendas.outbox.record import RecordRequest, record_many
+from sendas.outbox.state import DriverContext, LaneState, Prefetched
+from sendas.smtp import (
+    Envelope,
+    ReplyKind,
+    SmtpEndpoint,
+    SmtpSession,
+    SubmitResult,
+    pause_until,
+)
+
+log = logging.getLogger("sendas.outbox")
+RECONNECTS_BEFORE_PAUSE = 3
+
+
+class _LaneStop(Exception):
+    """The lane cannot go on now (paused, needs attention, unreachable)."""
+
+
+class LaneDriver:
+    """Drives one lane for its worker; :meth:`run` returns when the lane is handed back."""
+
+    def __init__(self, ctx: DriverContext, lane: str) -> None:
+        self.ctx = ctx
+        self.st = LaneState(lane)
+
+    async def run(self) -> bool:
+        """Drive the lane until it has nothing ready, must stop, or was held long enough;
+        then hand it back. True if handed back so that other workers get their turn."""
+        lane = self.st.name
+        held_since = time.monotonic()
+        turn_over = False
+        try:
+            while not self.ctx.stopping.is_set():
+                if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
+                    turn_over = True
+                    break
+                claim, rendered = await self._next_claim()
+                if claim is None:
+                    break
+                if not claim.messages:
+                    continue
+                self.st.delay_ms = claim.delay_ms
+                ids = [m.id for m in claim.messages]
+                self.ctx.held.update(ids)
+                try:
+                    if claim.delay_ms > 0:
+                        await send_paced(self, claim)
+                    else:
+                        await self._send_pipelined(claim, rendered)
+                finally:
+                    leftover = [i for i in ids if i in self.ctx.held]
+                    self.ctx.held.difference_update(ids)
+                    if leftover:
+                        await self.ctx.tx.run(
+                            partial(release_messages, owner=self.ctx.owner, ids=leftover,
+                                    was_sending=False)
+                        )  # fmt: skip
+        except _LaneStop:
+            pass
+        except Exception:
+            log.exception("lane %s stopped on an unexpected error", lane)
+        finally:
+            await self._drop_prefetch()
+            if self.st.session is not None:
+                await self.st.session.close()
+            owner, floor = self.ctx.owner, self.st.next_floor
+            try:
+                await self.ctx.tx.run(lambda s: release_lane(s, lane, owner, floor))
+            except Exception:
+                log.exception("could not hand back lane %s", lane)
+        return turn_over
+
+    async def _next_claim(self) -> tuple[Claim | None, dict[int, Rendered | str]]:
+        task, self.st.prefetch = self.st.prefetch, None
+        if task is not None:
+            got = await task
+            return got if got is not None else (None, {})
+        return await self._claim(), {}
+
+    async def _claim_ahead(self) -> Prefetched | None:
+        claim = await self._claim()
+        if claim is None:
+            return None
+        self.ctx.held.update(m.id for m in claim.messages)
+        return claim, await self.render(claim.messages) if claim.delay_ms == 0 else {}
+
+    async def _drop_prefetch(self) -> None:
+        """The lane stops: give back what was claimed ahead, and what was marked sending
+        ahead (never submitted)."""
+        marked, self.st.marked_ahead = self.st.marked_ahead, None
+        if marked is not None:
+            sending = [m.id for m in marked[1]]
+            self.ctx.held.difference_update(sending)
+            await self.ctx.tx.run(
+                partial(release_messages, owner=self.ctx.owner, ids=sending, was_sending=True)
+            )
+        task, self.st.prefetch = self.st.prefetch, None
+        if task is None:
+            return
+        try:
+            got = await task
+        except Exception:
+            log.exception("lane %s: claiming ahead failed", self.st.name)
+            return  # the claim's lease runs out by itself
+        if got is None:
+            return
+        ids = [m.id for m in got[0].messages]
+        self.ctx.held.difference_update(ids)
+        if ids:
+            await self.ctx.tx.run(
+                partial(release_messages, owner=self.ctx.owner, ids=ids, was_sending=False)
+            )
+
+    async def _claim(self) -> Claim | None:
+        cfg, owner, box, tokens = (
+            self.ctx.cfg,
+            self.ctx.owner,
+            self.ctx.secrets,
+            self.ctx.token_providers,
+        )
+        floor, lane, now, batch = (
+            self.st.next_floor,
+            self.st.name,
+            utcnow(),
+            self.st.batch_limit(self.ctx.cfg),
+        )
+        return await self.ctx.tx.run(
+            lambda s: claim_batch(
+                s,
+                lane,
+                owner,
+                now,
+                cfg,
+                box=box,
+                token_providers=tokens,
+                not_before=floor,
+                batch=batch,
+            )
+        )
+
+    async def ensure_session(self, endpoint: SmtpEndpoint) -> SmtpSession:
+        session = self.st.session
+        if session is not None and (not session.usable or endpoint != self.st.endpoint):
+            await session.close()
+            session = self.st.session = None
+        if (
+            session is not None
+            and time.monotonic() - self.st.last_used > self.ctx.cfg.idle_check_seconds
+        ):
+            try:
+                await session.noop()
+            except TransportError:
+                await session.close()
+                session = self.st.session = None
+        if session is None:
+            session = SmtpSession(endpoint)
+            try:
+                await session.open()
+            except TransportError as exc:
+                await self._lane_failure(exc)
+                raise _LaneStop from None
+            self.st.session, self.st.endpoint = session, endpoint
+            self.st.last_used = time.monotonic()
+        return session
+
+    async def _lane_failure(self, exc: TransportError) -> None:
+        """Opening the connection failed: flag, pause or back off the lane."""
+        lane, now = self.st.name, utcnow()
+        reason = " - ".join(x for x in (exc.server_reply or str(exc), exc.hint) if x)
+        kind = exc.kind if isinstance(exc, ReplyError) else None
+        if isinstance(exc, AuthError | OAuthError) or kind == ReplyKind.AUTH:
+            log.warning("lane %s: sign-in refused, the alias needs attention", lane)
+            await self.ctx.tx.run(lambda s: lane_needs_attention(s, lane, reason, now))
+            return
+        until: datetime | None = None
+        if kind in (ReplyKind.RATE_LIMIT, ReplyKind.QUOTA):
+            until = pause_until(kind or "", exc.code or 0, exc.server_reply, now)
+        if until is None:
+            failures = self.ctx.failures.get(lane, 0) + 1
+            self.ctx.failures[lane] = failures
+            wait = backoff(failures, self.ctx.cfg.reconnect_base, self.ctx.cfg.reconnect_max)
+            until = now + timedelta(seconds=wait)
+            reason = f"cannot reach the server: {reason}"
+        log.warning("lane %s paused until %s: %s", lane, until.isoformat(), reason)
+        final_until = until
+        await self.ctx.tx.run(lambda s: pause_lane(s, lane, final_until, reason))
+
+    async def render(self, messages: list[ClaimedMessage]) -> dict[int, Rendered | str]:
+        """Render the form letters among ``messages`` (outside any write transaction), the
+        ones due first (by slot) first."""
+        todo = [m.render for m in messages if m.render is not None]
+        if not todo:
+            return {}
+        slot = messages[0].slot
+        due = time.monotonic() + ((slot - utcnow()).total_seconds() if slot is not None else 0.0)
+        done = await self.ctx.renderer.render(todo, due)
+        return {item.id: out for item, out in zip(todo, done, strict=True)}
+
+    async def mark_sending(
+        self,
+        messages: list[ClaimedMessage],
+        ahead: Ahead | None = None,
+        rendered: dict[int, Rendered | str] | None = None,
+    ) -> list[ClaimedMessage]:
+        """Render what needs it (or take what was rendered ahead), then mark ``messages``
+        sending; return those still ours, ready to submit."""
+        wanted = {m.id for m in messages if m.render is not None}
+        rendered = {i: r for i, r in (rendered or {}).items() if i in wanted}
+        for message_id in wanted:
+            task = (ahead or {}).get(message_id)
+            if task is not None:
+                rendered.update(await task)
+        missing = [m for m in messages if m.render is not None and m.id not in rendered]
+        rendered.update(await self.render(missing))
+        good = {i: r for i, r in rendered.items() if isinstance(r, Rendered)}
+        bad = {i: r for i, r in rendered.items() if isinstance(r, str)}
+        ids = [m.id for m in messages if m.id not in bad]
+        request = MarkRequest(self.ctx.owner, ids, utcnow(), self.ctx.cfg.lease_seconds, good, bad)
+        marked: list[int] = await self.ctx.tx.run_batched(mark_many, request)
+        ours = set(marked)
+        self.ctx.held.difference_update(m.id for m in messages if m.id not in ours)
+        out = []
+        for m in messages:
+            if m.id in ours:
+                done = good.get(m.id)
+                out.append(m if done is None else replace(m, raw=done.raw, render=None))
+        return out
+
+    async def record(
+        self,
+        claim: Claim,
+        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
+    ) -> None:
+        lane = self.st.name
+        request = RecordRequest(
+            self.ctx.owner, lane, items, utcnow(), self.ctx.cfg, claim.copy_skip_reason
+        )
+        rec = await self.ctx.tx.run_batched(record_many, request)
+        self.ctx.held.difference_update(m.id for m, _ in items)
+        if rec.sent:
+            self.ctx.failures.pop(lane, None)
+            self.st.reconnects = 0
+            if claim.imap is not None:
+                raw = {m.id: m.raw for m, _ in items}
+                for message_id in rec.sent:
+                    self.ctx.start_copy(claim.imap, message_id, raw[message_id])
+        if rec.needs_attention or rec.pause_until is not None:
+            raise _LaneStop
+        if rec.reconnect:
+            if self.st.session is not None:
+                await self.st.session.close()
+            self.st.session = None
+            self.st.reconnects += 1
+            if self.st.reconnects >= RECONNECTS_BEFORE_PAUSE:
+                self.st.reconnects = 0
+                await self._lane_failure(_dropped())
+                raise _LaneStop
+
+    async def _send_pipelined(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
+        session = await self.ensure_session(claim.endpoint)
+        marked = self.st.marked_ahead
+        if marked is not None and marked[0] is claim:
+            self.st.marked_ahead = None
+            batch = marked[1]
+        else:
+            batch = await self.mark_sending(claim.messages, rendered=rendered)
+        if not batch:
+            return
+        if not self.ctx.stopping.is_set():
+            # The next batch is claimed and rendered while this one is in flight, so that
+            # the link does not idle between batches.
+            self.st.prefetch = asyncio.create_task(self._claim_ahead())
+        envelopes = [Envelope(m.envelope_from, m.recipients, m.raw) for m in batch]
+        answers: list[SubmitResult | TransportError]
+        began = time.monotonic()
+        try:
+            answers = await session.submit_many(envelopes)
+        except TransportError as exc:
+            answers = [exc] * len(batch)
+        self.st.last_used = time.monotonic()
+        items = list(zip(batch, answers, strict=True))
+        if all(isinstance(a, SubmitResult) and a.delivered and not a.rejected for a in answers):
+            self.st.note_batch(len(batch), self.st.last_used - began)
+            await self._record_and_mark_ahead(claim, items)
+        else:
+            await self.record(claim, items)
+
+    async def _record_and_mark_ahead(
+        self,
+        claim: Claim,
+        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
+    ) -> None:
+        """Every message of the batch went through: record it and mark the next batch
+        (claimed and rendered meanwhile) sending in one commit, so the link waits for one
+        commit between batches, not two. A batch with any refusal or error is recorded
+        alone first: its answers may pause the lane before anything more is marked."""
+        task = self.st.prefetch
+        ahead = None
+        if task is not None:
+            await asyncio.wait({task})  # the link needs the next batch anyway
+            if not task.cancelled() and task.exception() is None:
+                ahead = task.result()
+        if ahead is None or not ahead[0].messages or ahead[0].delay_ms > 0:
+            await self.record(claim, items)
+            return
+        upcoming, rendered = ahead
+        record = asyncio.ensure_future(self.record(claim, items))
+        mark = asyncio.ensure_future(self.mark_sending(upcoming.messages, rendered=rendered))
+        recorded, marked = await asyncio.gather(record, mark, return_exceptions=True)
+        if not isinstance(marked, BaseException):
+            self.st.marked_ahead = (upcoming, marked)  # _drop_prefetch gives it back if need be
+        if isinstance(recorded, BaseException):
+            raise recorded
+        if isinstance(marked, BaseException):
+            raise marked
+
+
+def _dropped() -> TransportError:
+    return MailConnectionError(
+        "the server keeps closing the connection", step="mail_from",
+        hint="The server closed the connection repeatedly; sending pauses and tries again.",
+    )  # fmt: skip

@@ -1,0 +1,208 @@
+"""Lanes: one per alias (and one for the database's own settings). A lane is driven by at
+most one worker at a time (``owner`` with a lease), carries the pacing reservation
+(``next_send_at``) and the pause of its alias. Lane names are made only here.
+
+Every function takes a :class:`Session` inside a write transaction, except the queries at
+the end (``aliases_needing_attention``, ``lane_pause``), which only read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, cast, exists, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Alias, Lane, Message, SystemOutgoing
+from sendas.outbox.config import OutboxConfig
+from sendas.outbox.tables import running_campaign
+from sendas.statuses import READY
+
+SYSTEM_LANE = "system"
+ALIAS_LANE_PREFIX = "alias:"
+NEEDS_ATTENTION = "the alias needs attention: its server refused the sign-in"
+
+
+def alias_lane(alias_id: int) -> str:
+    return f"{ALIAS_LANE_PREFIX}{alias_id}"
+
+
+def lane_alias_id(lane: str) -> int | None:
+    return int(lane[len(ALIAS_LANE_PREFIX) :]) if lane.startswith(ALIAS_LANE_PREFIX) else None
+
+
+def _insert_lanes(session: Session, names: Sequence[str]) -> None:
+    if not names:
+        return
+    rows = [{"name": n, "needs_attention": False} for n in names]
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(Lane).values(rows).on_conflict_do_nothing())
+    else:
+        session.execute(sqlite.insert(Lane).values(rows).on_conflict_do_nothing())
+
+
+def _locked(session: Session, lane: str) -> Lane:
+    """The lane's row, locked; created if it does not exist yet."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None:
+        _insert_lanes(session, [lane])
+        row = session.get_one(Lane, lane)
+    return row
+
+
+def _ready_exists(lane_expr: Any, now: datetime) -> Any:
+    """Some message of the lane can be claimed now (one index seek per status); messages
+    of a paused form letter do not count, or their lanes would be taken and handed back
+    at every poll."""
+    return or_(
+        *(
+            exists().where(
+                Message.status == status,
+                Message.lane == lane_expr,
+                Message.next_attempt_at <= now,
+                running_campaign(),
+            )
+            for status in READY
+        )
+    )
+
+
+def acquire_lanes(
+    session: Session, owner: str, now: datetime, cfg: OutboxConfig, *, skip: set[str], limit: int
+) -> list[str]:
+    """Take ownership of up to ``limit`` lanes that have work and are free; return them."""
+    if limit <= 0:
+        return []
+    lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
+    alias_ids = session.scalars(
+        select(Alias.id).where(Alias.needs_reauth.is_(False), _ready_exists(lane_expr, now))
+    ).all()
+    names = [alias_lane(i) for i in alias_ids]
+    system = session.get(SystemOutgoing, 1)
+    configured = system is not None and system.smtp_host and system.from_address
+    if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), now))):
+        names.append(SYSTEM_LANE)
+    names = [n for n in names if n not in skip]
+    if not names:
+        return []
+    known = set(session.scalars(select(Lane.name).where(Lane.name.in_(names))))
+    _insert_lanes(session, [n for n in names if n not in known])
+    free = or_(Lane.owner.is_(None), Lane.owner_expires_at < now, Lane.owner == owner)
+    not_paused = or_(Lane.paused_until.is_(None), Lane.paused_until <= now)
+    lanes = session.scalars(
+        select(Lane)
+        .where(Lane.name.in_(names), free, not_paused)
+        .order_by(Lane.next_send_at.is_not(None), Lane.next_send_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    taken = []
+    for lane in lanes:
+        lane.owner = owner
+        lane.owner_expires_at = now + timedelta(seconds=cfg.lease_seconds)
+        # The pause is over, or the owner fixed the alias (acquired only if not needs_reauth).
+        lane.paused_until = None
+        lane.paused_reason = None
+        lane.needs_attention = False
+        taken.append(lane.name)
+    return taken
+
+
+def release_lane(session: Session, lane: str, owner: str, next_send_at: datetime | None) -> None:
+    """Hand the lane back; ``next_send_at`` (if later) keeps pacing for the next worker."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is None or row.owner != owner:
+        return
+    row.owner = None
+    row.owner_expires_at = None
+    if next_send_at is not None and (row.next_send_at is None or next_send_at > row.next_send_at):
+        row.next_send_at = next_send_at
+
+
+def unreserve(session: Session, lane: str, owner: str, next_send_at: datetime | None) -> None:
+    """A paced claim ends early (its form letter was paused): drop the slots it reserved,
+    keeping only the delay after the last actual start."""
+    row = session.get(Lane, lane, with_for_update=True)
+    if row is not None and row.owner == owner:
+        row.next_send_at = next_send_at
+
+
+def pause_lane(session: Session, lane: str, until: datetime, reason: str) -> None:
+    row = _locked(session, lane)
+    if row.paused_until is None or until > row.paused_until:
+        row.paused_until = until
+    row.paused_reason = reason
+
+
+def lane_needs_attention(session: Session, lane: str, reason: str, now: datetime) -> None:
+    """Authentication was refused: flag the alias and pause its lane until it is fixed.
+
+    The database's own settings have no owner to sign in again: that lane retries after a
+    pause instead (an admin fixing the settings is picked up then)."""
+    row = _locked(session, lane)
+    row.needs_attention = True
+    row.paused_reason = reason
+    alias_id = lane_alias_id(lane)
+    if alias_id is not None:
+        alias = session.get(Alias, alias_id)
+        if alias is not None:
+            alias.needs_reauth = True
+    else:
+        row.paused_until = now + timedelta(minutes=5)
+
+
+def heartbeat(
+    session: Session, owner: str, lanes: Sequence[str], message_ids: Sequence[int], until: datetime
+) -> None:
+    """Renew this worker's claims (its lanes and the messages it holds)."""
+    if lanes:
+        session.execute(
+            update(Lane)
+            .where(Lane.owner == owner, Lane.name.in_(list(lanes)))
+            .values(owner_expires_at=until)
+        )
+    ids = list(message_ids)
+    for start in range(0, len(ids), 500):
+        session.execute(
+            update(Message)
+            .where(Message.id.in_(ids[start : start + 500]), Message.lease_owner == owner)
+            .values(lease_expires_at=until)
+        )
+
+
+# --- queries for the services (read only) ----------------------------------------------------
+
+
+def aliases_needing_attention(session: Session, alias_ids: Sequence[int]) -> set[int]:
+    """The aliases among ``alias_ids`` whose lane stopped and waits for the owner."""
+    if not alias_ids:
+        return set()
+    names = [alias_lane(i) for i in alias_ids]
+    rows = session.scalars(select(Lane.name).where(Lane.name.in_(names), Lane.needs_attention))
+    return {i for i in map(lane_alias_id, rows) if i is not None}
+
+
+@dataclass(frozen=True)
+class LanePause:
+    """Why an alias's mail is not going out now: ``until`` is None while it waits for the
+    owner (``needs_attention``), else when sending resumes by itself."""
+
+    reason: str | None
+    until: datetime | None
+    needs_attention: bool
+
+
+def lane_pause(session: Session, alias_id: int, now: datetime) -> LanePause | None:
+    """The alias's lane is stopped (needs attention, or paused until a later time), or None."""
+    lane = session.get(Lane, alias_lane(alias_id))
+    alias = session.get(Alias, alias_id)
+    reason = lane.paused_reason if lane is not None and lane.paused_reason else None
+    if (lane is not None and lane.needs_attention) or (alias is not None and alias.needs_reauth):
+        return LanePause(reason, None, needs_attention=True)
+    if lane is not None and lane.paused_until is not None and lane.paused_until > now:
+        return LanePause(reason, lane.paused_until, needs_attention=False)
+    return None
