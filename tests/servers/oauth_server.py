@@ -193,6 +193,7 @@ class OAuthTestServer:
         self.access_token_lifetime = 3600
         self.id_token_lifetime = 3600
         self.failure: Failure | None = None
+        self.token_delay = 0.0  # seconds /token waits before answering (widens races)
         self.refreshes = 0  # successful refresh grants
         self.token_requests = 0  # every POST to /token
         self.codes_issued = 0
@@ -489,6 +490,8 @@ class OAuthTestServer:
         def token() -> Any:
             with self._lock:
                 self.token_requests += 1
+            if self.token_delay:
+                time.sleep(self.token_delay)
             if self.failure == "token_503":
                 return Response("<h1>503 Service Unavailable</h1>", status=503)
             return server.create_token_response()

@@ -110,8 +110,9 @@ async def start_sign_in(
     scope = " ".join(spec.scope_list(imap=imap))
     state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     verifier = secrets.token_urlsafe(64)  # 86 characters, within RFC 7636's 43-128
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+        meta = await fetch_metadata(http, client.discovery_url)
     async with _oauth_client(client, redirect_uri, scope) as oc:
-        meta = await fetch_metadata(oc, client.discovery_url)
         url, _ = oc.create_authorization_url(
             meta.authorization_endpoint,
             state=state,
@@ -159,8 +160,11 @@ async def finish_sign_in(
 
     spec = client.provider
     scope = " ".join(spec.scope_list(imap=pending.imap))
-    async with _oauth_client(client, pending.redirect_uri, scope) as oc:
-        meta = await fetch_metadata(oc, client.discovery_url)
+    async with (
+        httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http,
+        _oauth_client(client, pending.redirect_uri, scope) as oc,
+    ):
+        meta = await fetch_metadata(http, client.discovery_url)
         now = time.time()
         token = await _call_token_endpoint(
             oc.fetch_token(
@@ -172,7 +176,7 @@ async def finish_sign_in(
         id_token = token.get("id_token")
         if not isinstance(id_token, str) or not id_token:
             raise IdTokenInvalid("malformed", "the provider returned no ID token")
-        claims = await _verified_claims(oc, meta.jwks_uri, meta.issuer, id_token, client, pending)
+        claims = await _verified_claims(http, meta.jwks_uri, meta.issuer, id_token, client, pending)
 
     email = _verified_email(claims, client)
     refresh = token.get("refresh_token")

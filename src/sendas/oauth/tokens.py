@@ -17,6 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -184,12 +185,13 @@ async def _refresh_request(client: ClientConfig, tokens: TokenSet) -> dict[str, 
     extra: dict[str, str] = {}
     if client.provider.refresh_sends_scope and tokens.scope:
         extra["scope"] = tokens.scope  # Microsoft wants the scope repeated
+    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT) as http:
+        meta = await fetch_metadata(http, client.discovery_url)
     async with AsyncOAuth2Client(
         client_id=client.client_id,
         client_secret=client.client_secret.get_secret_value(),
         timeout=HTTP_TIMEOUT,
     ) as oc:
-        meta = await fetch_metadata(oc, client.discovery_url)
         return await _call_token_endpoint(
             oc.refresh_token(meta.token_endpoint, refresh_token=refresh.get_secret_value(), **extra)
         )
