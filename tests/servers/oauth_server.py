@@ -21,6 +21,7 @@ a started :class:`OAuthTestServer`; every server it started is stopped after the
 
 from __future__ import annotations
 
+import functools
 import html
 import secrets
 import threading
@@ -177,6 +178,15 @@ class Grant:
         return None
 
 
+@functools.cache
+def _signing_keys() -> tuple[RSAKey, RSAKey]:
+    """The signing key and a rogue one with the same kid, made once per test session."""
+    params = {"kid": KEY_ID, "use": "sig"}
+    return RSAKey.generate_key(2048, parameters=params), RSAKey.generate_key(
+        2048, parameters=params
+    )
+
+
 class _Quiet(WSGIRequestHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         """URLs carry state and codes: no access log."""
@@ -203,8 +213,7 @@ class OAuthTestServer:
         self._by_access: dict[str, Grant] = {}
         self._by_refresh: dict[str, Grant] = {}
         self._lock = threading.RLock()
-        self.key = RSAKey.generate_key(2048, parameters={"kid": KEY_ID, "use": "sig"})
-        self._rogue_key = RSAKey.generate_key(2048, parameters={"kid": KEY_ID, "use": "sig"})
+        self.key, self._rogue_key = _signing_keys()
         self.app = self._build_app()
         self._httpd: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
