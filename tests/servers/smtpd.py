@@ -8,7 +8,11 @@ Fixtures:
 - ``silent_server``: a TCP server that accepts and never greets; yields its port.
 
 The :class:`Recorder` keeps every command line received (AUTH continuation lines too, not
-the message data), each transaction (envelope, raw data) and the XOAUTH2 payloads.
+the message data), each transaction (envelope, raw data) and the XOAUTH2 payloads (the
+decoded SASL strings). XOAUTH2 accepts ``recorder.tokens`` (user -> token), or, with
+``smtpd(token_check=...)``, whatever access token that callable (``(token, user) -> bool``,
+e.g. an authorization server's ``token_check``) says is active; otherwise a 334 challenge
+with Gmail's base64 JSON error, then ``535 5.7.8``.
 ``recorder.script`` maps a command (``"MAIL"``, ``"RCPT"``, ``"AUTH"``, ``"DATA"``,
 ``"EHLO"``, ``"STARTTLS"``...) or ``"DATA_END"`` (the reply after the data) to a reply
 string, a list of lines, :data:`DROP` (close the connection without a reply) or a callable
@@ -71,6 +75,9 @@ class Recorder:
     script: Script = field(default_factory=dict)
     users: dict[str, str] = field(default_factory=lambda: {USER: PASSWORD})
     tokens: dict[str, str] = field(default_factory=lambda: {USER: TOKEN})
+    # XOAUTH2 with a real authorization server: ``token_check(access_token, user)`` says
+    # whether the token is active for that user (replaces ``tokens`` when set).
+    token_check: Callable[[str, str], bool] | None = None
     advertise_auth: list[str] | None = None  # replace the EHLO AUTH line (None: as is)
     connections: int = 0
     protocols: list[SMTP] = field(default_factory=list)
@@ -205,8 +212,15 @@ class RecordingHandler:
         self.recorder.xoauth2_payloads.append(payload)
         fields = dict(part.split("=", 1) for part in payload.decode().split("\x01") if "=" in part)
         user, bearer = fields.get("user", ""), fields.get("auth", "")
-        if bearer == f"Bearer {self.recorder.tokens.get(user)}":
+        check = self.recorder.token_check
+        if check is not None:
+            scheme, _, token = bearer.partition(" ")
+            accepted = scheme == "Bearer" and bool(token) and check(token, user)
+        else:
+            accepted = bearer == f"Bearer {self.recorder.tokens.get(user)}"
+        if accepted:
             return AuthResult(success=True, auth_data=user)
+        # As Gmail: a 334 with a base64 JSON error first, then 535 after the empty line.
         error = json.dumps(
             {"status": "400", "schemes": "Bearer", "scope": "https://mail.google.com/"}
         )
@@ -289,8 +303,9 @@ async def smtpd(
         offer_starttls: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         script: Script | None = None,
+        token_check: Callable[[str, str], bool] | None = None,
     ) -> SmtpdServer:
-        recorder = Recorder(script=dict(script or {}))
+        recorder = Recorder(script=dict(script or {}), token_check=token_check)
         handler = RecordingHandler(recorder, pipelining=pipelining)
         context = ssl_context or server_ssl_context
         kwargs: dict[str, Any] = {
