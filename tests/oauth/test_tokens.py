@@ -19,8 +19,7 @@ from sendas.db.models import Alias
 from sendas.oauth import AliasTokens, ProviderUnavailable, ReauthRequired, load_tokens
 from sendas.oauth.tokenset import TokenSet
 from sendas.secrets import SecretBox
-from sendas.smtp.endpoint import SmtpEndpoint
-from sendas.smtp.transport import SmtpSession
+from sendas.smtp import SmtpEndpoint, SmtpSession
 from tests.oauth.conftest import CLIENT_SECRET, USER_EMAIL, signed_in_alias
 from tests.servers.oauth_server import OAuthServerFactory, OAuthTestServer
 from tests.servers.smtpd import SmtpdFactory
