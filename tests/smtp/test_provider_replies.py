@@ -226,13 +226,20 @@ def test_pause_lengths_follow_the_reply() -> None:
     assert pause_until(ReplyKind.PERMANENT, 550, "5.1.1 no such user", NOW) is None
 
 
+_BASIC_OFF = "5.7.30 Basic authentication is not supported for Client Submission."
+_MAILBOX_OFF = (
+    "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox."
+)
+_BASIC_DISABLED = "5.7.139 Authentication unsuccessful, basic authentication is disabled."
+
+
 @pytest.mark.parametrize(
     ("code", "text", "words"),
     [
-        (550, "5.7.30 Basic authentication is not supported for Client Submission.", "Sign in with Microsoft"),
-        (550, "5.7.30 Basic authentication is not supported for Client Submission.", "tenant administrator"),
-        (535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox.", "Authenticated SMTP"),
-        (535, "5.7.139 Authentication unsuccessful, basic authentication is disabled.", "Sign in with Microsoft"),
+        (550, _BASIC_OFF, "Sign in with Microsoft"),
+        (550, _BASIC_OFF, "tenant administrator"),
+        (535, _MAILBOX_OFF, "Authenticated SMTP"),
+        (535, _BASIC_DISABLED, "Sign in with Microsoft"),
         (535, "5.7.3 Authentication unsuccessful", "Sign in with Microsoft"),
         (534, "5.7.9 Application-specific password required.", "create an app password"),
         (534, "5.7.9 Application-specific password required.", "Sign in with Google"),
