@@ -8,8 +8,16 @@ from sendas.web.routes.admin import router as admin_router
 from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
 from sendas.web.routes.imap import router as imap_router
-from sendas.web.routes.mail import router as mail_router
+from sendas.web.routes.letters import router as letters_router
+from sendas.web.routes.messages import router as messages_router
 
 router = APIRouter(include_in_schema=False)
-for module_router in (auth_router, aliases_router, imap_router, admin_router, mail_router):
+for module_router in (
+    auth_router,
+    aliases_router,
+    imap_router,
+    admin_router,
+    messages_router,
+    letters_router,
+):
     router.include_router(module_router)
