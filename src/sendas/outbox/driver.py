@@ -213,7 +213,7 @@ class LaneDriver:
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-            await session.close()
+            session.abort()  # a reply may still be due: the stream is out of step
             raise _LaneStop
         work.result()
 
