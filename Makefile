@@ -27,7 +27,7 @@ LINT_PATHS := $(wildcard src tests bench)
 help:
 	@echo "make run    install into $(VENV) and start sendas serve (http://127.0.0.1:8025)"
 	@echo "make test   system packages, dev install, ruff, mypy, pytest (PYTEST_ARGS=...)"
-	@echo "make lint   ruff and mypy only"
+	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run bench/run.py"
 	@echo "make clean  remove $(VENV) and caches (keeps var/, your data)"
 
@@ -41,6 +41,7 @@ test: system-packages lint
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 # The anchors: nodemailer from npm (bench/package-lock.json); smtp-sink/smtp-source come with

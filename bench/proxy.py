@@ -44,7 +44,8 @@ async def main(listen: int, target: int, delay: float) -> None:
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", target)
         await asyncio.gather(
-            pump(client_r, server_w, delay), pump(server_r, client_w, delay),
+            pump(client_r, server_w, delay),
+            pump(server_r, client_w, delay),
             return_exceptions=True,
         )
 

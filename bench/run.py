@@ -112,8 +112,9 @@ def find_tool(name: str) -> str:
 
 
 @contextmanager
-def process(cmd: list[str], *, env: dict[str, str] | None = None,
-            port: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    cmd: list[str], *, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     try:
         if port is not None:
@@ -144,8 +145,9 @@ def smtp_sink() -> Iterator[int]:
 @contextmanager
 def delay_proxy(target: int, one_way_ms: float) -> Iterator[int]:
     port = free_port()
-    with process([PYTHON, str(BENCH / "proxy.py"), str(port), str(target), str(one_way_ms)],
-                 port=port):
+    with process(
+        [PYTHON, str(BENCH / "proxy.py"), str(port), str(target), str(one_way_ms)], port=port
+    ):
         yield port
 
 
@@ -164,18 +166,30 @@ class Site:
     """A fresh sendas database (SQLite in ``root``, or the given PostgreSQL URL)."""
 
     def __init__(self, root: Path, database_url: str | None = None) -> None:
-        self.settings = Settings(data_dir=root / "data", database_url=database_url,
-                                 embedded_worker=False, log_level="WARNING")
+        self.settings = Settings(
+            data_dir=root / "data",
+            database_url=database_url,
+            embedded_worker=False,
+            log_level="WARNING",
+        )
         self.ctx = AppContext.build(self.settings)
-        self.env = {**os.environ, "SENDAS_DATA_DIR": str(root / "data"),
-                    "SENDAS_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT / "src")}
+        self.env = {
+            **os.environ,
+            "SENDAS_DATA_DIR": str(root / "data"),
+            "SENDAS_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT / "src"),
+        }
         if database_url:
             self.env["SENDAS_DATABASE_URL"] = database_url
         else:
             self.env.pop("SENDAS_DATABASE_URL", None)
         with self.ctx.db.write() as s:
-            user = user_service.create_user(s, UserCreate(
-                email="bench@example.com", name="Bench", password=SecretStr("bench-password")))
+            user = user_service.create_user(
+                s,
+                UserCreate(
+                    email="bench@example.com", name="Bench", password=SecretStr("bench-password")
+                ),
+            )
             self.actor = Actor.of(user)
 
     def close(self) -> None:
@@ -185,17 +199,25 @@ class Site:
         ids = []
         with self.ctx.db.write() as s:
             for k in range(count):
-                alias, _ = alias_service.create_alias(s, self.actor, AliasCreate(
-                    description=f"alias {k}", alias_name=f"Alias {k}",
-                    from_address=f"alias{k}@example.com", smtp_server=f"127.0.0.1:{port}",
-                    tls="none", delay_ms=delay_ms), self.ctx.secrets)
+                alias, _ = alias_service.create_alias(
+                    s,
+                    self.actor,
+                    AliasCreate(
+                        description=f"alias {k}",
+                        alias_name=f"Alias {k}",
+                        from_address=f"alias{k}@example.com",
+                        smtp_server=f"127.0.0.1:{port}",
+                        tls="none",
+                        delay_ms=delay_ms,
+                    ),
+                    self.ctx.secrets,
+                )
                 ids.append(alias.id)
         return ids
 
     def campaign(self, alias_id: int, rows: RowSource) -> int:
         """Queue a campaign and pause it at once: the worker must not start on it yet."""
-        data = CampaignTemplatesIn(alias_id=alias_id, subject=SUBJECT,
-                                                    text=TEXT_TEMPLATE)
+        data = CampaignTemplatesIn(alias_id=alias_id, subject=SUBJECT, text=TEXT_TEMPLATE)
         created = create_campaign(self.ctx.db, self.actor, data, rows)
         with self.ctx.db.write() as s:
             pause_campaign(s, self.actor, created.id)
@@ -217,26 +239,41 @@ class Site:
     def resume_all(self) -> float:
         """Release every campaign and held message at once; returns that moment (epoch s)."""
         with self.ctx.db.write() as s:
-            s.execute(update(Campaign).where(Campaign.status == "paused")
-                      .values(status="running", paused_reason=None))
+            s.execute(
+                update(Campaign)
+                .where(Campaign.status == "paused")
+                .values(status="running", paused_reason=None)
+            )
             now = datetime.now(UTC)
-            s.execute(update(Message).where(Message.next_attempt_at > now + HOLD / 2)
-                      .values(next_attempt_at=now))
+            s.execute(
+                update(Message)
+                .where(Message.next_attempt_at > now + HOLD / 2)
+                .values(next_attempt_at=now)
+            )
             started = time.time()
         return started
 
     def remaining(self) -> int:
         with self.ctx.db.read() as s:
-            return int(s.scalar(select(func.count()).select_from(Message).where(
-                Message.status.in_(("queued", "sending", "retrying")))) or 0)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Message)
+                    .where(Message.status.in_(("queued", "sending", "retrying")))
+                )
+                or 0
+            )
 
     def outcome(self) -> tuple[dict[str, int], float, float]:
         """Counts by status, and the first and last ``sent_at`` (epoch seconds)."""
         with self.ctx.db.read() as s:
-            counts = {k: int(v) for k, v in s.execute(
-                select(Message.status, func.count()).group_by(Message.status))}
-            first, last = s.execute(select(func.min(Message.sent_at),
-                                           func.max(Message.sent_at))).one()
+            counts = {
+                k: int(v)
+                for k, v in s.execute(select(Message.status, func.count()).group_by(Message.status))
+            }
+            first, last = s.execute(
+                select(func.min(Message.sent_at), func.max(Message.sent_at))
+            ).one()
         ts = [_epoch(x) for x in (first, last)]
         return counts, ts[0], ts[1]
 
@@ -301,9 +338,13 @@ def nodemailer(port: int, count: int, transports: int) -> float | None:
     if not (BENCH / "node_modules" / "nodemailer").is_dir() or not shutil.which("node"):
         say("  nodemailer not installed: npm install --prefix bench nodemailer")
         return None
-    out = subprocess.run(["node", str(BENCH / "nodemailer_bench.js"), str(port), str(count),
-                          str(transports)], capture_output=True, text=True, timeout=DEADLINE,
-                         check=True)
+    out = subprocess.run(
+        ["node", str(BENCH / "nodemailer_bench.js"), str(port), str(count), str(transports)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=True,
+    )
     data = json.loads(out.stdout)
     if data["failed"]:
         say(f"  nodemailer: {data['failed']} failed")
@@ -313,9 +354,21 @@ def nodemailer(port: int, count: int, transports: int) -> float | None:
 def smtp_source(port: int, count: int, sessions: int) -> float:
     """Postfix's C load generator: ``-d`` keeps each connection for many messages."""
     per_session = max(1, count // sessions)
-    cmd = [find_tool("smtp-source"), "-d", "-s", str(sessions), "-m", str(per_session * sessions),
-           "-l", "5000", "-f", "alias@example.com", "-t", "user@example.com",
-           f"127.0.0.1:{port}"]
+    cmd = [
+        find_tool("smtp-source"),
+        "-d",
+        "-s",
+        str(sessions),
+        "-m",
+        str(per_session * sessions),
+        "-l",
+        "5000",
+        "-f",
+        "alias@example.com",
+        "-t",
+        "user@example.com",
+        f"127.0.0.1:{port}",
+    ]
     started = time.perf_counter()
     subprocess.run(cmd, check=True, timeout=DEADLINE, capture_output=True)
     return per_session * sessions / (time.perf_counter() - started)
@@ -355,33 +408,50 @@ def scenario_a(tmp: Path, count: int, rounds: int) -> None:
     speed drifts by tens of percent from minute to minute, so each side gets the same
     minutes, and the medians are compared."""
     for aliases in (1, 5):
-        say(f"a: loopback, {count} messages, {aliases} alias(es)/connection(s), "
-            f"{rounds} interleaved rounds")
+        say(
+            f"a: loopback, {count} messages, {aliases} alias(es)/connection(s), "
+            f"{rounds} interleaved rounds"
+        )
         ours: list[float] = []
         node: list[float] = []
         source: list[float] = []
         with smtp_sink() as port:
             for r in range(rounds):
-                rate, first, enqueue = _sendas_loopback(tmp / f"a{aliases}-{r}", port, count,
-                                                        aliases)
+                rate, first, enqueue = _sendas_loopback(
+                    tmp / f"a{aliases}-{r}", port, count, aliases
+                )
                 ours.append(rate)
                 theirs = nodemailer(port, count, aliases)
                 if theirs:
                     node.append(theirs)
                 source.append(smtp_source(port, count, aliases))
-                say(f"   round {r + 1}: sendas {rate:.0f}/s (first sent after {first:.2f} s; "
+                say(
+                    f"   round {r + 1}: sendas {rate:.0f}/s (first sent after {first:.2f} s; "
                     f"enqueue {enqueue:.1f} s), nodemailer {theirs or 0:.0f}/s, "
-                    f"smtp-source {source[-1]:.0f}/s")
+                    f"smtp-source {source[-1]:.0f}/s"
+                )
         med = statistics.median
         label = f"a loopback {count} msgs, {aliases} conn"
         node_med = med(node) if node else None
-        RESULTS.append(Result(f"{label} vs nodemailer", f"{_spread(ours)} msg/s",
-                              f"{_spread(node)} msg/s" if node else "-",
-                              ratio(med(ours), node_med), ">= 1.0x",
-                              "medians of interleaved rounds (min-max)"))
-        RESULTS.append(Result(f"{label} vs smtp-source -d", f"{med(ours):.0f} msg/s",
-                              f"{med(source):.0f} msg/s", ratio(med(ours), med(source)),
-                              "(C ceiling)"))
+        RESULTS.append(
+            Result(
+                f"{label} vs nodemailer",
+                f"{_spread(ours)} msg/s",
+                f"{_spread(node)} msg/s" if node else "-",
+                ratio(med(ours), node_med),
+                ">= 1.0x",
+                "medians of interleaved rounds (min-max)",
+            )
+        )
+        RESULTS.append(
+            Result(
+                f"{label} vs smtp-source -d",
+                f"{med(ours):.0f} msg/s",
+                f"{med(source):.0f} msg/s",
+                ratio(med(ours), med(source)),
+                "(C ceiling)",
+            )
+        )
         if aliases == 1:
             scenario_a_precomposed(tmp, count, node_med)
 
@@ -399,9 +469,15 @@ def scenario_a_precomposed(tmp: Path, count: int, node: float | None) -> None:
             site.close()
     ours = counts.get("sent", 0) / seconds
     say(f"   sendas worker alone {ours:.0f}/s")
-    RESULTS.append(Result(f"a' {count} pre-composed singles, 1 conn vs nodemailer",
-                          f"{ours:.0f} msg/s", f"{node:.0f} msg/s" if node else "-",
-                          ratio(ours, node), "(worker alone)"))
+    RESULTS.append(
+        Result(
+            f"a' {count} pre-composed singles, 1 conn vs nodemailer",
+            f"{ours:.0f} msg/s",
+            f"{node:.0f} msg/s" if node else "-",
+            ratio(ours, node),
+            "(worker alone)",
+        )
+    )
 
 
 def scenario_b(tmp: Path, count: int) -> None:
@@ -417,8 +493,15 @@ def scenario_b(tmp: Path, count: int) -> None:
         ours = counts.get("sent", 0) / seconds
         node = nodemailer(port, count, 1)
     say(f"   sendas {ours:.1f}/s, nodemailer {node or 0:.1f}/s")
-    RESULTS.append(Result(f"b 20 ms RTT {count} msgs, 1 conn", f"{ours:.1f} msg/s",
-                          f"{node:.1f} msg/s" if node else "-", ratio(ours, node), ">= 1.8x"))
+    RESULTS.append(
+        Result(
+            f"b 20 ms RTT {count} msgs, 1 conn",
+            f"{ours:.1f} msg/s",
+            f"{node:.1f} msg/s" if node else "-",
+            ratio(ours, node),
+            ">= 1.8x",
+        )
+    )
 
 
 def _gaps(path: Path) -> tuple[float, float, int]:
@@ -448,13 +531,28 @@ def scenario_c(tmp: Path, count: int, postgres_url: str | None) -> None:
                 site.close()
         smallest, total, seen = _gaps(stamps)
         off = (total - ideal) / ideal * 100
-        say(f"   {seen} MAIL FROM, smallest gap {smallest * 1000:.2f} ms, total {total:.3f} s "
-            f"vs {ideal:.2f} s ({off:+.2f}%)")
-        RESULTS.append(Result(f"c pacing {count}x{delay_ms} ms, {name}: smallest gap",
-                              f"{smallest * 1000:.2f} ms", f"{delay_ms} ms",
-                              f"{smallest * 1000 / delay_ms:.3f}", ">= 50 ms"))
-        RESULTS.append(Result(f"c pacing {count}x{delay_ms} ms, {name}: total",
-                              f"{total:.3f} s", f"{ideal:.2f} s", f"{off:+.2f}%", "within 2%"))
+        say(
+            f"   {seen} MAIL FROM, smallest gap {smallest * 1000:.2f} ms, total {total:.3f} s "
+            f"vs {ideal:.2f} s ({off:+.2f}%)"
+        )
+        RESULTS.append(
+            Result(
+                f"c pacing {count}x{delay_ms} ms, {name}: smallest gap",
+                f"{smallest * 1000:.2f} ms",
+                f"{delay_ms} ms",
+                f"{smallest * 1000 / delay_ms:.3f}",
+                ">= 50 ms",
+            )
+        )
+        RESULTS.append(
+            Result(
+                f"c pacing {count}x{delay_ms} ms, {name}: total",
+                f"{total:.3f} s",
+                f"{ideal:.2f} s",
+                f"{off:+.2f}%",
+                "within 2%",
+            )
+        )
 
 
 def scenario_d(tmp: Path, aliases: int, per_alias: int) -> None:
@@ -465,33 +563,58 @@ def scenario_d(tmp: Path, aliases: int, per_alias: int) -> None:
         try:
             ids = site.aliases(aliases, port, 1000)
             for k, alias_id in enumerate(ids):
-                recipients = [RecipientIn(email=f"u{k}x{i}@example.com",
-                                                           fields={"first": f"F{i}"})
-                              for i in range(per_alias)]
+                recipients = [
+                    RecipientIn(email=f"u{k}x{i}@example.com", fields={"first": f"F{i}"})
+                    for i in range(per_alias)
+                ]
                 site.campaign(alias_id, json_rows(recipients))
             seconds, first, counts = site.run(aliases * per_alias)
         finally:
             site.close()
-    say(f"   wall {seconds:.2f} s from release to last sent (first after {first:.2f} s), "
-        f"{counts}")
-    RESULTS.append(Result(f"d {aliases} aliases x {per_alias} at 1000 ms, 1 worker",
-                          f"{seconds:.2f} s", f"{ideal:.0f} s ideal", ratio(seconds, ideal,
-                          higher_is_better=False), "< 12 s"))
+    say(f"   wall {seconds:.2f} s from release to last sent (first after {first:.2f} s), {counts}")
+    RESULTS.append(
+        Result(
+            f"d {aliases} aliases x {per_alias} at 1000 ms, 1 worker",
+            f"{seconds:.2f} s",
+            f"{ideal:.0f} s ideal",
+            ratio(seconds, ideal, higher_is_better=False),
+            "< 12 s",
+        )
+    )
 
 
 def scenario_e(tmp: Path, rows: int) -> None:
     say(f"e: enqueue {rows} recipients from CSV (own process)")
     path = tmp / "e.csv"
     csv_file(path, rows)
-    out = subprocess.run([PYTHON, str(BENCH / "enqueue_csv.py"), str(tmp / "e"), str(path)],
-                         capture_output=True, text=True, timeout=DEADLINE, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    out = subprocess.run(
+        [PYTHON, str(BENCH / "enqueue_csv.py"), str(tmp / "e"), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     data = json.loads(out.stdout.strip().splitlines()[-1])
     say(f"   {data}")
-    RESULTS.append(Result(f"e enqueue {rows} from CSV: time", f"{data['seconds']:.1f} s",
-                          f"{data['baseline_rss_mb']:.0f} MB at start", "-", "< 60 s"))
-    RESULTS.append(Result(f"e enqueue {rows} from CSV: peak RSS",
-                          f"{data['peak_rss_mb']:.0f} MB", "-", "-", "< 300 MB"))
+    RESULTS.append(
+        Result(
+            f"e enqueue {rows} from CSV: time",
+            f"{data['seconds']:.1f} s",
+            f"{data['baseline_rss_mb']:.0f} MB at start",
+            "-",
+            "< 60 s",
+        )
+    )
+    RESULTS.append(
+        Result(
+            f"e enqueue {rows} from CSV: peak RSS",
+            f"{data['peak_rss_mb']:.0f} MB",
+            "-",
+            "-",
+            "< 300 MB",
+        )
+    )
 
 
 # --- PostgreSQL for the two-worker pacing run -------------------------------------------------
@@ -556,8 +679,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
     parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
     parser.add_argument("--messages", type=int, help="messages for scenario a")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of scenario a (medians are compared)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved rounds of scenario a (medians are compared)",
+    )
     args = parser.parse_args()
     quick = args.quick
     counts: dict[str, Any] = {

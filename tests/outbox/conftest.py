@@ -1,20 +1,26 @@
 """Outbox test helpers: aliases pointing at an in-process aiosmtpd, a worker in the test's
-event loop, and what the server received keyed by Message-ID."""
+event loop or ``sendas worker`` processes that die with their test, and what the server
+received keyed by Message-ID."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.outbox import OutboxConfig, Worker
@@ -22,6 +28,7 @@ from sendas.schemas import AliasCreate, MessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import messages as message_service
 from sendas.services.common import Actor
+from tests.servers.process import child_options, stop_group_async
 from tests.servers.smtpd import PASSWORD, USER, Recorder, SmtpdServer
 
 FAST = OutboxConfig(
@@ -161,3 +168,55 @@ async def running_worker(
 @pytest.fixture
 def alice_actor(ctx: AppContext, alice: Any) -> Actor:
     return Actor(alice.id, alice.email, False)
+
+
+# --- ``sendas worker`` processes ------------------------------------------------------------
+
+WORKER = [sys.executable, "-c", "from sendas.cli import main; main()", "worker"]
+
+SpawnWorker = Callable[..., Awaitable[asyncio.subprocess.Process]]
+
+
+@pytest.fixture
+async def sendas_worker() -> AsyncIterator[SpawnWorker]:
+    """Factory: ``await sendas_worker(env, *options, stderr=...)`` starts ``sendas worker``.
+    Every worker started dies with the test: its process group is stopped at teardown
+    (SIGTERM, then SIGKILL), and it gets SIGKILL if the test process dies first."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def spawn(env: dict[str, str], *options: str, **kw: Any) -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            *WORKER, *options, env=env, **child_options(), **kw
+        )
+        started.append(proc)
+        return proc
+
+    try:
+        yield spawn
+    finally:
+        for proc in started:
+            await stop_group_async(proc)
+
+
+@pytest.fixture
+def shared_sqlite(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
+    """A SQLite outbox and key that a ``sendas worker`` process can open too: the context,
+    and the environment for the worker."""
+    key = Fernet.generate_key().decode()
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, secret_key=key,
+                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
+    ctx = AppContext.build(settings)
+    env = {**os.environ, "SENDAS_DATABASE_URL": url, "SENDAS_SECRET_KEY": key,
+           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_SMTP_TIMEOUT": "3",
+           "SENDAS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    yield ctx, env
+    ctx.close()
+
+
+async def worker_started(log: Path, within: float = 30.0) -> None:
+    """Wait until the worker logged that it runs (a SIGTERM before that would kill it)."""
+    deadline = time.monotonic() + within
+    while b"outbox worker" not in await asyncio.to_thread(log.read_bytes):
+        assert time.monotonic() < deadline, "the worker did not start"
+        await asyncio.sleep(0.05)

@@ -9,15 +9,11 @@ import asyncio
 import os
 import random
 import signal
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
-from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.schemas import CampaignTemplatesIn, RecipientIn
@@ -25,28 +21,12 @@ from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.recipients import json_rows
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import make_alias, received_ids
+from tests.outbox.conftest import SpawnWorker, make_alias, received_ids, worker_started
 from tests.servers.smtpd import SmtpdFactory
 
 MESSAGES = 2000
 KILLS = 10
-WORKER = [sys.executable, "-c", "from sendas.cli import main; main()", "worker",
-          "--lease-seconds", "1", "--poll-interval", "0.05"]  # fmt: skip
-
-
-@pytest.fixture
-def shared(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
-    """A SQLite database and key that a worker subprocess can open too."""
-    key = Fernet.generate_key().decode()
-    url = f"sqlite:///{tmp_path / 'outbox.db'}"
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, secret_key=key,
-                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
-    ctx = AppContext.build(settings)
-    env = {**os.environ, "SENDAS_DATABASE_URL": url, "SENDAS_SECRET_KEY": key,
-           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_SMTP_TIMEOUT": "3",
-           "SENDAS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    yield ctx, env
-    ctx.close()
+OPTIONS = ("--lease-seconds", "1", "--poll-interval", "0.05")
 
 
 def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int:
@@ -60,14 +40,6 @@ def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int
     return created.id
 
 
-async def started(log: Path, within: float = 30.0) -> None:
-    """Wait until the worker logged that it runs (a SIGTERM before that would kill it)."""
-    deadline = time.monotonic() + within
-    while b"outbox worker" not in await asyncio.to_thread(log.read_bytes):
-        assert time.monotonic() < deadline, "the worker did not start"
-        await asyncio.sleep(0.05)
-
-
 def outcome(ctx: AppContext) -> dict[str, tuple[str, str]]:
     with ctx.db.read() as s:
         return {str(i): (st, mid) for i, st, mid in
@@ -76,9 +48,12 @@ def outcome(ctx: AppContext) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.timeout(120)
 async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
-    shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
+    shared_sqlite: tuple[AppContext, dict[str, str]],
+    smtpd: SmtpdFactory,
+    sendas_worker: SpawnWorker,
+    tmp_path: Path,
 ) -> None:
-    ctx, env = shared
+    ctx, env = shared_sqlite
     person = make_person(ctx, "crash@example.com")
     actor = Actor(person.id, person.email, False)
     server = await smtpd("none", pipelining=True)
@@ -91,7 +66,7 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
 
     for _ in range(KILLS):
         before = len(server.recorder.messages)
-        proc = await asyncio.create_subprocess_exec(*WORKER, env=env)
+        proc = await sendas_worker(env, *OPTIONS)
         target = before + rng.randint(20, 150)
         deadline = time.monotonic() + 20
         while len(server.recorder.messages) < target and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -101,10 +76,8 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
 
     log = tmp_path / "last-worker.log"
     with log.open("wb") as err:
-        proc = await asyncio.create_subprocess_exec(
-            *WORKER, env={**env, "SENDAS_LOG_LEVEL": "INFO"}, stderr=err
-        )
-    await started(log)
+        proc = await sendas_worker({**env, "SENDAS_LOG_LEVEL": "INFO"}, *OPTIONS, stderr=err)
+    await worker_started(log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = {st for st, _ in (await asyncio.to_thread(outcome, ctx)).values()}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -23,16 +22,13 @@ from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import make_alias, queue, received_ids, sink_alias
+from tests.outbox.conftest import SpawnWorker, make_alias, queue, received_ids, sink_alias
 from tests.servers import stamping_sink
 from tests.servers.smtpd import SmtpdFactory
 
 pytestmark = pytest.mark.postgres
 
-WORKER = [
-    *(sys.executable, "-c", "from sendas.cli import main; main()", "worker"),
-    *("--lease-seconds", "2", "--poll-interval", "0.05", "--lane-hold-seconds", "0.3"),
-]
+OPTIONS = ("--lease-seconds", "2", "--poll-interval", "0.05", "--lane-hold-seconds", "0.3")
 DELAY_MS = 40
 
 
@@ -69,7 +65,10 @@ def worker_starts(logs: list[Path]) -> dict[str, list[float]]:
 
 @pytest.mark.timeout(120)
 async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
-    pg_shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
+    pg_shared: tuple[AppContext, dict[str, str]],
+    smtpd: SmtpdFactory,
+    sendas_worker: SpawnWorker,
+    tmp_path: Path,
 ) -> None:
     ctx, env = pg_shared
     person = make_person(ctx, "pg@example.com")
@@ -90,7 +89,7 @@ async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
         procs = []
         for path in logs:
             with path.open("wb") as err:
-                procs.append(await asyncio.create_subprocess_exec(*WORKER, env=env, stderr=err))
+                procs.append(await sendas_worker(env, *OPTIONS, stderr=err))
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:

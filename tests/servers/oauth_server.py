@@ -330,117 +330,10 @@ class OAuthTestServer:
                 expires_generator=lambda client, grant_type: test_server.access_token_lifetime,
             ),
         )
-
-        class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-
-            def save_authorization_code(self, code: str, req: Any) -> None:
-                data = req.payload.data
-                with test_server._lock:
-                    test_server.codes_issued += 1
-                    test_server._codes[code] = AuthCode(
-                        code=code,
-                        client_id=req.client.client_id,
-                        redirect_uri=req.payload.redirect_uri,
-                        scope=req.payload.scope,
-                        email=req.user.email,
-                        nonce=data.get("nonce"),
-                        code_challenge=data.get("code_challenge"),
-                        code_challenge_method=data.get("code_challenge_method"),
-                    )
-
-            def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
-                with test_server._lock:
-                    found = test_server._codes.get(code)
-                return found if found and found.client_id == client.client_id else None
-
-            def delete_authorization_code(self, authorization_code: AuthCode) -> None:
-                with test_server._lock:
-                    test_server._codes.pop(authorization_code.code, None)
-
-            def authenticate_user(self, authorization_code: AuthCode) -> User:
-                return User(authorization_code.email)
-
-        class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
-            TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-            INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
-
-            def authenticate_refresh_token(self, refresh_token: str) -> Grant | None:
-                with test_server._lock:
-                    grant = test_server._by_refresh.get(refresh_token)
-                if grant is None or grant.revoked or grant.refresh_used:
-                    return None
-                return grant
-
-            def authenticate_user(self, refresh_token: Grant) -> User:
-                return User(refresh_token.email)
-
-            def revoke_old_credential(self, refresh_token: Grant) -> None:
-                with test_server._lock:
-                    refresh_token.refresh_used = True
-                    test_server.refreshes += 1
-
-        class IdTokens(OpenIDCode):  # type: ignore[misc]
-            def exists_nonce(self, nonce: str, req: Any) -> bool:
-                return False
-
-            def resolve_client_private_key(self, client: Client) -> RSAKey:
-                if test_server.failure == "id_token_signature":
-                    return test_server._rogue_key
-                return test_server.key
-
-            def get_encode_header(self, client: Client) -> dict[str, str]:
-                return {"alg": "RS256", "kid": KEY_ID}
-
-            def get_client_claims(self, client: Client) -> dict[str, Any]:
-                now = int(time.time())
-                failure = test_server.failure
-                claims: dict[str, Any] = {
-                    "iss": test_server.token_issuer,
-                    "aud": [client.client_id],
-                    "iat": now,
-                    "exp": now + test_server.id_token_lifetime,
-                }
-                if failure == "id_token_issuer":
-                    claims["iss"] = "https://issuer.invalid"
-                elif failure == "id_token_audience":
-                    claims["aud"] = ["someone-else.apps.example"]
-                elif failure == "id_token_expired":
-                    claims["iat"], claims["exp"] = now - 7200, now - 3600
-                return claims
-
-            def get_authorization_code_claims(self, authorization_code: AuthCode) -> Any:
-                claims = super().get_authorization_code_claims(authorization_code)
-                if test_server.failure == "id_token_nonce":
-                    claims["nonce"] = "not-the-nonce-you-sent"
-                return claims
-
-            def generate_user_info(self, user: User, scope: str) -> UserInfo:
-                info = UserInfo(sub=user.sub, email=user.email)
-                if test_server.kind == "microsoft":
-                    info["tid"] = TENANT_ID
-                    info["preferred_username"] = user.email
-                else:
-                    info["email_verified"] = True
-                return info
-
-        server.register_grant(CodeGrant, [CodeChallenge(required=True), IdTokens()])
-        server.register_grant(RefreshGrant)
-
-        class Revocation(RevocationEndpoint):  # type: ignore[misc]
-            CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
-
-            def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
-                with test_server._lock:
-                    return test_server._by_access.get(token_string) or test_server._by_refresh.get(
-                        token_string
-                    )
-
-            def revoke_token(self, token: Grant, req: Any) -> None:
-                with test_server._lock:
-                    token.revoked = True
-
-        server.register_endpoint(Revocation)
+        id_tokens = _id_tokens_class(self)()
+        server.register_grant(_code_grant_class(self), [CodeChallenge(required=True), id_tokens])
+        server.register_grant(_refresh_grant_class(self))
+        server.register_endpoint(_revocation_class(self))
         return server
 
     def _build_app(self) -> Flask:
@@ -510,6 +403,144 @@ class OAuthTestServer:
             return server.create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
 
         return app
+
+
+# --- Authlib grants and endpoints bound to one test server (Authlib makes the instances) ---
+
+
+def _code_grant_class(test_server: OAuthTestServer) -> type[grants.AuthorizationCodeGrant]:
+    """Authorization codes, kept in the test server's memory."""
+
+    class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def save_authorization_code(self, code: str, req: Any) -> None:
+            data = req.payload.data
+            with test_server._lock:
+                test_server.codes_issued += 1
+                test_server._codes[code] = AuthCode(
+                    code=code,
+                    client_id=req.client.client_id,
+                    redirect_uri=req.payload.redirect_uri,
+                    scope=req.payload.scope,
+                    email=req.user.email,
+                    nonce=data.get("nonce"),
+                    code_challenge=data.get("code_challenge"),
+                    code_challenge_method=data.get("code_challenge_method"),
+                )
+
+        def query_authorization_code(self, code: str, client: Client) -> AuthCode | None:
+            with test_server._lock:
+                found = test_server._codes.get(code)
+            return found if found and found.client_id == client.client_id else None
+
+        def delete_authorization_code(self, authorization_code: AuthCode) -> None:
+            with test_server._lock:
+                test_server._codes.pop(authorization_code.code, None)
+
+        def authenticate_user(self, authorization_code: AuthCode) -> User:
+            return User(authorization_code.email)
+
+    return CodeGrant
+
+
+def _refresh_grant_class(test_server: OAuthTestServer) -> type[grants.RefreshTokenGrant]:
+    """Refresh with rotation: each refresh token works once."""
+
+    class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+        TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+        INCLUDE_NEW_REFRESH_TOKEN = True  # rotation
+
+        def authenticate_refresh_token(self, refresh_token: str) -> Grant | None:
+            with test_server._lock:
+                grant = test_server._by_refresh.get(refresh_token)
+            if grant is None or grant.revoked or grant.refresh_used:
+                return None
+            return grant
+
+        def authenticate_user(self, refresh_token: Grant) -> User:
+            return User(refresh_token.email)
+
+        def revoke_old_credential(self, refresh_token: Grant) -> None:
+            with test_server._lock:
+                refresh_token.refresh_used = True
+                test_server.refreshes += 1
+
+    return RefreshGrant
+
+
+def _id_tokens_class(test_server: OAuthTestServer) -> type[OpenIDCode]:
+    """ID tokens, broken on purpose when the server's ``failure`` asks for it."""
+
+    class IdTokens(OpenIDCode):  # type: ignore[misc]
+        def exists_nonce(self, nonce: str, req: Any) -> bool:
+            return False
+
+        def resolve_client_private_key(self, client: Client) -> RSAKey:
+            if test_server.failure == "id_token_signature":
+                return test_server._rogue_key
+            return test_server.key
+
+        def get_encode_header(self, client: Client) -> dict[str, str]:
+            return {"alg": "RS256", "kid": KEY_ID}
+
+        def get_client_claims(self, client: Client) -> dict[str, Any]:
+            return _id_token_claims(test_server, client.client_id)
+
+        def get_authorization_code_claims(self, authorization_code: AuthCode) -> Any:
+            claims = super().get_authorization_code_claims(authorization_code)
+            if test_server.failure == "id_token_nonce":
+                claims["nonce"] = "not-the-nonce-you-sent"
+            return claims
+
+        def generate_user_info(self, user: User, scope: str) -> UserInfo:
+            info = UserInfo(sub=user.sub, email=user.email)
+            if test_server.kind == "microsoft":
+                info["tid"] = TENANT_ID
+                info["preferred_username"] = user.email
+            else:
+                info["email_verified"] = True
+            return info
+
+    return IdTokens
+
+
+def _id_token_claims(test_server: OAuthTestServer, client_id: str) -> dict[str, Any]:
+    """iss/aud/iat/exp of an ID token, one of them wrong when ``failure`` names it."""
+    now = int(time.time())
+    failure = test_server.failure
+    claims: dict[str, Any] = {
+        "iss": test_server.token_issuer,
+        "aud": [client_id],
+        "iat": now,
+        "exp": now + test_server.id_token_lifetime,
+    }
+    if failure == "id_token_issuer":
+        claims["iss"] = "https://issuer.invalid"
+    elif failure == "id_token_audience":
+        claims["aud"] = ["someone-else.apps.example"]
+    elif failure == "id_token_expired":
+        claims["iat"], claims["exp"] = now - 7200, now - 3600
+    return claims
+
+
+def _revocation_class(test_server: OAuthTestServer) -> type[RevocationEndpoint]:
+    """Revocation of access and refresh tokens."""
+
+    class Revocation(RevocationEndpoint):  # type: ignore[misc]
+        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+            with test_server._lock:
+                return test_server._by_access.get(token_string) or test_server._by_refresh.get(
+                    token_string
+                )
+
+        def revoke_token(self, token: Grant, req: Any) -> None:
+            with test_server._lock:
+                token.revoked = True
+
+    return Revocation
 
 
 def _consent_page(*, client_id: str, email: str, scope: str, action: str) -> Response:

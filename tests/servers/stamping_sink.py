@@ -111,10 +111,11 @@ def read_stamps(path: Path) -> dict[str, list[float]]:
 def running(path: Path) -> Iterator[int]:
     """Run the sink in a process of its own (its clock reads must not wait for the test's
     event loop); yields its port once it accepts connections."""
-    from tests.servers.process import free_port  # here: the file also runs as a script
+    # Here: the file also runs as a script.
+    from tests.servers.process import child_options, free_port, stop_group
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, str(port), str(path)])
+    proc = subprocess.Popen([sys.executable, __file__, str(port), str(path)], **child_options())
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -127,8 +128,7 @@ def running(path: Path) -> Iterator[int]:
                 time.sleep(0.05)
         yield port
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_group(proc, grace=10)
 
 
 def main() -> None:

@@ -36,14 +36,6 @@ async def test_probe_walks_every_step_and_sends_no_message(smtpd: SmtpdFactory) 
     assert server.recorder.commands[-2:] == [b"RSET", b"QUIT"]
 
 
-async def test_probe_uses_the_given_harmless_recipient(smtpd: SmtpdFactory) -> None:
-    server = await smtpd("implicit")
-    result = await probe(server.endpoint(), USER, rcpt_probe="postmaster@example.test")
-    assert result.ok
-    assert [s.name for s in result.steps][:3] == ["resolve", "connect", "tls"]
-    assert server.recorder.lines_starting(b"RCPT") == [b"RCPT TO:<postmaster@example.test>"]
-
-
 async def test_probe_stops_at_auth_with_reply_and_hint(smtpd: SmtpdFactory) -> None:
     from pydantic import SecretStr
 

@@ -7,6 +7,7 @@ its certificate signed by a CA made at test time; the sendas process trusts that
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import ssl
@@ -32,7 +33,7 @@ from sendas.context import AppContext
 from sendas.schemas import UserCreate
 from sendas.services import users as user_service
 from tests.servers.need import need_binary
-from tests.servers.process import free_port
+from tests.servers.process import child_options, free_port, stop_group
 
 SMTP_USER = "mailer@example.test"
 SMTP_PASSWORD = "right password 1"
@@ -201,6 +202,7 @@ def live_server(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            **child_options(),
         )
     try:
         deadline = time.monotonic() + 30
@@ -215,26 +217,47 @@ def live_server(
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_group(proc, grace=10)
         ctx.close()
 
 
 # --- the browser --------------------------------------------------------------------------
 
 
+# Playwright's sync API runs its event loop in a greenlet of the main thread and, between
+# two calls, leaves that loop marked as the thread's running loop (the loop is suspended
+# mid-run, not stopped). An asyncio test after a browser test would then fail with
+# "Runner.run() cannot be called from a running event loop". So the mark is set only while a
+# browser test runs (the ``browser`` fixture) and cleared in between.
+
+
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+def _chromium() -> Iterator[tuple[Any, asyncio.AbstractEventLoop]]:
+    """One Chromium for the session, and Playwright's loop (not marked running)."""
     executable = need_binary("/usr/bin/chromium", "chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        loop = asyncio.get_running_loop()
+        asyncio._set_running_loop(None)
+        try:
+            yield b, loop
+        finally:
+            asyncio._set_running_loop(loop)  # Playwright resumes its loop to close
+            b.close()
+
+
+@pytest.fixture
+def browser(_chromium: tuple[Any, asyncio.AbstractEventLoop]) -> Iterator[Any]:
+    """The session's Chromium, usable for this test: Playwright's loop is marked running
+    for the test's duration only (see above)."""
+    b, loop = _chromium
+    asyncio._set_running_loop(loop)
+    try:
         yield b
-        b.close()
+    finally:
+        asyncio._set_running_loop(None)
 
 
 @pytest.fixture

@@ -1,8 +1,5 @@
 """Test Connection results as the pages render them (HTML, no browser), against a real SMTP
-server and a real Dovecot: one result type, every step of a passing test marked ok.
-
-Synchronous on purpose: the browser tests in this folder keep Playwright's event loop
-running in the main thread, so an asyncio test here could not start its own."""
+server and a real Dovecot: one result type, every step of a passing test marked ok."""
 
 from __future__ import annotations
 

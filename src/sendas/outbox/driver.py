@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -198,20 +199,39 @@ class LaneDriver:
             and time.monotonic() - self.st.last_used > self.ctx.cfg.idle_check_seconds
         ):
             try:
-                await session.noop()
+                await self._unless_stopping(session, session.noop())
             except TransportError:
                 await session.close()
                 session = self.st.session = None
         if session is None:
             session = SmtpSession(endpoint)
             try:
-                await session.open()
+                await self._unless_stopping(session, session.open())
             except TransportError as exc:
                 await self._lane_failure(exc, endpoint)
                 raise _LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
+
+    async def _unless_stopping(self, session: SmtpSession, step: Awaitable[object]) -> None:
+        """Await a connection step (open, NOOP), given up when the worker stops: nothing is
+        submitted yet, and a silent server would hold the stop for the whole SMTP timeout."""
+        work = asyncio.ensure_future(step)
+        stop = asyncio.ensure_future(self.ctx.stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # the lane task itself is cancelled
+            work.cancel()
+            raise
+        finally:
+            stop.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            session.abort()  # a reply may still be due: the stream is out of step
+            raise _LaneStop
+        work.result()
 
     async def _lane_failure(
         self, exc: TransportError, endpoint: SmtpEndpoint | None = None

@@ -74,6 +74,26 @@ def _init_process(url: str, parent: int) -> None:
     threading.Thread(target=orphaned, daemon=True, name="sendas-render-orphan").start()
 
 
+def _stop_pool(pool: ProcessPoolExecutor, grace: float = 0.5) -> None:
+    """Shut the render processes down, terminating those not gone within ``grace`` seconds.
+
+    A process still starting (importing sendas takes seconds on a busy machine) would only
+    see the shutdown once started, and the worker must stop within moments of SIGTERM.
+    Nothing is lost: the processes only read, and no render is pending by now.
+    """
+    # Private, but the only handle on the processes (Python 3.14 adds terminate_workers());
+    # read before shutdown() drops it.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+
+
 def _ready() -> bool:
     return _STATE is not None
 
@@ -133,7 +153,7 @@ class Renderer:
             await self._task
         pool, self._pool = self._pool, None
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, True, cancel_futures=True)
+            await asyncio.to_thread(_stop_pool, pool)
         await asyncio.get_running_loop().run_in_executor(self._thread, self._local.close)
         self._thread.shutdown(wait=True)
 

@@ -99,10 +99,35 @@ def _check_imap(session: Session, user_id: int, imap_account_id: int | None) -> 
 def apply_fields(
     session: Session, alias: Alias, data: AliasPatch, box: SecretBox | None, *, creating: bool
 ) -> list[str]:
-    """Copy validated fields onto ``alias``; return warnings. Raises ValidationFailed."""
+    """Copy validated fields onto ``alias``; return warnings. Raises ValidationFailed.
+
+    Every field is checked before anything is raised, so one reply lists all the problems.
+    """
+    fields = data.model_fields_set
+    problems = _apply_identity(session, alias, data, creating=creating)
+    _apply_connection(alias, data)
+    problems += _apply_imap_link(session, alias, data)
+    warnings, server_problems = _apply_server(alias, data)
+    problems += server_problems
+    _apply_password(alias, data, box)
+    if not problems:
+        problems = _missing_for_password(alias)
+    if alias.tls == "none" and alias.allow_plaintext_auth is False and "tls" in fields:
+        warnings.append(
+            "SSL/TLS is disabled: the password would cross the network in clear text, so "
+            "sending refuses to use it unless allow_plaintext_auth is set"
+        )
+    if problems:
+        raise ValidationFailed(problems)
+    return warnings
+
+
+def _apply_identity(
+    session: Session, alias: Alias, data: AliasPatch, *, creating: bool
+) -> list[FieldProblem]:
+    """Who the alias says it is: description (unique per user), names, addresses."""
     fields = data.model_fields_set
     problems: list[FieldProblem] = []
-    warnings: list[str] = []
     if "description" in fields:
         if not data.description:
             problems.append(FieldProblem(("body", "description"), "is required"))
@@ -119,6 +144,12 @@ def apply_fields(
             setattr(alias, name, getattr(data, name) or "")
     if "reply_to" in fields:
         alias.reply_to = data.reply_to or None
+    return problems
+
+
+def _apply_connection(alias: Alias, data: AliasPatch) -> None:
+    """How the alias signs in and connects, and its pace; a new sign-in method drops the token."""
+    fields = data.model_fields_set
     if "auth" in fields and data.auth:
         if data.auth != alias.auth:
             alias.oauth_token_enc = None
@@ -132,44 +163,58 @@ def apply_fields(
         alias.ca_bundle = data.ca_bundle
     if "delay_ms" in fields and data.delay_ms is not None:
         alias.delay_ms = data.delay_ms
-    if "imap_account_id" in fields:
-        try:
-            _check_imap(session, alias.user_id, data.imap_account_id)
-            alias.imap_account_id = data.imap_account_id
-        except ValidationFailed as exc:
-            problems.extend(exc.problems)
-    if "smtp_server" in fields and data.smtp_server:
+
+
+def _apply_imap_link(session: Session, alias: Alias, data: AliasPatch) -> list[FieldProblem]:
+    if "imap_account_id" not in data.model_fields_set:
+        return []
+    try:
+        _check_imap(session, alias.user_id, data.imap_account_id)
+    except ValidationFailed as exc:
+        return list(exc.problems)
+    alias.imap_account_id = data.imap_account_id
+    return []
+
+
+def _apply_server(alias: Alias, data: AliasPatch) -> tuple[list[str], list[FieldProblem]]:
+    """The SMTP server (read with the TLS mode set above); provider aliases get theirs."""
+    if "smtp_server" in data.model_fields_set and data.smtp_server:
         try:
             alias.smtp_host, alias.smtp_port, warnings = parse_server_field(
                 "smtp_server", data.smtp_server, alias.tls
             )
         except ValidationFailed as exc:
-            problems.extend(exc.problems)
-    elif alias.auth in PROVIDER_SERVERS and not alias.smtp_host:
+            return [], list(exc.problems)
+        return warnings, []
+    if alias.auth in PROVIDER_SERVERS and not alias.smtp_host:
         alias.smtp_host, alias.smtp_port, alias.tls = PROVIDER_SERVERS[alias.auth]
-    if "smtp_password" in fields:
-        pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
-        assert box is not None, "a password is written only where a SecretBox is given"
-        alias.smtp_password_enc = box.encrypt(pw) if pw else None
-        if pw:
-            alias.needs_reauth = False  # the owner supplied new credentials
-    if alias.auth == "password" and not problems:
-        if not alias.from_address:
-            problems.append(FieldProblem(("body", "from_address"), "is required"))
-        if not alias.smtp_host:
-            problems.append(
-                FieldProblem(
-                    ("body", "smtp_server"), "is required (host:port, e.g. mail.example.com:465)"
-                )
+    return [], []
+
+
+def _apply_password(alias: Alias, data: AliasPatch, box: SecretBox | None) -> None:
+    if "smtp_password" not in data.model_fields_set:
+        return
+    pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
+    assert box is not None, "a password is written only where a SecretBox is given"
+    alias.smtp_password_enc = box.encrypt(pw) if pw else None
+    if pw:
+        alias.needs_reauth = False  # the owner supplied new credentials
+
+
+def _missing_for_password(alias: Alias) -> list[FieldProblem]:
+    """A password alias cannot send without a From address and a server."""
+    if alias.auth != "password":
+        return []
+    problems: list[FieldProblem] = []
+    if not alias.from_address:
+        problems.append(FieldProblem(("body", "from_address"), "is required"))
+    if not alias.smtp_host:
+        problems.append(
+            FieldProblem(
+                ("body", "smtp_server"), "is required (host:port, e.g. mail.example.com:465)"
             )
-    if alias.tls == "none" and alias.allow_plaintext_auth is False and "tls" in fields:
-        warnings.append(
-            "SSL/TLS is disabled: the password would cross the network in clear text, so "
-            "sending refuses to use it unless allow_plaintext_auth is set"
         )
-    if problems:
-        raise ValidationFailed(problems)
-    return warnings
+    return problems
 
 
 def create_alias(

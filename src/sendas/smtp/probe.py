@@ -10,18 +10,16 @@ from sendas.smtp.session import SmtpSession
 from sendas.steps import StepRecorder
 
 
-async def probe(
-    endpoint: SmtpEndpoint, from_address: str, *, rcpt_probe: str | None = None
-) -> ConnectionTestResult:
-    """Resolve, connect, TLS, EHLO, AUTH, ``MAIL FROM:<from_address>``, ``RCPT TO`` (default:
-    the from address itself), ``RSET``, ``QUIT``. Never raises a TransportError: failures
-    are in the result."""
+async def probe(endpoint: SmtpEndpoint, from_address: str) -> ConnectionTestResult:
+    """Resolve, connect, TLS, EHLO, AUTH, ``MAIL FROM:<from_address>``, ``RCPT TO`` the from
+    address itself, ``RSET``, ``QUIT``. Never raises a TransportError: failures are in the
+    result."""
     recorder = StepRecorder()
     session = SmtpSession(endpoint, on_step=recorder)
     try:
         await session.open()
         await session.mail_from(from_address)
-        await session.rcpt_to(rcpt_probe or from_address)
+        await session.rcpt_to(from_address)
         await session.rset()
         await session.quit()
     except TransportError as exc:

@@ -89,7 +89,7 @@ class SmtpSession:
         try:
             await authenticate(conn.io, self.endpoint, self.extensions, self.tls_active, self._mark)
         except BaseException:
-            self._abort()
+            self.abort()
             raise
 
     # --- single commands (Test Connection) ----------------------------------------------
@@ -190,7 +190,8 @@ class SmtpSession:
         if io is not None:
             await io.close(say_quit=True)
 
-    def _abort(self) -> None:
+    def abort(self) -> None:
+        """Close the socket at once, no QUIT: for a session whose command was cut off."""
         io, self._io = self._io, None
         if io is not None:
             io.abort()

@@ -8,7 +8,8 @@ from sendas.web.routes.admin import router as admin_router
 from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
 from sendas.web.routes.imap import router as imap_router
-from sendas.web.routes.mail import router as mail_router
+from sendas.web.routes.letters import router as letters_router
+from sendas.web.routes.messages import router as messages_router
 from sendas.web.routes.oauth import router as oauth_router
 
 router = APIRouter(include_in_schema=False)
@@ -17,7 +18,8 @@ for module_router in (
     aliases_router,
     imap_router,
     admin_router,
-    mail_router,
+    messages_router,
+    letters_router,
     oauth_router,
 ):
     router.include_router(module_router)

@@ -1,9 +1,7 @@
-"""Compose, message status, Sent log, form letters and their live progress."""
+"""Form letters: the new-letter page, preview, creation, live progress and pause/resume/cancel."""
 
 from __future__ import annotations
 
-import base64
-import re
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -14,8 +12,6 @@ from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, TemplateError, ValidationFailed
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
-from sendas.services import aliases as alias_svc
-from sendas.services import messages as message_svc
 from sendas.services.campaigns import lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.form import letter_from_form
@@ -25,214 +21,16 @@ from sendas.services.common import Actor
 from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.routes.messages import MAX_UPLOAD, STATUSES, alias_choices
 
 router = APIRouter()
 
-# The filters offered: bounces are not recorded yet.
-STATUSES = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
-COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
 CAMPAIGN_FIELDS = ("alias_id", "subject", "text", "html", "file", "recipients_text")
-MAX_UPLOAD = 25 * 1024 * 1024
-
-
-def _aliases(ctx: WebCtx, actor: Actor) -> list[Any]:
-    with ctx.db.read() as s:
-        return [alias_svc.alias_out(a) for a in alias_svc.list_aliases(s, actor)]
-
-
-def _addresses(value: str) -> list[str]:
-    """Addresses separated by commas, semicolons or new lines."""
-    return [a.strip() for a in re.split(r"[,;\n]", value) if a.strip()]
-
-
-# --- compose ------------------------------------------------------------------------------
-
-
-@router.get("/compose")
-def compose_page(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
-    aliases = _aliases(ctx, actor)
-    default = next((a.id for a in aliases if a.is_default), None)
-    return page(
-        request,
-        "mail/compose.html",
-        {
-            "aliases": aliases,
-            "v": {"alias_id": default},
-            "errors": {},
-        },
-    )
-
-
-async def _attachments(form: FormData) -> list[dict[str, str]]:
-    out = []
-    for item in form.getlist("attachments"):
-        if isinstance(item, UploadFile) and item.filename:
-            data = await item.read(MAX_UPLOAD + 1)
-            if len(data) > MAX_UPLOAD:
-                raise ValidationFailed.one("attachments", f"{item.filename} is larger than 25 MB")
-            out.append(
-                {
-                    "filename": item.filename,
-                    "content_type": item.content_type or "application/octet-stream",
-                    "content_base64": base64.b64encode(data).decode(),
-                }
-            )
-    return out
-
-
-@router.post("/compose")
-async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
-    errors: dict[str, str] = {}
-    message_id = 0
-    try:
-        body: dict[str, Any] = {
-            "to": _addresses(text(form, "to")),
-            "cc": _addresses(text(form, "cc")),
-            "bcc": _addresses(text(form, "bcc")),
-            "subject": text(form, "subject"),
-            "text": raw_text(form, "text"),
-            "attachments": await _attachments(form),
-        }
-        if raw_text(form, "html").strip():
-            body["html"] = raw_text(form, "html")
-        alias = text(form, "alias_id")
-        if alias.isdigit():
-            body["alias_id"] = int(alias)
-        data = message_svc.MessageIn.model_validate(body)
-
-        def send() -> int:
-            with ctx.db.write() as s:
-                return message_svc.send_message(s, actor, data).id
-
-        message_id = await run_in_threadpool(send)
-    except (ValidationError, ValidationFailed) as exc:
-        errors = field_errors(exc)
-    except NotFound:
-        errors = {"alias_id": "choose one of your aliases"}
-    if errors:
-        if is_htmx(request):
-            return page(
-                request,
-                "_form_errors.html",
-                {"errors": errors, "fields": COMPOSE_FIELDS},
-                status_code=422,
-            )
-        aliases = await run_in_threadpool(_aliases, ctx, actor)
-        values: dict[str, Any] = {
-            k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")
-        }
-        values["alias_id"] = int(text(form, "alias_id") or 0)
-        return page(
-            request,
-            "mail/compose.html",
-            {"aliases": aliases, "v": values, "errors": errors},
-            status_code=422,
-        )
-    flash(request, "Your message is queued.")
-    return redirect(request, f"/messages/{message_id}")
-
-
-# --- one message --------------------------------------------------------------------------
-
-
-def _message(ctx: WebCtx, actor: Actor, message_id: int) -> message_svc.MessageOut:
-    try:
-        with ctx.db.read() as s:
-            return message_svc.message_out(message_svc.get_message(s, actor, message_id))
-    except NotFound:
-        raise PageNotFound() from None
-
-
-@router.get("/messages/{message_id}")
-def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
-    m = _message(ctx, actor, message_id)
-    template = "mail/_message_status.html" if is_htmx(request) else "mail/message.html"
-    return page(request, template, {"m": m, "active": ACTIVE})
-
-
-@router.post("/messages/{message_id}/resend")
-def message_resend(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
-) -> Response:
-    return _settle(
-        request,
-        ctx,
-        actor,
-        form,
-        message_id,
-        message_svc.resend,
-        "Queued again: it goes out with the same Message-ID.",
-    )
-
-
-@router.post("/messages/{message_id}/mark-sent")
-def message_mark_sent(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
-) -> Response:
-    return _settle(
-        request, ctx, actor, form, message_id, message_svc.mark_sent, "Recorded as sent."
-    )
-
-
-def _settle(
-    request: Request,
-    ctx: WebCtx,
-    actor: Actor,
-    form: FormData,
-    message_id: int,
-    action: Any,
-    done: str,
-) -> Response:
-    back = text(form, "back")
-    if not back.startswith("/") or back.startswith("//"):
-        back = f"/messages/{message_id}"
-    try:
-        with ctx.db.write() as s:
-            action(s, actor, message_id)
-        flash(request, done)
-    except NotFound:
-        raise PageNotFound() from None
-    except Conflict as exc:
-        flash(request, str(exc), "error")
-    return redirect(request, back)
-
-
-# --- Sent log -----------------------------------------------------------------------------
-
-PAGE_SIZE = 50
-
-
-@router.get("/sent")
-def sent_log(
-    request: Request, ctx: WebCtx, actor: WebActor, status: str = "", page_no: int = 1
-) -> Response:
-    status = status if status in STATUSES else ""
-    page_no = max(1, page_no)
-    with ctx.db.read() as s:
-        rows, total = message_svc.list_messages(
-            s, actor, status=status or None, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
-        )
-        items = [message_svc.message_out(m) for m in rows]
-    return page(
-        request,
-        "mail/sent.html",
-        {
-            "items": items,
-            "total": total,
-            "status": status,
-            "statuses": STATUSES,
-            "page_no": page_no,
-            "pages": max(1, -(-total // PAGE_SIZE)),
-        },
-    )
-
-
-# --- form letters -------------------------------------------------------------------------
 
 
 @router.get("/campaigns/new")
 def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
-    aliases = _aliases(ctx, actor)
+    aliases = alias_choices(ctx, actor)
     default = next((a.id for a in aliases if a.is_default), None)
     return page(
         request,
@@ -315,7 +113,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
                 {"errors": errors, "fields": CAMPAIGN_FIELDS},
                 status_code=422,
             )
-        aliases = await run_in_threadpool(_aliases, ctx, actor)
+        aliases = await run_in_threadpool(alias_choices, ctx, actor)
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
