@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 
 from sendas.db.models import OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
     AliasCreate,
@@ -63,13 +64,15 @@ TLS_CHOICES = (
 
 
 def oauth_state(request: Request, session: Session) -> dict[str, dict[str, bool]]:
-    """Per provider: is the sign-in route installed, and has the admin registered a client?"""
+    """Per provider: ``registered`` (the admin saved a client id and secret) and
+    ``available`` (registered, and this server has the sign-in routes)."""
     paths = {getattr(r, "path", "") for r in request.app.routes}
-    state = {}
-    for provider in ("google", "microsoft"):
+    state: dict[str, dict[str, bool]] = {}
+    for provider in PROVIDER_NAMES:
+        row = session.get(OAuthClient, provider)
+        registered = row is not None and bool(row.client_id and row.client_secret_enc)
         route = f"/oauth/{provider}/start" in paths or "/oauth/{provider}/start" in paths
-        client = route and session.get(OAuthClient, provider) is not None
-        state[provider] = {"available": bool(route and client)}
+        state[provider] = {"registered": registered, "available": registered and route}
     return state
 
 
