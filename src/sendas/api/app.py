@@ -10,7 +10,15 @@ from fastapi import APIRouter, FastAPI
 
 from sendas import __version__
 from sendas.api.errors import install_error_handlers
-from sendas.api.routers import aliases, audit, campaigns, imap_accounts, system, users
+from sendas.api.routers import (
+    aliases,
+    audit,
+    campaigns,
+    imap_accounts,
+    oauth_clients,
+    system,
+    users,
+)
 from sendas.api.routers import messages as messages_router
 from sendas.config import Settings
 from sendas.context import AppContext
@@ -40,7 +48,16 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api")
-    for module in (users, aliases, imap_accounts, system, audit, campaigns, messages_router):
+    for module in (
+        users,
+        aliases,
+        imap_accounts,
+        system,
+        oauth_clients,
+        audit,
+        campaigns,
+        messages_router,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     from sendas.web import install_web  # pages, session cookie (HttpOnly, SameSite=Lax), static

@@ -1,5 +1,5 @@
 """The ``sendas`` command line: serve, worker, send, rotate-key, db, user, token, alias, imap,
-system, campaign.
+system, oauth, campaign.
 
 Every command works on the database named by the SENDAS_* settings, through the same
 services as the API. Bad input gives a one-line error and a non-zero exit code. Each command
@@ -15,6 +15,7 @@ from sendas.cli.campaigns import campaign_app
 from sendas.cli.db import db_app
 from sendas.cli.imap import imap_app
 from sendas.cli.keys import rotate_key
+from sendas.cli.oauth import oauth_app
 from sendas.cli.outgoing import system_app
 from sendas.cli.send import send
 from sendas.cli.serve import serve, worker
@@ -46,6 +47,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(alias_app, name="alias")
 app.add_typer(imap_app, name="imap")
 app.add_typer(system_app, name="system")
+app.add_typer(oauth_app, name="oauth")
 app.add_typer(campaign_app, name="campaign")
 
 

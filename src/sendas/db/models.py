@@ -185,6 +185,30 @@ class OAuthClient(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 
+class PendingSignIn(Base):
+    """A started "Sign in with Google/Microsoft", kept until its callback and used once.
+
+    Found by the SHA-256 of its ``state`` (the state itself is never stored); the PKCE
+    verifier and the nonce are encrypted. ``alias_id`` is None for a new alias.
+    """
+
+    __tablename__ = "oauth_pending_sign_ins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    alias_id: Mapped[int | None] = mapped_column(
+        ForeignKey("aliases.id", ondelete="CASCADE"), nullable=True
+    )
+    provider: Mapped[str] = mapped_column(String(16))
+    code_verifier_enc: Mapped[str] = mapped_column(Text)
+    nonce_enc: Mapped[str] = mapped_column(Text)
+    redirect_uri: Mapped[str] = mapped_column(String(1000))
+    imap: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
 class Campaign(Base):
     """A form letter: templates plus one message per recipient."""
 

@@ -155,6 +155,15 @@ def lane_needs_attention(session: Session, lane: str, reason: str, now: datetime
         row.paused_until = now + timedelta(minutes=5)
 
 
+def resume_after_sign_in(session: Session, alias_id: int) -> None:
+    """The owner signed the alias in again: its lane stops waiting for them, so the mail
+    still queued goes out by itself (a time-limited pause, e.g. a quota, stays)."""
+    row = session.get(Lane, alias_lane(alias_id), with_for_update=True)
+    if row is not None and row.needs_attention:
+        row.needs_attention = False
+        row.paused_reason = None
+
+
 def heartbeat(
     session: Session, owner: str, lanes: Sequence[str], message_ids: Sequence[int], until: datetime
 ) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,3 +115,17 @@ def install_web(app: FastAPI) -> None:
             },
             status_code=404,
         )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # A browser asking for a page that does not exist gets a page; the API keeps JSON.
+        if exc.status_code == 404 and _wants_page(request):
+            return await _not_found(request, PageNotFound())
+        return await http_exception_handler(request, exc)
+
+
+def _wants_page(request: Request) -> bool:
+    path = request.url.path
+    if path == "/api" or path.startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "")

@@ -9,7 +9,15 @@ from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
 from sendas.web.routes.imap import router as imap_router
 from sendas.web.routes.mail import router as mail_router
+from sendas.web.routes.oauth import router as oauth_router
 
 router = APIRouter(include_in_schema=False)
-for module_router in (auth_router, aliases_router, imap_router, admin_router, mail_router):
+for module_router in (
+    auth_router,
+    aliases_router,
+    imap_router,
+    admin_router,
+    mail_router,
+    oauth_router,
+):
     router.include_router(module_router)
