@@ -8,9 +8,9 @@ alias form shows, and the other browser tests expect no app registered.
 
 from __future__ import annotations
 
-import base64
 import re
 import ssl
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -50,6 +50,50 @@ def opage(browser: Any, oauth_live: LiveServer) -> Iterator[Any]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+class XoauthController(Controller):  # type: ignore[misc]
+    """aiosmtpd in its own thread with the recording XOAUTH2 handler of tests/servers."""
+
+    def __init__(self, recorder: Recorder, **kwargs: Any) -> None:
+        self.recorder = recorder
+        super().__init__(RecordingHandler(recorder, pipelining=False), **kwargs)
+
+    def factory(self) -> ScriptedSMTP:
+        return ScriptedSMTP(self.handler, self.recorder, **self.SMTP_kwargs)
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[OAuthTestServer]:
+    """The authorization server "as Google" (the page's consent screen, tokens, revoke)."""
+    server = OAuthTestServer("google")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def xoauth_smtp(web_ca: trustme.CA, google: OAuthTestServer) -> Iterator[tuple[str, Recorder]]:
+    """SMTP over implicit TLS (as smtp.gmail.com:465) that takes XOAUTH2 only with tokens
+    the authorization server says are active for that user. Yields (host:port, recorder)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    web_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    recorder = Recorder(token_check=google.token_check)
+    port = free_port()
+    controller = XoauthController(
+        recorder, hostname="127.0.0.1", port=port, ssl_context=context, auth_require_tls=False
+    )
+    controller.start()
+    yield f"127.0.0.1:{port}", recorder
+    controller.stop()
+
+
+def wait_until(check: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.1)
 
 
 def nav(page: Any, name: str) -> Any:
@@ -216,3 +260,122 @@ def test_card_of_an_oauth_alias_and_its_reconnect_button(
     expect(user_name).not_to_be_editable()
     assert "Google no longer accepts" in page.locator(".flash-error").inner_text()
     shoot(page, "alias-edit-oauth")
+
+
+# --- the whole flow -------------------------------------------------------------------------
+
+
+def register_google_app(page: Any, live: LiveServer, google: OAuthTestServer) -> None:
+    """The admin registers the app on the page, pointing discovery at the test server."""
+    login(page, live.new_user("owner", admin=True))
+    nav(page, "Sign-in apps").click()
+    page.wait_for_url("**/admin/oauth/google")
+    redirect = page.get_by_label("Redirect URI to register").input_value()
+    google.register_client(CLIENT_ID, CLIENT_SECRET, redirect)  # as done in the console
+    page.get_by_label("Client ID").fill(CLIENT_ID)
+    page.get_by_label("Client secret").fill(CLIENT_SECRET)
+    page.locator("summary", has_text="Advanced").click()
+    page.get_by_label("Discovery URL").fill(google.discovery_url)
+    page.get_by_role("button", name="Save the Google app").click()
+    page.locator(".flash", has_text="Saved the Google app").wait_for()
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+
+
+def consent(page: Any, google: OAuthTestServer, email: str) -> None:
+    """On the provider's consent page: the account and the Gmail scope, then Allow."""
+    page.wait_for_url(f"{google.base_url}/authorize**")
+    assert email in page.locator("#user").inner_text()
+    assert "https://mail.google.com/" in page.locator("#scopes").inner_text()
+    allow = page.get_by_role("button", name="Allow")
+    assert is_focusable(allow)
+    allow.click()
+
+
+def send(page: Any, to: str, subject: str) -> Any:
+    nav(page, "Compose").click()
+    page.get_by_label("To", exact=True).fill(to)
+    page.get_by_label("Subject").fill(subject)
+    page.get_by_label("Message").fill("Sent with a token, not a password.")
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url(re.compile(r"/messages/\d+$"))
+    return page.url
+
+
+def test_sign_in_send_revoke_reconnect(
+    opage: Any,
+    oauth_live: LiveServer,
+    google: OAuthTestServer,
+    xoauth_smtp: tuple[str, Recorder],
+) -> None:
+    page = opage
+    smtp_server, recorder = xoauth_smtp
+    register_google_app(page, oauth_live, google)
+
+    email = "dana.oauth@gmail.example"
+    google.set_user(email)
+    login(page, oauth_live.new_user("signer"))
+    page.goto("/aliases/new")
+    sign_in = page.get_by_role("link", name="Sign in with Google")
+    assert is_focusable(sign_in)
+    sign_in.click()
+    consent(page, google, email)
+
+    # Back on sendas: a new alias, signed in, on its edit page.
+    page.wait_for_url(re.compile(r"/aliases/\d+$"))
+    alias_id = int(page.url.rsplit("/", 1)[1])
+    assert f"Signed in with Google as {email}" in page.locator(".flash").inner_text()
+    assert page.get_by_label("From Address").input_value() == email
+    assert page.get_by_label("SMTP Server:Port").input_value() == "smtp.gmail.com:465"
+    assert page.get_by_label("SMTP Password").count() == 0
+    # This machine has no route to Gmail: point the alias at the local server (same TLS).
+    page.get_by_label("SMTP Server:Port").fill(smtp_server)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/aliases")
+    card = page.locator(f"#alias-{alias_id}")
+    assert f"Signed in with Google as {email}" in card.inner_text()
+    assert card.get_by_role("link", name="Reconnect").count() == 0
+    shoot(page, "alias-card-signed-in")
+
+    # A send goes out with XOAUTH2: the SASL string names the user and a live token.
+    send(page, "reader@example.org", "First with a token")
+    page.locator(".message-state", has_text="sent").wait_for(timeout=20_000)
+    wait_until(lambda: any(m.rcpt_tos == ["reader@example.org"] for m in recorder.messages))
+    sasl = recorder.xoauth2_payloads[-1]
+    match = re.fullmatch(rb"user=([^\x01]+)\x01auth=Bearer ([^\x01]+)\x01\x01", sasl)
+    assert match is not None, sasl
+    assert match.group(1).decode() == email
+    assert google.is_active(match.group(2).decode())
+
+    # The user removes sendas's access at Google: the next send waits, nothing fails.
+    assert google.revoke(email) >= 1
+    second = send(page, "reader2@example.org", "Second after the revoke")
+    card = page.locator(f"#alias-{alias_id}")
+    reconnect = card.get_by_role("link", name="Reconnect")
+
+    def reconnect_shown() -> bool:
+        page.goto("/aliases")
+        return bool(reconnect.count())
+
+    wait_until(reconnect_shown)  # once the worker has met the refusal
+    assert "Google no longer accepts this alias's sign-in" in card.inner_text()
+    assert is_focusable(reconnect)
+    page.goto(second)
+    state = page.locator(".message-state").inner_text()
+    assert state == "queued", state
+    assert not any(m.rcpt_tos == ["reader2@example.org"] for m in recorder.messages)
+    page.goto("/aliases")
+    shoot(page, "alias-card-needs-reauth")
+
+    # Reconnect: the same consent, and the waiting message goes out by itself.
+    page.locator(f"#alias-{alias_id}").get_by_role("link", name="Reconnect").click()
+    consent(page, google, email)
+    page.wait_for_url("**/aliases")
+    card = page.locator(f"#alias-{alias_id}")
+    assert f"Signed in with Google as {email}" in card.inner_text()
+    assert card.get_by_role("link", name="Reconnect").count() == 0
+    page.goto(second)
+    page.locator(".message-state", has_text="sent").wait_for(timeout=20_000)
+    wait_until(lambda: any(m.rcpt_tos == ["reader2@example.org"] for m in recorder.messages))
+    token = re.search(rb"auth=Bearer ([^\x01]+)", recorder.xoauth2_payloads[-1])
+    assert token is not None and google.is_active(token.group(1).decode())

@@ -10,7 +10,6 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from sendas.db.models import OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
 from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
@@ -22,7 +21,7 @@ from sendas.schemas import (
     parse_delay_ms,
 )
 from sendas.services import aliases as svc
-from sendas.services import connection_test
+from sendas.services import connection_test, oauth_clients
 from sendas.services import imap_accounts as imap_svc
 from sendas.services.common import Actor
 from sendas.web.deps import (
@@ -63,17 +62,9 @@ TLS_CHOICES = (
 )
 
 
-def oauth_state(request: Request, session: Session) -> dict[str, dict[str, bool]]:
-    """Per provider: ``registered`` (the admin saved a client id and secret) and
-    ``available`` (registered, and this server has the sign-in routes)."""
-    paths = {getattr(r, "path", "") for r in request.app.routes}
-    state: dict[str, dict[str, bool]] = {}
-    for provider in PROVIDER_NAMES:
-        row = session.get(OAuthClient, provider)
-        registered = row is not None and bool(row.client_id and row.client_secret_enc)
-        route = f"/oauth/{provider}/start" in paths or "/oauth/{provider}/start" in paths
-        state[provider] = {"registered": registered, "available": registered and route}
-    return state
+def oauth_state(session: Session) -> dict[str, dict[str, bool]]:
+    """Per provider: ``available`` once the admin has registered its app."""
+    return {p: {"available": oauth_clients.is_configured(session, p)} for p in PROVIDER_NAMES}
 
 
 @router.get("/aliases")
@@ -159,7 +150,7 @@ def _edit_page(
 ) -> Response:
     with ctx.db.read() as s:
         imaps = [imap_svc.imap_out(a) for a in imap_svc.list_imap_accounts(s, actor)]
-        oauth = oauth_state(request, s)
+        oauth = oauth_state(s)
     return page(
         request,
         "aliases/edit.html",
