@@ -39,6 +39,13 @@ SESSION_REPLIES = [
     ),
     (
         "AUTH",
+        "550 5.7.30 Basic authentication is not supported for Client Submission.",
+        "auth",
+        ReplyKind.AUTH,
+        "Sign in with Microsoft",
+    ),
+    (
+        "AUTH",
         "535 5.7.3 Authentication unsuccessful [BN0PR04CA0001.namprd04.prod.outlook.com]",
         "auth",
         ReplyKind.AUTH,
@@ -217,3 +224,30 @@ def test_pause_lengths_follow_the_reply() -> None:
     assert ses is not None and ses - NOW < timedelta(minutes=1)
     assert stated == NOW + timedelta(seconds=90)
     assert pause_until(ReplyKind.PERMANENT, 550, "5.1.1 no such user", NOW) is None
+
+
+_BASIC_OFF = "5.7.30 Basic authentication is not supported for Client Submission."
+_MAILBOX_OFF = (
+    "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox."
+)
+_BASIC_DISABLED = "5.7.139 Authentication unsuccessful, basic authentication is disabled."
+
+
+@pytest.mark.parametrize(
+    ("code", "text", "words"),
+    [
+        (550, _BASIC_OFF, "Sign in with Microsoft"),
+        (550, _BASIC_OFF, "tenant administrator"),
+        (535, _MAILBOX_OFF, "Authenticated SMTP"),
+        (535, _BASIC_DISABLED, "Sign in with Microsoft"),
+        (535, "5.7.3 Authentication unsuccessful", "Sign in with Microsoft"),
+        (534, "5.7.9 Application-specific password required.", "create an app password"),
+        (534, "5.7.9 Application-specific password required.", "Sign in with Google"),
+        (535, "5.7.8 Username and Password not accepted.", "app password"),
+    ],
+)  # fmt: skip
+def test_sign_in_refusals_say_what_to_do(code: int, text: str, words: str) -> None:
+    from sendas.smtp import classify, hint_for
+
+    assert classify(code, text) is ReplyKind.AUTH
+    assert words in hint_for("auth", code, text)

@@ -18,7 +18,14 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from sendas.db.models import utcnow
-from sendas.errors import AuthError, MailConnectionError, OAuthError, ReplyError, TransportError
+from sendas.errors import (
+    AuthError,
+    MailConnectionError,
+    OAuthError,
+    ReauthRequired,
+    ReplyError,
+    TransportError,
+)
 from sendas.outbox.claims import (
     Claim,
     ClaimedMessage,
@@ -44,6 +51,15 @@ from sendas.smtp import (
 
 log = logging.getLogger("sendas.outbox")
 RECONNECTS_BEFORE_PAUSE = 3
+
+
+def reauth_reason(auth: str) -> str:
+    """Why a signed-in alias's queue waits: the grant is gone until the owner reconnects."""
+    label = {"google": "Google", "microsoft": "Microsoft"}.get(auth, "provider")
+    return (
+        f"the {label} sign-in was revoked or has expired: reconnect the alias (Sign in with "
+        f"{label} again); its queued mail goes out afterwards"
+    )
 
 
 class _LaneStop(Exception):
@@ -191,18 +207,25 @@ class LaneDriver:
             try:
                 await session.open()
             except TransportError as exc:
-                await self._lane_failure(exc)
+                await self._lane_failure(exc, endpoint)
                 raise _LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
 
-    async def _lane_failure(self, exc: TransportError) -> None:
+    async def _lane_failure(
+        self, exc: TransportError, endpoint: SmtpEndpoint | None = None
+    ) -> None:
         """Opening the connection failed: flag, pause or back off the lane."""
         lane, now = self.st.name, utcnow()
         reason = " - ".join(x for x in (exc.server_reply or str(exc), exc.hint) if x)
         kind = exc.kind if isinstance(exc, ReplyError) else None
-        if isinstance(exc, AuthError | OAuthError) or kind == ReplyKind.AUTH:
+        if isinstance(exc, ReauthRequired):
+            reason = reauth_reason(endpoint.auth if endpoint is not None else "")
+        # A sign-in provider that is down (ProviderUnavailable, a connection error too) is a
+        # retry with backoff, never "needs attention": the grant itself is fine.
+        unreachable = isinstance(exc, MailConnectionError)
+        if not unreachable and (isinstance(exc, AuthError | OAuthError) or kind == ReplyKind.AUTH):
             log.warning("lane %s: sign-in refused, the alias needs attention", lane)
             await self.ctx.tx.run(lambda s: lane_needs_attention(s, lane, reason, now))
             return

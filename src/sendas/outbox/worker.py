@@ -26,6 +26,7 @@ from sendas.context import AppContext
 from sendas.db.models import utcnow
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
+from sendas.oauth.tokens import AliasTokens
 from sendas.outbox.claims import TokenProviders
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver
@@ -63,6 +64,9 @@ class Worker:
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
         self._tx = TxQueue(ctx.db)
         self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes)
+        if token_providers is None:
+            # Signed-in aliases: access tokens refreshed before expiry, one refresh at a time.
+            token_providers = AliasTokens(ctx.db, ctx.secrets).token_provider
         self._shared = DriverContext(
             self.cfg, self.id, ctx.secrets, token_providers, self._tx, self._renderer,
             self._stopping, self._start_copy,

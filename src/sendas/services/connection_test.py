@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.endpoints import imap_endpoint, smtp_endpoint
+from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.sent import probe_imap
+from sendas.oauth.tokens import AliasTokens
 from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor
-from sendas.smtp import probe
+from sendas.smtp import TokenProvider, probe
+from sendas.steps import StepRecorder
 
 
 def _failed(step: str, hint: str) -> ConnectionTestResult:
@@ -35,17 +38,52 @@ async def _probe_row(
     if isinstance(row, Alias) and row.auth != "password" and not row.oauth_token_enc:
         name = "Google" if row.auth == "google" else "Microsoft"
         return _failed("auth", f"Click 'Sign in with {name}' to connect this alias first.")
+    token_step: ConnectionTestResult | None = None
+    provider: TokenProvider | None = None
+    if isinstance(row, Alias) and row.auth != "password":
+        token_step, provider = await _token_step(ctx, row)
+        if not token_step.ok:
+            return token_step
     try:
-        endpoint = smtp_endpoint(row, ctx.secrets, timeout=ctx.settings.smtp_timeout)
+        endpoint = smtp_endpoint(
+            row, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
+        )
     except ValueError as exc:
         return _failed("settings", str(exc))
     result = await probe(endpoint, row.from_address)
+    if token_step is not None:
+        result = token_step.followed_by(result, prefix="")
     if not result.ok or imap is None:
         return result
     imap_result = await probe_imap(
         imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
     )
     return result.followed_by(imap_result, prefix="imap_")
+
+
+async def _token_step(
+    ctx: AppContext, alias: Alias
+) -> tuple[ConnectionTestResult, TokenProvider | None]:
+    """Step ``token``: a fresh access token for the signed-in alias (refreshed when it
+    expires soon), then handed to the SMTP steps. A revoked grant fails here."""
+    tokens = AliasTokens(ctx.db, ctx.secrets)
+    recorder = StepRecorder()
+    try:
+        with recorder.step("token") as draft:
+            await tokens.access_token(alias.id)
+            draft.detail = "a valid access token is at hand"
+    except TransportError as exc:
+        failed = recorder.failed(exc)
+        step_name = "token"
+        hint = exc.hint
+        if isinstance(exc, ReauthRequired):
+            label = "Google" if alias.auth == "google" else "Microsoft"
+            hint = (
+                f"The {label} sign-in was revoked or has expired. Click 'Reconnect' (Sign in "
+                f"with {label} again); mail waiting for this alias goes out afterwards."
+            )
+        return failed.model_copy(update={"step": step_name, "hint": hint}), None
+    return recorder.passed(), tokens.token_provider(alias.id)
 
 
 def _stamp(result: ConnectionTestResult) -> ConnectionTestResult:

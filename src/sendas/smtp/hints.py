@@ -19,11 +19,17 @@ _MS_BASIC_OFF = (
     "This Microsoft account no longer accepts passwords for sending mail. Switch the alias to "
     "Sign in with Microsoft."
 )
+_MS_BASIC_UNSUPPORTED = (
+    "Microsoft no longer accepts a password for sending from this organisation (Basic "
+    "authentication for SMTP is off: the default for new tenants, and for existing ones from "
+    "the end of December 2026). Switch the alias to Sign in with Microsoft; only while "
+    "Microsoft still allows it can the tenant administrator switch Basic SMTP AUTH back on."
+)
 _MS_535_573 = (
     "Microsoft refused the sign-in. Usually the password is wrong, SMTP sign-in "
     "(Authenticated SMTP) is off for the mailbox, or - with Sign in with Microsoft - the "
     "token lacks the SMTP.Send permission. Check the password first, then ask an "
-    "administrator about Authenticated SMTP."
+    "administrator about Authenticated SMTP, or switch the alias to Sign in with Microsoft."
 )
 _GOOGLE_APP_PASSWORD = (
     "Google wants an app password here, not the normal account password. Turn on 2-Step "
@@ -197,6 +203,8 @@ def _sign_in_hint(code: int, detail: tuple[int, int] | None, text: str) -> str |
         return _MS_ADMIN
     if mentions(text, "basic authentication is disabled"):
         return _MS_BASIC_OFF
+    if detail == (7, 30) or mentions(text, "basic authentication is not supported"):
+        return _MS_BASIC_UNSUPPORTED
     if code == 534 and (detail == (7, 9) or mentions(text, "application-specific password")):
         return _GOOGLE_APP_PASSWORD
     if mentions(text, "application-specific password required"):

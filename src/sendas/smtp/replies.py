@@ -96,7 +96,7 @@ _RATE_WORDS = (
     "thread limit",
     "concurrent connections",
 )
-_AUTH_ESC = {(7, 8), (7, 9), (7, 139), (7, 3), (7, 57), (7, 14)}
+_AUTH_ESC = {(7, 8), (7, 9), (7, 139), (7, 3), (7, 57), (7, 14), (7, 30)}
 
 
 def classify(code: int, text: str = "") -> ReplyKind:
