@@ -3,15 +3,21 @@ endpoints the SMTP and IMAP layers connect to, decrypting secrets only here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from pydantic import SecretStr
 
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing
+from sendas.errors import ReauthRequired
 from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.providers import files_own_sent_copy
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
+
+TokenProviders = Callable[[int], TokenProvider]
+"""alias id -> token provider, for aliases that sign in with Google or Microsoft."""
 
 
 def smtp_endpoint(
@@ -48,3 +54,41 @@ def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEn
     return ImapEndpoint.for_account(
         acc, password, timeout=timeout, allow_plaintext_password=acc.allow_plaintext_auth
     )
+
+
+def _no_token_provider(alias_id: int) -> TokenProvider:
+    async def provider(force_refresh: bool) -> str:
+        raise ReauthRequired(
+            "no sign-in token is available for this alias",
+            step="auth",
+            hint="Sign in again with Google or Microsoft for this alias.",
+        )
+
+    return provider
+
+
+def alias_endpoint(
+    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
+) -> SmtpEndpoint:
+    """The alias's SMTP endpoint, with a token provider if it signs in with OAuth."""
+    provider = None
+    if alias.auth != "password":
+        provider = (token_providers or _no_token_provider)(alias.id)
+    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
+
+
+def imap_for(
+    alias: Alias, box: SecretBox, timeout: float
+) -> tuple[ImapEndpoint | None, str | None]:
+    """Where the alias's copies to Sent go, or why none is made (the reason is recorded)."""
+    if files_own_sent_copy(alias.smtp_host, alias.auth):
+        return None, "the provider files its own copy in Sent"
+    account: ImapAccount | None = alias.imap_account
+    if account is None:
+        return None, "the alias has no IMAP account"
+    if not account.password_enc:
+        return None, "the IMAP account has no password"
+    try:
+        return imap_endpoint(account, box, timeout=timeout), None
+    except ValueError as exc:
+        return None, f"the IMAP account cannot be used: {exc}"

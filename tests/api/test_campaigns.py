@@ -47,9 +47,7 @@ def letter(**over: Any) -> dict[str, Any]:
     }
 
 
-def upload(
-    client: TestClient, who: Person, csv_text: str, **form: Any
-) -> Any:
+def upload(client: TestClient, who: Person, csv_text: str, **form: Any) -> Any:
     data = {"subject": "Hi {{ first }}", "text": "Dear {{ first }}", **form}
     files = {"file": ("list.csv", io.BytesIO(csv_text.encode()), "text/csv")}
     return client.post("/api/campaigns", data=data, files=files, headers=who.headers)
@@ -82,7 +80,9 @@ def test_json_campaign_queues_one_message_per_recipient(
     assert body["invalid_count"] == 0
     rows = message_rows(ctx)
     assert [m.to_addrs for m in rows] == [
-        ["ann@example.org"], ["ben@example.org"], ["cat@example.org"]
+        ["ann@example.org"],
+        ["ben@example.org"],
+        ["cat@example.org"],
     ]
     assert {m.lane for m in rows} == {f"alias:{alias_id}"}
     assert {m.kind for m in rows} == {"campaign"}
@@ -110,8 +110,13 @@ def test_unknown_field_refused_even_with_skip_invalid(
     client: TestClient, ctx: AppContext, alice: Person
 ):
     make_alias(client, alice)
-    r = upload(client, alice, "email,first\nann@example.org,Ann\n",
-               text="{{ missing_one }}", skip_invalid="true")
+    r = upload(
+        client,
+        alice,
+        "email,first\nann@example.org,Ann\n",
+        text="{{ missing_one }}",
+        skip_invalid="true",
+    )
     assert r.status_code == 422
     assert "missing_one" in r.text and "ann@example.org" in r.text
     assert count_messages(ctx) == 0
@@ -245,8 +250,11 @@ def test_preview_renders_one_recipient(client: TestClient, alice: Person):
 def test_preview_names_the_missing_field(client: TestClient, alice: Person):
     r = client.post(
         "/api/campaigns/preview",
-        json={"subject": "Hi", "text": "{{ company }}",
-              "recipient": {"email": "ann@example.org", "fields": {}}},
+        json={
+            "subject": "Hi",
+            "text": "{{ company }}",
+            "recipient": {"email": "ann@example.org", "fields": {}},
+        },
         headers=alice.headers,
     )
     assert r.status_code == 422
@@ -257,8 +265,11 @@ def test_preview_names_the_missing_field(client: TestClient, alice: Person):
 def test_preview_refuses_sandbox_escape(client: TestClient, alice: Person):
     r = client.post(
         "/api/campaigns/preview",
-        json={"subject": "x", "text": "{{ email.__class__.__mro__ }}",
-              "recipient": {"email": "ann@example.org"}},
+        json={
+            "subject": "x",
+            "text": "{{ email.__class__.__mro__ }}",
+            "recipient": {"email": "ann@example.org"},
+        },
         headers=alice.headers,
     )
     assert r.status_code == 422
@@ -296,8 +307,13 @@ def test_counts_rate_and_completion(client: TestClient, ctx: AppContext, alice: 
     set_status(ctx, c["id"], "sent", 2, sent_at=datetime.now(UTC))
     body = client.get(f"/api/campaigns/{c['id']}", headers=alice.headers).json()
     assert body["counts"] == {
-        "queued": 1, "sending": 0, "sent": 2, "retrying": 0,
-        "failed": 0, "unknown": 0, "cancelled": 0,
+        "queued": 1,
+        "sending": 0,
+        "sent": 2,
+        "retrying": 0,
+        "failed": 0,
+        "unknown": 0,
+        "cancelled": 0,
     }
     assert body["status"] == "running"
     assert body["rate"] > 0 and body["eta_seconds"] is not None
@@ -336,13 +352,25 @@ def test_lane_pause_shows_as_paused_reason(client: TestClient, ctx: AppContext, 
     alias_id = make_alias(client, alice)
     c = create(client, alice)
     with ctx.db.write() as s:
-        s.merge(Lane(name=f"alias:{alias_id}", paused_until=datetime.now(UTC) + timedelta(hours=1),
-                     paused_reason="421 4.7.0 too many messages", needs_attention=False))
+        s.merge(
+            Lane(
+                name=f"alias:{alias_id}",
+                paused_until=datetime.now(UTC) + timedelta(hours=1),
+                paused_reason="421 4.7.0 too many messages",
+                needs_attention=False,
+            )
+        )
     body = client.get(f"/api/campaigns/{c['id']}", headers=alice.headers).json()
     assert "421 4.7.0" in body["paused_reason"]
     with ctx.db.write() as s:
-        s.merge(Lane(name=f"alias:{alias_id}", paused_until=None, paused_reason=None,
-                     needs_attention=True))
+        s.merge(
+            Lane(
+                name=f"alias:{alias_id}",
+                paused_until=None,
+                paused_reason=None,
+                needs_attention=True,
+            )
+        )
     body = client.get(f"/api/campaigns/{c['id']}", headers=alice.headers).json()
     assert "attention" in body["paused_reason"]
 
@@ -351,7 +379,10 @@ def test_another_users_campaign_is_404(client: TestClient, alice: Person, bob: P
     make_alias(client, alice)
     c = create(client, alice)
     for method, path in [
-        ("get", ""), ("post", "/pause"), ("post", "/resume"), ("post", "/cancel"),
+        ("get", ""),
+        ("post", "/pause"),
+        ("post", "/resume"),
+        ("post", "/cancel"),
         ("get", "/messages"),
     ]:
         r = client.request(method, f"/api/campaigns/{c['id']}{path}", headers=bob.headers)
@@ -369,7 +400,9 @@ def test_messages_filter_by_status_and_search(client: TestClient, ctx: AppContex
     url = f"/api/campaigns/{c['id']}/messages"
     everything = client.get(url, headers=alice.headers).json()
     assert [m["email"] for m in everything["items"]] == [
-        "ann@example.org", "ben@example.org", "cat@example.org"
+        "ann@example.org",
+        "ben@example.org",
+        "cat@example.org",
     ]
     failed = client.get(url, params={"status": "failed"}, headers=alice.headers).json()["items"]
     assert [(m["email"], m["server_reply"]) for m in failed] == [
@@ -386,8 +419,9 @@ def test_messages_filter_by_status_and_search(client: TestClient, ctx: AppContex
 
 
 @pytest.mark.parametrize("bad", [{"subject": ""}, {"recipients": []}, {"bogus": 1}])
-def test_schema_errors_are_422_per_field(client: TestClient, ctx: AppContext, alice: Person,
-                                         bad: dict[str, Any]):
+def test_schema_errors_are_422_per_field(
+    client: TestClient, ctx: AppContext, alice: Person, bad: dict[str, Any]
+):
     make_alias(client, alice)
     r = client.post("/api/campaigns", json=letter(**bad), headers=alice.headers)
     assert r.status_code == 422

@@ -39,9 +39,22 @@ def run(data_dir: Path) -> Any:
         return runner.invoke(app, list(args), input=input)
 
     assert invoke("user", "add", "alice@example.com", "--name", "Alice").exit_code == 0
-    r = invoke("alias", "add", "--user", "alice@example.com", "--description", "Work",
-               "--from", "alice@example.com", "--server", "mail.example.com:465",
-               "--username", "alice", "--password-stdin", input="pw-123456\n")
+    r = invoke(
+        "alias",
+        "add",
+        "--user",
+        "alice@example.com",
+        "--description",
+        "Work",
+        "--from",
+        "alice@example.com",
+        "--server",
+        "mail.example.com:465",
+        "--username",
+        "alice",
+        "--password-stdin",
+        input="pw-123456\n",
+    )
     assert r.exit_code == 0, r.output
     return invoke
 
@@ -55,8 +68,11 @@ def ctx(data_dir: Path) -> Iterator[AppContext]:
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    paths = {"csv": tmp_path / "list.csv", "text": tmp_path / "letter.txt",
-             "html": tmp_path / "letter.html"}
+    paths = {
+        "csv": tmp_path / "list.csv",
+        "text": tmp_path / "letter.txt",
+        "html": tmp_path / "letter.html",
+    }
     paths["csv"].write_text(CSV)
     paths["text"].write_text("Dear {{ first }},\n")
     paths["html"].write_text("<p>Dear {{ first }}</p>")
@@ -64,9 +80,21 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def send(run: Any, files: dict[str, Path], *extra: str) -> Any:
-    return run("campaign", "send", "--user", "alice@example.com", "--subject", "Hi {{ first }}",
-               "--text-file", str(files["text"]), "--html-file", str(files["html"]),
-               "--csv", str(files["csv"]), *extra)
+    return run(
+        "campaign",
+        "send",
+        "--user",
+        "alice@example.com",
+        "--subject",
+        "Hi {{ first }}",
+        "--text-file",
+        str(files["text"]),
+        "--html-file",
+        str(files["html"]),
+        "--csv",
+        str(files["csv"]),
+        *extra,
+    )
 
 
 def statuses(ctx: AppContext) -> list[tuple[str, str]]:
@@ -116,8 +144,7 @@ def test_status_json_pause_resume_cancel(run: Any, files: dict[str, Path], ctx: 
     assert r.exit_code == 1 and "not found" in r.stderr
 
 
-def test_follow_shows_progress_until_completed(run: Any, files: dict[str, Path],
-                                              ctx: AppContext):
+def test_follow_shows_progress_until_completed(run: Any, files: dict[str, Path], ctx: AppContext):
     assert send(run, files, "--skip-invalid").exit_code == 0
 
     def deliver() -> None:  # plays the worker: one message, then the other
@@ -141,6 +168,14 @@ def test_follow_shows_progress_until_completed(run: Any, files: dict[str, Path],
 
 
 def test_needs_a_template(run: Any, files: dict[str, Path]):
-    r = run("campaign", "send", "--user", "alice@example.com", "--subject", "x",
-            "--csv", str(files["csv"]))
+    r = run(
+        "campaign",
+        "send",
+        "--user",
+        "alice@example.com",
+        "--subject",
+        "x",
+        "--csv",
+        str(files["csv"]),
+    )
     assert r.exit_code == 2 and "--text-file" in r.stderr

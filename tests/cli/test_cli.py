@@ -303,3 +303,32 @@ def test_imap_and_alias_test_pass_with_every_step_ok(
         assert result["steps"][-1]["name"] == "imap_find_sent"
     finally:
         controller.stop()
+
+
+def test_oauth_configure_and_show(run):
+    r = run(
+        "oauth", "configure", "microsoft", "--client-id", "app-123", "--tenant", "contoso.com",
+        "--discovery-url", "https://login.example.test/{tenant}/v2.0/.well-known/openid-configuration",
+        "--client-secret-stdin", input="cli-secret-value\n",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "redirect URI to register: http://127.0.0.1:8025/oauth/microsoft/callback" in r.output
+    shown = run("oauth", "show", "--json")
+    assert shown.exit_code == 0 and "cli-secret-value" not in shown.output
+    by_name = {c["provider"]: c for c in json.loads(shown.stdout)}
+    assert by_name["microsoft"]["client_id"] == "app-123"
+    assert (
+        by_name["microsoft"]["client_secret_set"]
+        and by_name["microsoft"]["tenant"] == "contoso.com"
+    )
+    assert not by_name["google"]["configured"]
+    # Without a secret the first registration is refused; bad input is exit code 2.
+    r = run("oauth", "configure", "google", "--client-id", "g-1")
+    assert r.exit_code == 2 and "client_secret" in r.output
+    r = run("oauth", "configure", "google", "--client-id", "g-1", "--tenant", "x",
+            "--client-secret-stdin", input="s\n")  # fmt: skip
+    assert r.exit_code == 2 and "tenant" in r.output
+    text = run("oauth", "show")
+    assert (
+        text.exit_code == 0 and "[google]" in text.output and "cli-secret-value" not in text.output
+    )

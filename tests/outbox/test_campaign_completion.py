@@ -9,21 +9,23 @@ from sqlalchemy import func, select, update
 
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Message
-from sendas.services import campaigns as campaign_service
+from sendas.schemas import CampaignTemplatesIn, RecipientIn
 from sendas.services import messages as message_service
+from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.lifecycle import pause_campaign, resume_campaign
+from sendas.services.campaigns.progress import campaign_out
+from sendas.services.campaigns.recipients import json_rows
 from sendas.services.common import Actor
 from tests.outbox.conftest import make_alias, running_worker, wait_for
 from tests.servers.smtpd import SmtpdFactory
 
 
 def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int:
-    recipients = [campaign_service.RecipientIn(email=f"r{i}@example.org", fields={"n": str(i)})
+    recipients = [RecipientIn(email=f"r{i}@example.org", fields={"n": str(i)})
                   for i in range(count)]  # fmt: skip
-    data = campaign_service.CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
+    data = CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
                                                 text="Hello {{ n }}\n")  # fmt: skip
-    return campaign_service.create_campaign(
-        ctx.db, actor, data, campaign_service.json_rows(recipients)
-    ).id
+    return create_campaign(ctx.db, actor, data, json_rows(recipients)).id
 
 
 Snapshot = tuple[str, datetime | None, int]
@@ -96,13 +98,11 @@ async def test_resuming_a_letter_whose_last_messages_settled_while_paused_comple
     alias_id = make_alias(ctx, alice_actor, await smtpd("none", pipelining=True))
     campaign_id = form_letter(ctx, alice_actor, alias_id, 2)
     with ctx.db.write() as s:
-        campaign_service.pause_campaign(s, alice_actor, campaign_id)
+        pause_campaign(s, alice_actor, campaign_id)
         # The batch in flight when it was paused went out meanwhile.
         s.execute(update(Message).where(Message.campaign_id == campaign_id).values(status="sent"))
     assert snapshot(ctx, campaign_id)[0] == "paused"
     with ctx.db.write() as s:
-        out = campaign_service.campaign_out(
-            s, campaign_service.resume_campaign(s, alice_actor, campaign_id)
-        )
+        out = campaign_out(s, resume_campaign(s, alice_actor, campaign_id))
     assert out.status == "completed"
     assert snapshot(ctx, campaign_id)[0] == "completed"

@@ -56,9 +56,7 @@ def form_letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> int
     data = CampaignTemplatesIn(
         alias_id=alias_id, subject="Hello {{ first }}", text="Dear {{ first }},\n\nnews.\n"
     )
-    created = create_campaign(
-        ctx.db, actor, data, json_rows(recipients)
-    )
+    created = create_campaign(ctx.db, actor, data, json_rows(recipients))
     return created.id
 
 

@@ -166,9 +166,7 @@ async def test_a_paused_form_letter_leaves_its_lane_alone_until_resumed(
                   for i in range(30)]  # fmt: skip
     data = CampaignTemplatesIn(alias_id=alias_id, subject="Hi {{ n }}",
                                                 text="Hello {{ n }}\n")  # fmt: skip
-    created = create_campaign(
-        ctx.db, alice_actor, data, json_rows(recipients)
-    )
+    created = create_campaign(ctx.db, alice_actor, data, json_rows(recipients))
     with ctx.db.write() as s:
         pause_campaign(s, alice_actor, created.id)
 

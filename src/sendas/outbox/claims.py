@@ -24,24 +24,20 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Alias, ImapAccount, SystemOutgoing
-from sendas.endpoints import imap_endpoint, smtp_endpoint
-from sendas.errors import ReauthRequired, SendasError
+from sendas.db.models import Alias, SystemOutgoing
+from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
+from sendas.errors import SendasError
 from sendas.imap.endpoint import ImapEndpoint
-from sendas.imap.providers import files_own_sent_copy
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.lanes import lane_alias_id
 from sendas.outbox.outcomes import pending_recipients
 from sendas.outbox.tables import LANE, MSG, chunks, running_campaign, update_ids, update_rows
 from sendas.secrets import SecretBox
-from sendas.smtp import SmtpEndpoint, TokenProvider
+from sendas.smtp import SmtpEndpoint
 from sendas.statuses import READY, MessageStatus
 
 HANDOVER_GUARD = timedelta(milliseconds=3)
-
-TokenProviders = Callable[[int], TokenProvider]
-"""alias id -> token provider, for aliases that sign in with Google or Microsoft."""
 
 
 @dataclass
@@ -85,45 +81,6 @@ class Claim:
     imap: ImapEndpoint | None
     copy_skip_reason: str | None  # why no copy to Sent is made, when none is
     messages: list[ClaimedMessage]
-
-
-# --- endpoints -----------------------------------------------------------------------------
-
-
-def _no_token_provider(alias_id: int) -> TokenProvider:
-    async def provider(force_refresh: bool) -> str:
-        raise ReauthRequired(
-            "no sign-in token is available for this alias",
-            step="auth",
-            hint="Sign in again with Google or Microsoft for this alias.",
-        )
-
-    return provider
-
-
-def alias_endpoint(
-    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
-) -> SmtpEndpoint:
-    provider = None
-    if alias.auth != "password":
-        provider = (token_providers or _no_token_provider)(alias.id)
-    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
-
-
-def _imap_for(
-    alias: Alias, box: SecretBox, timeout: float
-) -> tuple[ImapEndpoint | None, str | None]:
-    if files_own_sent_copy(alias.smtp_host, alias.auth):
-        return None, "the provider files its own copy in Sent"
-    account: ImapAccount | None = alias.imap_account
-    if account is None:
-        return None, "the alias has no IMAP account"
-    if not account.password_enc:
-        return None, "the IMAP account has no password"
-    try:
-        return imap_endpoint(account, box, timeout=timeout), None
-    except ValueError as exc:
-        return None, f"the IMAP account cannot be used: {exc}"
 
 
 # --- statements ----------------------------------------------------------------------------
@@ -315,7 +272,7 @@ def claim_batch(
     timeout = cfg.smtp_timeout
     if alias is not None:
         endpoint = alias_endpoint(alias, box, timeout, token_providers)
-        imap, skip_reason = _imap_for(alias, box, timeout)
+        imap, skip_reason = imap_for(alias, box, timeout)
     else:
         system = session.get_one(SystemOutgoing, 1)
         endpoint = smtp_endpoint(system, box, timeout=timeout)

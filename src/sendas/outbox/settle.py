@@ -48,6 +48,22 @@ def mark_sent(session: Session, message: Message) -> None:
             complete_if_done(session, campaign)
 
 
+def cancel_letter(session: Session, campaign: Campaign) -> None:
+    """Cancel a form letter: its messages not handed to a server yet are cancelled (those
+    being sent finish), and the letter is ``cancelled``."""
+    now = utcnow()
+    session.execute(
+        update(Message)
+        .where(Message.campaign_id == campaign.id, Message.status.in_(CANCELLABLE))
+        .values(status=MessageStatus.CANCELLED, updated_at=now, lease_owner=None,
+                lease_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.paused_reason = None
+    campaign.completed_at = now
+
+
 def cancel_waiting(session: Session, alias_id: int, hint: str) -> None:
     """Cancel the alias's messages not handed to a server yet, saying why in ``hint``."""
     session.execute(

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, TokenProviders
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.render import Renderer
 from sendas.outbox.txqueue import TxQueue

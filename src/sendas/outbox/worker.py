@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from sendas.context import AppContext
 from sendas.db.models import utcnow
+from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
-from sendas.outbox.claims import TokenProviders
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver
 from sendas.outbox.lanes import acquire_lanes, heartbeat

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from sendas.db.engine import Database
-from sendas.db.models import Alias, ImapAccount, OAuthClient, SystemOutgoing
+from sendas.db.models import Alias, ImapAccount, OAuthClient, PendingSignIn, SystemOutgoing
 from sendas.secrets import SecretBox
 
 # Every column that holds a Fernet token.
@@ -14,6 +14,7 @@ SECRET_COLUMNS = (
     (ImapAccount, ("password_enc",)),
     (SystemOutgoing, ("smtp_password_enc",)),
     (OAuthClient, ("client_secret_enc",)),
+    (PendingSignIn, ("code_verifier_enc", "nonce_enc")),
 )
 
 

@@ -6,16 +6,15 @@ already handed to a server finish whatever happens here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Campaign, Message
+from sendas.db.models import Campaign
 from sendas.errors import Conflict, NotFound
+from sendas.outbox import settle
 from sendas.outbox.completion import complete_if_done
 from sendas.services.common import Actor, audit
-from sendas.statuses import CANCELLABLE, CampaignStatus, MessageStatus
+from sendas.statuses import CampaignStatus
 
 PAUSED_BY_OWNER = "paused by its owner"
 
@@ -53,18 +52,7 @@ def cancel_campaign(session: Session, actor: Actor | None, campaign_id: int) -> 
         return campaign
     if campaign.status == CampaignStatus.COMPLETED:
         raise Conflict("the campaign is completed: there is nothing left to cancel")
-    now = datetime.now(UTC)
-    session.execute(
-        update(Message)
-        .where(Message.campaign_id == campaign.id, Message.status.in_(CANCELLABLE))
-        .values(
-            status=MessageStatus.CANCELLED, updated_at=now, lease_owner=None, lease_expires_at=None
-        )
-        .execution_options(synchronize_session=False)
-    )
-    campaign.status = CampaignStatus.CANCELLED
-    campaign.paused_reason = None
-    campaign.completed_at = now
+    settle.cancel_letter(session, campaign)
     _audit(session, actor, campaign, "campaign.cancel")
     return campaign
 

@@ -124,12 +124,16 @@ def _failure_page(request: Request, provider: str, exc: OAuthError) -> Response:
 
 @router.get("/oauth/{provider}/start")
 async def oauth_start(
-    request: Request, ctx: WebCtx, actor: WebActor, provider: str, alias_id: int | None = None
+    request: Request, ctx: WebCtx, actor: WebActor, provider: str, alias_id: str = ""
 ) -> Response:
     """Send the browser to the provider to sign the alias in (no alias_id: a new alias)."""
     _label(provider)
+    if alias_id and not alias_id.isdigit():
+        raise PageNotFound()
     try:
-        url = await oauth_signin.begin_sign_in(ctx, actor, provider, alias_id)
+        url = await oauth_signin.begin_sign_in(
+            ctx, actor, provider, int(alias_id) if alias_id else None
+        )
     except NotFound:
         raise PageNotFound() from None
     except OAuthError as exc:
