@@ -16,11 +16,17 @@ from sendas.context import AppContext
 from sendas.db.engine import Database, make_engine
 from sendas.db.migrate import upgrade
 from sendas.db.models import Alias
-from sendas.oauth import AliasTokens, ProviderUnavailable, ReauthRequired, load_tokens
+from sendas.oauth import (
+    AliasTokens,
+    ProviderUnavailable,
+    ReauthRequired,
+    apply_sign_in,
+    load_tokens,
+)
 from sendas.oauth.tokenset import TokenSet
 from sendas.secrets import SecretBox
 from sendas.smtp import SmtpEndpoint, SmtpSession
-from tests.oauth.conftest import CLIENT_SECRET, USER_EMAIL, signed_in_alias
+from tests.oauth.conftest import CLIENT_SECRET, USER_EMAIL, register, sign_in, signed_in_alias
 from tests.servers.oauth_server import OAuthServerFactory, OAuthTestServer
 from tests.servers.smtpd import SmtpdFactory
 
@@ -53,6 +59,29 @@ async def test_sign_in_stores_the_tokens_and_a_fresh_token_is_not_refreshed(
     tokens = AliasTokens(ctx.db, ctx.secrets)
     assert await tokens.access_token(alias_id) == secret(result.tokens.access_token)
     assert server.refreshes == 0
+
+
+async def test_a_reconnect_keeps_the_server_the_owner_chose(
+    ctx: AppContext, oauth_server: OAuthServerFactory
+) -> None:
+    server = oauth_server("google")
+    alias_id, _ = await signed_in_alias(ctx, server)
+    with ctx.db.write() as s:
+        alias = s.get(Alias, alias_id)
+        assert alias is not None
+        alias.smtp_host, alias.smtp_port, alias.tls = "smtp-relay.gmail.com", 587, "starttls"
+        alias.needs_reauth = True
+    again = await sign_in(register(ctx.db, ctx.secrets, server), user_id=alias.user_id)
+    with ctx.db.write() as s:
+        alias = s.get(Alias, alias_id)
+        assert alias is not None
+        apply_sign_in(alias, again, ctx.secrets)
+        assert (alias.smtp_host, alias.smtp_port, alias.tls) == (
+            "smtp-relay.gmail.com",
+            587,
+            "starttls",
+        )
+        assert alias.needs_reauth is False
 
 
 @pytest.mark.parametrize("kind", ["google", "microsoft"])

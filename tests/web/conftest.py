@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,10 @@ class LiveServer:
         return email
 
 
-@pytest.fixture(scope="session")
-def live_server(
-    tmp_path_factory: pytest.TempPathFactory, web_ca: trustme.CA, mail_sink: MailSink
-) -> Iterator[LiveServer]:
-    """``sendas serve`` in a subprocess (embedded worker on) with its own database."""
-    root = tmp_path_factory.mktemp("live")
+@contextmanager
+def run_live_server(root: Path, web_ca: trustme.CA) -> Iterator[LiveServer]:
+    """``sendas serve`` in a subprocess (embedded worker on) with its own database in
+    ``root``; one admin exists before it starts."""
     data_dir = root / "data"
     ca_file = root / "ca.pem"
     web_ca.cert_pem.write_to_path(str(ca_file))
@@ -219,6 +218,15 @@ def live_server(
     finally:
         stop_group(proc, grace=10)
         ctx.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, web_ca: trustme.CA, mail_sink: MailSink
+) -> Iterator[LiveServer]:
+    """The server most browser tests share (each test makes its own users)."""
+    with run_live_server(tmp_path_factory.mktemp("live"), web_ca) as server:
+        yield server
 
 
 # --- the browser --------------------------------------------------------------------------

@@ -219,7 +219,8 @@ async def _exit(transaction: AbstractContextManager[Session], exc: BaseException
 
 def apply_sign_in(alias: Alias, result: SignInResult, box: SecretBox) -> bool:
     """Make ``alias`` send as the signed-in account: ``auth`` becomes the provider, server
-    and TLS become the provider's, the user name becomes the verified email, the password
+    and TLS become the provider's (a reconnect with the same provider keeps the alias's
+    server), the user name becomes the verified email, the password
     is cleared, the tokens are stored (encrypted) and ``needs_reauth`` is cleared.
 
     ``from_address`` is set only when empty; returns True when it differs from the signed-in
@@ -227,8 +228,11 @@ def apply_sign_in(alias: Alias, result: SignInResult, box: SecretBox) -> bool:
     silently).
     """
     spec = get_provider(result.provider)
+    # A reconnect renews the credentials only: a server the owner chose stays.
+    if alias.auth != spec.name or not alias.smtp_host:
+        alias.smtp_host, alias.smtp_port = spec.smtp_host, spec.smtp_port
+        alias.tls = spec.smtp_tls
     alias.auth = spec.name
-    alias.smtp_host, alias.smtp_port, alias.tls = spec.smtp_host, spec.smtp_port, spec.smtp_tls
     alias.smtp_username = result.email
     alias.smtp_password_enc = None
     alias.allow_plaintext_auth = False

@@ -1,20 +1,22 @@
-"""Admin screens: the database's own outgoing settings, and users."""
+"""Admin screens: the database's own outgoing settings, users, and the sign-in apps."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from pydantic import SecretStr, ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import ValidationFailed
-from sendas.schemas import SystemOutgoingIn, UserCreate, parse_delay_ms
+from sendas.oauth.providers import PROVIDER_NAMES, get_provider
+from sendas.schemas import OAuthClientIn, SystemOutgoingIn, UserCreate, parse_delay_ms
 from sendas.services import connection_test
+from sendas.services import oauth_clients as oauth_svc
 from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
-from sendas.web.deps import Form, WebAdmin, WebCtx, checked, raw_text, text
+from sendas.web.deps import Form, PageNotFound, WebAdmin, WebCtx, checked, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter(prefix="/admin")
@@ -174,3 +176,95 @@ def users_add(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Res
     # A generated password is shown once, on this page only (never in a cookie or a log).
     created = {"email": email, "password": password if generated else ""}
     return _users(request, ctx, admin, {}, {}, created)
+
+
+# --- sign-in apps (OAuth clients) ------------------------------------------------------------
+
+
+def _oauth_views(ctx: WebCtx) -> list[dict[str, Any]]:
+    """Each provider as the page shows it: the secret only as set / not set."""
+    with ctx.db.read() as s:
+        clients = oauth_svc.list_clients(s, ctx.settings.base_url)
+    return [
+        {**c.model_dump(), "discovery_url": c.discovery_url or "", "tenant": c.tenant or ""}
+        for c in clients
+    ]
+
+
+def _oauth_page(
+    request: Request,
+    ctx: WebCtx,
+    provider: str,
+    *,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """One provider's page; after a failed save, what was typed (never the secret)."""
+    providers = _oauth_views(ctx)
+    view = next(p for p in providers if p["provider"] == provider)
+    return page(
+        request,
+        "admin/oauth.html",
+        {"p": {**view, **(values or {})}, "providers": providers, "errors": errors or {}},
+        status_code=status_code,
+    )
+
+
+def _oauth_input(form: FormData, provider: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """What was typed (to show again) and the OAuthClientIn input: an empty secret field
+    keeps the stored secret, empty tenant and discovery URL mean the defaults."""
+    values = {
+        "client_id": text(form, "client_id"),
+        "tenant": text(form, "tenant") if provider == "microsoft" else "",
+        "discovery_url": text(form, "discovery_url"),
+    }
+    data: dict[str, Any] = {"client_id": values["client_id"]}
+    secret = raw_text(form, "client_secret").strip()
+    if secret:
+        data["client_secret"] = secret
+    for name in ("tenant", "discovery_url"):
+        if values[name]:
+            data[name] = values[name]
+    return values, data
+
+
+@router.get("/oauth")
+def oauth_index(request: Request, admin: WebAdmin) -> Response:
+    return RedirectResponse(f"/admin/oauth/{PROVIDER_NAMES[0]}", status_code=303)
+
+
+@router.get("/oauth/{provider}")
+def oauth_page(request: Request, ctx: WebCtx, admin: WebAdmin, provider: str) -> Response:
+    if provider not in PROVIDER_NAMES:
+        raise PageNotFound()
+    return _oauth_page(request, ctx, provider)
+
+
+@router.post("/oauth/{provider}")
+def oauth_save(
+    request: Request, ctx: WebCtx, admin: WebAdmin, form: Form, provider: str
+) -> Response:
+    if provider not in PROVIDER_NAMES:
+        raise PageNotFound()
+    values, data = _oauth_input(form, provider)
+    errors: dict[str, str] = {}
+    # Both missing fields at once, in words for a person (the model stops at the first).
+    if not values["client_id"]:
+        errors["client_id"] = "is required: copy it from the provider's console"
+    if "client_secret" not in data:
+        with ctx.db.read() as s:
+            if not oauth_svc.is_configured(s, provider):
+                errors["client_secret"] = "is required: copy it from the provider's console"
+    try:
+        model = OAuthClientIn.model_validate(data)
+        if not errors:
+            with ctx.db.write() as s:
+                oauth_svc.configure_client(s, admin, provider, model, ctx.secrets)
+    except (ValidationError, ValidationFailed) as exc:
+        errors = {**field_errors(exc), **errors}
+    if errors:
+        return _oauth_page(request, ctx, provider, values=values, errors=errors, status_code=422)
+    label = get_provider(provider).label
+    flash(request, f"Saved the {label} app. Users can now sign in with {label}.")
+    return redirect(request, f"/admin/oauth/{provider}")

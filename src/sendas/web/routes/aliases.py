@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
-from sendas.db.models import OAuthClient
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
     AliasCreate,
@@ -21,7 +21,7 @@ from sendas.schemas import (
     parse_delay_ms,
 )
 from sendas.services import aliases as svc
-from sendas.services import connection_test
+from sendas.services import connection_test, oauth_clients
 from sendas.services import imap_accounts as imap_svc
 from sendas.services.common import Actor
 from sendas.web.deps import (
@@ -62,15 +62,9 @@ TLS_CHOICES = (
 )
 
 
-def oauth_state(request: Request, session: Session) -> dict[str, dict[str, bool]]:
-    """Per provider: is the sign-in route installed, and has the admin registered a client?"""
-    paths = {getattr(r, "path", "") for r in request.app.routes}
-    state = {}
-    for provider in ("google", "microsoft"):
-        route = f"/oauth/{provider}/start" in paths or "/oauth/{provider}/start" in paths
-        client = route and session.get(OAuthClient, provider) is not None
-        state[provider] = {"available": bool(route and client)}
-    return state
+def oauth_state(session: Session) -> dict[str, dict[str, bool]]:
+    """Per provider: ``available`` once the admin has registered its app."""
+    return {p: {"available": oauth_clients.is_configured(session, p)} for p in PROVIDER_NAMES}
 
 
 @router.get("/aliases")
@@ -156,7 +150,7 @@ def _edit_page(
 ) -> Response:
     with ctx.db.read() as s:
         imaps = [imap_svc.imap_out(a) for a in imap_svc.list_imap_accounts(s, actor)]
-        oauth = oauth_state(request, s)
+        oauth = oauth_state(s)
     return page(
         request,
         "aliases/edit.html",

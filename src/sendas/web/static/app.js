@@ -22,6 +22,19 @@
     box.dataset.js = "1";
   }
 
+  /* What a preset that prefers signing in tells the user: the button above, or who can
+     switch it on. */
+  function signInTip(provider) {
+    var label = provider === "google" ? "Google" : "Microsoft";
+    var box = $("#signin-" + provider);
+    if (box && box.dataset.available === "yes") {
+      return "Use the “Sign in with " + label + "” button at the top of this form.";
+    }
+    return "Sign in with " + label + " is not switched on here yet: an administrator registers " +
+      "the " + label + " app first (Admin, Sign-in apps). Until then use an app password if your " +
+      "provider allows one.";
+  }
+
   function initAliasForm() {
     var form = $("#alias-form");
     if (!form) return;
@@ -33,21 +46,21 @@
       if (!p) { note.hidden = true; return; }
       $("#f-smtp_server").value = p.smtp_server;
       $("#f-tls").value = p.tls === "none" ? "auto" : p.tls;
-      $("#f-disable_tls").checked = false;
+      if (disable) disable.checked = false;
       $("#f-delay_ms").value = String(p.delay_ms);
       toggleTls();
       serverWarning();
       var text = p.label + ": " + p.note;
       if (p.delay_ms) text += " Suggested delay: " + fmt(p.delay_ms) + " ms.";
-      if (p.oauth) text += " Tip: Sign in with " + (p.oauth === "google" ? "Google" : "Microsoft") + " is simpler than a password.";
+      if (p.oauth) text += " " + signInTip(p.oauth);
       note.textContent = text;
       note.hidden = false;
     });
     $("#f-smtp_server").addEventListener("input", serverWarning);
 
     var disable = $("#f-disable_tls");
-    function toggleTls() { $("#tls-warning").hidden = !disable.checked; }
-    disable.addEventListener("change", toggleTls);
+    function toggleTls() { if (disable) $("#tls-warning").hidden = !disable.checked; }
+    if (disable) disable.addEventListener("change", toggleTls);
 
     var perMinute = $("#f-per-minute"), math = $("#rate-math"), use = $("#use-rate");
     var computed = null;
