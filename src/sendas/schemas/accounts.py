@@ -1,0 +1,194 @@
+"""Users and API tokens, email aliases, IMAP accounts, the database outgoing settings and the
+audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+)
+
+from sendas.schemas.fields import (
+    AuthMethod,
+    DelayMs,
+    Email,
+    HeaderText,
+    Password,
+    PemText,
+    Role,
+    ServerText,
+    ShortText,
+    Strict,
+    TlsMode,
+)
+from sendas.schemas.results import StoredTestResult
+
+# --- users and tokens ---------------------------------------------------------------------
+
+
+class UserCreate(Strict):
+    email: Email
+    name: ShortText = Field(min_length=1)
+    role: Role = "user"
+    password: Annotated[SecretStr, Field(min_length=8, max_length=1000)] | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    name: str
+    role: Role
+    created_at: datetime
+
+
+class TokenCreate(Strict):
+    name: ShortText = ""
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    token: str  # shown once, at creation
+
+
+# --- aliases ------------------------------------------------------------------------------
+
+
+class SmtpFields(Strict):
+    smtp_server: ServerText | None = None
+    smtp_username: HeaderText | None = None
+    smtp_password: Password | None = None
+    tls: TlsMode | None = None
+    allow_plaintext_auth: bool | None = None
+    ca_bundle: PemText | None = None
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _pem(cls, v: str | None) -> str | None:
+        if v is not None and v.strip() and "-----BEGIN CERTIFICATE-----" not in v:
+            raise ValueError("must be PEM text containing at least one certificate")
+        return v.strip() or None if v is not None else None
+
+
+class AliasPatch(SmtpFields):
+    """Every field optional: absent keeps the stored value (``smtp_password`` too)."""
+
+    description: ShortText | None = None
+    alias_name: ShortText | None = None
+    from_address: Email | None = None
+    reply_to: Email | None = None
+    imap_account_id: int | None = None
+    is_default: bool | None = None
+    delay_ms: DelayMs | None = None
+    auth: AuthMethod | None = None
+
+
+class AliasTestIn(AliasPatch):
+    """Unsaved Edit Alias settings to test; with ``alias_id``, left-out fields (the password
+    too) come from that saved alias."""
+
+    alias_id: int | None = None
+
+
+class AliasCreate(AliasPatch):
+    description: ShortText = Field(min_length=1)
+
+
+class AliasOut(BaseModel):
+    id: int
+    user_id: int
+    description: str
+    alias_name: str
+    from_address: str
+    reply_to: str | None
+    smtp_server: str
+    smtp_username: str
+    tls: TlsMode
+    allow_plaintext_auth: bool
+    ca_bundle_set: bool
+    imap_account_id: int | None
+    is_default: bool
+    delay_ms: int
+    auth: AuthMethod
+    password_set: bool
+    needs_reauth: bool
+    last_test: StoredTestResult
+    warnings: list[str] = []
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- IMAP accounts --------------------------------------------------------------------------
+
+
+class ImapPatch(Strict):
+    description: ShortText | None = None
+    imap_server: ServerText | None = None
+    username: HeaderText | None = None
+    password: Password | None = None
+    tls: TlsMode | None = None
+    sent_folder: ShortText | None = None
+    ca_bundle: PemText | None = None
+    allow_plaintext_auth: bool | None = None
+
+
+class ImapCreate(ImapPatch):
+    imap_server: ServerText
+    username: HeaderText = Field(min_length=1)
+
+
+class ImapOut(BaseModel):
+    id: int
+    user_id: int
+    description: str
+    imap_server: str
+    username: str
+    tls: TlsMode
+    sent_folder: str | None
+    allow_plaintext_auth: bool
+    password_set: bool
+    last_test: StoredTestResult
+    created_at: datetime
+
+
+# --- database outgoing settings ------------------------------------------------------------
+
+
+class SystemOutgoingIn(SmtpFields):
+    from_address: Email | None = None
+    from_name: ShortText | None = None
+    reply_to: Email | None = None
+    delay_ms: DelayMs | None = None
+
+
+class SystemOutgoingOut(BaseModel):
+    from_address: str
+    from_name: str
+    reply_to: str | None
+    smtp_server: str
+    smtp_username: str
+    tls: TlsMode
+    allow_plaintext_auth: bool
+    ca_bundle_set: bool
+    delay_ms: int
+    password_set: bool
+    configured: bool
+    last_test: StoredTestResult
+    warnings: list[str] = []
+    updated_at: datetime
+
+
+class AuditOut(BaseModel):
+    id: int
+    actor_id: int | None
+    owner_id: int | None
+    action: str
+    target_type: str
+    target_id: int | None
+    detail: dict[str, Any] | None
+    created_at: datetime
