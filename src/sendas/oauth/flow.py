@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 from authlib.integrations.base_client.errors import OAuthError as AuthlibOAuthError
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from joserfc import jwt
 from joserfc.errors import (
     BadSignatureError,
@@ -38,6 +37,7 @@ from sendas.oauth.errors import (
     ProviderError,
     ProviderUnavailable,
 )
+from sendas.oauth.httpx_client import AsyncOAuth2Client
 from sendas.oauth.metadata import fetch_jwks, fetch_metadata
 from sendas.oauth.providers import TENANT_PLACEHOLDER, ClientConfig, ProviderName
 from sendas.oauth.tokenset import TokenSet, expires_at

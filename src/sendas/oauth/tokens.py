@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from authlib.integrations.httpx_client import AsyncOAuth2Client
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -27,6 +26,7 @@ from sendas.db.models import Alias
 from sendas.errors import OAuthError, ReauthRequired
 from sendas.oauth.errors import NotConfigured, ProviderError
 from sendas.oauth.flow import HTTP_TIMEOUT, SignInResult, _call_token_endpoint
+from sendas.oauth.httpx_client import AsyncOAuth2Client
 from sendas.oauth.metadata import fetch_metadata
 from sendas.oauth.providers import ClientConfig, get_provider, load_client
 from sendas.oauth.tokenset import TokenSet, store_tokens
