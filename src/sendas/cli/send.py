@@ -17,8 +17,7 @@ from sendas.services.common import Actor
 from sendas.statuses import DONE, MessageStatus
 
 if TYPE_CHECKING:
-    # Imported lazily at run time: the message service pulls in the outbox.
-    from sendas.services.messages import MessageOut
+    from sendas.schemas import MessageOut
 
 
 def send(
@@ -49,13 +48,14 @@ def send(
     timeout: Annotated[float, typer.Option(help="Seconds --wait waits at most.")] = 300.0,
 ) -> None:
     """Queue one message through an alias; prints its id (and its outcome with --wait)."""
+    from sendas.schemas import MessageIn
     from sendas.services import messages as message_service
 
     if (text is None) == (text_file is None):
         raise fail("give the body with exactly one of --text or --text-file", 2)
     text, html, attachments = _read_files(text, text_file, html_file, attach or [])
     body = build(
-        message_service.MessageIn,
+        MessageIn,
         alias_id=alias,
         to=to,
         cc=cc or [],

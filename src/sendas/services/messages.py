@@ -17,11 +17,7 @@ from sendas.db.models import Message
 from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from sendas.outbox import settle
 from sendas.outbox.enqueue import compose_for, enqueue
-
-# The shapes live in sendas.schemas; pages and the CLI still reach them through this module.
-from sendas.schemas import MessageIn as MessageIn
-from sendas.schemas import MessageOut as MessageOut
-from sendas.schemas import SystemMessageIn as SystemMessageIn
+from sendas.schemas import MessageIn, MessageOut, SystemMessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor, audit

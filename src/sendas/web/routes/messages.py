@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, ValidationFailed
-from sendas.schemas import AliasOut
+from sendas.schemas import AliasOut, MessageIn, MessageOut
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
@@ -93,7 +93,7 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
         alias = text(form, "alias_id")
         if alias.isdigit():
             body["alias_id"] = int(alias)
-        data = message_svc.MessageIn.model_validate(body)
+        data = MessageIn.model_validate(body)
 
         def send() -> int:
             with ctx.db.write() as s:
@@ -130,7 +130,7 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
 # --- one message --------------------------------------------------------------------------
 
 
-def _message(ctx: WebCtx, actor: Actor, message_id: int) -> message_svc.MessageOut:
+def _message(ctx: WebCtx, actor: Actor, message_id: int) -> MessageOut:
     try:
         with ctx.db.read() as s:
             return message_svc.message_out(message_svc.get_message(s, actor, message_id))
