@@ -13,9 +13,9 @@ from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.outbox.lanes import lane_pause
 from sendas.schemas import CampaignMessagePage, CampaignOut, MessageOutcome
 from sendas.services.common import Actor
-from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
+from sendas.statuses import ACTIVE, IN_USE, CampaignStatus, MessageStatus
 
-MESSAGE_STATUSES: tuple[str, ...] = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
+MESSAGE_STATUSES: tuple[str, ...] = IN_USE
 RATE_WINDOW = timedelta(seconds=60)
 
 

@@ -17,14 +17,14 @@ from sendas.schemas import AliasOut, MessageIn, MessageOut
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
-from sendas.statuses import ACTIVE, MessageStatus
+from sendas.statuses import ACTIVE, IN_USE
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter()
 
-# The filters offered: bounces are not recorded yet.
-STATUSES = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
+# The filters offered.
+STATUSES = IN_USE
 COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
 MAX_UPLOAD = 25 * 1024 * 1024
 
