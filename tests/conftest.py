@@ -20,6 +20,7 @@ from sendas.services import users as user_service
 pytest_plugins = [
     "tests.servers.smtpd",
     "tests.servers.postgres",
+    "tests.servers.oauth_server",  # before dovecot, which imports it
     "tests.servers.dovecot",
     "tests.servers.postfix",
 ]

@@ -17,6 +17,15 @@ Accounts (``DovecotServer.accounts``):
 passwd-file when it changes), for tests that create their own folders. ``read_mailbox()``
 reads a mailbox back (raw bytes + flags) over IMAP with the stdlib ``imaplib``.
 
+``dovecot_oauth`` (function scope) is a factory: ``dovecot_oauth(oauth_server)`` starts another
+private Dovecot that also accepts XOAUTH2 and OAUTHBEARER through its ``oauth2`` passdb, which
+asks that test authorization server's RFC 7662 introspection endpoint whether the token is
+active and for whom (``email`` must equal the user name the client gives). The password passdb
+stays next to it. ``dovecot_oauth(oauth_server, "a@example.test", ...)`` creates those users'
+mailboxes, laid out as ``special`` (``Sent Items`` with SPECIAL-USE ``\\Sent``);
+``DovecotServer.mailbox_of(email)`` gives such an account (its password is for reading
+mailboxes back in tests; sendas signs in with a token).
+
 Dovecot also offers an authentication socket (``auth_socket``) that Postfix uses for SMTP AUTH
 (``smtpd_sasl_type = dovecot``); see ``tests/servers/postfix.py``.
 
@@ -41,7 +50,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,12 +58,14 @@ import pytest
 import trustme
 
 from tests.servers.need import missing, need_binary
+from tests.servers.oauth_server import OAuthTestServer
 from tests.servers.process import free_port, stop_process_group, tail
 
 HOST = "127.0.0.1"
 # Both passwords have a space and punctuation, so quoting bugs in clients show up.
 SPECIAL_PASSWORD = "special pass 1!"
 PLAIN_PASSWORD = "plain pass 2?"
+OAUTH_USER_PASSWORD = "oauth user pass 3."
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,10 @@ class DovecotServer:
         ctx = ssl.create_default_context()
         self.ca.configure_trust(ctx)
         return ctx
+
+    def mailbox_of(self, email: str) -> DovecotAccount:
+        """The account of a user made for ``dovecot_oauth`` (layout ``special``)."""
+        return DovecotAccount(email, OAUTH_USER_PASSWORD, "Sent Items", True, "/")
 
     @property
     def special(self) -> DovecotAccount:
@@ -226,7 +241,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 default_login_user = {login_user}
 default_internal_user = {internal_user}
 mail_uid = {mail_uid}
@@ -236,9 +251,10 @@ first_valid_gid = 1
 mail_location = maildir:{mail}/%u/Maildir
 mail_home = {mail}/%u
 mailbox_list_index = no
-
+{oauth_passdb}
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {passwd}
 }}
 userdb {{
@@ -311,11 +327,44 @@ namespace slash {{
 """
 
 
-class PrivateDovecot:
-    """``dovecot -F -c <tmp>/dovecot.conf``, stopped with SIGTERM at the end."""
+# The oauth2 passdb (Dovecot 2.3): tokens of XOAUTH2 / OAUTHBEARER are checked by POSTing them
+# to the authorization server's RFC 7662 endpoint (credentials in the URL); the answer must
+# say active = true and carry the client's user name as "email".
+OAUTH_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {conf}
+}}
+"""
+OAUTH2_CONF = """\
+introspection_mode = post
+introspection_url = {url}
+force_introspection = yes
+username_attribute = email
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+"""
 
-    def __init__(self, binary: str) -> None:
+
+class PrivateDovecot:
+    """``dovecot -F -c <tmp>/dovecot.conf``, stopped with SIGTERM at the end.
+
+    With ``introspection_url`` it also accepts XOAUTH2 / OAUTHBEARER (see the module
+    docstring); ``oauth_users`` get mailboxes (layout ``special``).
+    """
+
+    def __init__(
+        self,
+        binary: str,
+        *,
+        introspection_url: str | None = None,
+        oauth_users: tuple[str, ...] = (),
+    ) -> None:
         self.binary = binary
+        self.introspection_url = introspection_url
+        self.oauth_users = oauth_users
         # Not pytest's tmp_path: its parents are 0700 root, which the mail user and Postfix's
         # smtpd (for the auth socket) cannot enter.
         self.root = Path(tempfile.mkdtemp(prefix="sendas-dovecot-"))
@@ -352,7 +401,8 @@ class PrivateDovecot:
             for layout, size in (("slash", 40), ("special", 10), ("plain", 10))
         }
         passwd.write_text(
-            _passwd_line("special@example.test", SPECIAL_PASSWORD, "special")
+            "".join(_passwd_line(u, OAUTH_USER_PASSWORD, "special") for u in self.oauth_users)
+            + _passwd_line("special@example.test", SPECIAL_PASSWORD, "special")
             + _passwd_line("plain@example.test", PLAIN_PASSWORD, "plain")
             + "".join(
                 _passwd_line(user, password, layout)
@@ -375,6 +425,14 @@ class PrivateDovecot:
             "mail_gid": grp.getgrgid(mail_user.pw_gid).gr_name,
         }
 
+        mechanisms, oauth_passdb = "plain login", ""
+        if self.introspection_url is not None:
+            oauth_conf = root / "dovecot-oauth2.conf.ext"
+            oauth_conf.write_text(OAUTH2_CONF.format(url=self.introspection_url))
+            oauth_conf.chmod(0o644)
+            mechanisms = "plain login xoauth2 oauthbearer"
+            oauth_passdb = OAUTH_PASSDB.format(conf=oauth_conf)
+
         conf = root / "dovecot.conf"
         last_error = ""
         # A port picked here may be taken before Dovecot binds it; try a few.
@@ -395,6 +453,8 @@ class PrivateDovecot:
                     auth_socket=auth_socket,
                     imap_port=imap_port,
                     imaps_port=imaps_port,
+                    mechanisms=mechanisms,
+                    oauth_passdb=oauth_passdb,
                     **names,
                 )
             )
@@ -478,4 +538,27 @@ def dovecot_server() -> Iterator[DovecotServer]:
     try:
         yield server.start()
     finally:
+        server.stop()
+
+
+DovecotOAuthFactory = Callable[..., DovecotServer]
+
+
+@pytest.fixture
+def dovecot_oauth() -> Iterator[DovecotOAuthFactory]:
+    """Factory: ``dovecot_oauth(oauth_server, *emails)`` starts a private Dovecot that also
+    accepts that test authorization server's access tokens (XOAUTH2, OAUTHBEARER), with
+    mailboxes for ``emails``; stopped after the test."""
+    binary = need_binary("dovecot", "/usr/sbin/dovecot")
+    started: list[PrivateDovecot] = []
+
+    def start(oauth_server: OAuthTestServer, *emails: str) -> DovecotServer:
+        server = PrivateDovecot(
+            binary, introspection_url=oauth_server.introspection_url, oauth_users=emails
+        )
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
         server.stop()

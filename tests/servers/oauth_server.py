@@ -9,11 +9,16 @@ What it does, as Google and Microsoft do:
   set with :meth:`OAuthTestServer.set_user`; authorization code grant with PKCE (S256) and
   the OpenID Connect code flow (RS256 ID tokens, key made at start);
 - ``/token``: code exchange and refresh with rotation (the old refresh token stops working);
-- ``/revoke``: RFC 7009 revocation. :meth:`OAuthTestServer.revoke` revokes a user's grant.
+- ``/revoke``: RFC 7009 revocation. :meth:`OAuthTestServer.revoke` revokes a user's grant;
+- ``/introspect``: RFC 7662 token introspection for a resource server (the private Dovecot's
+  ``oauth2`` passdb): ``active``, ``email``, ``scope``, ``exp`` of an access token, or just
+  ``active: false`` for an expired, revoked or unknown one. The resource server signs in
+  with HTTP Basic as :data:`RESOURCE_CLIENT_ID` (:attr:`OAuthTestServer.introspection_url`
+  carries the credentials, as Dovecot wants them).
 
 Control API for tests: :meth:`register_client`, :meth:`set_user`, ``access_token_lifetime``,
-:meth:`is_active`, :meth:`revoke`, counters (``refreshes``, ``token_requests``) and
-``failure`` (one of :data:`FAILURES`).
+:meth:`is_active`, :meth:`revoke`, :meth:`expire`, counters (``refreshes``,
+``token_requests``, ``introspections``) and ``failure`` (one of :data:`FAILURES`).
 
 Fixture: ``oauth_server`` is a factory ``oauth_server(kind="google"|"microsoft")`` returning
 a started :class:`OAuthTestServer`; every server it started is stopped after the test.
@@ -37,6 +42,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from flask import Flask, Response, jsonify, request
@@ -64,6 +70,9 @@ FAILURES: tuple[Failure, ...] = (
 )
 KEY_ID = "test-signing-key"
 TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"  # the tid claim "as Microsoft"
+# The resource server (Dovecot) that may introspect tokens; URL-safe, no ':' or '@'.
+RESOURCE_CLIENT_ID = "dovecot-imap"
+RESOURCE_CLIENT_SECRET = "introspect-3b9e1c"
 
 
 @dataclass
@@ -207,8 +216,11 @@ class OAuthTestServer:
         self.refreshes = 0  # successful refresh grants
         self.token_requests = 0  # every POST to /token
         self.codes_issued = 0
+        self.introspections = 0  # every POST to /introspect
         self._user: User | None = None
-        self._clients: dict[str, Client] = {}
+        self._clients: dict[str, Client] = {
+            RESOURCE_CLIENT_ID: Client(RESOURCE_CLIENT_ID, RESOURCE_CLIENT_SECRET, [])
+        }
         self._codes: dict[str, AuthCode] = {}
         self._by_access: dict[str, Grant] = {}
         self._by_refresh: dict[str, Grant] = {}
@@ -232,6 +244,13 @@ class OAuthTestServer:
         if self.kind == "microsoft":
             return f"{self.base_url}/{{tenantid}}/v2.0"
         return self.base_url
+
+    @property
+    def introspection_url(self) -> str:
+        """``/introspect`` with the resource server's Basic credentials in it (Dovecot's
+        ``introspection_url`` form)."""
+        creds = f"{RESOURCE_CLIENT_ID}:{RESOURCE_CLIENT_SECRET}"
+        return f"http://{creds}@127.0.0.1:{self.port}/introspect"
 
     @property
     def token_issuer(self) -> str:
@@ -273,6 +292,13 @@ class OAuthTestServer:
             for g in grants_:
                 g.revoked = True
             return len(grants_)
+
+    def expire(self, access_token: str) -> None:
+        """Make an access token expired now (its refresh token keeps working)."""
+        with self._lock:
+            grant = self._by_access.get(access_token)
+            if grant is not None:
+                grant.issued_at = time.time() - grant.expires_in - 1
 
     def token_check(self, access_token: str, user: str) -> bool:
         """For the SMTP server: is this an active token issued for ``user``?"""
@@ -334,6 +360,7 @@ class OAuthTestServer:
         server.register_grant(_code_grant_class(self), [CodeChallenge(required=True), id_tokens])
         server.register_grant(_refresh_grant_class(self))
         server.register_endpoint(_revocation_class(self))
+        server.register_endpoint(_introspection_class(self))
         return server
 
     def _build_app(self) -> Flask:
@@ -401,6 +428,12 @@ class OAuthTestServer:
         @app.post("/revoke")
         def revoke() -> Any:
             return server.create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
+
+        @app.post("/introspect")
+        def introspect() -> Any:
+            with self._lock:
+                self.introspections += 1
+            return server.create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
 
         return app
 
@@ -541,6 +574,37 @@ def _revocation_class(test_server: OAuthTestServer) -> type[RevocationEndpoint]:
                 token.revoked = True
 
     return Revocation
+
+
+def _introspection_class(test_server: OAuthTestServer) -> type[IntrospectionEndpoint]:
+    """RFC 7662 for access tokens; only the resource server client may ask."""
+
+    class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
+        CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+        def query_token(self, token_string: str, token_type_hint: str | None) -> Grant | None:
+            with test_server._lock:
+                return test_server._by_access.get(token_string)
+
+        def check_permission(self, token: Grant, client: Client, request: Any) -> bool:
+            return bool(client.client_id == RESOURCE_CLIENT_ID)
+
+        def introspect_token(self, token: Grant) -> dict[str, Any]:
+            # Expired and revoked tokens never get here (Authlib answers active: false).
+            return {
+                "active": True,
+                "client_id": token.client_id,
+                "token_type": "Bearer",
+                "email": token.email,
+                "username": token.email,
+                "sub": User(token.email).sub,
+                "scope": token.scope,
+                "iat": int(token.issued_at),
+                "exp": int(token.issued_at + token.expires_in),
+                "iss": test_server.token_issuer,
+            }
+
+    return Introspection
 
 
 def _consent_page(*, client_id: str, email: str, scope: str, action: str) -> Response:
