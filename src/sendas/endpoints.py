@@ -48,11 +48,41 @@ def smtp_endpoint(
     )
 
 
-def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEndpoint:
-    """The IMAP endpoint of an account (an account without a password gets an empty one)."""
+def imap_endpoint(
+    acc: ImapAccount,
+    box: SecretBox,
+    *,
+    timeout: float,
+    token_provider: TokenProvider | None = None,
+) -> ImapEndpoint:
+    """The IMAP endpoint of an account (an account without a password gets an empty one;
+    with ``token_provider`` it signs in with XOAUTH2)."""
     password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
     return ImapEndpoint.for_account(
-        acc, password, timeout=timeout, allow_plaintext_password=acc.allow_plaintext_auth
+        acc,
+        password,
+        timeout=timeout,
+        allow_plaintext_password=acc.allow_plaintext_auth,
+        token_provider=token_provider,
+    )
+
+
+def signed_in_email(alias: Alias) -> str:
+    """The address a signed-in alias's tokens belong to (set from the verified ID token)."""
+    return alias.smtp_username or alias.from_address
+
+
+def imap_uses_alias_token(alias: Alias, account: ImapAccount | None) -> bool:
+    """The rule for IMAP with Sign in with Google/Microsoft: an IMAP account linked to a
+    signed-in alias logs in with XOAUTH2 and the alias's access token when it has no password
+    and its user name is the signed-in address (case-insensitive). An account with a password
+    keeps using it (e.g. another mailbox, or a server that takes no tokens)."""
+    return (
+        account is not None
+        and alias.auth != "password"
+        and not account.password_enc
+        and bool(account.username)
+        and account.username.casefold() == signed_in_email(alias).casefold()
     )
 
 
@@ -77,18 +107,34 @@ def alias_endpoint(
     return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
 
 
+def alias_imap_endpoint(
+    alias: Alias,
+    account: ImapAccount,
+    box: SecretBox,
+    timeout: float,
+    token_providers: TokenProviders | None,
+) -> ImapEndpoint:
+    """The endpoint of ``account`` used on behalf of ``alias``: XOAUTH2 with the alias's
+    token under :func:`imap_uses_alias_token`, the account's password otherwise.
+    Raises ValueError for a malformed account setting."""
+    provider = None
+    if imap_uses_alias_token(alias, account):
+        provider = (token_providers or _no_token_provider)(alias.id)
+    return imap_endpoint(account, box, timeout=timeout, token_provider=provider)
+
+
 def imap_for(
-    alias: Alias, box: SecretBox, timeout: float
+    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None = None
 ) -> tuple[ImapEndpoint | None, str | None]:
     """Where the alias's copies to Sent go, or why none is made (the reason is recorded)."""
-    if files_own_sent_copy(alias.smtp_host, alias.auth):
+    if files_own_sent_copy(alias.smtp_host):
         return None, "the provider files its own copy in Sent"
     account: ImapAccount | None = alias.imap_account
     if account is None:
         return None, "the alias has no IMAP account"
-    if not account.password_enc:
+    if not account.password_enc and not imap_uses_alias_token(alias, account):
         return None, "the IMAP account has no password"
     try:
-        return imap_endpoint(account, box, timeout=timeout), None
+        return alias_imap_endpoint(alias, account, box, timeout, token_providers), None
     except ValueError as exc:
         return None, f"the IMAP account cannot be used: {exc}"

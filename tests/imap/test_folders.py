@@ -109,8 +109,11 @@ def test_quote_mailbox() -> None:
         ("smtp-mail.outlook.com", "password", True),
         ("smtp.mail.me.com", "password", True),
         ("smtppro.zoho.eu", "password", True),
-        ("smtp.example.com", "google", True),
-        ("smtp.example.com", "microsoft", True),
+        ("smtp.gmail.com", "google", True),
+        ("smtp.office365.com:587", "microsoft", True),
+        # Signed in, but sending through a server that files no copy: IMAP makes one.
+        ("smtp-relay.example.com", "google", False),
+        ("smtp.example.com", "microsoft", False),
         ("smtp.mail.yahoo.com", "password", False),
         ("smtp.fastmail.com:465", "password", False),
         ("[::1]:587", "password", False),
@@ -119,7 +122,7 @@ def test_quote_mailbox() -> None:
     ],
 )
 def test_files_own_sent_copy(host: str, auth: str, expected: bool) -> None:
-    assert files_own_sent_copy(host, auth) is expected
+    assert files_own_sent_copy(host) is expected, auth
 
 
 def test_endpoint_repr_hides_password_and_tls_auto() -> None:

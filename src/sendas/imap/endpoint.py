@@ -12,6 +12,7 @@ from sendas.net.tls import client_context
 
 if TYPE_CHECKING:
     from sendas.db.models import ImapAccount
+    from sendas.smtp.endpoint import TokenProvider
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
 ResolvedTlsMode = Literal["implicit", "starttls", "none"]
@@ -28,6 +29,8 @@ class ImapEndpoint:
     is plain text (the password is then only sent when ``allow_plaintext_password`` is set).
     ``ca_bundle_pem`` adds trusted CA certificates (PEM) to the system store, for a private
     server. ``sent_folder`` names the Sent folder and disables discovery.
+    ``token_provider`` (the one the SMTP side uses for a signed-in alias) makes the login
+    XOAUTH2 with its access token instead of the password.
 
     Raises ``ValueError`` for a malformed or contradictory setting.
     """
@@ -41,6 +44,7 @@ class ImapEndpoint:
     timeout: float = 30.0
     sent_folder: str | None = None
     allow_plaintext_password: bool = False
+    token_provider: TokenProvider | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -68,6 +72,11 @@ class ImapEndpoint:
         return self.tls
 
     @property
+    def uses_xoauth2(self) -> bool:
+        """True when the login is XOAUTH2 with an access token (a signed-in alias's)."""
+        return self.token_provider is not None
+
+    @property
     def connect_host(self) -> str:
         """The host without IPv6 brackets."""
         return (
@@ -82,8 +91,10 @@ class ImapEndpoint:
         *,
         timeout: float = 30.0,
         allow_plaintext_password: bool = False,
+        token_provider: TokenProvider | None = None,
     ) -> ImapEndpoint:
-        """The endpoint of a stored IMAP account (its password decrypted by the caller)."""
+        """The endpoint of a stored IMAP account (its password decrypted by the caller;
+        with ``token_provider`` it signs in with XOAUTH2 instead)."""
         tls = account.tls if account.tls in get_args(TlsMode) else "auto"
         return cls(
             host=account.imap_host,
@@ -95,6 +106,7 @@ class ImapEndpoint:
             timeout=timeout,
             sent_folder=account.sent_folder or None,
             allow_plaintext_password=allow_plaintext_password,
+            token_provider=token_provider,
         )
 
 

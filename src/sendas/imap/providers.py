@@ -16,8 +16,6 @@ _SELF_FILING_HOSTS = re.compile(
     re.VERBOSE,
 )
 
-_SELF_FILING_AUTH = frozenset({"google", "microsoft"})
-
 
 def _host_only(smtp_host: str) -> str:
     """``host``, ``host:port``, ``[v6]:port`` -> lower-case host without a trailing dot."""
@@ -29,13 +27,12 @@ def _host_only(smtp_host: str) -> str:
     return host.rstrip(".")
 
 
-def files_own_sent_copy(smtp_host: str, auth: str) -> bool:
+def files_own_sent_copy(smtp_host: str) -> bool:
     """True when the provider files its own copy in Sent, so the APPEND must be skipped.
 
     That holds for Gmail / Google Workspace, Microsoft 365 / Outlook.com, iCloud and Zoho
-    (by SMTP host, ``host:port`` accepted), and whenever the alias signs in with Google or
-    Microsoft (``auth`` is ``google`` or ``microsoft``).
+    (by SMTP host, ``host:port`` accepted). Decided by host only: an alias signed in with
+    Google or Microsoft that sends through another server (a relay the owner chose) gets a
+    copy made through IMAP, with its access token (XOAUTH2).
     """
-    if auth.strip().lower() in _SELF_FILING_AUTH:
-        return True
     return bool(_SELF_FILING_HOSTS.match(_host_only(smtp_host)))

@@ -14,6 +14,7 @@ from sendas.errors import (
     AuthError,
     MailConnectionError,
     MailTimeoutError,
+    OAuthError,
     ReplyError,
     TlsError,
     TransportError,
@@ -273,6 +274,47 @@ def _login_hint(reply: str, endpoint: ImapEndpoint) -> str:
     return (
         "The server refused the user name or password. Check both; the user name is often the "
         "full email address. Providers with two-step verification need an app password."
+    )
+
+
+def xoauth2_not_offered() -> AuthError:
+    return AuthError(
+        "the server does not offer XOAUTH2",
+        step="login",
+        hint="This alias signs in with Google or Microsoft, but the IMAP server does not accept "
+        "their tokens (no AUTH=XOAUTH2). Give the IMAP account a password instead.",
+    )
+
+
+def token_refused(reply: str, endpoint: ImapEndpoint) -> TransportError:
+    """The server said NO to a fresh access token too."""
+    code = response_code(reply)
+    if code in ("UNAVAILABLE", "SERVERBUG", "INUSE", "LIMIT"):
+        return login_refused(reply, endpoint)
+    return AuthError(
+        "the server refused the access token",
+        step="login",
+        server_reply=reply,
+        hint="The IMAP server refused the sign-in token even after a refresh. Check that the "
+        f"IMAP user name ({endpoint.username}) is the signed-in address and that IMAP is "
+        "enabled for the mailbox; if the IMAP account was linked after signing in, click "
+        "Reconnect so that the sign-in also covers IMAP.",
+    )
+
+
+def token_timeout() -> MailTimeoutError:
+    return MailTimeoutError(
+        "no access token in time",
+        step="login",
+        hint="Getting a fresh sign-in token took too long. Try again later.",
+    )
+
+
+def token_unavailable(exc: BaseException) -> TransportError:
+    return OAuthError(
+        f"could not get an access token ({type(exc).__name__})",
+        step="login",
+        hint="Sign in again with the provider for this alias.",
     )
 
 

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sendas.errors import TransportError
+from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.session import ImapSession
 from sendas.schemas import ConnectionTestResult
@@ -27,7 +27,8 @@ class AppendOutcome:
     """What became of the copy to Sent; stored beside the message, never a send failure.
 
     ``reason`` is a readable detail; on failure ``step``, ``server_reply`` and ``hint`` say
-    where and why, as in a failed Test Connection.
+    where and why, as in a failed Test Connection. ``needs_reauth``: the XOAUTH2 login found
+    the alias's grant revoked or expired (the alias is flagged; its lane should wait).
     """
 
     status: AppendStatus
@@ -37,6 +38,7 @@ class AppendOutcome:
     step: str | None = None
     server_reply: str = ""
     hint: str = ""
+    needs_reauth: bool = False
 
     @classmethod
     def from_error(cls, error: TransportError) -> AppendOutcome:
@@ -46,6 +48,7 @@ class AppendOutcome:
             step=error.step or None,
             server_reply=error.server_reply,
             hint=error.hint,
+            needs_reauth=isinstance(error, ReauthRequired),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,8 +61,8 @@ class AppendOutcome:
         return data
 
 
-def _find_sent_blocking(endpoint: ImapEndpoint) -> str:
-    session = ImapSession(endpoint)
+def _find_sent_blocking(endpoint: ImapEndpoint, loop: asyncio.AbstractEventLoop) -> str:
+    session = ImapSession(endpoint, loop=loop)
     try:
         session.connect()
         session.login()
@@ -75,11 +78,13 @@ async def find_sent_folder(endpoint: ImapEndpoint) -> str:
     SPECIAL-USE ``\\Sent``, otherwise a common or localized Sent name.
     Raises a :class:`~sendas.errors.TransportError` subclass naming the failed step.
     """
-    return await asyncio.to_thread(_find_sent_blocking, endpoint)
+    return await asyncio.to_thread(_find_sent_blocking, endpoint, asyncio.get_running_loop())
 
 
-def _append_blocking(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
-    session = ImapSession(endpoint)
+def _append_blocking(
+    endpoint: ImapEndpoint, raw: bytes, loop: asyncio.AbstractEventLoop
+) -> AppendOutcome:
+    session = ImapSession(endpoint, loop=loop)
     try:
         session.connect()
         session.login()
@@ -99,7 +104,8 @@ async def append_to_sent(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
     outcome says ``failed`` with the reason, step and hint instead.
     """
     try:
-        outcome = await asyncio.to_thread(_append_blocking, endpoint, raw)
+        loop = asyncio.get_running_loop()
+        outcome = await asyncio.to_thread(_append_blocking, endpoint, raw, loop)
     except TransportError as exc:
         outcome = AppendOutcome.from_error(exc)
     except Exception as exc:  # a copy to Sent must never turn a sent message into an error
@@ -124,8 +130,10 @@ async def append_to_sent(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
     return outcome
 
 
-def _probe_blocking(endpoint: ImapEndpoint) -> ConnectionTestResult:
-    session = ImapSession(endpoint)
+def _probe_blocking(
+    endpoint: ImapEndpoint, loop: asyncio.AbstractEventLoop
+) -> ConnectionTestResult:
+    session = ImapSession(endpoint, loop=loop)
     try:
         session.connect()
         session.login()
@@ -139,8 +147,9 @@ def _probe_blocking(endpoint: ImapEndpoint) -> ConnectionTestResult:
 
 async def probe_imap(endpoint: ImapEndpoint) -> ConnectionTestResult:
     """Test Connection for an IMAP account: connect, tls, login, find_sent; no mail written.
+    With a token provider the login is XOAUTH2 (its detail says so).
 
     The result names the Sent folder found (``sent_folder``, and the ``find_sent`` step's
     detail). Never raises a TransportError: failures are in the result.
     """
-    return await asyncio.to_thread(_probe_blocking, endpoint)
+    return await asyncio.to_thread(_probe_blocking, endpoint, asyncio.get_running_loop())

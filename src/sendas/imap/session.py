@@ -7,6 +7,8 @@ Every failure leaves as a :mod:`sendas.errors` class naming its ``step`` with a 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import email.utils
 import imaplib
@@ -32,6 +34,9 @@ from sendas.imap.folders import (
 from sendas.imap.replies import Step, reply_text
 from sendas.steps import StepDraft, StepRecorder
 
+# How long the login waits for an access token (a refresh may be under way), in IMAP timeouts.
+TOKEN_WAIT_FACTOR = 2
+
 
 class _PreconnectedIMAP4(imaplib.IMAP4):
     """imaplib over a socket we opened (and maybe wrapped in TLS) ourselves, so TCP connect
@@ -46,6 +51,16 @@ class _PreconnectedIMAP4(imaplib.IMAP4):
         self.port = port
         self.sock = self._presock
         self.file = self.sock.makefile("rb")
+
+
+def _xoauth2_attempt(imap: imaplib.IMAP4, username: str, token: str) -> None:
+    """``AUTHENTICATE XOAUTH2``; raises imaplib's error when the server says NO.
+
+    A server refusing the token first sends an error challenge (base64 JSON); the empty
+    line answering it ends the exchange and brings the NO.
+    """
+    answers = iter([f"user={username}\x01auth=Bearer {token}\x01\x01".encode()])
+    imap.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
 
 
 def _message_date(raw: bytes) -> str:
@@ -73,6 +88,8 @@ class ImapSession:
     folders: list[Folder] = field(default_factory=list)
     # Set when the link itself failed: LOGOUT would only wait for a reply that never comes.
     broken: bool = False
+    # The event loop that owns the endpoint's token provider (the session runs in a thread).
+    loop: asyncio.AbstractEventLoop | None = None
 
     @contextlib.contextmanager
     def _step(self, name: Step, detail: str = "") -> Iterator[StepDraft]:
@@ -160,30 +177,85 @@ class ImapSession:
     # --- login ----------------------------------------------------------------------------
 
     def login(self) -> None:
-        """Authenticate: AUTHENTICATE PLAIN when offered (UTF-8 safe), LOGIN otherwise."""
+        """Authenticate: with the endpoint's token provider XOAUTH2 (a rejected token is
+        refreshed once and retried); otherwise AUTHENTICATE PLAIN when offered (UTF-8 safe),
+        LOGIN else. The step's detail says ``(XOAUTH2)`` for a token login.
+
+        Token failures leave as the provider raised them (ReauthRequired,
+        ProviderUnavailable...), re-labelled as step ``login``.
+        """
         ep = self.endpoint
-        with self._step("login", ep.username):
+        detail = f"{ep.username} (XOAUTH2)" if ep.uses_xoauth2 else ep.username
+        with self._step("login", detail):
             imap = self._require()
             if ep.tls_mode == "none" and not ep.allow_plaintext_password:
                 raise replies.plaintext_refused()
-            if "LOGINDISABLED" in self.capabilities:
-                raise replies.login_disabled()
-            user = ep.username
-            password = ep.password.get_secret_value()
-            try:
-                if "AUTH=PLAIN" in self.capabilities:
-                    token = b"\0" + user.encode() + b"\0" + password.encode()
-                    imap.authenticate("PLAIN", lambda _challenge: token)
-                elif user.isascii() and password.isascii():
-                    imap.login(user, password)
-                else:
-                    raise replies.ascii_only()
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                raise replies.login_refused(reply_text(exc), ep) from None
+            if ep.uses_xoauth2:
+                self._xoauth2(imap)
+            else:
+                self._password_login(imap)
             # The capabilities change once logged in (SPECIAL-USE, LIST-EXTENDED...).
             self._refresh_capabilities()
+
+    def _password_login(self, imap: imaplib.IMAP4) -> None:
+        ep = self.endpoint
+        if "LOGINDISABLED" in self.capabilities:
+            raise replies.login_disabled()
+        user = ep.username
+        password = ep.password.get_secret_value()
+        try:
+            if "AUTH=PLAIN" in self.capabilities:
+                token = b"\0" + user.encode() + b"\0" + password.encode()
+                imap.authenticate("PLAIN", lambda _challenge: token)
+            elif user.isascii() and password.isascii():
+                imap.login(user, password)
+            else:
+                raise replies.ascii_only()
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            raise replies.login_refused(reply_text(exc), ep) from None
+
+    def _xoauth2(self, imap: imaplib.IMAP4) -> None:
+        if "AUTH=XOAUTH2" not in self.capabilities:
+            raise replies.xoauth2_not_offered()
+        try:
+            _xoauth2_attempt(imap, self.endpoint.username, self._token(force_refresh=False))
+            return
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error:
+            pass  # a rejected token is refreshed once and retried (it may have just expired)
+        try:
+            _xoauth2_attempt(imap, self.endpoint.username, self._token(force_refresh=True))
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            raise replies.token_refused(reply_text(exc), self.endpoint) from None
+
+    def _token(self, *, force_refresh: bool) -> str:
+        """An access token from the endpoint's (async) provider, run on ``self.loop`` when
+        the session works in a thread for it."""
+        provider = self.endpoint.token_provider
+        assert provider is not None
+
+        async def get() -> str:
+            return await provider(force_refresh)
+
+        try:
+            if self.loop is None:
+                return asyncio.run(get())
+            pending = asyncio.run_coroutine_threadsafe(get(), self.loop)
+            try:
+                return pending.result(timeout=TOKEN_WAIT_FACTOR * self.endpoint.timeout)
+            except concurrent.futures.TimeoutError:
+                pending.cancel()
+                raise replies.token_timeout() from None
+        except TransportError as exc:
+            exc.step = "login"  # the IMAP step it stopped, as the test result shows it
+            raise
+        except Exception as exc:
+            raise replies.token_unavailable(exc) from exc
 
     # --- folders --------------------------------------------------------------------------
 

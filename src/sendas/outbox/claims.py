@@ -272,7 +272,7 @@ def claim_batch(
     timeout = cfg.smtp_timeout
     if alias is not None:
         endpoint = alias_endpoint(alias, box, timeout, token_providers)
-        imap, skip_reason = imap_for(alias, box, timeout)
+        imap, skip_reason = imap_for(alias, box, timeout, token_providers)
     else:
         system = session.get_one(SystemOutgoing, 1)
         endpoint = smtp_endpoint(system, box, timeout=timeout)

@@ -320,7 +320,9 @@ class LaneDriver:
             if claim.imap is not None:
                 raw = {m.id: m.raw for m, _ in items}
                 for message_id in rec.sent:
-                    self.ctx.start_copy(claim.imap, message_id, raw[message_id])
+                    self.ctx.start_copy(
+                        claim.imap, message_id, raw[message_id], lane, claim.endpoint.auth
+                    )
         if rec.needs_attention or rec.pause_until is not None:
             raise _LaneStop
         if rec.reconnect:

@@ -67,6 +67,7 @@ class DriverContext:
     tx: TxQueue
     renderer: Renderer
     stopping: asyncio.Event
-    start_copy: Callable[[ImapEndpoint, int, bytes], None]  # a sent message's copy to Sent
+    # A sent message's copy to Sent: (imap, message id, raw, lane, the alias's auth).
+    start_copy: Callable[[ImapEndpoint, int, bytes, str, str], None]
     held: set[int] = field(default_factory=set)  # message ids claimed (the heartbeat renews)
     failures: dict[str, int] = field(default_factory=dict)  # lane -> failed connections

@@ -29,8 +29,8 @@ from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
 from sendas.outbox.config import OutboxConfig
-from sendas.outbox.driver import LaneDriver
-from sendas.outbox.lanes import acquire_lanes, heartbeat
+from sendas.outbox.driver import LaneDriver, reauth_reason
+from sendas.outbox.lanes import acquire_lanes, heartbeat, lane_needs_attention
 from sendas.outbox.record import reap_expired, record_sent_copy
 from sendas.outbox.render import Renderer
 from sendas.outbox.state import DriverContext
@@ -154,16 +154,26 @@ class Worker:
 
     # --- copy to Sent ---------------------------------------------------------------------
 
-    def _start_copy(self, imap: ImapEndpoint, message_id: int, raw: bytes) -> None:
-        task = asyncio.create_task(self._copy(imap, message_id, raw))
+    def _start_copy(
+        self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
+    ) -> None:
+        task = asyncio.create_task(self._copy(imap, message_id, raw, lane, auth))
         self._copies.add(task)
         task.add_done_callback(self._copies.discard)
 
-    async def _copy(self, imap: ImapEndpoint, message_id: int, raw: bytes) -> None:
+    async def _copy(
+        self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
+    ) -> None:
         async with self._copy_slots:
             outcome = await append_to_sent(imap, raw)
         detail = outcome.reason or outcome.hint
         await self._tx.run(lambda s: record_sent_copy(s, message_id, outcome.status, detail))
+        if outcome.needs_reauth:
+            # The XOAUTH2 login found the grant revoked (the alias is flagged already): the
+            # lane waits for a reconnect, as when SMTP finds it; the sent message stays sent.
+            reason, now = reauth_reason(auth), utcnow()
+            log.warning("lane %s: sign-in revoked during the copy to Sent", lane)
+            await self._tx.run(lambda s: lane_needs_attention(s, lane, reason, now))
 
 
 async def embedded_worker_hook(ctx: AppContext) -> Callable[[], Awaitable[None]]:

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
-from sendas.endpoints import imap_endpoint, smtp_endpoint
+from sendas.endpoints import imap_endpoint, imap_uses_alias_token, smtp_endpoint
 from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.sent import probe_imap
 from sendas.oauth.tokens import AliasTokens
@@ -55,8 +55,15 @@ async def _probe_row(
         result = token_step.followed_by(result, prefix="")
     if not result.ok or imap is None:
         return result
+    # The IMAP account logs in with the alias's token when the rule says so (XOAUTH2).
+    use_token = isinstance(row, Alias) and imap_uses_alias_token(row, imap)
     imap_result = await probe_imap(
-        imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
+        imap_endpoint(
+            imap,
+            ctx.secrets,
+            timeout=ctx.settings.smtp_timeout,
+            token_provider=provider if use_token else None,
+        )
     )
     return result.followed_by(imap_result, prefix="imap_")
 
@@ -154,12 +161,20 @@ async def check_imap_account(
     ctx: AppContext, actor: Actor, account_id: int
 ) -> ConnectionTestResult:
     """Log in to a saved IMAP account, find its Sent folder, store the outcome as its
-    ``last_test``."""
+    ``last_test``. An account that a signed-in alias of the owner logs into with its token
+    (:func:`~sendas.endpoints.imap_uses_alias_token`) is tested with that token."""
     with ctx.db.read() as session:
         acc = imap_service.get_imap_account(session, actor, account_id)
-    result = _stamp(
-        await probe_imap(imap_endpoint(acc, ctx.secrets, timeout=ctx.settings.smtp_timeout))
+        signed_in = [
+            a.id
+            for a in alias_service.list_aliases(session, actor)
+            if a.imap_account_id == acc.id and imap_uses_alias_token(a, acc)
+        ]
+    provider = AliasTokens(ctx.db, ctx.secrets).token_provider(signed_in[0]) if signed_in else None
+    endpoint = imap_endpoint(
+        acc, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
     )
+    result = _stamp(await probe_imap(endpoint))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
     return result

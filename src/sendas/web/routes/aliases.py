@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
+from sendas.endpoints import imap_uses_alias_token
 from sendas.errors import NotFound, SendasError, ValidationFailed
 from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
@@ -78,11 +79,14 @@ def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
             for a in rows
             if a.imap_account is not None
         }
+        # Said on the card: which IMAP logins use the alias's sign-in token (XOAUTH2).
+        imap_token = {a.id for a in rows if imap_uses_alias_token(a, a.imap_account)}
     cards = [
         {
             "a": out,
             "attention": out.needs_reauth or out.id in attention,
             "imap": imap_names.get(out.id, ""),
+            "imap_xoauth2": out.id in imap_token,
             "test": out.last_test,
         }
         for out in outs
