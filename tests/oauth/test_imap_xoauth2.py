@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -296,3 +297,47 @@ def _lane(ctx: AppContext, alias_id: int) -> Lane:
         row = s.get_one(Lane, f"alias:{alias_id}")
         s.expunge(row)
         return row
+
+
+async def test_microsoft_asks_for_imap_only_when_the_alias_copies_through_imap(
+    ctx: AppContext,
+    web: httpx.AsyncClient,
+    admin: Person,
+    alice: Person,
+    oauth_server: OAuthServerFactory,
+) -> None:
+    server = oauth_server("microsoft")
+    await register_app(ctx, web, admin, server)
+    with_imap = await make_alias(web, alice, USER_EMAIL)
+    r = await web.post(
+        "/api/aliases",
+        headers=alice.headers,
+        json={
+            "description": "Private",
+            "from_address": "other@example.test",
+            "smtp_server": "mail.example.test:587",
+        },
+    )
+    assert r.status_code == 201, r.text
+    without: int = r.json()["id"]
+    r = await web.post(
+        "/api/imap-accounts",
+        headers=alice.headers,
+        json={"imap_server": "imap.example.test:993", "username": USER_EMAIL},
+    )
+    assert r.status_code == 201, r.text
+    r = await web.patch(
+        f"/api/aliases/{with_imap}", headers=alice.headers, json={"imap_account_id": r.json()["id"]}
+    )
+    assert r.status_code == 200, r.text
+    await log_in(web, alice)
+    imap_scope = "https://outlook.office.com/IMAP.AccessAsUser.All"
+    scopes = {}
+    for alias_id in (with_imap, without):
+        start = await web.get(f"/oauth/microsoft/start?alias_id={alias_id}")
+        assert start.status_code == 303, start.text
+        query = parse_qs(urlsplit(start.headers["location"]).query)
+        scopes[alias_id] = query["scope"][0].split()
+    assert imap_scope in scopes[with_imap]
+    assert "https://outlook.office.com/SMTP.Send" in scopes[without]
+    assert imap_scope not in scopes[without]
