@@ -12,6 +12,7 @@ from sendas.db.models import Alias, ImapAccount, SystemOutgoing
 from sendas.errors import ReauthRequired
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
+from sendas.net.policy import OutboundPolicy
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
@@ -25,9 +26,14 @@ def smtp_endpoint(
     box: SecretBox,
     *,
     timeout: float,
+    outbound: OutboundPolicy | None,
     token_provider: TokenProvider | None = None,
 ) -> SmtpEndpoint:
-    """The SMTP endpoint of an alias or of the database outgoing settings."""
+    """The SMTP endpoint of an alias or of the database outgoing settings.
+
+    ``outbound`` is the settings' policy for an alias; the database outgoing settings
+    (admin-only) are exempt and pass None.
+    """
     auth = row.auth if isinstance(row, Alias) else "password"
     password = box.decrypt(row.smtp_password_enc) if row.smtp_password_enc else None
     username = row.smtp_username
@@ -45,14 +51,22 @@ def smtp_endpoint(
         ca_bundle_pem=row.ca_bundle or None,
         allow_plaintext_auth=row.allow_plaintext_auth,
         timeout=timeout,
+        outbound=outbound,
     )
 
 
-def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEndpoint:
-    """The IMAP endpoint of an account (an account without a password gets an empty one)."""
+def imap_endpoint(
+    acc: ImapAccount, box: SecretBox, *, timeout: float, outbound: OutboundPolicy
+) -> ImapEndpoint:
+    """The IMAP endpoint of an account (an account without a password gets an empty one),
+    checked against the settings' outbound policy."""
     password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
     return ImapEndpoint.for_account(
-        acc, password, timeout=timeout, allow_plaintext_password=acc.allow_plaintext_auth
+        acc,
+        password,
+        timeout=timeout,
+        allow_plaintext_password=acc.allow_plaintext_auth,
+        outbound=outbound,
     )
 
 
@@ -68,17 +82,21 @@ def _no_token_provider(alias_id: int) -> TokenProvider:
 
 
 def alias_endpoint(
-    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
+    alias: Alias,
+    box: SecretBox,
+    timeout: float,
+    token_providers: TokenProviders | None,
+    outbound: OutboundPolicy,
 ) -> SmtpEndpoint:
     """The alias's SMTP endpoint, with a token provider if it signs in with OAuth."""
     provider = None
     if alias.auth != "password":
         provider = (token_providers or _no_token_provider)(alias.id)
-    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
+    return smtp_endpoint(alias, box, timeout=timeout, outbound=outbound, token_provider=provider)
 
 
 def imap_for(
-    alias: Alias, box: SecretBox, timeout: float
+    alias: Alias, box: SecretBox, timeout: float, outbound: OutboundPolicy
 ) -> tuple[ImapEndpoint | None, str | None]:
     """Where the alias's copies to Sent go, or why none is made (the reason is recorded)."""
     if files_own_sent_copy(alias.smtp_host, alias.auth):
@@ -89,6 +107,6 @@ def imap_for(
     if not account.password_enc:
         return None, "the IMAP account has no password"
     try:
-        return imap_endpoint(account, box, timeout=timeout), None
+        return imap_endpoint(account, box, timeout=timeout, outbound=outbound), None
     except ValueError as exc:
         return None, f"the IMAP account cannot be used: {exc}"

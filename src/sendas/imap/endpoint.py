@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import SecretStr
 
+from sendas.net.policy import OutboundPolicy
 from sendas.net.tls import client_context
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ class ImapEndpoint:
     timeout: float = 30.0
     sent_folder: str | None = None
     allow_plaintext_password: bool = False
+    outbound: OutboundPolicy | None = field(default=None, repr=False)
+    """The addresses this account may reach (from settings); None checks nothing."""
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -82,6 +85,7 @@ class ImapEndpoint:
         *,
         timeout: float = 30.0,
         allow_plaintext_password: bool = False,
+        outbound: OutboundPolicy | None = None,
     ) -> ImapEndpoint:
         """The endpoint of a stored IMAP account (its password decrypted by the caller)."""
         tls = account.tls if account.tls in get_args(TlsMode) else "auto"
@@ -95,6 +99,7 @@ class ImapEndpoint:
             timeout=timeout,
             sent_folder=account.sent_folder or None,
             allow_plaintext_password=allow_plaintext_password,
+            outbound=outbound,
         )
 
 

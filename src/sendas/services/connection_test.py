@@ -12,6 +12,7 @@ from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.endpoints import imap_endpoint, smtp_endpoint
 from sendas.errors import ReauthRequired, TransportError
+from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import probe_imap
 from sendas.oauth.tokens import AliasTokens
 from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
@@ -45,8 +46,14 @@ async def _probe_row(
         if not token_step.ok:
             return token_step
     try:
+        # The database outgoing settings (admin-only) are exempt from the outbound policy.
+        outbound = ctx.settings.outbound_policy if isinstance(row, Alias) else None
         endpoint = smtp_endpoint(
-            row, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
+            row,
+            ctx.secrets,
+            timeout=ctx.settings.smtp_timeout,
+            outbound=outbound,
+            token_provider=provider,
         )
     except ValueError as exc:
         return _failed("settings", str(exc))
@@ -55,10 +62,13 @@ async def _probe_row(
         result = token_step.followed_by(result, prefix="")
     if not result.ok or imap is None:
         return result
-    imap_result = await probe_imap(
-        imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
-    )
+    imap_result = await probe_imap(_imap_endpoint(ctx, imap))
     return result.followed_by(imap_result, prefix="imap_")
+
+
+def _imap_endpoint(ctx: AppContext, account: ImapAccount) -> ImapEndpoint:
+    timeout, outbound = ctx.settings.smtp_timeout, ctx.settings.outbound_policy
+    return imap_endpoint(account, ctx.secrets, timeout=timeout, outbound=outbound)
 
 
 async def _token_step(
@@ -157,9 +167,7 @@ async def check_imap_account(
     ``last_test``."""
     with ctx.db.read() as session:
         acc = imap_service.get_imap_account(session, actor, account_id)
-    result = _stamp(
-        await probe_imap(imap_endpoint(acc, ctx.secrets, timeout=ctx.settings.smtp_timeout))
-    )
+    result = _stamp(await probe_imap(_imap_endpoint(ctx, acc)))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
     return result

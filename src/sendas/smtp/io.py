@@ -32,6 +32,20 @@ _WRITE_HIGH_WATER = 256 * 1024
 QUIT_TIMEOUT = 2.0
 
 
+NOT_SMTP_HINT = (
+    "Something answers on this port, but not an SMTP server: check the host, the port "
+    "(465 implicit TLS, 587 STARTTLS) and the TLS mode."
+)
+
+
+def not_smtp() -> MailConnectionError:
+    """The greeting is not SMTP. What was said is not repeated: Test Connection must not
+    read out the banner of whatever service listens on a port."""
+    return MailConnectionError(
+        "the server does not speak SMTP", step="greeting", hint=NOT_SMTP_HINT
+    )
+
+
 class SmtpIO:
     """Reads and writes of one connection, each bounded by ``timeout`` seconds."""
 
@@ -123,6 +137,8 @@ class SmtpIO:
             ) from None
         except (MalformedReply, asyncio.LimitOverrunError, ValueError):
             self.broken = True
+            if step == "greeting":
+                raise not_smtp() from None
             raise MailConnectionError(
                 "the server's answer is not SMTP", step=step, hint=closed_hint(step)
             ) from None

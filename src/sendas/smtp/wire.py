@@ -37,7 +37,11 @@ class MalformedReply(ValueError):
 def parse_reply(lines: list[bytes]) -> Reply:
     """Build a :class:`Reply` from its raw lines (each ending in CRLF or LF)."""
     first = lines[0]
-    if len(first) < 3 or not first[:3].isdigit():
+    if (
+        len(first) < 3
+        or not first[:3].isdigit()
+        or first[3:4] not in (b" ", b"-", b"\r", b"\n", b"")
+    ):
         raise MalformedReply("not an SMTP reply")
     code = int(first[:3])
     text = "\n".join(line[4:].rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines)
