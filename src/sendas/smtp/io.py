@@ -22,7 +22,7 @@ from sendas.errors import (
 )
 from sendas.smtp.hints import hint_for
 from sendas.smtp.replies import ReplyKind, SmtpCode
-from sendas.smtp.wire import MalformedReply, Reply, is_last_line, parse_reply
+from sendas.smtp.wire import MalformedReply, Reply, check_line, is_last_line, parse_reply
 
 Mark = Callable[[str, str], None]
 """``mark(step, detail)``: a step succeeded (the session times it and tells its observer)."""
@@ -109,9 +109,9 @@ class SmtpIO:
         return await self.read(step)
 
     async def raw_reply(self) -> Reply:
-        lines = [await self.reader.readuntil(b"\n")]
+        lines = [check_line(await self.reader.readuntil(b"\n"))]
         while not is_last_line(lines[-1]):
-            lines.append(await self.reader.readuntil(b"\n"))
+            lines.append(check_line(await self.reader.readuntil(b"\n")))
         return parse_reply(lines)
 
     async def read(self, step: str) -> Reply:
