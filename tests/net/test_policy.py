@@ -8,7 +8,10 @@ library parses them; no DNS query is made), which is what the SMTP and IMAP clie
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
+import subprocess
+import sys
 
 import pytest
 from hypothesis import example, given
@@ -234,3 +237,12 @@ def test_the_test_session_allows_loopback_for_every_settings_built() -> None:
     assert policy.refusal("127.0.0.1", "127.0.0.1") is None
     assert policy.refusal("::1", "::1") is None
     assert policy.refusal("10.0.0.1", "10.0.0.1") is not None
+
+
+def test_a_subprocess_started_by_the_tests_sees_the_setting() -> None:
+    """Workers and `sendas serve` run as subprocesses with os.environ: they allow loopback."""
+    code = "from sendas.config import Settings; print(Settings().outbound_policy.networks)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=dict(os.environ), capture_output=True, check=True
+    )
+    assert out.stdout.decode().strip() == "(IPv4Network('127.0.0.0/8'), IPv6Network('::1/128'))"
