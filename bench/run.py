@@ -59,6 +59,10 @@ from sendas.services.campaigns.lifecycle import pause_campaign
 from sendas.services.campaigns.recipients import RowSource, csv_rows, json_rows
 from sendas.services.common import Actor
 
+# Every server here is on 127.0.0.1, which the outbound policy refuses unless allowed; set
+# before any Settings() is built, and inherited by the workers this script starts.
+os.environ["SENDAS_OUTBOUND_ALLOW"] = "127.0.0.0/8,::1/128"
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 PYTHON = sys.executable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,11 @@ from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.schemas import UserCreate
 from sendas.services import users as user_service
+
+# The test servers listen on loopback, which the outbound policy refuses unless allowed. Set
+# at import, before any Settings() is built, so that the CLI, `sendas serve` and the worker
+# subprocesses (which inherit os.environ) see it too. Tests of the refusal override it.
+os.environ["SENDAS_OUTBOUND_ALLOW"] = "127.0.0.0/8,::1/128"
 
 pytest_plugins = [
     "tests.servers.smtpd",

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sendas.net.policy import OutboundPolicy
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,24 @@ class Settings(BaseSettings):
         default=None,
         description="Key signing web session cookies; unset: derived from the secret key.",
     )
+
+    outbound_allow: str = Field(
+        default="",
+        description="Comma-separated CIDRs and host names that aliases and IMAP accounts may "
+        "reach although they are loopback, private, link-local or cloud-metadata addresses "
+        "(refused otherwise), e.g. a local relay: 127.0.0.1/32 or relay.internal.",
+    )
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _check_outbound_allow(cls, value: str) -> str:
+        OutboundPolicy.from_setting(value)  # a bad entry stops the start, naming it
+        return value
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        """The policy every connection of an alias or IMAP account is checked against."""
+        return OutboundPolicy.from_setting(self.outbound_allow)
 
     @property
     def effective_database_url(self) -> str:

@@ -12,6 +12,7 @@ from sendas.db.models import Alias, ImapAccount, SystemOutgoing
 from sendas.errors import ReauthRequired
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
+from sendas.net.policy import OutboundPolicy
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
@@ -25,9 +26,14 @@ def smtp_endpoint(
     box: SecretBox,
     *,
     timeout: float,
+    outbound: OutboundPolicy | None,
     token_provider: TokenProvider | None = None,
 ) -> SmtpEndpoint:
-    """The SMTP endpoint of an alias or of the database outgoing settings."""
+    """The SMTP endpoint of an alias or of the database outgoing settings.
+
+    ``outbound`` is the settings' policy for an alias; the database outgoing settings
+    (admin-only) are exempt and pass None.
+    """
     auth = row.auth if isinstance(row, Alias) else "password"
     password = box.decrypt(row.smtp_password_enc) if row.smtp_password_enc else None
     username = row.smtp_username
@@ -45,6 +51,7 @@ def smtp_endpoint(
         ca_bundle_pem=row.ca_bundle or None,
         allow_plaintext_auth=row.allow_plaintext_auth,
         timeout=timeout,
+        outbound=outbound,
     )
 
 
@@ -53,10 +60,12 @@ def imap_endpoint(
     box: SecretBox,
     *,
     timeout: float,
+    outbound: OutboundPolicy,
     token_provider: TokenProvider | None = None,
 ) -> ImapEndpoint:
     """The IMAP endpoint of an account (an account without a password gets an empty one;
-    with ``token_provider`` it signs in with XOAUTH2)."""
+    with ``token_provider`` it signs in with XOAUTH2), checked against the settings'
+    outbound policy."""
     password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
     return ImapEndpoint.for_account(
         acc,
@@ -64,6 +73,7 @@ def imap_endpoint(
         timeout=timeout,
         allow_plaintext_password=acc.allow_plaintext_auth,
         token_provider=token_provider,
+        outbound=outbound,
     )
 
 
@@ -98,13 +108,17 @@ def _no_token_provider(alias_id: int) -> TokenProvider:
 
 
 def alias_endpoint(
-    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None
+    alias: Alias,
+    box: SecretBox,
+    timeout: float,
+    token_providers: TokenProviders | None,
+    outbound: OutboundPolicy,
 ) -> SmtpEndpoint:
     """The alias's SMTP endpoint, with a token provider if it signs in with OAuth."""
     provider = None
     if alias.auth != "password":
         provider = (token_providers or _no_token_provider)(alias.id)
-    return smtp_endpoint(alias, box, timeout=timeout, token_provider=provider)
+    return smtp_endpoint(alias, box, timeout=timeout, outbound=outbound, token_provider=provider)
 
 
 def alias_imap_endpoint(
@@ -113,6 +127,7 @@ def alias_imap_endpoint(
     box: SecretBox,
     timeout: float,
     token_providers: TokenProviders | None,
+    outbound: OutboundPolicy,
 ) -> ImapEndpoint:
     """The endpoint of ``account`` used on behalf of ``alias``: XOAUTH2 with the alias's
     token under :func:`imap_uses_alias_token`, the account's password otherwise.
@@ -120,11 +135,15 @@ def alias_imap_endpoint(
     provider = None
     if imap_uses_alias_token(alias, account):
         provider = (token_providers or _no_token_provider)(alias.id)
-    return imap_endpoint(account, box, timeout=timeout, token_provider=provider)
+    return imap_endpoint(account, box, timeout=timeout, outbound=outbound, token_provider=provider)
 
 
 def imap_for(
-    alias: Alias, box: SecretBox, timeout: float, token_providers: TokenProviders | None = None
+    alias: Alias,
+    box: SecretBox,
+    timeout: float,
+    outbound: OutboundPolicy,
+    token_providers: TokenProviders | None = None,
 ) -> tuple[ImapEndpoint | None, str | None]:
     """Where the alias's copies to Sent go, or why none is made (the reason is recorded)."""
     if files_own_sent_copy(alias.smtp_host):
@@ -135,6 +154,7 @@ def imap_for(
     if not account.password_enc and not imap_uses_alias_token(alias, account):
         return None, "the IMAP account has no password"
     try:
-        return alias_imap_endpoint(alias, account, box, timeout, token_providers), None
+        endpoint = alias_imap_endpoint(alias, account, box, timeout, token_providers, outbound)
+        return endpoint, None
     except ValueError as exc:
         return None, f"the IMAP account cannot be used: {exc}"

@@ -154,3 +154,12 @@ class TemplateError(SendasError):
         self.field = field
         self.recipient = recipient
         super().__init__(msg)
+
+
+class OutboundRefused(TransportError):
+    """The outbound policy refuses the server's address (loopback, private, link-local,
+    metadata...); nothing was connected. ``address`` is the refused address."""
+
+    def __init__(self, msg: str, *, step: str, address: str, hint: str = "") -> None:
+        self.address = address
+        super().__init__(msg, step=step, hint=hint)

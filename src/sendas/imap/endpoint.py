@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal, get_args
 
 from pydantic import SecretStr
 
+from sendas.net.policy import OutboundPolicy
 from sendas.net.tls import client_context
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ class ImapEndpoint:
     sent_folder: str | None = None
     allow_plaintext_password: bool = False
     token_provider: TokenProvider | None = field(default=None, repr=False, compare=False)
+    outbound: OutboundPolicy | None = field(default=None, repr=False)
+    """The addresses this account may reach (from settings); None checks nothing."""
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -92,6 +95,7 @@ class ImapEndpoint:
         timeout: float = 30.0,
         allow_plaintext_password: bool = False,
         token_provider: TokenProvider | None = None,
+        outbound: OutboundPolicy | None = None,
     ) -> ImapEndpoint:
         """The endpoint of a stored IMAP account (its password decrypted by the caller;
         with ``token_provider`` it signs in with XOAUTH2 instead)."""
@@ -107,6 +111,7 @@ class ImapEndpoint:
             sent_folder=account.sent_folder or None,
             allow_plaintext_password=allow_plaintext_password,
             token_provider=token_provider,
+            outbound=outbound,
         )
 
 

@@ -34,6 +34,10 @@ _NO_GREETING_HINT = (
 _TLS_ONLY_HINT = "The server only accepts passwords over TLS: choose STARTTLS or implicit TLS."
 
 
+# An IMAP greeting (RFC 9051 7.1): imaplib raises with it when it is not OK or PREAUTH.
+_IMAP_GREETING = re.compile(r"^\*\s+(OK|PREAUTH|BYE)\b", re.IGNORECASE)
+
+
 def reply_text(value: object) -> str:
     """A server reply (bytes, str or exception args) as text."""
     if isinstance(value, BaseException):
@@ -96,10 +100,16 @@ def greeting_failure(exc: BaseException, step: Step, endpoint: ImapEndpoint) -> 
         return MailTimeoutError("no IMAP greeting from the server", step=step, hint=hint)
     if isinstance(exc, ssl.SSLError):
         return tls_failure(exc, step, endpoint)
+    text = reply_text(exc)
+    spoke_imap = _IMAP_GREETING.match(text) is not None
     return MailConnectionError(
-        "the server did not greet as an IMAP server",
+        "the server did not greet as an IMAP server"
+        if spoke_imap
+        else "the server does not speak IMAP",
         step=step,
-        server_reply=reply_text(exc),
+        # Another service's banner (SSH, HTTP...) is never repeated: Test Connection must not
+        # read out what listens on a port.
+        server_reply=text if spoke_imap else "",
         hint="This port does not answer like an IMAP server: check the host, the port "
         "(993 or 143) and the TLS mode.",
     )

@@ -63,6 +63,29 @@ def _xoauth2_attempt(imap: imaplib.IMAP4, username: str, token: str) -> None:
     imap.authenticate("XOAUTH2", lambda _challenge: next(answers, b""))
 
 
+def open_socket(ep: ImapEndpoint) -> socket.socket:
+    """Resolve once, drop the addresses the outbound policy refuses (raising
+    :class:`~sendas.errors.OutboundRefused` when none is left), and connect to the ones kept
+    as resolved: no second lookup, so DNS rebinding cannot change the address checked.
+    Raises ``OSError`` when no address can be reached."""
+    infos = socket.getaddrinfo(ep.connect_host, ep.port, type=socket.SOCK_STREAM)
+    if ep.outbound is not None:
+        allowed = ep.outbound.check(ep.host, [str(i[4][0]) for i in infos], step="connect")
+        infos = [i for i in infos if str(i[4][0]) in allowed]
+    last: OSError | None = None
+    for family, kind, proto, _, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        sock.settimeout(ep.timeout)
+        try:
+            sock.connect(sockaddr)
+        except OSError as exc:
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last or OSError("no address to connect to")
+
+
 def _message_date(raw: bytes) -> str:
     """The message's Date header as an IMAP date-time, so the copy is filed under the time it
     was sent even when it is made later; ``""`` (the server's clock) when missing or bad."""
@@ -115,7 +138,7 @@ class ImapSession:
         mode = ep.tls_mode
         with self._step("connect", f"{ep.host}:{ep.port} ({mode})"):
             try:
-                sock = socket.create_connection((ep.connect_host, ep.port), timeout=ep.timeout)
+                sock = open_socket(ep)
             except OSError as exc:
                 raise replies.connect_failure(exc, ep) from exc
             if mode != "implicit":

@@ -28,6 +28,7 @@ from sendas.db.models import Alias, SystemOutgoing
 from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
 from sendas.errors import SendasError
 from sendas.imap.endpoint import ImapEndpoint
+from sendas.net.policy import OutboundPolicy
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.lanes import lane_alias_id
@@ -222,6 +223,7 @@ def claim_batch(
     box: SecretBox,
     token_providers: TokenProviders | None,
     not_before: datetime | None,
+    outbound: OutboundPolicy,
     batch: int | None = None,
 ) -> Claim | None:
     """Claim the next messages of a lane this worker owns, reserving their pacing slots.
@@ -271,11 +273,12 @@ def claim_batch(
 
     timeout = cfg.smtp_timeout
     if alias is not None:
-        endpoint = alias_endpoint(alias, box, timeout, token_providers)
-        imap, skip_reason = imap_for(alias, box, timeout, token_providers)
+        endpoint = alias_endpoint(alias, box, timeout, token_providers, outbound)
+        imap, skip_reason = imap_for(alias, box, timeout, outbound, token_providers)
     else:
         system = session.get_one(SystemOutgoing, 1)
-        endpoint = smtp_endpoint(system, box, timeout=timeout)
+        # The database outgoing settings (admin-only) are exempt from the outbound policy.
+        endpoint = smtp_endpoint(system, box, timeout=timeout, outbound=None)
         imap, skip_reason = None, "automated mail has no Sent folder"
     return Claim(lane, delay_ms, endpoint, imap, skip_reason, claimed)
 

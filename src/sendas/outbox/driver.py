@@ -23,6 +23,7 @@ from sendas.errors import (
     AuthError,
     MailConnectionError,
     OAuthError,
+    OutboundRefused,
     ReauthRequired,
     ReplyError,
     TransportError,
@@ -67,6 +68,13 @@ class _LaneStop(Exception):
     """The lane cannot go on now (paused, needs attention, unreachable)."""
 
 
+class _Refused(Exception):
+    """The outbound policy refuses the alias's server: its claimed messages fail."""
+
+    def __init__(self, error: OutboundRefused) -> None:
+        self.error = error
+
+
 class LaneDriver:
     """Drives one lane for its worker; :meth:`run` returns when the lane is handed back."""
 
@@ -98,6 +106,8 @@ class LaneDriver:
                         await send_paced(self, claim)
                     else:
                         await self._send_pipelined(claim, rendered)
+                except _Refused as refused:
+                    await self._fail_refused(claim, refused.error)
                 finally:
                     leftover = [i for i in ids if i in self.ctx.held]
                     self.ctx.held.difference_update(ids)
@@ -163,11 +173,12 @@ class LaneDriver:
             )
 
     async def _claim(self) -> Claim | None:
-        cfg, owner, box, tokens = (
+        cfg, owner, box, tokens, outbound = (
             self.ctx.cfg,
             self.ctx.owner,
             self.ctx.secrets,
             self.ctx.token_providers,
+            self.ctx.outbound,
         )
         floor, lane, now, batch = (
             self.st.next_floor,
@@ -185,6 +196,7 @@ class LaneDriver:
                 box=box,
                 token_providers=tokens,
                 not_before=floor,
+                outbound=outbound,
                 batch=batch,
             )
         )
@@ -207,12 +219,23 @@ class LaneDriver:
             session = SmtpSession(endpoint)
             try:
                 await self._unless_stopping(session, session.open())
+            except OutboundRefused as exc:
+                raise _Refused(exc) from None
             except TransportError as exc:
                 await self._lane_failure(exc, endpoint)
                 raise _LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
+
+    async def _fail_refused(self, claim: Claim, error: OutboundRefused) -> None:
+        """The server's address is refused by the outbound policy (a setting, not a passing
+        failure): the claimed messages not yet sent fail, each with the reason."""
+        log.warning("lane %s: %s", self.st.name, error)
+        left = [m for m in claim.messages if m.id in self.ctx.held]
+        batch = await self.mark_sending(left)
+        if batch:
+            await self.record(claim, [(m, error) for m in batch])
 
     async def _unless_stopping(self, session: SmtpSession, step: Awaitable[object]) -> None:
         """Await a connection step (open, NOOP), given up when the worker stops: nothing is

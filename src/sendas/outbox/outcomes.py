@@ -17,6 +17,7 @@ from sendas.errors import (
     MailConnectionError,
     MailTimeoutError,
     OAuthError,
+    OutboundRefused,
     ReplyError,
     SmtpUtf8Required,
     TransportError,
@@ -196,7 +197,7 @@ def _apply_error(b: _Builder, answer: TransportError, recipients: list[str]) -> 
         reply = answer.server_reply or str(answer)
         b.note(answer.step or "auth", reply, answer.hint)
         b.lane.needs_attention = f"{reply} - {answer.hint}".strip(" -")
-    elif isinstance(answer, SmtpUtf8Required):
+    elif isinstance(answer, SmtpUtf8Required | OutboundRefused):  # no retry changes these
         b.note(answer.step, str(answer), answer.hint)
         for r in recipients:
             b.results[r] = _entry(MessageStatus.FAILED, None, str(answer), answer.hint)

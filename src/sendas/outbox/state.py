@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 
 from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
+from sendas.net.policy import OutboundPolicy
 from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.render import Renderer
@@ -71,3 +72,5 @@ class DriverContext:
     start_copy: Callable[[ImapEndpoint, int, bytes, str, str], None]
     held: set[int] = field(default_factory=set)  # message ids claimed (the heartbeat renews)
     failures: dict[str, int] = field(default_factory=dict)  # lane -> failed connections
+    # Which server addresses the aliases may reach (the settings'); strict unless told.
+    outbound: OutboundPolicy = field(default_factory=OutboundPolicy)

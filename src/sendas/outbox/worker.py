@@ -69,7 +69,7 @@ class Worker:
             token_providers = AliasTokens(ctx.db, ctx.secrets).token_provider
         self._shared = DriverContext(
             self.cfg, self.id, ctx.secrets, token_providers, self._tx, self._renderer,
-            self._stopping, self._start_copy,
+            self._stopping, self._start_copy, outbound=ctx.settings.outbound_policy,
         )  # fmt: skip
 
     # --- control --------------------------------------------------------------------------

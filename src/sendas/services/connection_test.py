@@ -12,6 +12,7 @@ from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.endpoints import imap_endpoint, imap_uses_alias_token, smtp_endpoint
 from sendas.errors import ReauthRequired, TransportError
+from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import probe_imap
 from sendas.oauth.tokens import AliasTokens
 from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
@@ -45,8 +46,14 @@ async def _probe_row(
         if not token_step.ok:
             return token_step
     try:
+        # The database outgoing settings (admin-only) are exempt from the outbound policy.
+        outbound = ctx.settings.outbound_policy if isinstance(row, Alias) else None
         endpoint = smtp_endpoint(
-            row, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
+            row,
+            ctx.secrets,
+            timeout=ctx.settings.smtp_timeout,
+            outbound=outbound,
+            token_provider=provider,
         )
     except ValueError as exc:
         return _failed("settings", str(exc))
@@ -57,15 +64,17 @@ async def _probe_row(
         return result
     # The IMAP account logs in with the alias's token when the rule says so (XOAUTH2).
     use_token = isinstance(row, Alias) and imap_uses_alias_token(row, imap)
-    imap_result = await probe_imap(
-        imap_endpoint(
-            imap,
-            ctx.secrets,
-            timeout=ctx.settings.smtp_timeout,
-            token_provider=provider if use_token else None,
-        )
-    )
+    imap_result = await probe_imap(_imap_endpoint(ctx, imap, provider if use_token else None))
     return result.followed_by(imap_result, prefix="imap_")
+
+
+def _imap_endpoint(
+    ctx: AppContext, account: ImapAccount, token_provider: TokenProvider | None = None
+) -> ImapEndpoint:
+    timeout, outbound = ctx.settings.smtp_timeout, ctx.settings.outbound_policy
+    return imap_endpoint(
+        account, ctx.secrets, timeout=timeout, outbound=outbound, token_provider=token_provider
+    )
 
 
 async def _token_step(
@@ -171,10 +180,7 @@ async def check_imap_account(
             if a.imap_account_id == acc.id and imap_uses_alias_token(a, acc)
         ]
     provider = AliasTokens(ctx.db, ctx.secrets).token_provider(signed_in[0]) if signed_in else None
-    endpoint = imap_endpoint(
-        acc, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
-    )
-    result = _stamp(await probe_imap(endpoint))
+    result = _stamp(await probe_imap(_imap_endpoint(ctx, acc, provider)))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
     return result

@@ -11,6 +11,7 @@ import asyncio
 import socket
 import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import idna
 
@@ -18,9 +19,12 @@ from sendas.errors import MailConnectionError, MailTimeoutError, TlsError
 from sendas.net.tls import client_context
 from sendas.smtp.endpoint import SmtpEndpoint
 from sendas.smtp.hints import hint_for
-from sendas.smtp.io import Mark, SmtpIO, reply_error
+from sendas.smtp.io import Mark, SmtpIO, not_smtp, reply_error
 from sendas.smtp.replies import LocalProblem, SmtpCode
 from sendas.smtp.wire import parse_ehlo
+
+# RFC 5321 4.3.2: a greeting is 220 or 554; 421 is allowed at any time (a busy server).
+GREETING_CODES = (SmtpCode.SERVICE_READY, SmtpCode.SERVICE_UNAVAILABLE, SmtpCode.TRANSACTION_FAILED)
 
 
 @dataclass
@@ -42,6 +46,8 @@ async def establish(endpoint: SmtpEndpoint, mark: Mark) -> Connection:
         if endpoint.effective_tls == "implicit":
             await _start_tls(conn, endpoint, host, "tls", mark)
         greeting = await io.read("greeting")
+        if greeting.code not in GREETING_CODES:
+            raise not_smtp()
         if greeting.code != SmtpCode.SERVICE_READY:
             raise reply_error("greeting", greeting)
         mark("greeting", str(greeting))
@@ -55,7 +61,13 @@ async def establish(endpoint: SmtpEndpoint, mark: Mark) -> Connection:
     return conn
 
 
-async def _resolve(endpoint: SmtpEndpoint, host: str, mark: Mark) -> list[tuple[str, int]]:
+SockAddr = tuple[int, tuple[Any, ...]]
+"""``(address family, socket address)`` exactly as ``getaddrinfo`` returned it."""
+
+
+async def _resolve(endpoint: SmtpEndpoint, host: str, mark: Mark) -> list[SockAddr]:
+    """Resolve once; the addresses the outbound policy refuses are dropped here, and the
+    ones kept are connected to as they are (no second lookup: no DNS rebinding)."""
     loop = asyncio.get_running_loop()
     port = endpoint.port
     try:
@@ -73,22 +85,34 @@ async def _resolve(endpoint: SmtpEndpoint, host: str, mark: Mark) -> list[tuple[
             step="resolve",
             hint=hint_for("resolve", None, exc=exc),
         ) from None
-    addresses = list(dict.fromkeys((str(info[4][0]), port) for info in infos))
-    mark("resolve", ", ".join(a for a, _ in addresses))
-    return addresses
+    found = list(dict.fromkeys((int(info[0]), tuple(info[4])) for info in infos))
+    if endpoint.outbound is not None:
+        allowed = endpoint.outbound.check(
+            endpoint.host, [str(a[0]) for _, a in found], step="connect"
+        )
+        found = [f for f in found if str(f[1][0]) in allowed]
+    mark("resolve", ", ".join(str(a[0]) for _, a in found))
+    return found
 
 
-async def _connect(endpoint: SmtpEndpoint, addresses: list[tuple[str, int]], mark: Mark) -> SmtpIO:
+async def _connect(endpoint: SmtpEndpoint, addresses: list[SockAddr], mark: Mark) -> SmtpIO:
     last: OSError | None = None
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(endpoint.timeout):
-            for address, port in addresses:
+            for family, sockaddr in addresses:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
                 try:
-                    reader, writer = await asyncio.open_connection(address, port)
-                except OSError as exc:
+                    await loop.sock_connect(sock, sockaddr)
+                except BaseException as exc:
+                    sock.close()
+                    if not isinstance(exc, OSError):
+                        raise
                     last = exc
                     continue
-                mark("connect", f"connected to {address} port {port}")
+                reader, writer = await asyncio.open_connection(sock=sock)
+                mark("connect", f"connected to {sockaddr[0]} port {endpoint.port}")
                 return SmtpIO(reader, writer, endpoint.timeout)
     except TimeoutError as exc:
         raise MailTimeoutError(

@@ -12,6 +12,8 @@ from typing import Literal
 import idna
 from pydantic import SecretStr
 
+from sendas.net.policy import OutboundPolicy
+
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
 EffectiveTls = Literal["implicit", "starttls", "none"]
 AuthKind = Literal["password", "google", "microsoft"]
@@ -49,6 +51,9 @@ class SmtpEndpoint:
     allow_plaintext_auth: bool = False
     timeout: float = 30.0
     local_hostname: str | None = None
+    outbound: OutboundPolicy | None = field(default=None, repr=False)
+    """The addresses an alias may reach (from settings); None checks nothing: the
+    administrator's database outgoing settings are exempt."""
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):

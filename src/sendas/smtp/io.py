@@ -22,7 +22,7 @@ from sendas.errors import (
 )
 from sendas.smtp.hints import hint_for
 from sendas.smtp.replies import ReplyKind, SmtpCode
-from sendas.smtp.wire import MalformedReply, Reply, is_last_line, parse_reply
+from sendas.smtp.wire import MalformedReply, Reply, check_line, is_last_line, parse_reply
 
 Mark = Callable[[str, str], None]
 """``mark(step, detail)``: a step succeeded (the session times it and tells its observer)."""
@@ -30,6 +30,20 @@ Mark = Callable[[str, str], None]
 CRLF = b"\r\n"
 _WRITE_HIGH_WATER = 256 * 1024
 QUIT_TIMEOUT = 2.0
+
+
+NOT_SMTP_HINT = (
+    "Something answers on this port, but not an SMTP server: check the host, the port "
+    "(465 implicit TLS, 587 STARTTLS) and the TLS mode."
+)
+
+
+def not_smtp() -> MailConnectionError:
+    """The greeting is not SMTP. What was said is not repeated: Test Connection must not
+    read out the banner of whatever service listens on a port."""
+    return MailConnectionError(
+        "the server does not speak SMTP", step="greeting", hint=NOT_SMTP_HINT
+    )
 
 
 class SmtpIO:
@@ -95,9 +109,9 @@ class SmtpIO:
         return await self.read(step)
 
     async def raw_reply(self) -> Reply:
-        lines = [await self.reader.readuntil(b"\n")]
+        lines = [check_line(await self.reader.readuntil(b"\n"))]
         while not is_last_line(lines[-1]):
-            lines.append(await self.reader.readuntil(b"\n"))
+            lines.append(check_line(await self.reader.readuntil(b"\n")))
         return parse_reply(lines)
 
     async def read(self, step: str) -> Reply:
@@ -123,6 +137,8 @@ class SmtpIO:
             ) from None
         except (MalformedReply, asyncio.LimitOverrunError, ValueError):
             self.broken = True
+            if step == "greeting":
+                raise not_smtp() from None
             raise MailConnectionError(
                 "the server's answer is not SMTP", step=step, hint=closed_hint(step)
             ) from None

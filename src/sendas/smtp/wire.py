@@ -34,11 +34,21 @@ class MalformedReply(ValueError):
     """The server sent something that is not an SMTP reply."""
 
 
+def check_line(line: bytes) -> bytes:
+    """``line`` when it has the shape of a reply line (three digits, then a space, a hyphen
+    or the line end); raises :class:`MalformedReply` otherwise (e.g. an SSH banner, whose
+    ``SSH-`` would otherwise read as a continuation line)."""
+    if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in _AFTER_CODE:
+        raise MalformedReply("not an SMTP reply")
+    return line
+
+
+_AFTER_CODE = (b" ", b"-", b"\r", b"\n", b"")
+
+
 def parse_reply(lines: list[bytes]) -> Reply:
     """Build a :class:`Reply` from its raw lines (each ending in CRLF or LF)."""
-    first = lines[0]
-    if len(first) < 3 or not first[:3].isdigit():
-        raise MalformedReply("not an SMTP reply")
+    first = check_line(lines[0])
     code = int(first[:3])
     text = "\n".join(line[4:].rstrip(b"\r\n").decode("utf-8", errors="replace") for line in lines)
     return Reply(code, text)
