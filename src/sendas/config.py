@@ -49,6 +49,43 @@ class Settings(BaseSettings):
         default=None,
         description="Key signing web session cookies; unset: derived from the secret key.",
     )
+    # --- limits per user and per request (0 switches a per-user limit off) ----------------
+    tests_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="Test Connection runs a user may start per minute (API and pages).",
+    )
+    messages_per_hour: int = Field(
+        default=10_000,
+        ge=0,
+        description="Messages a user may queue per hour (single messages and form letters).",
+    )
+    max_queued_messages: int = Field(
+        default=10_000,
+        ge=0,
+        description="Messages of one user waiting at once (queued, retrying or sending).",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="Largest request body, checked before it is parsed (413 past it).",
+    )
+    max_upload_request_bytes: int = Field(
+        default=40 * 1024 * 1024,
+        gt=0,
+        description="Largest request body of the upload routes (messages with attachments, "
+        "form letters with a CSV, their previews).",
+    )
+    max_login_request_bytes: int = Field(
+        default=16 * 1024,
+        gt=0,
+        description="Largest request body of the log-in and first-run forms.",
+    )
+    max_attachment_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        gt=0,
+        description="Total size of one message's attachments (decoded).",
+    )
 
     outbound_allow: str = Field(
         default="",

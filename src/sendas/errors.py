@@ -74,6 +74,18 @@ class AuthenticationRequired(SendasError):
     """No valid credentials were presented."""
 
 
+class RateLimited(SendasError):
+    """A per-user limit is reached for now; ``retry_after`` seconds until it may pass.
+
+    ``setting`` names the ``SENDAS_*`` variable that sets the limit (429 over HTTP).
+    """
+
+    def __init__(self, msg: str, *, setting: str, retry_after: int) -> None:
+        self.setting = setting
+        self.retry_after = max(1, retry_after)
+        super().__init__(msg)
+
+
 # --- mail transport --------------------------------------------------------------------------
 
 

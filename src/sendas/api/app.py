@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from sendas import __version__
+from sendas.api.auth_first import AuthenticateFirst
+from sendas.api.body_limit import install_body_limit
 from sendas.api.errors import install_error_handlers
 from sendas.api.routers import (
     aliases,
@@ -60,6 +62,9 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     ):
         api.include_router(module.router)
     app.include_router(api)
+    # Inside the session middleware that install_web adds: body cap first, then who is asking.
+    app.add_middleware(AuthenticateFirst)
+    install_body_limit(app, settings)
     from sendas.web import install_web  # pages, session cookie (HttpOnly, SameSite=Lax), static
 
     install_web(app)

@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from sendas.context import AppContext
 from sendas.db.models import User
 from sendas.errors import AuthenticationRequired, Forbidden
+from sendas.services import quotas
 from sendas.services import users as user_service
 from sendas.services.common import Actor
 from sendas.web.security import csrf_ok
 
 _bearer = HTTPBearer(auto_error=False)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+EARLY_USER = "sendas.api_user"  # scope key: the user found by authenticate_early()
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -37,6 +40,9 @@ def get_current_user(
     Handlers open their own write transaction (``ctx.db.write()``) so that a commit is
     done before the answer goes out.
     """
+    known = request.scope.get(EARLY_USER)
+    if isinstance(known, User):  # authenticated already, before the body was read
+        return known
     if creds is not None:
         return _token_user(ctx, creds.credentials)
     with ctx.db.read() as session:
@@ -69,6 +75,18 @@ def _session_user(request: Request, session: Session) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+async def authenticate_early(request: Request) -> User:
+    """:func:`get_current_user` run before anything reads the request's body (see
+    ``sendas.api.auth_first``); the dependency then returns the user found here.
+
+    Raises AuthenticationRequired or Forbidden (a cookie session's write without CSRF).
+    """
+    creds = await _bearer(request)
+    user = await run_in_threadpool(get_current_user, request, get_ctx(request), creds)
+    request.scope[EARLY_USER] = user
+    return user
+
+
 def get_actor(user: CurrentUser) -> Actor:
     return Actor.of(user)
 
@@ -82,3 +100,11 @@ def get_admin(actor: ActorDep) -> Actor:
 
 
 AdminDep = Annotated[Actor, Depends(get_admin)]
+
+
+def count_test(ctx: CtxDep, actor: ActorDep) -> None:
+    """One Test Connection of the caller; 429 past ``SENDAS_TESTS_PER_MINUTE``."""
+    quotas.take_test(ctx.db, actor, quotas.Limits.of(ctx.settings))
+
+
+TestAllowed = Depends(count_test)

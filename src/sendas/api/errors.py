@@ -16,6 +16,7 @@ from sendas.errors import (
     FieldProblem,
     Forbidden,
     NotFound,
+    RateLimited,
     SendasError,
     ValidationFailed,
 )
@@ -51,6 +52,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unauth(_: Request, exc: AuthenticationRequired) -> JSONResponse:
         return JSONResponse(
             {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc), "setting": exc.setting},
+            status_code=429,
+            headers={"Retry-After": str(exc.retry_after)},
         )
 
     @app.exception_handler(SendasError)

@@ -237,6 +237,8 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_claim", "status", "lane", "next_attempt_at"),
         Index("ix_messages_user_created", "user_id", "created_at"),
+        # The per-user cap on messages waiting (sendas.services.quotas) counts by status.
+        Index("ix_messages_user_status", "user_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -309,3 +311,18 @@ class AuditEvent(Base):
     target_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class RateEvent(Base):
+    """One use of a rate-limited action (a Test Connection) by a user, kept for its window.
+
+    In the database, so every ``sendas serve`` process counts the same uses.
+    """
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_user_kind_at", "user_id", "kind", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

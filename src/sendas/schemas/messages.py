@@ -59,11 +59,14 @@ class SystemMessageIn(BaseModel):
     html: Annotated[str, Field(max_length=MAX_BODY)] | None = None
     attachments: Annotated[list[AttachmentIn], Field(max_length=100)] = []
 
-    def content(self) -> Content:
+    def content(self, *, max_attachment_bytes: int = MAX_ATTACHMENT_BYTES) -> Content:
+        """The message to compose; the attachments' total is checked before any is decoded."""
         total = sum(len(a.content_base64) * 3 // 4 for a in self.attachments)
-        if total > MAX_ATTACHMENT_BYTES:
+        if total > max_attachment_bytes:
             raise ValidationFailed.one(
-                "attachments", f"attachments add up to more than {MAX_ATTACHMENT_BYTES} bytes"
+                "attachments",
+                f"attachments add up to more than {max_attachment_bytes:,} bytes "
+                "(SENDAS_MAX_ATTACHMENT_BYTES)",
             )
         if not (self.to or self.cc or self.bcc):
             raise ValidationFailed.one("to", "at least one recipient (to, cc or bcc) is required")

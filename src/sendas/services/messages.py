@@ -18,9 +18,11 @@ from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from sendas.outbox import settle
 from sendas.outbox.enqueue import compose_for, enqueue
 from sendas.schemas import MessageIn, MessageOut, SystemMessageIn
+from sendas.schemas.messages import MAX_ATTACHMENT_BYTES
 from sendas.services import aliases as alias_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor, audit
+from sendas.services.quotas import Limits, check_send_room
 from sendas.statuses import READY, MessageStatus
 
 STATUSES: tuple[str, ...] = tuple(MessageStatus)
@@ -45,11 +47,14 @@ def message_out(m: Message, *, include_raw: bool = False) -> MessageOut:
 # --- sending -------------------------------------------------------------------------------
 
 
-def send_message(session: Session, actor: Actor, data: MessageIn) -> Message:
+def send_message(
+    session: Session, actor: Actor, data: MessageIn, *, limits: Limits | None = None
+) -> Message:
     """Queue a message through the actor's alias (``alias_id`` omitted: the default alias).
 
     Raises NotFound for another user's alias, ValidationFailed (nothing written) for bad
-    input. An alias that needs attention still queues: its lane resumes once it is fixed.
+    input, RateLimited past the actor's ``limits`` (None: no per-user limit). An alias that
+    needs attention still queues: its lane resumes once it is fixed.
     """
     if data.alias_id is not None:
         alias = alias_service.get_alias(session, actor, data.alias_id)
@@ -60,20 +65,28 @@ def send_message(session: Session, actor: Actor, data: MessageIn) -> Message:
         alias = found
     if not alias.from_address:
         raise ValidationFailed.one("alias_id", "this alias has no From address")
+    check_send_room(session, actor, 1, limits, field="to")
     sender = Sender(alias.alias_name, alias.from_address, alias.reply_to)
-    content = data.content()
+    content = data.content(max_attachment_bytes=_attachment_cap(limits))
     composed = compose_for(sender, content)
     return enqueue(session, composed, content, user_id=actor.id, alias_id=alias.id)
 
 
-def send_system_message(session: Session, actor: Actor, data: SystemMessageIn) -> Message:
-    """Queue automated mail through the database's outgoing settings (admin only)."""
+def _attachment_cap(limits: Limits | None) -> int:
+    return limits.max_attachment_bytes if limits is not None else MAX_ATTACHMENT_BYTES
+
+
+def send_system_message(
+    session: Session, actor: Actor, data: SystemMessageIn, *, limits: Limits | None = None
+) -> Message:
+    """Queue automated mail through the database's outgoing settings (admin only); it is
+    not counted against the admin's own limits, only the attachment total applies."""
     actor.require_admin()
     row = system_service.get_settings_row(session)
     if not system_service.is_configured(row):
         raise Conflict("the database outgoing settings are not configured")
     sender = Sender(row.from_name, row.from_address, row.reply_to)
-    content = data.content()
+    content = data.content(max_attachment_bytes=_attachment_cap(limits))
     composed = compose_for(sender, content)
     return enqueue(session, composed, content, user_id=actor.id, alias_id=None, kind="system")
 

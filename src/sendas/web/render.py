@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from sendas.errors import ValidationFailed
+from sendas.errors import RateLimited, ValidationFailed
 from sendas.statuses import CampaignStatus, MessageStatus
 from sendas.validation import field_problems
 from sendas.web.security import new_csrf_token
@@ -60,6 +60,7 @@ def page(
     *,
     status_code: int = 200,
     user: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """Render a template with what every page needs (user, CSRF token, flash messages)."""
     ctx: dict[str, Any] = {
@@ -70,7 +71,9 @@ def page(
         "path": request.url.path,
     }
     ctx.update(context or {})
-    return TEMPLATES.TemplateResponse(request, template, ctx, status_code=status_code)
+    return TEMPLATES.TemplateResponse(
+        request, template, ctx, status_code=status_code, headers=headers
+    )
 
 
 def _is_fragment(request: Request) -> bool:
@@ -97,3 +100,10 @@ def field_errors(exc: ValidationFailed | ValidationError) -> dict[str, str]:
         parts = [str(p) for p in problem.loc if p != "body"]
         out.setdefault(parts[0] if parts else "_form", problem.msg)
     return out
+
+
+def refused_status(refused: RateLimited | None) -> tuple[int, dict[str, str] | None]:
+    """A form's error status: 429 with ``Retry-After`` past a per-user limit, else 422."""
+    if refused is None:
+        return 422, None
+    return 429, {"Retry-After": str(refused.retry_after)}

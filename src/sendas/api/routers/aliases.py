@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from sendas.api.deps import ActorDep, CtxDep
+from sendas.api.deps import ActorDep, CtxDep, TestAllowed
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch, AliasTestIn, ConnectionTestResult
 from sendas.services import aliases as svc
 from sendas.services import connection_test
@@ -30,7 +30,7 @@ def create_alias(ctx: CtxDep, actor: ActorDep, body: AliasCreate) -> AliasOut:
         return _with_warnings(svc.alias_out(alias), warnings)
 
 
-@router.post("/test")
+@router.post("/test", dependencies=[TestAllowed])
 async def alias_test_unsaved(
     ctx: CtxDep, actor: ActorDep, body: AliasTestIn
 ) -> ConnectionTestResult:
@@ -42,7 +42,7 @@ async def alias_test_unsaved(
     return await connection_test.check_alias_settings(ctx, actor, changes, body.alias_id)
 
 
-@router.post("/{alias_id}/test")
+@router.post("/{alias_id}/test", dependencies=[TestAllowed])
 async def alias_test_saved(ctx: CtxDep, actor: ActorDep, alias_id: int) -> ConnectionTestResult:
     """Test Connection for a saved alias; the outcome becomes its ``last_test``."""
     return await connection_test.check_saved_alias(ctx, actor, alias_id)

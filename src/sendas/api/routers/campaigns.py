@@ -28,6 +28,7 @@ from sendas.services.campaigns.create import create_campaign as create
 from sendas.services.campaigns.form import letter_from_form
 from sendas.services.campaigns.preview import preview
 from sendas.services.campaigns.recipients import json_rows
+from sendas.services.quotas import Limits
 from sendas.validation import field_problems
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -90,6 +91,7 @@ async def create_campaign(
                 letter.rows,
                 skip_invalid=skip_invalid or letter.skip_invalid,
                 list_field="file",
+                limits=Limits.of(ctx.settings),
             )
         finally:
             await form.close()
@@ -105,6 +107,7 @@ async def create_campaign(
         json_rows(body.recipients),
         skip_invalid=skip_invalid or body.skip_invalid,
         list_field="recipients",
+        limits=Limits.of(ctx.settings),
     )
 
 

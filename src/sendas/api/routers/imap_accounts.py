@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from sendas.api.deps import ActorDep, CtxDep
+from sendas.api.deps import ActorDep, CtxDep, TestAllowed
 from sendas.schemas import ConnectionTestResult, ImapCreate, ImapOut, ImapPatch
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
@@ -43,7 +43,7 @@ def delete_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> Response:
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{account_id}/test")
+@router.post("/{account_id}/test", dependencies=[TestAllowed])
 async def imap_account_test(ctx: CtxDep, actor: ActorDep, account_id: int) -> ConnectionTestResult:
     """Log in, find the Sent folder; nothing is written to the mailbox."""
     return await connection_test.check_imap_account(ctx, actor, account_id)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, status
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
 from sendas.schemas import MessageIn, MessageList, MessageOut, SystemMessageIn
 from sendas.services import messages as svc
+from sendas.services.quotas import Limits
 
 router = APIRouter(tags=["messages"])
 
@@ -19,7 +20,7 @@ router = APIRouter(tags=["messages"])
 @router.post("/messages", status_code=status.HTTP_202_ACCEPTED)
 def send_message(ctx: CtxDep, actor: ActorDep, body: MessageIn) -> MessageOut:
     with ctx.db.write() as s:
-        message = svc.send_message(s, actor, body)
+        message = svc.send_message(s, actor, body, limits=Limits.of(ctx.settings))
     return svc.message_out(message)
 
 
@@ -66,5 +67,5 @@ def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: int) -> MessageOut:
 @router.post("/system/messages", status_code=status.HTTP_202_ACCEPTED)
 def send_system_message(ctx: CtxDep, actor: AdminDep, body: SystemMessageIn) -> MessageOut:
     with ctx.db.write() as s:
-        message = svc.send_system_message(s, actor, body)
+        message = svc.send_system_message(s, actor, body, limits=Limits.of(ctx.settings))
     return svc.message_out(message)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from sendas.api.deps import AdminDep, CtxDep
+from sendas.api.deps import AdminDep, CtxDep, TestAllowed
 from sendas.schemas import ConnectionTestResult, SystemOutgoingIn, SystemOutgoingOut
 from sendas.services import connection_test
 from sendas.services import system_outgoing as svc
@@ -24,7 +24,7 @@ def put_outgoing(ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn) -> System
         return svc.system_out(svc.update_system_outgoing(s, actor, body, ctx.secrets))
 
 
-@router.post("/outgoing/test")
+@router.post("/outgoing/test", dependencies=[TestAllowed])
 async def outgoing_test(
     ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn | None = None
 ) -> ConnectionTestResult:

@@ -25,6 +25,7 @@ from sendas.services.aliases import default_alias, get_alias
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.campaigns.recipients import BadRow, Row, RowSource
 from sendas.services.common import Actor, audit
+from sendas.services.quotas import Limits, check_send_room
 from sendas.statuses import CampaignStatus
 
 # Bad lines kept for the answer; the rest are only counted.
@@ -59,6 +60,7 @@ def create_campaign(
     *,
     skip_invalid: bool = False,
     list_field: str = "file",
+    limits: Limits | None = None,
 ) -> CampaignCreated:
     """Validate every recipient, then queue one message per valid recipient, atomically.
 
@@ -66,11 +68,15 @@ def create_campaign(
     some recipient lacks (naming the field and the first such recipient), and for bad rows
     unless ``skip_invalid``; then the bad rows are listed in the answer and the rest queued.
     ``list_field`` names the recipients in problems: ``file`` (CSV) or ``recipients``.
+    Past the actor's ``limits`` the whole letter is refused (RateLimited, or
+    ValidationFailed when it is larger than a limit); None: no per-user limit.
     """
     templates = _templates(data)
     with db.read() as s:
         alias = _alias(s, actor, data.alias_id)
         sender = _Sender(alias.id, alias.from_address)
+        # A user already at a limit is told so before the list is read.
+        check_send_room(s, actor, 1, limits, field=list_field)
     where = "line" if list_field == "file" else "recipient"
     scan = _scan(templates, rows, where, list_field)
     if scan.invalid and not skip_invalid:
@@ -78,6 +84,7 @@ def create_campaign(
     if scan.valid == 0:
         raise ValidationFailed.one(list_field, "no valid recipient to send to")
     with db.write() as s:
+        check_send_room(s, actor, scan.valid, limits, field=list_field)
         campaign = _store(s, actor, data, sender, templates, rows, scan, where, list_field)
         out = campaign_out(s, campaign)
     return CampaignCreated(

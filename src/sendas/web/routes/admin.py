@@ -17,6 +17,7 @@ from sendas.services import oauth_clients as oauth_svc
 from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
 from sendas.web.deps import Form, PageNotFound, WebAdmin, WebCtx, checked, raw_text, text
+from sendas.web.limits import refused_result, test_refused
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter(prefix="/admin")
@@ -96,6 +97,9 @@ def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) ->
 
 @router.post("/outgoing/test")
 async def outgoing_test(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Response:
+    refused = await test_refused(ctx, admin)
+    if refused is not None:
+        return refused_result(request, refused, OUTGOING_FIELDS)
     data, errors = _outgoing_input(form)
     result = None
     if not errors:

@@ -34,6 +34,7 @@ from sendas.web.deps import (
     raw_text,
     text,
 )
+from sendas.web.limits import refused_result, test_refused
 from sendas.web.presets import PRESETS
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
@@ -328,6 +329,10 @@ async def alias_test_saved(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
 ) -> Response:
     """Test a saved alias from its card; the outcome becomes the card's "Last test"."""
+    refused = await test_refused(ctx, actor)
+    if refused is not None:
+        flash(request, f"Not tested: {refused}.", "error")
+        return redirect(request, "/aliases")
     try:
         result = await connection_test.check_saved_alias(ctx, actor, alias_id)
     except NotFound:
@@ -359,6 +364,9 @@ def alias_delete(
 @router.post("/aliases/test")
 async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     """Test the settings as typed (saved or not); answers a fragment for #test-result."""
+    refused = await test_refused(ctx, actor)
+    if refused is not None:
+        return refused_result(request, refused, ALIAS_FIELDS)
     alias_id = _alias_id(form)
     data, errors = alias_input(form, creating=True)
     if not data.get("description"):

@@ -14,6 +14,7 @@ from sendas.schemas import ImapCreate, ImapPatch
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
+from sendas.web.limits import refused_result, test_refused
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter()
@@ -128,6 +129,9 @@ def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Res
 async def imap_test(
     request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
 ) -> Response:
+    refused = await test_refused(ctx, actor)
+    if refused is not None:
+        return refused_result(request, refused, ())
     try:
         result = await connection_test.check_imap_account(ctx, actor, account_id)
     except NotFound:

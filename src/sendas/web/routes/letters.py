@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from sendas.errors import Conflict, NotFound, TemplateError, ValidationFailed
+from sendas.errors import Conflict, NotFound, RateLimited, TemplateError, ValidationFailed
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
 from sendas.services.campaigns import lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
@@ -18,9 +18,10 @@ from sendas.services.campaigns.form import letter_from_form
 from sendas.services.campaigns.preview import preview
 from sendas.services.campaigns.recipients import nth_recipient
 from sendas.services.common import Actor
+from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect, refused_status
 from sendas.web.routes.messages import MAX_UPLOAD, STATUSES, alias_choices
 
 router = APIRouter()
@@ -85,6 +86,7 @@ async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Res
 async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     errors: dict[str, str] = {}
     campaign_id = 0
+    refused: RateLimited | None = None
     try:
         letter = await run_in_threadpool(
             letter_from_form, form, paste_box=True, max_bytes=MAX_UPLOAD
@@ -97,6 +99,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
             letter.rows,
             skip_invalid=letter.skip_invalid,
             list_field="file",
+            limits=Limits.of(ctx.settings),
         )
         campaign_id = created.id
     except (ValidationError, ValidationFailed) as exc:
@@ -105,13 +108,17 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         errors = {"alias_id": "choose one of your aliases"}
     except TemplateError as exc:
         errors = {exc.field if exc.field in ("subject", "text", "html") else "text": str(exc)}
+    except RateLimited as exc:
+        refused, errors = exc, {"_form": f"Not sent: {exc}."}
     if errors:
+        status_code, headers = refused_status(refused)
         if is_htmx(request):
             return page(
                 request,
                 "_form_errors.html",
                 {"errors": errors, "fields": CAMPAIGN_FIELDS},
-                status_code=422,
+                status_code=status_code,
+                headers=headers,
             )
         aliases = await run_in_threadpool(alias_choices, ctx, actor)
         values: dict[str, Any] = {
@@ -122,7 +129,8 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
             request,
             "mail/campaign_new.html",
             {"aliases": aliases, "v": values, "errors": errors},
-            status_code=422,
+            status_code=status_code,
+            headers=headers,
         )
     if created.invalid_count:
         flash(request, f"{created.invalid_count} line(s) were skipped as invalid.", "warn")

@@ -12,21 +12,23 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from sendas.errors import Conflict, NotFound, ValidationFailed
+from sendas.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from sendas.schemas import AliasOut, MessageIn, MessageOut
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
+from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, IN_USE
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.render import field_errors, flash, is_htmx, page, redirect, refused_status
 
 router = APIRouter()
 
 # The filters offered.
 STATUSES = IN_USE
 COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
-MAX_UPLOAD = 25 * 1024 * 1024
+MAX_UPLOAD = 25 * 1024 * 1024  # a form letter's CSV, on the page
+READ_CHUNK = 64 * 1024
 
 
 def alias_choices(ctx: WebCtx, actor: Actor) -> list[AliasOut]:
@@ -58,20 +60,31 @@ def compose_page(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
     )
 
 
-async def _attachments(form: FormData) -> list[dict[str, str]]:
+async def _attachments(form: FormData, cap: int) -> list[dict[str, str]]:
+    """The uploaded files, base64 for ``MessageIn``. Their total is counted while they are
+    read, and reading stops at the first chunk past ``cap`` (no file is read whole first)."""
     out = []
+    total = 0
     for item in form.getlist("attachments"):
-        if isinstance(item, UploadFile) and item.filename:
-            data = await item.read(MAX_UPLOAD + 1)
-            if len(data) > MAX_UPLOAD:
-                raise ValidationFailed.one("attachments", f"{item.filename} is larger than 25 MB")
-            out.append(
-                {
-                    "filename": item.filename,
-                    "content_type": item.content_type or "application/octet-stream",
-                    "content_base64": base64.b64encode(data).decode(),
-                }
-            )
+        if not (isinstance(item, UploadFile) and item.filename):
+            continue
+        parts = []
+        while chunk := await item.read(READ_CHUNK):
+            total += len(chunk)
+            if total > cap:
+                raise ValidationFailed.one(
+                    "attachments",
+                    f"the attachments add up to more than {cap / (1024 * 1024):g} MB "
+                    f"(SENDAS_MAX_ATTACHMENT_BYTES) at {item.filename}",
+                )
+            parts.append(chunk)
+        out.append(
+            {
+                "filename": item.filename,
+                "content_type": item.content_type or "application/octet-stream",
+                "content_base64": base64.b64encode(b"".join(parts)).decode(),
+            }
+        )
     return out
 
 
@@ -79,6 +92,8 @@ async def _attachments(form: FormData) -> list[dict[str, str]]:
 async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     errors: dict[str, str] = {}
     message_id = 0
+    limits = Limits.of(ctx.settings)
+    refused: RateLimited | None = None
     try:
         body: dict[str, Any] = {
             "to": _addresses(text(form, "to")),
@@ -86,7 +101,7 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
             "bcc": _addresses(text(form, "bcc")),
             "subject": text(form, "subject"),
             "text": raw_text(form, "text"),
-            "attachments": await _attachments(form),
+            "attachments": await _attachments(form, limits.max_attachment_bytes),
         }
         if raw_text(form, "html").strip():
             body["html"] = raw_text(form, "html")
@@ -97,20 +112,24 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
 
         def send() -> int:
             with ctx.db.write() as s:
-                return message_svc.send_message(s, actor, data).id
+                return message_svc.send_message(s, actor, data, limits=limits).id
 
         message_id = await run_in_threadpool(send)
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc)
     except NotFound:
         errors = {"alias_id": "choose one of your aliases"}
+    except RateLimited as exc:
+        refused, errors = exc, {"_form": f"Not sent: {exc}."}
     if errors:
+        status_code, headers = refused_status(refused)
         if is_htmx(request):
             return page(
                 request,
                 "_form_errors.html",
                 {"errors": errors, "fields": COMPOSE_FIELDS},
-                status_code=422,
+                status_code=status_code,
+                headers=headers,
             )
         aliases = await run_in_threadpool(alias_choices, ctx, actor)
         values: dict[str, Any] = {
@@ -121,7 +140,8 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
             request,
             "mail/compose.html",
             {"aliases": aliases, "v": values, "errors": errors},
-            status_code=422,
+            status_code=status_code,
+            headers=headers,
         )
     flash(request, "Your message is queued.")
     return redirect(request, f"/messages/{message_id}")
