@@ -47,6 +47,17 @@ class Settings(BaseSettings):
         default=None,
         description="Key signing web session cookies; unset: derived from the secret key.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated CIDRs of reverse proxies whose X-Forwarded-For header is "
+        "believed (for the log-in throttle and `sendas serve`'s client address); empty: "
+        "none, the direct peer is the client.",
+    )
+    sessions_per_user: int = Field(
+        default=20,
+        ge=1,
+        description="Signed-in browsers kept per user; a new log-in past it ends the oldest.",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -74,6 +74,10 @@ class AuthenticationRequired(SendasError):
     """No valid credentials were presented."""
 
 
+class AccountDisabled(AuthenticationRequired):
+    """The credentials are right but an admin disabled the account."""
+
+
 # --- mail transport --------------------------------------------------------------------------
 
 
