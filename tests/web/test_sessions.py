@@ -306,3 +306,18 @@ def test_argon2_runs_with_no_write_transaction_open(
             event.remove(engine, name, fn)
     assert len(seen) == 3
     assert seen == [set(), set(), set()]
+
+
+def test_guessing_the_current_password_is_throttled_like_a_log_in(
+    ctx: AppContext, web: TestClient, alice: Person
+) -> None:
+    web.app.state.login_throttle.clock = FakeClock()  # type: ignore[attr-defined]
+    wrong = {"current_password": "guess", "new_password": "a brand new secret"}
+    codes = [
+        web.post("/api/me/password", json=wrong, headers=alice.headers).status_code
+        for _ in range(6)
+    ]
+    assert codes == [422] * 5 + [429]
+    right = {**wrong, "current_password": PASSWORD}
+    r = web.post("/api/me/password", json=right, headers=alice.headers)
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"

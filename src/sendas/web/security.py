@@ -198,3 +198,10 @@ class LoginThrottle:
     def succeeded(self, client: str, email: str) -> None:
         with self._lock:
             self._pairs.pop((client, email.strip().casefold()), None)
+
+
+def password_guard(request: HTTPConnection) -> tuple[LoginThrottle, str]:
+    """The app's log-in throttle and this request's client address: every check of a typed
+    password (log in, change own password) counts against the same pair."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle, client_address(request, request.app.state.trusted_proxies)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
 from sendas.db.models import ApiToken, User
+from sendas.errors import ValidationFailed
 from sendas.schemas import (
     PasswordChange,
     TokenCreate,
@@ -17,6 +18,7 @@ from sendas.schemas import (
 )
 from sendas.services import accounts
 from sendas.services import users as svc
+from sendas.web.security import password_guard
 from sendas.web.session_state import cookie_session_id
 
 router = APIRouter(tags=["users"])
@@ -56,8 +58,18 @@ def change_password(
     request: Request, ctx: CtxDep, actor: ActorDep, body: PasswordChange
 ) -> Response:
     """Change your own password (the current one is required). Your other web sessions
-    end; the one making the change and your API tokens stay."""
-    accounts.change_own_password(ctx.db, actor, body, keep_session=cookie_session_id(request))
+    end; the one making the change and your API tokens stay. Wrong current passwords are
+    throttled like failed log-ins (429 with Retry-After)."""
+    throttle, client = password_guard(request)
+    wait = throttle.retry_after(client, actor.email)
+    if wait:
+        raise HTTPException(429, "too many attempts", headers={"Retry-After": str(wait)})
+    try:
+        accounts.change_own_password(ctx.db, actor, body, keep_session=cookie_session_id(request))
+    except ValidationFailed:
+        throttle.failed(client, actor.email)
+        raise
+    throttle.succeeded(client, actor.email)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

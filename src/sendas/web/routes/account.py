@@ -15,6 +15,7 @@ from sendas.services import accounts
 from sendas.services import users as user_svc
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, page, redirect
+from sendas.web.security import password_guard
 from sendas.web.session_state import cookie_session_id
 
 router = APIRouter(prefix="/account")
@@ -71,12 +72,18 @@ def change_password(request: Request, ctx: WebCtx, actor: WebActor, form: Form) 
         )
     except ValidationError as exc:
         errors.update(field_errors(exc))
+    throttle, client = password_guard(request)
+    wait = throttle.retry_after(client, actor.email)
+    if wait:
+        errors["current_password"] = f"too many attempts: try again in {wait} seconds"
+        return _account(request, ctx, actor, errors=errors, status_code=429)
     if not errors:
         try:
             accounts.change_own_password(
                 ctx.db, actor, data, keep_session=cookie_session_id(request)
             )
         except ValidationFailed as exc:
+            throttle.failed(client, actor.email)
             errors.update(field_errors(exc))
     if errors:
         return _account(request, ctx, actor, errors=errors, status_code=422)

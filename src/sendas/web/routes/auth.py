@@ -12,7 +12,7 @@ from sendas.services import users as user_service
 from sendas.web import session_state
 from sendas.web.deps import Form, WebCtx, WebUser, admin_exists, raw_text, text
 from sendas.web.render import field_errors, page
-from sendas.web.security import LoginThrottle, client_address
+from sendas.web.security import password_guard
 
 router = APIRouter()
 
@@ -50,8 +50,7 @@ def login(request: Request, ctx: WebCtx, form: Form) -> Response:
     email = text(form, "email")
     password = raw_text(form, "password")
     target = _safe_next(text(form, "next") or "/aliases")
-    throttle: LoginThrottle = request.app.state.login_throttle
-    client = client_address(request, request.app.state.trusted_proxies)
+    throttle, client = password_guard(request)
     wait = throttle.retry_after(client, email)
     if wait:
         message = f"Too many attempts. Try again in {wait} seconds."
