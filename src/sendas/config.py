@@ -105,6 +105,18 @@ class Settings(BaseSettings):
         """The policy every connection of an alias or IMAP account is checked against."""
         return OutboundPolicy.from_setting(self.outbound_allow)
 
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated CIDRs of reverse proxies whose X-Forwarded-For header is "
+        "believed (for the log-in throttle and `sendas serve`'s client address); empty: "
+        "none, the direct peer is the client.",
+    )
+    sessions_per_user: int = Field(
+        default=20,
+        ge=1,
+        description="Signed-in browsers kept per user; a new log-in past it ends the oldest.",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

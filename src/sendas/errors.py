@@ -86,6 +86,10 @@ class RateLimited(SendasError):
         super().__init__(msg)
 
 
+class AccountDisabled(AuthenticationRequired):
+    """The credentials are right but an admin disabled the account."""
+
+
 # --- mail transport --------------------------------------------------------------------------
 
 

@@ -59,6 +59,7 @@ def test_first_run_creates_the_admin_and_logs_in(web: TestClient) -> None:
 
 
 def test_login_is_throttled_per_ip_and_email(web: TestClient, admin: Person, alice: Person) -> None:
+    web.app.state.login_throttle.clock = lambda: 1000.0  # type: ignore[attr-defined]  # frozen
     token = csrf_of(web.get("/login").text)
     for _ in range(5):
         r = web.post("/login", data={"csrf": token, "email": alice.email, "password": "nope"})

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from sendas.context import AppContext
 from sendas.db.models import User
@@ -16,6 +15,7 @@ from sendas.services import quotas
 from sendas.services import users as user_service
 from sendas.services.common import Actor
 from sendas.web.security import csrf_ok
+from sendas.web.session_state import cookie_session_id, signed_in_user
 
 _bearer = HTTPBearer(auto_error=False)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -45,8 +45,7 @@ def get_current_user(
         return known
     if creds is not None:
         return _token_user(ctx, creds.credentials)
-    with ctx.db.read() as session:
-        return _session_user(request, session)
+    return _session_user(request, ctx)
 
 
 def _token_user(ctx: AppContext, token: str) -> User:
@@ -60,16 +59,17 @@ def _token_user(ctx: AppContext, token: str) -> User:
     return user
 
 
-def _session_user(request: Request, session: Session) -> User:
-    if "session" in request.scope:
-        user_id = request.session.get("user_id")
-        if user_id is not None:
-            if request.method not in SAFE_METHODS and not csrf_ok(request):
-                raise Forbidden("missing or wrong CSRF token")
-            user = session.get(User, user_id)
-            if user is not None:
-                return user
-    raise AuthenticationRequired("a valid token is required")
+def _session_user(request: Request, ctx: AppContext) -> User:
+    """The web session's user (a live server-side session, see web.session_state)."""
+    if cookie_session_id(request) is None:
+        raise AuthenticationRequired("a valid token is required")
+    try:
+        user = signed_in_user(request, ctx)
+    except AuthenticationRequired:
+        raise AuthenticationRequired("a valid token is required") from None
+    if request.method not in SAFE_METHODS and not csrf_ok(request):
+        raise Forbidden("missing or wrong CSRF token")
+    return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from sendas.cli.common import context, fail, out
 from sendas.config import Settings
 from sendas.context import configure_logging
+from sendas.errors import ConfigError
+from sendas.web.security import trusted_networks
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy handling from ``SENDAS_TRUSTED_PROXIES``, the same rule the app uses:
+    without trusted proxies uvicorn ignores X-Forwarded-* (its own default would trust
+    them from 127.0.0.1, or from FORWARDED_ALLOW_IPS); with them, only from those CIDRs."""
+    networks = trusted_networks(settings.trusted_proxies)
+    if not networks:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": [str(n) for n in networks]}
 
 
 def serve(
@@ -27,6 +39,10 @@ def serve(
     if port:
         settings.port = port
     configure_logging(settings.log_level)
+    try:
+        proxies = proxy_options(settings)
+    except ConfigError as exc:
+        raise fail(str(exc), 2) from None
     with context() as ctx:
         first = ensure_first_admin(ctx)
         if first is not None:
@@ -48,6 +64,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level.lower(),
+            **proxies,
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, cast, exists, literal, or_, select, update
@@ -25,6 +25,8 @@ from sendas.statuses import READY
 SYSTEM_LANE = "system"
 ALIAS_LANE_PREFIX = "alias:"
 NEEDS_ATTENTION = "the alias needs attention: its server refused the sign-in"
+# A hold has no end of its own: only ``release_held`` lifts it (e.g. a user enabled again).
+HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def alias_lane(alias_id: int) -> str:
@@ -162,6 +164,25 @@ def resume_after_sign_in(session: Session, alias_id: int) -> None:
     if row is not None and row.needs_attention:
         row.needs_attention = False
         row.paused_reason = None
+
+
+def hold_lanes(session: Session, lanes: Sequence[str], reason: str) -> None:
+    """Stop the lanes until ``release_held``: nothing is claimed from them, nothing is lost
+    (a batch a worker claimed before the hold still finishes)."""
+    for lane in lanes:
+        row = _locked(session, lane)
+        row.paused_until = HELD_UNTIL
+        row.paused_reason = reason
+
+
+def release_held(session: Session, lanes: Sequence[str]) -> None:
+    """Lift ``hold_lanes``; a time-limited pause (a quota) or needs-attention stays."""
+    if lanes:
+        session.execute(
+            update(Lane)
+            .where(Lane.name.in_(list(lanes)), Lane.paused_until == HELD_UNTIL)
+            .values(paused_until=None, paused_reason=None)
+        )
 
 
 def heartbeat(

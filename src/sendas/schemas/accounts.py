@@ -3,7 +3,7 @@ audit log."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
@@ -31,11 +31,28 @@ from sendas.schemas.results import StoredTestResult
 # --- users and tokens ---------------------------------------------------------------------
 
 
+NewPassword = Annotated[SecretStr, Field(min_length=8, max_length=1000)]
+
+
 class UserCreate(Strict):
     email: Email
     name: ShortText = Field(min_length=1)
     role: Role = "user"
-    password: Annotated[SecretStr, Field(min_length=8, max_length=1000)] | None = None
+    password: NewPassword | None = None
+
+
+class UserPatch(Strict):
+    """What an admin changes on a user; absent fields stay. ``password`` resets it (and
+    ends the user's sessions)."""
+
+    disabled: bool | None = None
+    role: Role | None = None
+    password: NewPassword | None = None
+
+
+class PasswordChange(Strict):
+    current_password: Annotated[SecretStr, Field(max_length=1000)]
+    new_password: NewPassword
 
 
 class UserOut(BaseModel):
@@ -43,16 +60,37 @@ class UserOut(BaseModel):
     email: str
     name: str
     role: Role
+    disabled: bool = False
     created_at: datetime
 
 
 class TokenCreate(Strict):
     name: ShortText = ""
+    expires_at: datetime | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _future(cls, v: datetime | None) -> datetime | None:
+        if v is None:
+            return None
+        if v.tzinfo is None:
+            raise ValueError("must include a time zone (e.g. 2030-01-31T12:00:00Z)")
+        if v <= datetime.now(UTC):
+            raise ValueError("must be in the future")
+        return v.astimezone(UTC)
 
 
-class TokenOut(BaseModel):
+class TokenInfo(BaseModel):
+    """A token as listed: never the token itself."""
+
     id: int
     name: str
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+class TokenOut(TokenInfo):
     token: str  # shown once, at creation
 
 

@@ -11,8 +11,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from sendas.db.engine import Database
 from sendas.db.models import ApiToken, User, utcnow
-from sendas.errors import AuthenticationRequired, NotFound, ValidationFailed
+from sendas.errors import AccountDisabled, AuthenticationRequired, NotFound, ValidationFailed
 from sendas.schemas import UserCreate
 from sendas.services.common import Actor, audit
 
@@ -25,6 +26,10 @@ TOKEN_TOUCH_EVERY = timedelta(minutes=1)
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
 
 
 def generate_password() -> str:
@@ -64,26 +69,55 @@ def get_user_by_email(session: Session, email: str) -> User:
     return user
 
 
-def verify_login(session: Session, email: str, password: str) -> User:
-    """Return the user whose email and password match; raises AuthenticationRequired."""
-    user = session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
-    if user is None or not user.password_hash:
-        # Spend the same time as a real check, so timing does not reveal which emails exist.
+def password_matches(password_hash: str | None, password: str) -> bool:
+    """The argon2 check; slow on purpose, so call it with no transaction open. Without a
+    hash it spends the same time, so timing does not tell which emails exist."""
+    if not password_hash:
         _hasher.hash(password or "x")
-        raise AuthenticationRequired("wrong email or password")
+        return False
     try:
-        _hasher.verify(user.password_hash, password)
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
-        raise AuthenticationRequired("wrong email or password") from None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
-    return user
+        return False
 
 
-def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken, str]:
+def verify_login(db: Database, email: str, password: str) -> int:
+    """The id of the user whose email and password match; raises AuthenticationRequired
+    (``AccountDisabled`` for a disabled user with the right password).
+
+    The hash is read in a short read transaction, checked with none open (argon2 takes
+    tens of milliseconds: other requests must not queue behind it for the database), then
+    a rehash, if due, is written in its own short transaction.
+    """
+    with db.read() as s:
+        found = s.execute(
+            select(User.id, User.password_hash, User.disabled).where(
+                func.lower(User.email) == email.strip().lower()
+            )
+        ).first()
+    stored = found.password_hash if found is not None else None
+    matches = password_matches(stored, password)  # also for unknown emails: same time
+    if found is None or not matches:
+        raise AuthenticationRequired("wrong email or password")
+    if found.disabled:
+        raise AccountDisabled("this account is disabled")
+    if stored and _hasher.check_needs_rehash(stored):
+        new_hash = _hasher.hash(password)
+        with db.write() as s:
+            s.execute(
+                update(User)
+                .where(User.id == found.id, User.password_hash == stored)
+                .values(password_hash=new_hash)
+            )
+    return int(found.id)
+
+
+def create_token(
+    session: Session, user: User, name: str = "", expires_at: datetime | None = None
+) -> tuple[ApiToken, str]:
     """Create an API token; the plain token is returned once and stored only as a hash."""
     token = TOKEN_PREFIX + pysecrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, token_hash=hash_token(token), name=name)
+    row = ApiToken(user_id=user.id, token_hash=hash_token(token), name=name, expires_at=expires_at)
     session.add(row)
     session.flush()
     audit(
@@ -98,10 +132,12 @@ def create_token(session: Session, user: User, name: str = "") -> tuple[ApiToken
     return row, token
 
 
-def token_row(session: Session, token: str) -> ApiToken:
-    """The API token (with its user loaded); raises AuthenticationRequired when unknown."""
+def token_row(session: Session, token: str, now: datetime | None = None) -> ApiToken:
+    """The API token (with its user loaded); raises AuthenticationRequired when unknown,
+    revoked, expired, or its user is disabled."""
+    now = now or utcnow()
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if row is None:
+    if row is None or row.user.disabled or (row.expires_at is not None and row.expires_at <= now):
         raise AuthenticationRequired("invalid token")
     return row
 

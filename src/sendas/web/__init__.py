@@ -20,7 +20,7 @@ from sendas.context import AppContext
 from sendas.web.deps import CsrfRefused, LoginRequired, PageNotFound, SetupRequired
 from sendas.web.render import is_htmx, page
 from sendas.web.routes import router
-from sendas.web.security import LoginThrottle, session_key
+from sendas.web.security import LoginThrottle, session_key, trusted_networks
 
 SESSION_COOKIE = "sendas_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
@@ -62,6 +62,7 @@ def install_web(app: FastAPI) -> None:
     ctx: AppContext = app.state.ctx
     settings = ctx.settings
     app.state.login_throttle = LoginThrottle()
+    app.state.trusted_proxies = trusted_networks(settings.trusted_proxies)
     app.add_middleware(PageHeaders)
     app.add_middleware(
         SessionMiddleware,

@@ -9,9 +9,11 @@ from starlette.datastructures import FormData
 
 from sendas.context import AppContext
 from sendas.db.models import User
+from sendas.errors import AuthenticationRequired
 from sendas.services import users as user_service
 from sendas.services.common import Actor
 from sendas.web.security import csrf_ok
+from sendas.web.session_state import forget, signed_in_user
 
 
 class LoginRequired(Exception):
@@ -51,14 +53,11 @@ def admin_exists(request: Request, ctx: AppContext) -> bool:
 def web_user(request: Request, ctx: WebCtx) -> User:
     if not admin_exists(request, ctx):
         raise SetupRequired()
-    user_id = request.session.get("user_id")
-    if user_id is None:
-        raise LoginRequired()
-    with ctx.db.read() as s:
-        user = s.get(User, user_id)
-    if user is None:
-        request.session.clear()
-        raise LoginRequired()
+    try:
+        user = signed_in_user(request, ctx)
+    except AuthenticationRequired:
+        forget(request)  # logged out, ended elsewhere, expired or disabled
+        raise LoginRequired() from None
     request.state.web_user = user
     return user
 

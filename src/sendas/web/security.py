@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
+import math
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from starlette.datastructures import FormData
 from starlette.requests import HTTPConnection
 
 from sendas.config import Settings
+from sendas.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -62,49 +69,139 @@ def csrf_ok(request: HTTPConnection, form: FormData | None = None) -> bool:
     )
 
 
-class LoginThrottle:
-    """Refuse log-in attempts after ``limit`` failures per (IP, email) within ``window`` s.
+def trusted_networks(spec: str) -> tuple[IPNetwork, ...]:
+    """Parse ``SENDAS_TRUSTED_PROXIES`` (comma-separated CIDRs or addresses); raises
+    ConfigError naming the setting on a bad entry."""
+    networks = []
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"SENDAS_TRUSTED_PROXIES: {item!r} is not an IP address or CIDR"
+            ) from None
+    return tuple(networks)
 
-    A second, looser limit per IP alone stops one client from trying many emails. State is
-    per process: enough to make guessing slow, nothing to configure.
+
+def _in(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip in net for net in networks)
+
+
+def client_address(request: HTTPConnection, trusted: tuple[IPNetwork, ...]) -> str:
+    """The client's address: the direct peer, unless the peer is a trusted proxy; then the
+    nearest ``X-Forwarded-For`` entry (from the right) that is not itself a trusted proxy.
+
+    An untrusted peer's header is ignored, so rotating it changes nothing."""
+    peer = request.client.host if request.client else "?"
+    if not trusted or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for v in request.headers.getlist("x-forwarded-for") for h in v.split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, trusted):
+            return hop
+    return peer
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+
+
+class LoginThrottle:
+    """Slow down password guessing without locking the real user out.
+
+    Per (client, account) pair: after ``free`` failures each further attempt waits
+    ``base * 2**(n - free)`` seconds (at most ``max_delay``), so an attacker elsewhere
+    gains nothing against the user's own client. Per client: more than ``per_client``
+    failures within ``window`` seconds pause that client for the rest of the window.
+    A success clears the pair. Entries are forgotten after ``window`` seconds without
+    failures, and at most ``max_entries`` are kept (the oldest go first), so memory stays
+    bounded. State is per process.
     """
 
-    def __init__(self, limit: int = 5, window: float = 60.0, per_ip_limit: int = 30) -> None:
-        self.limit = limit
+    def __init__(
+        self,
+        *,
+        free: int = 5,
+        base: float = 2.0,
+        max_delay: float = 900.0,
+        per_client: int = 30,
+        window: float = 900.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free = free
+        self.base = base
+        self.max_delay = max_delay
+        self.per_client = per_client
         self.window = window
-        self.per_ip_limit = per_ip_limit
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._per_ip: dict[str, deque[float]] = {}
+        self.max_entries = max_entries
+        self.clock = clock
+        self._pairs: OrderedDict[tuple[str, str], _Failures] = OrderedDict()
+        self._clients: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _trim(self, q: deque[float], now: float) -> None:
+    def _pair_wait(self, key: tuple[str, str], now: float) -> float:
+        entry = self._pairs.get(key)
+        if entry is None or now - entry.last >= self.window:
+            self._pairs.pop(key, None)
+            return 0.0
+        if entry.count < self.free:
+            return 0.0
+        delay: float = min(self.base * 2.0 ** (entry.count - self.free), self.max_delay)
+        return max(0.0, entry.last + delay - now)
+
+    def _client_wait(self, client: str, now: float) -> float:
+        q = self._clients.get(client)
+        if q is None:
+            return 0.0
         while q and q[0] <= now - self.window:
             q.popleft()
+        if len(q) < self.per_client:
+            return 0.0
+        return q[0] + self.window - now
 
-    def retry_after(self, ip: str, email: str) -> int:
-        """Seconds until another attempt is allowed; 0 when one is allowed now."""
-        now = time.monotonic()
-        key = (ip, email.strip().casefold())
+    def retry_after(self, client: str, email: str) -> int:
+        """Whole seconds until this client may try this account again; 0: now."""
+        now = self.clock()
+        key = (client, email.strip().casefold())
         with self._lock:
-            waits = []
-            for q, limit in (
-                (self._failures.get(key), self.limit),
-                (self._per_ip.get(ip), self.per_ip_limit),
-            ):
-                if q is None:
-                    continue
-                self._trim(q, now)
-                if len(q) >= limit:
-                    waits.append(int(q[0] + self.window - now) + 1)
-            return max(waits, default=0)
+            wait = max(self._pair_wait(key, now), self._client_wait(client, now))
+        return math.ceil(wait)
 
-    def failed(self, ip: str, email: str) -> None:
-        now = time.monotonic()
-        key = (ip, email.strip().casefold())
+    def failed(self, client: str, email: str) -> None:
+        now = self.clock()
+        key = (client, email.strip().casefold())
         with self._lock:
-            self._failures.setdefault(key, deque()).append(now)
-            self._per_ip.setdefault(ip, deque()).append(now)
+            entry = self._pairs.pop(key, None) or _Failures()
+            entry.count += 1
+            entry.last = now
+            self._pairs[key] = entry  # most recent last: eviction takes the oldest
+            q = self._clients.pop(client, None) or deque()
+            q.append(now)
+            while len(q) > self.per_client:
+                q.popleft()
+            self._clients[client] = q
+            for table in (self._pairs, self._clients):
+                while len(table) > self.max_entries:
+                    table.popitem(last=False)
 
-    def succeeded(self, ip: str, email: str) -> None:
+    def succeeded(self, client: str, email: str) -> None:
         with self._lock:
-            self._failures.pop((ip, email.strip().casefold()), None)
+            self._pairs.pop((client, email.strip().casefold()), None)
+
+
+def password_guard(request: HTTPConnection) -> tuple[LoginThrottle, str]:
+    """The app's log-in throttle and this request's client address: every check of a typed
+    password (log in, change own password) counts against the same pair."""
+    throttle: LoginThrottle = request.app.state.login_throttle
+    return throttle, client_address(request, request.app.state.trusted_proxies)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from sendas.web.routes.account import router as account_router
 from sendas.web.routes.admin import router as admin_router
 from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
@@ -21,5 +22,6 @@ for module_router in (
     messages_router,
     letters_router,
     oauth_router,
+    account_router,
 ):
     router.include_router(module_router)

@@ -9,10 +9,16 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import SecretStr, ValidationError
 from starlette.datastructures import FormData
 
-from sendas.errors import ValidationFailed
+from sendas.errors import NotFound, ValidationFailed
 from sendas.oauth.providers import PROVIDER_NAMES, get_provider
-from sendas.schemas import OAuthClientIn, SystemOutgoingIn, UserCreate, parse_delay_ms
-from sendas.services import connection_test
+from sendas.schemas import (
+    OAuthClientIn,
+    SystemOutgoingIn,
+    UserCreate,
+    UserPatch,
+    parse_delay_ms,
+)
+from sendas.services import accounts, connection_test
 from sendas.services import oauth_clients as oauth_svc
 from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
@@ -129,6 +135,7 @@ def _users(
     errors: dict[str, str],
     created: dict[str, str] | None = None,
     status_code: int = 200,
+    reset: dict[str, str] | None = None,
 ) -> Response:
     with ctx.db.read() as s:
         users = [
@@ -137,6 +144,7 @@ def _users(
                 "email": u.email,
                 "name": u.name,
                 "role": u.role,
+                "disabled": u.disabled,
                 "created_at": u.created_at,
             }
             for u in user_svc.list_users(s, admin)
@@ -149,6 +157,7 @@ def _users(
             "v": values,
             "errors": errors,
             "created": created,
+            "reset": reset,
         },
         status_code=status_code,
     )
@@ -180,6 +189,41 @@ def users_add(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) -> Res
     # A generated password is shown once, on this page only (never in a cookie or a log).
     created = {"email": email, "password": password if generated else ""}
     return _users(request, ctx, admin, {}, {}, created)
+
+
+USER_ACTIONS: dict[str, dict[str, Any]] = {
+    "disable": {"disabled": True},
+    "enable": {"disabled": False},
+    "make-admin": {"role": "admin"},
+    "make-user": {"role": "user"},
+}
+
+
+@router.post("/users/{user_id}")
+def users_change(
+    request: Request, ctx: WebCtx, admin: WebAdmin, user_id: int, form: Form
+) -> Response:
+    """One action from the users table: disable, enable, change the role, reset the password
+    (a generated one, shown once on the answer)."""
+    action = text(form, "action")
+    generated = user_svc.generate_password() if action == "reset-password" else None
+    changes: dict[str, Any] = {"password": SecretStr(generated)} if generated else {}
+    changes.update(USER_ACTIONS.get(action, {}))
+    if not changes:
+        raise PageNotFound()
+    try:
+        with ctx.db.write() as s:
+            email = accounts.update_user(s, admin, user_id, UserPatch(**changes)).email
+    except NotFound:
+        raise PageNotFound() from None
+    except ValidationFailed as exc:
+        problems = field_errors(exc)
+        return _users(request, ctx, admin, {}, {"action": "; ".join(problems.values())},
+                      status_code=422)  # fmt: skip
+    if generated:
+        return _users(request, ctx, admin, {}, {}, reset={"email": email, "password": generated})
+    flash(request, f"Saved the change to {email}.")
+    return redirect(request, "/admin/users")
 
 
 # --- sign-in apps (OAuth clients) ------------------------------------------------------------

@@ -6,12 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import SecretStr, ValidationError
 
-from sendas.errors import AuthenticationRequired, ValidationFailed
+from sendas.errors import AccountDisabled, AuthenticationRequired, ValidationFailed
 from sendas.schemas import UserCreate
 from sendas.services import users as user_service
+from sendas.web import session_state
 from sendas.web.deps import Form, WebCtx, WebUser, admin_exists, raw_text, text
 from sendas.web.render import field_errors, page
-from sendas.web.security import LoginThrottle, new_csrf_token
+from sendas.web.security import password_guard
 
 router = APIRouter()
 
@@ -21,12 +22,6 @@ def _safe_next(target: str) -> str:
     if target.startswith("/") and not target.startswith("//") and "\\" not in target:
         return target
     return "/aliases"
-
-
-def _start_session(request: Request, user_id: int) -> None:
-    request.session.clear()  # a fresh session at log-in: no fixation
-    request.session["user_id"] = user_id
-    request.session["csrf"] = new_csrf_token()
 
 
 @router.get("/")
@@ -41,49 +36,42 @@ def login_page(request: Request, ctx: WebCtx, next: str = "/aliases") -> Respons
     return page(request, "login.html", {"next": _safe_next(next), "email": "", "error": ""})
 
 
+def _login_refused(request: Request, target: str, email: str, error: str, status: int) -> Response:
+    return page(
+        request,
+        "login.html",
+        {"next": target, "email": email, "error": error},
+        status_code=status,
+    )
+
+
 @router.post("/login")
 def login(request: Request, ctx: WebCtx, form: Form) -> Response:
     email = text(form, "email")
     password = raw_text(form, "password")
     target = _safe_next(text(form, "next") or "/aliases")
-    throttle: LoginThrottle = request.app.state.login_throttle
-    ip = request.client.host if request.client else "?"
-    wait = throttle.retry_after(ip, email)
+    throttle, client = password_guard(request)
+    wait = throttle.retry_after(client, email)
     if wait:
-        return page(
-            request,
-            "login.html",
-            {
-                "next": target,
-                "email": email,
-                "error": f"Too many attempts. Try again in {wait} seconds.",
-            },
-            status_code=429,
-        )
+        message = f"Too many attempts. Try again in {wait} seconds."
+        return _login_refused(request, target, email, message, 429)
     try:
-        with ctx.db.write() as s:
-            user = user_service.verify_login(s, email, password)
-            user_id = user.id
+        # No transaction is open while argon2 runs (see verify_login).
+        user_id = user_service.verify_login(ctx.db, email, password)
+    except AccountDisabled:
+        message = "This account is disabled. Ask an administrator to enable it."
+        return _login_refused(request, target, email, message, 401)
     except AuthenticationRequired:
-        throttle.failed(ip, email)
-        return page(
-            request,
-            "login.html",
-            {
-                "next": target,
-                "email": email,
-                "error": "Wrong email or password.",
-            },
-            status_code=401,
-        )
-    throttle.succeeded(ip, email)
-    _start_session(request, user_id)
+        throttle.failed(client, email)
+        return _login_refused(request, target, email, "Wrong email or password.", 401)
+    throttle.succeeded(client, email)
+    session_state.begin(request, ctx, user_id)
     return RedirectResponse(target, status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request, form: Form) -> Response:
-    request.session.clear()
+def logout(request: Request, ctx: WebCtx, form: Form) -> Response:
+    session_state.finish(request, ctx)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -121,5 +109,5 @@ def setup(request: Request, ctx: WebCtx, form: Form) -> Response:
     if errors:
         return page(request, "setup.html", {"values": values, "errors": errors}, status_code=422)
     request.app.state.web_has_admin = True
-    _start_session(request, user_id)
+    session_state.begin(request, ctx, user_id)
     return RedirectResponse("/aliases", status_code=303)
