@@ -154,3 +154,7 @@ class TemplateError(SendasError):
         self.field = field
         self.recipient = recipient
         super().__init__(msg)
+
+
+class TemplateOverBudget(TemplateError):
+    """Rendering one recipient took longer, or wrote more, than the limits allow."""

@@ -90,6 +90,7 @@ async def create_campaign(
                 letter.rows,
                 skip_invalid=skip_invalid or letter.skip_invalid,
                 list_field="file",
+                settings=ctx.settings,
             )
         finally:
             await form.close()
@@ -105,14 +106,16 @@ async def create_campaign(
         json_rows(body.recipients),
         skip_invalid=skip_invalid or body.skip_invalid,
         list_field="recipients",
+        settings=ctx.settings,
     )
 
 
 @router.post("/preview")
-def preview_campaign(actor: ActorDep, body: PreviewIn) -> PreviewOut:
-    """Render the templates for one recipient; 422 names the missing field."""
+def preview_campaign(ctx: CtxDep, actor: ActorDep, body: PreviewIn) -> PreviewOut:
+    """Render the templates for one recipient (in a check process, within the limits of a
+    send); 422 names the missing field or the part over its limits."""
     del actor  # authentication only: a preview reads nothing stored
-    return preview(body)
+    return preview(body, ctx.settings)
 
 
 @router.get("/{campaign_id}")
