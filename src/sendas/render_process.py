@@ -157,6 +157,7 @@ class RenderProcess(Generic[S, T, R]):
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self.kills = 0
+        self._stopped = False
 
     @property
     def hard_seconds(self) -> float:
@@ -167,6 +168,8 @@ class RenderProcess(Generic[S, T, R]):
         """Start the child if it is not running; return once it is ready for work."""
         if self._process is not None and self._process.is_alive():
             return
+        if self._stopped:
+            raise RuntimeError("the render process was stopped")
         self.close()
         ctx = multiprocessing.get_context("spawn")
         ours, theirs = ctx.Pipe()
@@ -237,7 +240,8 @@ class RenderProcess(Generic[S, T, R]):
             process.join(5)
 
     def stop(self) -> None:
-        """Ask the child to finish (it is idle), then make sure it is gone."""
+        """Ask the child to finish (if idle), then make sure it is gone; never restarted."""
+        self._stopped = True
         if self._conn is not None:
             with contextlib.suppress(OSError):
                 self._conn.send(None)

@@ -132,7 +132,7 @@ class Renderer:
         self._threads = ThreadPoolExecutor(len(slots), thread_name_prefix="sendas-render")
         self._pending: list[_Request] = []
         self._lanes: Counter[str] = Counter()
-        self._running: set[asyncio.Future[list[Result]]] = set()
+        self._running: dict[asyncio.Future[list[Result]], _Request] = {}
         self._seq = itertools.count()
         self._closed = False
 
@@ -174,13 +174,13 @@ class Renderer:
             slot = self._free.pop()
             self._lanes[request.lane] += 1
             running = loop.run_in_executor(self._threads, slot.run, request.items)
-            self._running.add(running)
+            self._running[running] = request
             running.add_done_callback(
                 lambda f, s=slot, r=request: self._finished(s, r, f)  # type: ignore[misc]
             )
 
     def _finished(self, slot: _Slot, request: _Request, done: asyncio.Future[list[Result]]) -> None:
-        self._running.discard(done)
+        self._running.pop(done, None)
         self._lanes[request.lane] -= 1
         self._free.append(slot)
         if not request.future.done():
@@ -193,15 +193,17 @@ class Renderer:
         self._dispatch()
 
     async def close(self) -> None:
+        """Stop at once: renders still running are abandoned (their messages stay queued
+        and are claimed again), so a template running to its limit does not delay a stop."""
         self._closed = True
-        for request in self._pending:
+        for request in [*self._pending, *self._running.values()]:
             if not request.future.done():
                 request.future.set_exception(RuntimeError("the renderer is closed"))
         self._pending.clear()
-        if self._running:
-            await asyncio.wait(list(self._running))
-        # Not on the render threads: one may still be waiting for a process to start.
+        # Not on the render threads: they may be waiting on the processes being stopped.
         await asyncio.gather(
             *(asyncio.to_thread(slot.stop) for slot in self._slots), return_exceptions=True
         )
+        if self._running:
+            await asyncio.wait(list(self._running))
         self._threads.shutdown(wait=False)
