@@ -110,7 +110,10 @@ class _Answers:
 
     def _flush(self) -> None:
         if self._ready:
-            self._conn.send(self._ready)
+            try:
+                self._conn.send(self._ready)
+            except OSError:  # the parent is gone
+                os._exit(0)
             self._ready = []
 
     def _tick(self) -> None:
@@ -131,7 +134,7 @@ def _serve(conn: Connection, work: Work[Any, Any, Any], limits: Limits, parent: 
     while True:
         try:
             job = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the parent is gone
             return
         if job is None:
             return
