@@ -17,8 +17,10 @@ from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.errors import TemplateError, ValidationFailed
 from sendas.merge import Recipient, compile_templates, preview, render_message
+from sendas.sandbox import Limits
 from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn
 from sendas.services import aliases as alias_service
+from sendas.services.campaigns.check import Checker
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.recipients import RowSource, csv_rows, json_rows
 from sendas.services.common import Actor
@@ -234,3 +236,74 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
     # a streamed import holds one chunk of 5,000 plus SQLite's page cache.
     assert size > 10_000_000
     assert rss.growth < 40_000_000, (rss.growth, size)
+
+
+# --- limits of time and size per recipient (issue 11, item 2) ----------------------------------
+
+SMALL = Limits(seconds=0.3, max_output=10_000)
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        # time: nested loops, runaway recursion that fans out
+        (
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
+            "took longer than 0.3 s to render for this recipient",
+        ),
+        (
+            "{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}"
+            "{{ f(40) }}",
+            "took longer than 0.3 s to render for this recipient",
+        ),
+        # format widths and precisions
+        ("{{ '%50000000d'|format(1) }}", "a format width or precision over 1000"),
+        ("{{ '%.50000000f' % 1 }}", "a format width or precision over 1000"),
+        ("{{ '{:50000000}'.format(1) }}", "a format width or precision over 1000"),
+        ("{{ '%*d'|format(50000000, 1) }}", "a '*' width in a format"),
+        ("{{ 'x'|center(50000000) }}", "a width over 1000"),
+        # repetition and growth
+        ("{{ first * 50000000 }}", "a result longer than 100000 items"),
+        ("{{ [1] * 50000000 }}", "a result longer than 100000 items"),
+        ("{{ range(100001) }}", "a range of more than 10000 items"),
+        ("{{ range(10000)|join('x' * 90000) }}", "output is over 10000 characters"),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            "output is over 10000 characters",
+        ),
+        ("{% set a = 'x' * 9000 %}{{ (a ~ a ~ a)|length }}", "output is over 10000 characters"),
+        ("{{ ('x' * 9000)|replace('x', 'yy') }}", "output is over 10000 characters"),
+        # output size
+        ("{% for i in range(10000) %}{{ first }}{% endfor %}", "output is over 10000 characters"),
+    ],
+)
+def test_render_stops_at_the_limits(source: str, said: str):
+    with pytest.raises(TemplateError) as info:
+        compile_templates("x", source, None).render(ANN, SMALL)
+    assert said in str(info.value)
+    assert info.value.field == "text"
+
+
+def test_within_the_limits_templates_render_as_before():
+    source = (
+        "{{ '%5d'|format(3) }}|{{ '{:>4}'.format(first) }}|{{ range(3)|join(',') }}|{{ first * 2 }}"
+    )
+    assert compile_templates("x", source, None).render(ANN, SMALL).text == "    3| Ann|0,1,2|AnnAnn"
+
+
+def test_a_render_that_ignores_the_sandbox_clock_is_stopped_by_its_process():
+    """Nested loops over a list call nothing the sandbox sees: the process stops it."""
+    source = (
+        "{% set l = range(10000)|list %}{% for a in l %}{% for b in l %}{% endfor %}{% endfor %}"
+    )
+    checker = Checker(SMALL, 1, 30.0)
+    try:
+        slow, fast = checker.many(
+            (source, "", None), [("ann@example.org", {}), ("ben@example.org", {})], 1e12
+        )
+        assert slow.over_budget and slow.subject is None
+        assert slow.problem == "the template took longer than 0.3 s to render for this recipient"
+        assert fast.over_budget  # the same template for the next recipient
+    finally:
+        checker.close()

@@ -117,6 +117,35 @@ class Settings(BaseSettings):
         description="Signed-in browsers kept per user; a new log-in past it ends the oldest.",
     )
 
+    template_render_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds a form letter may take to render for one recipient; past it the "
+        "recipient fails (and the render process is replaced).",
+    )
+    template_max_output: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Characters a form letter may render to for one recipient (subject, text "
+        "and HTML together, and any one string built on the way).",
+    )
+    template_check_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds checking every recipient of a new form letter may take in all "
+        "(and a preview's wait for a free render process).",
+    )
+    template_check_max_rows: int = Field(
+        default=1_000_000,
+        gt=0,
+        description="Recipients one form letter may have: each is rendered before it is queued.",
+    )
+    template_check_processes: int = Field(
+        default=2,
+        ge=1,
+        description="Processes of the API that render previews and check new form letters.",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

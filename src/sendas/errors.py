@@ -179,3 +179,7 @@ class OutboundRefused(TransportError):
     def __init__(self, msg: str, *, step: str, address: str, hint: str = "") -> None:
         self.address = address
         super().__init__(msg, step=step, hint=hint)
+
+
+class TemplateOverBudget(TemplateError):
+    """Rendering one recipient took longer, or wrote more, than the limits allow."""

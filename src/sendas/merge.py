@@ -6,8 +6,9 @@ field a template names is known before anything is queued (:meth:`Templates.requ
 so a campaign whose list lacks one is refused at creation, not at the 10,000th send.
 
 Templates run in Jinja2's immutable sandbox with ``StrictUndefined``: no attribute access
-to internals (``__class__``...), no mutation of the values, no huge ``range``/``*``/``**``
-results. The text part is not escaped; the HTML part is autoescaped.
+to internals (``__class__``...), no mutation of the values, and within :class:`Limits` of
+time and output size per recipient (:mod:`sendas.sandbox`). The text part is not escaped;
+the HTML part is autoescaped.
 """
 
 from __future__ import annotations
@@ -20,45 +21,22 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from jinja2 import StrictUndefined, meta, nodes
+from jinja2 import meta, nodes
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from sqlalchemy.orm import Session
 
-from sendas.errors import TemplateError
+from sendas.errors import TemplateError, TemplateOverBudget
+from sendas.sandbox import Limits, Sandbox, budget, wrote
 
 # Names every template may use without a recipient providing them.
 BUILTIN_NAMES = frozenset({"email", "fields"})
-# Caps on what a template may build, so one template cannot exhaust the worker's memory.
-MAX_SEQUENCE = 100_000
-MAX_EXPONENT = 64
 MAX_TEMPLATE_CHARS = 1_000_000
 PARTS = ("subject", "text", "html")
 
 _LINE_BREAKS = re.compile(r"[\r\n\x85\u2028\u2029]")
 
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, plus limits on ``*`` and ``**``."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent larger than {MAX_EXPONENT}")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(count, int)
-                    and len(seq) * count > MAX_SEQUENCE
-                ):
-                    raise SecurityError(f"a result longer than {MAX_SEQUENCE} items")
-        return super().call_binop(context, operator, left, right)
-
-
-_TEXT_ENV = _Sandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-_HTML_ENV = _Sandbox(undefined=StrictUndefined, autoescape=True, keep_trailing_newline=True)
+_TEXT_ENV = Sandbox(autoescape=False)
+_HTML_ENV = Sandbox(autoescape=True)
 
 
 @dataclass(frozen=True)
@@ -146,35 +124,18 @@ class Templates:
                     recipient=recipient.email,
                 )
 
-    def render(self, recipient: Recipient) -> Rendered:
-        """Render every part for one recipient.
+    def render(self, recipient: Recipient, limits: Limits | None = None) -> Rendered:
+        """Render every part for one recipient, within ``limits`` (default :class:`Limits`).
 
         Raises :class:`TemplateError` when a value is missing, the sandbox refuses an
-        operation, or the rendered subject contains a line break.
+        operation, or the rendered subject contains a line break;
+        :class:`~sendas.errors.TemplateOverBudget` past the time or output limit.
         """
         context = _context(recipient)
         out: dict[str, str] = {}
-        for part in self._parts:
-            try:
-                out[part.name] = part.template.render(context)
-            except jinja2.UndefinedError as exc:
-                raise TemplateError(
-                    f"{part.name}: {exc.message} (recipient {recipient.email})",
-                    field=_undefined_name(exc) or part.name,
-                    recipient=recipient.email,
-                ) from None
-            except SecurityError as exc:
-                raise TemplateError(
-                    f"{part.name}: not allowed in a template: {exc}",
-                    field=part.name,
-                    recipient=recipient.email,
-                ) from None
-            except Exception as exc:  # a filter or operator failing on this recipient's value
-                raise TemplateError(
-                    f"{part.name}: {type(exc).__name__}: {exc} (recipient {recipient.email})",
-                    field=part.name,
-                    recipient=recipient.email,
-                ) from None
+        with budget(limits or Limits()):
+            for part in self._parts:
+                out[part.name] = _render_part(part, context, recipient.email)
         subject = out["subject"]
         if _LINE_BREAKS.search(subject):
             raise TemplateError(
@@ -183,6 +144,44 @@ class Templates:
                 recipient=recipient.email,
             )
         return Rendered(subject=subject, text=out["text"], html=out.get("html"))
+
+
+def _render_part(part: _Part, context: dict[str, Any], email: str) -> str:
+    """One part, streamed so that its size is counted as it is written."""
+    chunks: list[str] = []
+    try:
+        for chunk in part.template.generate(context):
+            wrote(len(chunk))
+            chunks.append(chunk)
+    except TemplateOverBudget as exc:
+        raise TemplateOverBudget(f"{part.name}: {exc}", field=part.name, recipient=email) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(
+            f"{part.name}: {exc.message} (recipient {email})",
+            field=_undefined_name(exc) or part.name,
+            recipient=email,
+        ) from None
+    except SecurityError as exc:
+        raise TemplateError(
+            f"{part.name}: not allowed in a template: {exc}", field=part.name, recipient=email
+        ) from None
+    except RecursionError:
+        raise TemplateError(
+            f"{part.name}: macros call themselves too deeply", field=part.name, recipient=email
+        ) from None
+    except MemoryError:
+        raise TemplateOverBudget(
+            f"{part.name}: the template needed too much memory for this recipient",
+            field=part.name,
+            recipient=email,
+        ) from None
+    except Exception as exc:  # a filter or operator failing on this recipient's value
+        raise TemplateError(
+            f"{part.name}: {type(exc).__name__}: {exc} (recipient {email})",
+            field=part.name,
+            recipient=email,
+        ) from None
+    return "".join(chunks)
 
 
 def _context(recipient: Recipient) -> dict[str, Any]:
@@ -248,11 +247,17 @@ def compile_templates(subject: str, text: str | None, html: str | None) -> Templ
     return Templates(subject, text, html)
 
 
-def preview(subject: str, text: str | None, html: str | None, recipient: Recipient) -> Rendered:
+def preview(
+    subject: str,
+    text: str | None,
+    html: str | None,
+    recipient: Recipient,
+    limits: Limits | None = None,
+) -> Rendered:
     """Render one recipient, as the campaign would. Raises :class:`TemplateError`."""
     templates = compile_templates(subject, text, html)
     templates.check(recipient, "the recipient")
-    return templates.render(recipient)
+    return templates.render(recipient, limits)
 
 
 @dataclass(frozen=True)
@@ -289,11 +294,12 @@ def _letter(session: Session, campaign_id: int) -> _Letter:
     return letter
 
 
-def render_message(session: Session, message: Any) -> bytes:
+def render_message(session: Session, message: Any, limits: Limits | None = None) -> bytes:
     """Render and compose a campaign message for its recipient; return the bytes to submit.
 
     ``message`` is a :class:`~sendas.db.models.Message` of kind ``campaign`` whose ``raw``
     is still NULL. Sets ``message.subject`` and ``message.message_id`` as a side effect.
+    Rendering stays within ``limits`` (default :class:`Limits`).
     Raises :class:`TemplateError` (rendering), or :class:`~sendas.errors.ValidationFailed` /
     :class:`~sendas.errors.SmtpUtf8Required` from :func:`sendas.compose.compose`.
     """
@@ -301,7 +307,7 @@ def render_message(session: Session, message: Any) -> bytes:
 
     letter = _letter(session, message.campaign_id)
     email = (message.to_addrs or message.recipients)[0]
-    rendered = letter.templates.render(Recipient(email, message.merge_fields or {}))
+    rendered = letter.templates.render(Recipient(email, message.merge_fields or {}), limits)
     composed = compose(
         Sender(letter.alias_name, letter.from_address, letter.reply_to),
         Content(to=[email], subject=rendered.subject, text=rendered.text, html=rendered.html),

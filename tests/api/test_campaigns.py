@@ -427,3 +427,104 @@ def test_schema_errors_are_422_per_field(
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][0] == "body"
     assert count_messages(ctx) == 0
+
+
+# --- bounded templates (issue 11, item 2) ------------------------------------------------------
+
+# Slow only for the recipient whose "n" field is large: 10^8 steps of nested loops.
+SLOW_FOR_BIG_N = (
+    "{% for i in range(n|int) %}{% for j in range(n|int) %}{% endfor %}{% endfor %}Hi {{ first }}"
+)
+
+
+def test_every_row_is_rendered_before_queueing_and_failures_name_the_rows(
+    client: TestClient, ctx: AppContext, alice: Person
+):
+    ctx.settings.template_render_timeout = 0.5
+    make_alias(client, alice)
+    recipients = [
+        {"email": "ann@example.org", "fields": {"first": "Ann", "n": "1"}},
+        {"email": "ben@example.org", "fields": {"first": "Ben", "n": "10000"}},  # slow
+        {"email": "cat@example.org", "fields": {"first": "Cat", "n": "1"}},
+        {"email": "dan@example.org", "fields": {"first": "Dan", "n": "%"}},  # cannot render
+    ]
+    # n="%" gives 0: a division by zero
+    body = {"subject": "Hello {{ 100 // (n|int) }}", "text": SLOW_FOR_BIG_N}
+    r = client.post(
+        "/api/campaigns", json={**body, "recipients": recipients}, headers=alice.headers
+    )
+    assert r.status_code == 422, r.text
+    problems = r.json()["detail"]
+    assert [p["loc"] for p in problems] == [["body", "recipients", 1], ["body", "recipients", 3]]
+    assert problems[0]["msg"].startswith("recipient 2: text: the template took longer than 0.5 s")
+    assert problems[1]["msg"].startswith("recipient 4: subject: ZeroDivisionError")
+    assert message_rows(ctx) == []
+
+
+def test_rows_over_the_output_limit_fail_by_number(
+    client: TestClient, ctx: AppContext, alice: Person
+):
+    ctx.settings.template_max_output = 5_000
+    make_alias(client, alice)
+    csv_text = "email,size\nann@example.org,10\nben@example.org,9000\n"
+    r = upload(
+        client, alice, csv_text, subject="Hi", text="{% for i in range(size|int) %}xx{% endfor %}"
+    )
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["msg"] == (
+        "line 3: text: the rendered output is over 5000 characters for this recipient"
+    )
+    assert message_rows(ctx) == []
+
+
+def test_every_message_stores_its_rendered_subject_when_queued(
+    client: TestClient, ctx: AppContext, alice: Person
+):
+    make_alias(client, alice)
+    r = client.post("/api/campaigns", json=letter(), headers=alice.headers)
+    assert r.status_code == 202, r.text
+    assert [m.subject for m in message_rows(ctx)] == ["Hello Ann", "Hello Ben", "Hello Cat"]
+    # cancelled before any send, they keep it: the Sent log never says "(no subject)"
+    assert client.post(f"/api/campaigns/{r.json()['id']}/cancel", headers=alice.headers).is_success
+    assert {(m.status, m.subject) for m in message_rows(ctx)} == {
+        ("cancelled", "Hello Ann"),
+        ("cancelled", "Hello Ben"),
+        ("cancelled", "Hello Cat"),
+    }
+
+
+def test_more_rows_than_the_cap_is_422(client: TestClient, ctx: AppContext, alice: Person):
+    ctx.settings.template_check_max_rows = 2
+    make_alias(client, alice)
+    r = client.post("/api/campaigns", json=letter(), headers=alice.headers)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["msg"] == "more than 2 recipients (SENDAS_TEMPLATE_CHECK_MAX_ROWS)"
+    assert message_rows(ctx) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (SLOW_FOR_BIG_N, "text: the template took longer than 0.5 s to render for this recipient"),
+        ("{{ '%50000000d'|format(1) }}", "a format width or precision over 1000"),
+        ("{{ 'x' * 50000000 }}", "a result longer than 100000 items"),
+        ("{% for i in range(9000) %}{{ 'y' * 9000 }}{% endfor %}", "the rendered output is over"),
+    ],
+)
+def test_preview_has_the_same_limits(
+    client: TestClient, ctx: AppContext, alice: Person, text: str, said: str
+):
+    ctx.settings.template_render_timeout = 0.5
+    r = client.post(
+        "/api/campaigns/preview",
+        json={
+            "subject": "x",
+            "text": text,
+            "recipient": {"email": "ann@example.org", "fields": {"first": "A", "n": "10000"}},
+        },
+        headers=alice.headers,
+    )
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert problem["loc"] == ["body", "text"] and said in problem["msg"]

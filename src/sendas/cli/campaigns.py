@@ -142,6 +142,7 @@ def campaign_send(
                 data,
                 csv_rows(lambda: csv_file.open("rb")),
                 skip_invalid=skip_invalid,
+                settings=ctx.settings,
             )
         except ValidationFailed as exc:
             for p in exc.problems:

@@ -34,6 +34,7 @@ from sendas.outbox.config import OutboxConfig
 from sendas.outbox.lanes import lane_alias_id
 from sendas.outbox.outcomes import pending_recipients
 from sendas.outbox.tables import LANE, MSG, chunks, running_campaign, update_ids, update_rows
+from sendas.sandbox import Limits
 from sendas.secrets import SecretBox
 from sendas.smtp import SmtpEndpoint
 from sendas.statuses import READY, MessageStatus
@@ -116,23 +117,25 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re
 # --- rendering -----------------------------------------------------------------------------
 
 
-def _render(session: Session, message: RenderInput) -> bytes:
+def _render(session: Session, message: RenderInput, limits: Limits | None) -> bytes:
     """A form letter's recipient: rendered and composed by ``sendas.merge``."""
     merge = importlib.import_module("sendas.merge")
-    render: Callable[[Session, RenderInput], bytes] = merge.render_message
-    return render(session, message)
+    render: Callable[[Session, RenderInput, Limits | None], bytes] = merge.render_message
+    return render(session, message, limits)
 
 
-def render_many(session: Session, batches: list[list[RenderInput]]) -> list[list[Rendered | str]]:
-    """Render form letters (a read session: nothing is written here). Per message, the bytes
-    to submit or why it cannot be rendered. The raw message is stored by :func:`mark_many`
-    in the same commit that marks it ``sending``."""
+def render_many(
+    session: Session, batches: list[list[RenderInput]], limits: Limits | None = None
+) -> list[list[Rendered | str]]:
+    """Render form letters (a read session: nothing is written here) within ``limits`` per
+    recipient. Per message, the bytes to submit or why it cannot be rendered. The raw
+    message is stored by :func:`mark_many` in the same commit that marks it ``sending``."""
     out: list[list[Rendered | str]] = []
     for batch in batches:
         done: list[Rendered | str] = []
         for item in batch:
             try:
-                raw = _render(session, item)
+                raw = _render(session, item, limits)
             except (SendasError, ImportError, ValueError) as exc:
                 done.append(f"The form letter could not be rendered for this recipient: {exc}")
                 continue

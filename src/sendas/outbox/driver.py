@@ -293,7 +293,7 @@ class LaneDriver:
             return {}
         slot = messages[0].slot
         due = time.monotonic() + ((slot - utcnow()).total_seconds() if slot is not None else 0.0)
-        done = await self.ctx.renderer.render(todo, due)
+        done = await self.ctx.renderer.render(todo, due, self.st.name)
         return {item.id: out for item, out in zip(todo, done, strict=True)}
 
     async def mark_sending(

@@ -77,7 +77,7 @@ def enqueue(
 
 def enqueue_form_letter(
     session: Session,
-    recipients: Iterable[tuple[str, dict[str, Any]]],
+    recipients: Iterable[tuple[str, dict[str, Any], str]],
     *,
     campaign_id: int,
     user_id: int,
@@ -85,9 +85,10 @@ def enqueue_form_letter(
     from_address: str,
     now: datetime,
 ) -> int:
-    """Insert a ``queued`` message per (email, merge fields) of a form letter, unrendered,
-    ``INSERT_CHUNK`` at a time; return how many. ``recipients`` may be a generator: it is
-    read once and never held.
+    """Insert a ``queued`` message per (email, merge fields, rendered subject) of a form
+    letter, its body rendered when first sent, ``INSERT_CHUNK`` at a time; return how many.
+    The subject is stored now so that every message of a letter has it, also one never
+    sent. ``recipients`` may be a generator: it is read once and never held.
 
     The rows go to the driver's ``executemany`` as plain tuples with the JSON and timestamps
     already encoded: SQLAlchemy's per-value type processing would cost more than the insert.
@@ -108,9 +109,9 @@ def enqueue_form_letter(
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     chunk: list[tuple[Any, ...]] = []
     total = 0
-    for email, fields in recipients:
+    for email, fields, subject in recipients:
         addresses = encode([email])
-        chunk.append((*head, addresses, addresses, "[]", "[]", "", "", encode(fields), 0,
+        chunk.append((*head, addresses, addresses, "[]", "[]", subject, "", encode(fields), 0,
                       stamp, stamp, stamp))  # fmt: skip
         if len(chunk) >= INSERT_CHUNK:
             conn.exec_driver_sql(sql, chunk)

@@ -1,36 +1,41 @@
 """Rendering form letters away from the worker's event loop and database thread.
 
 Composing a ~5 KB message costs about as much CPU as everything else the worker does for
-it, so it runs in a process of its own (another core, another GIL) by default, or in a
-thread when processes are turned off or the database lives in memory. Requests waiting
-together are rendered in one call, in one read session that keeps the compiled templates
-of each campaign across calls.
+it, so it runs in processes of their own (another core, another GIL) by default, or in a
+thread when processes are turned off or the database lives in memory.
+
+One user's template must not delay another user's mail: each request (one lane's batch)
+goes to a process of its own, a lane holds at most all processes but one, and a process
+whose render runs past the time limit is killed and replaced (:mod:`sendas.render_process`),
+so another lane waits for at most one over-budget render, never for a whole batch. In the
+thread (no processes) only the sandbox's own, cooperative checks stop a template.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import multiprocessing
-import os
-import threading
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import make_engine
 from sendas.outbox.claims import Rendered, RenderInput, render_many
+from sendas.render_process import RenderProcess, Work
+from sendas.sandbox import Limits
 
 log = logging.getLogger("sendas.outbox")
 
 SESSION_USES = 200
-"""Calls served by one read session before it is renewed (its template cache with it)."""
-GROUP = 64
-"""Messages rendered per call at most, so that the first requests are answered soon."""
+"""Renders served by one read session before it is renewed (its template cache with it)."""
+
+Result = Rendered | str
 
 
 class _RenderState:
@@ -41,14 +46,14 @@ class _RenderState:
         self.session: Session | None = None
         self.uses = 0
 
-    def render(self, batches: list[list[RenderInput]]) -> list[list[Rendered | str]]:
+    def render(self, items: Sequence[RenderInput], limits: Limits) -> list[Result]:
         if self.session is None or self.uses >= SESSION_USES:
             if self.session is not None:
                 self.session.close()
             self.session, self.uses = Session(self.engine), 0
         self.uses += 1
         try:
-            return render_many(self.session, batches)
+            return render_many(self.session, [list(items)], limits)[0]
         finally:
             self.session.rollback()
 
@@ -58,170 +63,147 @@ class _RenderState:
             self.session = None
 
 
-_STATE: _RenderState | None = None
+# --- the work of a render process (module level: passed to the child by reference) -------------
 
 
-def _init_process(url: str, parent: int) -> None:
-    global _STATE
-    _STATE = _RenderState(make_engine(url))
-
-    def orphaned() -> None:  # the worker was killed (SIGKILL): do not linger
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(0)
-
-    threading.Thread(target=orphaned, daemon=True, name="sendas-render-orphan").start()
+def _setup(url: str) -> _RenderState:
+    return _RenderState(make_engine(url))
 
 
-def _stop_pool(pool: ProcessPoolExecutor, grace: float = 0.5) -> None:
-    """Shut the render processes down, terminating those not gone within ``grace`` seconds.
-
-    A process still starting (importing sendas takes seconds on a busy machine) would only
-    see the shutdown once started, and the worker must stop within moments of SIGTERM.
-    Nothing is lost: the processes only read, and no render is pending by now.
-    """
-    # Private, but the only handle on the processes (Python 3.14 adds terminate_workers());
-    # read before shutdown() drops it.
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
+def _handle(state: _RenderState, context: None, item: RenderInput, limits: Limits) -> Result:
+    return state.render([item], limits)[0]
 
 
-def _ready() -> bool:
-    return _STATE is not None
+def _overtime(item: RenderInput, limits: Limits) -> Result:
+    return f"The form letter could not be rendered for this recipient: {limits.timed_out()}"
 
 
-def _ignore(future: asyncio.Future[bool]) -> None:
-    if not future.cancelled():
-        future.exception()  # retrieved: a failure shows up at the first render instead
+class _Slot(Protocol):
+    def start(self) -> None: ...
+    def run(self, items: Sequence[RenderInput]) -> list[Result]: ...
+    def stop(self) -> None: ...
 
 
-def _render_in_process(batches: list[list[RenderInput]]) -> list[list[Rendered | str]]:
-    assert _STATE is not None, "the render process was not initialised"
-    return _STATE.render(batches)
+class _ThreadSlot:
+    """Rendering in a thread of the worker: no process to abandon."""
+
+    def __init__(self, engine: Engine, limits: Limits) -> None:
+        self._state = _RenderState(engine)
+        self._limits = limits
+
+    def start(self) -> None:
+        pass
+
+    def run(self, items: Sequence[RenderInput]) -> list[Result]:
+        return self._state.render(items, self._limits)
+
+    def stop(self) -> None:
+        self._state.close()
 
 
-_Request = tuple[float, list[RenderInput], "asyncio.Future[list[Rendered | str]]"]
+@dataclass(order=True)
+class _Request:
+    due: float
+    seq: int
+    lane: str = field(compare=False)
+    items: list[RenderInput] = field(compare=False)
+    future: asyncio.Future[list[Result]] = field(compare=False)
 
 
 class Renderer:
-    """``await renderer.render(items, due)``: one result per item, in order. Requests are
-    served earliest ``due`` (monotonic seconds) first."""
+    """``await renderer.render(items, due, lane)``: one result per item, in order. Requests
+    are served earliest ``due`` (monotonic seconds) first, among lanes not already holding
+    their share of the processes."""
 
-    def __init__(self, engine: Engine, processes: int) -> None:
-        self._engine = engine
+    def __init__(self, engine: Engine, processes: int, limits: Limits | None = None) -> None:
         url = engine.url
         in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-        self._processes = 0 if in_memory else max(0, processes)
-        self._local = _RenderState(engine)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendas-render")
-        self._pool: ProcessPoolExecutor | None = None
+        count = 0 if in_memory else max(0, processes)
+        self.limits = limits or Limits()
+        slots: list[_Slot]
+        if count:
+            work = Work(_setup, url.render_as_string(hide_password=False), _handle, _overtime)
+            slots = [RenderProcess(work, self.limits) for _ in range(count)]
+        else:
+            slots = [_ThreadSlot(engine, self.limits)]
+        self._slots = slots
+        self._free: list[_Slot] = []
+        self._per_lane = max(1, len(slots) - 1)
+        self._threads = ThreadPoolExecutor(len(slots), thread_name_prefix="sendas-render")
         self._pending: list[_Request] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._lanes: Counter[str] = Counter()
+        self._running: dict[asyncio.Future[list[Result]], _Request] = {}
+        self._seq = itertools.count()
         self._closed = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="sendas-render")
-        if self._processes:
-            # Start the processes now: importing sendas in them costs a second of CPU,
-            # which must not fall on the first paced submissions.
-            executor, _ = self._executor()
-            loop = asyncio.get_running_loop()
-            for _ in range(self._processes):
-                loop.run_in_executor(executor, _ready).add_done_callback(_ignore)
+        """Start the processes now: importing sendas in them costs a second of CPU, which
+        must not fall on the first paced submissions."""
+        loop = asyncio.get_running_loop()
+        for slot in self._slots:
+            started = loop.run_in_executor(self._threads, slot.start)
+            started.add_done_callback(lambda f, s=slot: self._started(s, f))  # type: ignore[misc]
 
-    async def render(self, items: list[RenderInput], due: float = 0.0) -> list[Rendered | str]:
+    def _started(self, slot: _Slot, done: asyncio.Future[None]) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("a render process did not start: %s", done.exception())
+        self._free.append(slot)
+        self._dispatch()
+
+    async def render(
+        self, items: list[RenderInput], due: float = 0.0, lane: str = ""
+    ) -> list[Result]:
         if self._closed:
             raise RuntimeError("the renderer is closed")
-        future: asyncio.Future[list[Rendered | str]] = asyncio.get_running_loop().create_future()
-        self._pending.append((due, items, future))
-        self._wakeup.set()
+        future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Request(due, next(self._seq), lane, items, future))
+        self._dispatch()
         return await future
 
-    async def close(self) -> None:
-        self._closed = True
-        self._wakeup.set()
-        if self._task is not None:
-            await self._task
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await asyncio.to_thread(_stop_pool, pool)
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._local.close)
-        self._thread.shutdown(wait=True)
-
-    def _executor(self) -> tuple[Executor, Any]:
-        if self._processes and self._pool is None:
-            url = self._engine.url.render_as_string(hide_password=False)
-            self._pool = ProcessPoolExecutor(
-                max_workers=self._processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_process, initargs=(url, os.getpid()),
-            )  # fmt: skip
-        if self._pool is not None:
-            return self._pool, _render_in_process
-        return self._thread, self._local.render
-
-    async def _spread(
-        self, pool: Executor, batches: list[list[RenderInput]]
-    ) -> list[list[Rendered | str]]:
-        """Render ``batches`` on all the processes at once: each batch is cut into one piece
-        per process (a lane's whole batch would otherwise keep one process busy alone)."""
-        n = self._processes
-        pieces: list[tuple[int, list[RenderInput]]] = []  # (batch index, items)
-        for index, items in enumerate(batches):
-            step = max(1, -(-len(items) // n))
-            pieces.extend((index, items[i : i + step]) for i in range(0, len(items), step))
-        parts = [list(range(k, len(pieces), n)) for k in range(min(n, len(pieces)))]
+    def _dispatch(self) -> None:
+        """Give free processes to the earliest requests of lanes under their share."""
         loop = asyncio.get_running_loop()
-        done = await asyncio.gather(*(
-            loop.run_in_executor(pool, _render_in_process, [pieces[j][1] for j in part])
-            for part in parts
-        ))  # fmt: skip
-        out: list[list[Rendered | str]] = [[] for _ in batches]
-        by_piece: dict[int, list[Rendered | str]] = {}
-        for part, rendered in zip(parts, done, strict=True):
-            by_piece.update(zip(part, rendered, strict=True))
-        for j, (index, _) in enumerate(pieces):
-            out[index].extend(by_piece[j])
-        return out
-
-    async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                self._pending.sort(key=lambda r: r[0])
-                count = taken = 0
-                while taken < len(self._pending) and (taken == 0 or count < GROUP):
-                    count += len(self._pending[taken][1])
-                    taken += 1
-                group, self._pending = self._pending[:taken], self._pending[taken:]
-                batches = [items for _, items, _ in group]
-                executor, fn = self._executor()
-                try:
-                    if executor is self._pool and self._processes > 1:
-                        results = await self._spread(executor, batches)
-                    else:
-                        results = await loop.run_in_executor(executor, fn, batches)
-                except BrokenProcessPool:
-                    log.warning("the render process stopped; rendering in a thread instead")
-                    self._processes, self._pool = 0, None
-                    results = await loop.run_in_executor(self._thread, self._local.render, batches)
-                except Exception as exc:
-                    for _, _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, _, future), result in zip(group, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-            if self._closed:
+        while self._free and self._pending:
+            ready = [r for r in self._pending if self._lanes[r.lane] < self._per_lane]
+            if not ready:
                 return
+            request = min(ready)
+            self._pending.remove(request)
+            if request.future.done():  # its driver stopped waiting
+                continue
+            slot = self._free.pop()
+            self._lanes[request.lane] += 1
+            running = loop.run_in_executor(self._threads, slot.run, request.items)
+            self._running[running] = request
+            running.add_done_callback(
+                lambda f, s=slot, r=request: self._finished(s, r, f)  # type: ignore[misc]
+            )
+
+    def _finished(self, slot: _Slot, request: _Request, done: asyncio.Future[list[Result]]) -> None:
+        self._running.pop(done, None)
+        self._lanes[request.lane] -= 1
+        self._free.append(slot)
+        if not request.future.done():
+            if done.cancelled():
+                request.future.cancel()
+            elif (exc := done.exception()) is not None:
+                request.future.set_exception(exc)
+            else:
+                request.future.set_result(done.result())
+        self._dispatch()
+
+    async def close(self) -> None:
+        """Stop at once: renders still running are abandoned (their messages stay queued
+        and are claimed again), so a template running to its limit does not delay a stop."""
+        self._closed = True
+        for request in [*self._pending, *self._running.values()]:
+            if not request.future.done():
+                request.future.set_exception(RuntimeError("the renderer is closed"))
+        self._pending.clear()
+        # Not on the render threads: they may be waiting on the processes being stopped.
+        await asyncio.gather(
+            *(asyncio.to_thread(slot.stop) for slot in self._slots), return_exceptions=True
+        )
+        if self._running:
+            await asyncio.wait(list(self._running))
+        self._threads.shutdown(wait=False)

@@ -35,6 +35,7 @@ from sendas.outbox.record import reap_expired, record_sent_copy
 from sendas.outbox.render import Renderer
 from sendas.outbox.state import DriverContext
 from sendas.outbox.txqueue import TxQueue
+from sendas.sandbox import Limits
 
 log = logging.getLogger("sendas.outbox")
 
@@ -63,7 +64,8 @@ class Worker:
         self._copies: set[asyncio.Task[None]] = set()
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
         self._tx = TxQueue(ctx.db)
-        self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes)
+        limits = Limits(ctx.settings.template_render_timeout, ctx.settings.template_max_output)
+        self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes, limits)
         if token_providers is None:
             # Signed-in aliases: access tokens refreshed before expiry, one refresh at a time.
             token_providers = AliasTokens(ctx.db, ctx.secrets).token_provider

@@ -92,6 +92,7 @@ async def create_campaign(
                 skip_invalid=skip_invalid or letter.skip_invalid,
                 list_field="file",
                 limits=Limits.of(ctx.settings),
+                settings=ctx.settings,
             )
         finally:
             await form.close()
@@ -108,14 +109,16 @@ async def create_campaign(
         skip_invalid=skip_invalid or body.skip_invalid,
         list_field="recipients",
         limits=Limits.of(ctx.settings),
+        settings=ctx.settings,
     )
 
 
 @router.post("/preview")
-def preview_campaign(actor: ActorDep, body: PreviewIn) -> PreviewOut:
-    """Render the templates for one recipient; 422 names the missing field."""
+def preview_campaign(ctx: CtxDep, actor: ActorDep, body: PreviewIn) -> PreviewOut:
+    """Render the templates for one recipient (in a check process, within the limits of a
+    send); 422 names the missing field or the part over its limits."""
     del actor  # authentication only: a preview reads nothing stored
-    return preview(body)
+    return preview(body, ctx.settings)
 
 
 @router.get("/{campaign_id}")

@@ -1,20 +1,27 @@
 """Creating a form letter: check the templates and every recipient, then queue it at once.
 
 The recipients are read twice and never held: the first pass validates every row
-(addresses, column counts, merge fields) without touching the database; the second pass
-inserts the message rows in chunks inside one write transaction, so a campaign appears
-with all of its recipients or not at all.
+(addresses, column counts, merge fields) without touching the database and renders it,
+within the per-recipient limits, in the check processes (:mod:`.check`); the second pass
+inserts the message rows, each with its rendered subject, in chunks inside one write
+transaction, so a campaign appears with all of its recipients or not at all. Only the
+subjects are held between the passes (one per recipient, at most
+``SENDAS_TEMPLATE_CHECK_MAX_ROWS``).
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from sendas.config import Settings
 from sendas.db.engine import Database
 from sendas.db.models import Alias, Campaign
 from sendas.errors import FieldProblem, NotFound, TemplateError, ValidationFailed
@@ -22,6 +29,7 @@ from sendas.merge import Recipient, Templates, compile_templates
 from sendas.outbox.enqueue import enqueue_form_letter
 from sendas.schemas import CampaignCreated, CampaignTemplatesIn, InvalidLine
 from sendas.services.aliases import default_alias, get_alias
+from sendas.services.campaigns import check
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.campaigns.recipients import BadRow, Row, RowSource
 from sendas.services.common import Actor, audit
@@ -38,12 +46,18 @@ class _Scan:
     valid: int = 0
     invalid: int = 0
     reported: list[InvalidLine] = field(default_factory=list)
-    first: Row | None = None
+    # "line<TAB>subject as JSON" per good row, in order, for the second pass: on disk,
+    # so that a million recipients' subjects are not held in memory
+    subjects: IO[str] = field(default_factory=lambda: tempfile.TemporaryFile("w+"))  # noqa: SIM115 (closed by create_campaign)
+    # lines refused by their render, not by their address
+    unrendered: set[int] = field(default_factory=set)
 
-    def bad(self, row: BadRow) -> None:
+    def bad(self, row: BadRow, *, render: bool = False) -> None:
         self.invalid += 1
         if len(self.reported) < MAX_REPORTED:
             self.reported.append(InvalidLine(line=row.line, email=row.email, reason=row.reason))
+            if render:
+                self.unrendered.add(row.line)
 
 
 @dataclass(frozen=True)
@@ -61,16 +75,21 @@ def create_campaign(
     skip_invalid: bool = False,
     list_field: str = "file",
     limits: Limits | None = None,
+    settings: Settings | None = None,
 ) -> CampaignCreated:
-    """Validate every recipient, then queue one message per valid recipient, atomically.
+    """Validate and render every recipient, then queue one message per valid recipient,
+    atomically, each with its rendered subject.
 
     Raises :class:`ValidationFailed` (nothing written) for a template error, a merge field
-    some recipient lacks (naming the field and the first such recipient), and for bad rows
+    some recipient lacks (naming the field and the first such recipient), more recipients
+    than ``SENDAS_TEMPLATE_CHECK_MAX_ROWS``, a check past ``SENDAS_TEMPLATE_CHECK_SECONDS``,
+    and for bad rows (a bad address, or a render that fails or goes over its limits)
     unless ``skip_invalid``; then the bad rows are listed in the answer and the rest queued.
     ``list_field`` names the recipients in problems: ``file`` (CSV) or ``recipients``.
     Past the actor's ``limits`` the whole letter is refused (RateLimited, or
     ValidationFailed when it is larger than a limit); None: no per-user limit.
     """
+    settings = settings or Settings()
     templates = _templates(data)
     with db.read() as s:
         alias = _alias(s, actor, data.alias_id)
@@ -78,36 +97,74 @@ def create_campaign(
         # A user already at a limit is told so before the list is read.
         check_send_room(s, actor, 1, limits, field=list_field)
     where = "line" if list_field == "file" else "recipient"
-    scan = _scan(templates, rows, where, list_field)
-    if scan.invalid and not skip_invalid:
-        raise ValidationFailed(_bad_row_problems(scan, list_field, where))
-    if scan.valid == 0:
-        raise ValidationFailed.one(list_field, "no valid recipient to send to")
-    with db.write() as s:
-        check_send_room(s, actor, scan.valid, limits, field=list_field)
-        campaign = _store(s, actor, data, sender, templates, rows, scan, where, list_field)
-        out = campaign_out(s, campaign)
+    scan = _Checking(data, settings, where, list_field).scan(templates, rows)
+    with scan.subjects:
+        if scan.invalid and not skip_invalid:
+            raise ValidationFailed(_bad_row_problems(scan, list_field, where))
+        if scan.valid == 0:
+            raise ValidationFailed.one(list_field, "no valid recipient to send to")
+        with db.write() as s:
+            check_send_room(s, actor, scan.valid, limits, field=list_field)
+            campaign = _store(s, actor, data, sender, templates, rows, scan, where, list_field)
+            out = campaign_out(s, campaign)
     return CampaignCreated(
         **out.model_dump(), invalid_count=scan.invalid, invalid_lines=scan.reported
     )
 
 
-def _scan(templates: Templates, rows: RowSource, where: str, list_field: str) -> _Scan:
-    """First pass: count and list bad rows, render the first good one as a trial."""
-    scan = _Scan()
-    for row in rows():
-        if isinstance(row, BadRow):
-            scan.bad(row)
-            continue
-        problem = _recipient_problem(templates, row, where, list_field)
-        if isinstance(problem, BadRow):
-            scan.bad(problem)
-            continue
-        scan.valid += 1
-        if scan.first is None:
-            scan.first = row
-            _trial_render(templates, row)
-    return scan
+class _Checking:
+    """The first pass: every row checked, the good ones rendered in chunks, within budgets."""
+
+    def __init__(self, data: CampaignTemplatesIn, settings: Settings, where: str, field: str):
+        self.letter: check.Letter = (data.subject, data.text, data.html)
+        self.settings = settings
+        self.checker = check.checker(settings)
+        self.where, self.list_field = where, field
+        self.until = check.deadline(settings)
+        self.chunk: list[Row] = []
+
+    def scan(self, templates: Templates, rows: RowSource) -> _Scan:
+        scan = _Scan()
+        cap = self.settings.template_check_max_rows
+        for count, row in enumerate(rows(), start=1):
+            if count > cap:
+                raise ValidationFailed.one(
+                    self.list_field,
+                    f"more than {cap} recipients (SENDAS_TEMPLATE_CHECK_MAX_ROWS)",
+                )
+            if isinstance(row, BadRow):
+                scan.bad(row)
+                continue
+            problem = _recipient_problem(templates, row, self.where, self.list_field)
+            if isinstance(problem, BadRow):
+                scan.bad(problem)
+                continue
+            self.chunk.append(row)
+            if len(self.chunk) >= check.CHUNK:
+                self._render(scan)
+        self._render(scan)
+        return scan
+
+    def _render(self, scan: _Scan) -> None:
+        chunk, self.chunk = self.chunk, []
+        if not chunk:
+            return
+        outcomes = self.checker.many(self.letter, [(r.email, r.fields) for r in chunk], self.until)
+        for row, outcome in zip(chunk, outcomes, strict=False):
+            if outcome.subject is None:
+                scan.bad(
+                    BadRow(row.line, row.email, outcome.problem or "cannot render"), render=True
+                )
+            else:
+                scan.valid += 1
+                scan.subjects.write(f"{row.line}\t{json.dumps(outcome.subject)}\n")
+        if len(outcomes) < len(chunk):
+            raise ValidationFailed.one(
+                self.list_field,
+                "rendering every recipient took longer than "
+                f"{self.settings.template_check_seconds:g} s (SENDAS_TEMPLATE_CHECK_SECONDS)",
+                "template_error",
+            )
 
 
 def _store(
@@ -137,7 +194,7 @@ def _store(
     session.flush()
     total = enqueue_form_letter(
         session,
-        _valid_recipients(templates, rows, where, list_field),
+        _valid_recipients(templates, rows, scan.subjects, where, list_field),
         campaign_id=campaign.id,
         user_id=actor.id,
         alias_id=sender.alias_id,
@@ -198,22 +255,15 @@ def _recipient_problem(
     return None
 
 
-def _trial_render(templates: Templates, row: Row) -> None:
-    """Render the first recipient, so a template that cannot render is refused now."""
-    try:
-        templates.render(Recipient(row.email, row.fields))
-    except TemplateError as exc:
-        part = exc.field if exc.field in ("subject", "text", "html") else "text"
-        raise ValidationFailed.one(part or "text", str(exc), "template_error") from None
-
-
 def _bad_row_problems(scan: _Scan, list_field: str, where: str) -> list[FieldProblem]:
     problems = []
     for bad in scan.reported[:MAX_PROBLEMS]:
+        render = bad.line in scan.unrendered
         loc: tuple[str | int, ...] = ("body", list_field)
         if list_field == "recipients":
-            loc = ("body", "recipients", bad.line - 1, "email")
-        problems.append(FieldProblem(loc, f"{where} {bad.line}: {bad.reason}", "invalid_row"))
+            loc = ("body", "recipients", bad.line - 1, *(() if render else ("email",)))
+        kind = "template_error" if render else "invalid_row"
+        problems.append(FieldProblem(loc, f"{where} {bad.line}: {bad.reason}", kind))
     if scan.invalid > MAX_PROBLEMS:
         problems.append(
             FieldProblem(
@@ -226,14 +276,26 @@ def _bad_row_problems(scan: _Scan, list_field: str, where: str) -> list[FieldPro
     return problems
 
 
+def _subjects(file: IO[str]) -> Iterator[tuple[int, str]]:
+    file.seek(0)
+    for entry in file:
+        line, subject = entry.split("\t", 1)
+        yield int(line), json.loads(subject)
+
+
 def _valid_recipients(
-    templates: Templates, rows: RowSource, where: str, list_field: str
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Second pass: every valid row, for the outbox to insert."""
+    templates: Templates, rows: RowSource, subjects: IO[str], where: str, list_field: str
+) -> Iterator[tuple[str, dict[str, Any], str]]:
+    """Second pass: every valid row with its rendered subject, for the outbox to insert."""
+    rendered = _subjects(subjects)
+    at, subject_of = 0, ""
     for row in rows():
         if isinstance(row, BadRow):
             continue
+        while at < row.line:  # the subjects are in line order, like the rows
+            at, subject_of = next(rendered, (sys.maxsize, ""))
+        subject = subject_of if at == row.line else None
         # The file may have changed since the first pass: a missing field still refuses.
-        if _recipient_problem(templates, row, where, list_field) is not None:
+        if subject is None or _recipient_problem(templates, row, where, list_field) is not None:
             continue
-        yield row.email, row.fields
+        yield row.email, row.fields, subject

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from sendas.config import Settings
 from sendas.errors import Conflict, NotFound, RateLimited, TemplateError, ValidationFailed
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
 from sendas.services.campaigns import lifecycle, progress
@@ -52,7 +53,7 @@ def _renamed(errors: dict[str, str], form: FormData) -> dict[str, str]:
     return errors
 
 
-def _preview(form: FormData) -> dict[str, Any]:
+def _preview(form: FormData, settings: Settings) -> dict[str, Any]:
     """The letter as recipient number ``preview_index`` of the list gets it."""
     letter = letter_from_form(form, paste_box=True, max_bytes=MAX_UPLOAD)
     wanted = text(form, "preview_index")
@@ -64,21 +65,24 @@ def _preview(form: FormData) -> dict[str, Any]:
             text=t.text,
             html=t.html,
             recipient=RecipientIn(email=row.email, fields=row.fields),
-        )
+        ),
+        settings,
     )
     recipient = {"index": index, "email": row.email, "fields": row.fields}
     return {"rendered": rendered, "recipient": recipient, "count": count}
 
 
 @router.post("/campaigns/preview")
-async def campaign_preview(request: Request, actor: WebActor, form: Form) -> Response:
+async def campaign_preview(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     """Render the letter for recipient number N of the list (a fragment)."""
     shown: dict[str, Any] = {"rendered": None, "recipient": None, "count": 0}
     errors: dict[str, str] = {}
     try:
-        shown = await run_in_threadpool(_preview, form)
+        shown = await run_in_threadpool(_preview, form, ctx.settings)
     except (ValidationError, ValidationFailed) as exc:
         errors = _renamed(field_errors(exc), form)
+    except Conflict as exc:  # every renderer busy
+        errors = {"text": str(exc)}
     return page(request, "mail/_preview.html", {**shown, "errors": errors})
 
 
@@ -100,6 +104,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
             skip_invalid=letter.skip_invalid,
             list_field="file",
             limits=Limits.of(ctx.settings),
+            settings=ctx.settings,
         )
         campaign_id = created.id
     except (ValidationError, ValidationFailed) as exc:
@@ -110,6 +115,8 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         errors = {exc.field if exc.field in ("subject", "text", "html") else "text": str(exc)}
     except RateLimited as exc:
         refused, errors = exc, {"_form": f"Not sent: {exc}."}
+    except Conflict as exc:  # every renderer busy
+        errors = {"text": str(exc)}
     if errors:
         status_code, headers = refused_status(refused)
         if is_htmx(request):
