@@ -28,7 +28,10 @@ def campaign_list(
         "mail/campaigns.html",
         {
             "items": result.items,
-            "summaries": {c.id: outcome_summary(c.counts) for c in result.items},
+            "summaries": {
+                c.id: outcome_summary(c.counts, cancelled=c.status == "cancelled")
+                for c in result.items
+            },
             "next_before_id": result.next_before_id,
             "before_id": before_id,
         },

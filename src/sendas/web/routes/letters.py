@@ -49,6 +49,7 @@ def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
             "aliases": aliases,
             "v": {"alias_id": default},
             "errors": {},
+            "info": None,
         },
     )
 
@@ -152,10 +153,12 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
         values["alias_id"] = int(text(form, "alias_id") or 0)
+        values["email_column"] = text(form, "email_column")
+        info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
         return page(
             request,
             "mail/campaign_new.html",
-            {"aliases": aliases, "v": values, "errors": errors},
+            {"aliases": aliases, "v": values, "errors": errors, "info": info},
             status_code=422,
         )
     if created.invalid_count:
@@ -183,11 +186,12 @@ def progress_numbers(c: CampaignOut) -> dict[str, Any]:
         per_minute = c.counts.get(MessageStatus.SENT, 0) * 60 / elapsed
     return {
         "done": done,
-        "summary": outcome_summary(c.counts),
+        "summary": outcome_summary(c.counts, cancelled=c.status == CampaignStatus.CANCELLED),
         "percent": percent,
         "per_minute": round(per_minute, 1),
         "eta": None if eta is None else _duration(eta),
-        "live": c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED),
+        # A cancelled letter stays live while a message handed to the server finishes.
+        "live": c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) or waiting > 0,
     }
 
 
@@ -201,12 +205,12 @@ _OUTCOMES = (
 )
 
 
-def outcome_summary(counts: dict[str, int]) -> str:
+def outcome_summary(counts: dict[str, int], *, cancelled: bool = False) -> str:
     """What became of a letter's messages, in words: ``10 sent · 10 cancelled``."""
     told = [f"{counts[s]:,} {s.value}" for s in _OUTCOMES if counts.get(s)]
     waiting = sum(counts.get(s, 0) for s in ACTIVE)
     if waiting:
-        told.append(f"{waiting:,} to go")
+        told.append(f"{waiting:,} " + ("still being sent" if cancelled else "to go"))
     return " · ".join(told) or "nothing sent yet"
 
 

@@ -151,6 +151,8 @@
       var button = $("#progress-controls button");
       if (button) button.focus();
     }
+    var poll = $("#progress-poll");
+    if (poll && numbers.getAttribute("data-live") === "no") poll.remove();  // nothing moves now
     var now = numbers.getAttribute("data-status");
     if (now && now !== section.getAttribute("data-status") && window.htmx) {
       section.setAttribute("data-status", now);  // one reload per change
