@@ -147,3 +147,31 @@ def test_history_page_lists_letters(
     shoot(page, "letter-history")
     oldest.get_by_role("link").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Form letter: Note hi {{ name }}")
+
+
+def test_the_address_column_is_chosen_when_no_header_says_email(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    owner = live_server.new_user("columns")
+    make_alias(live_server, owner, mail_sink, "Main")
+    login(page, owner)
+    _nav(page, "Form letter")
+    page.get_by_label("Paste recipients").fill(
+        "Name,Work\nAnn,ann@example.net\nBen,ben@example.net"
+    )
+    expect(page.locator("#csv-problem")).to_contain_text("no column is named like an email")
+    page.get_by_label("Column with the email addresses").focus()  # as when tabbing to it
+    page.get_by_label("Column with the email addresses").select_option("Work")
+    expect(page.locator("#recipients-count")).to_have_text("2 recipients")
+    chips = page.get_by_role("group", name=re.compile("^Merge fields")).get_by_role("button")
+    expect(chips).to_have_text(["email", "name"])
+    column = page.get_by_label("Column with the email addresses")
+    expect(column).to_have_value("Work")
+    expect(column).to_be_focused()  # redrawn, focus kept
+    page.get_by_label("Subject").fill("Hi {{ name }}")
+    page.get_by_label("Message", exact=True).fill("Hello {{ name }}")
+    page.get_by_role("button", name="Send form letter").click()
+    page.wait_for_url(re.compile(r"/campaigns/\d+$"))
+    received = mail_sink.wait_for("ben@example.net")
+    msg = email.message_from_bytes(received[0].data, policy=email.policy.default)
+    assert msg["Subject"] == "Hi Ben"

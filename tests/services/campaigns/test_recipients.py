@@ -152,6 +152,17 @@ def test_pasted_bare_addresses_get_an_email_header() -> None:
     assert [r.email for r in rows()] == ["ann@example.org", "ben@example.org"]
     rows = recipients_from_upload(None, pasted="name,EMAIL\nAnn,ann@example.org")
     assert list(rows()) == [Row(2, "ann@example.org", {"name": "Ann"})]
+    rows = recipients_from_upload(None, pasted="nobody\nann@example.org")
+    assert [(r.line, r.email) for r in rows()] == [(2, "nobody"), (3, "ann@example.org")]
+
+
+def test_a_pasted_header_without_an_address_name_asks_for_the_column() -> None:
+    pasted = "Name;Work\nAnn;ann@example.org"
+    with pytest.raises(ValidationFailed) as exc:
+        recipients_from_upload(None, pasted=pasted).layout()
+    assert "no column is named like an email address" in problems(exc)[0][1]
+    rows = recipients_from_upload(None, pasted=pasted, email_column="work")
+    assert list(rows()) == [Row(2, "ann@example.org", {"name": "Ann"})]
 
 
 def test_an_upload_wins_over_pasted_text_unless_it_is_blank() -> None:

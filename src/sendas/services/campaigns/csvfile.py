@@ -189,13 +189,20 @@ def inspect(open_binary: OpenBinary, limits: CsvLimits = NO_LIMITS) -> CsvLayout
     return CsvLayout(encoding, delimiter, headers, candidates)
 
 
-def names_columns(first_line: str, email_column: str | None = None) -> bool:
-    """Whether a pasted list's first line is a header: it names the address column."""
+def is_header(first_line: str, email_column: str | None = None) -> bool:
+    """Whether a pasted list's first line names its columns rather than being a recipient.
+
+    It does if it names the address column, or if it has several cells and no ``@`` (a
+    header whose address column the user still has to choose). A lone cell without a name
+    is an address, valid or not.
+    """
     cells = re.split(r"[,;\t]", first_line)
     wanted = (email_column or "").strip().casefold()
-    return any(
+    if any(
         _email_key(c) in EMAIL_NAMES or (wanted and c.strip().casefold() == wanted) for c in cells
-    )
+    ):
+        return True
+    return len(cells) > 1 and "@" not in first_line
 
 
 def field_name(header: str, position: int) -> str:

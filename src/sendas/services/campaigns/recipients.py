@@ -29,7 +29,7 @@ from sendas.services.campaigns.csvfile import (
     columns,
     file_too_large,
     inspect,
-    names_columns,
+    is_header,
     records,
 )
 
@@ -188,8 +188,8 @@ def recipients_from_upload(
 
     The upload is read from its start on each pass and left open (its owner closes it).
     ``pasted`` None means the form offers no paste box: the upload is then required. Pasted
-    text whose first line names no address column is a bare list of addresses and gets an
-    ``email`` header. Raises :class:`~sendas.errors.TooLarge` past ``limits.max_bytes``,
+    text whose first line is not a header (see :func:`is_header`) is a bare list of
+    addresses and gets an ``email`` header. Raises :class:`~sendas.errors.TooLarge` past ``limits.max_bytes``,
     :class:`ValidationFailed` for ``file`` (none given) or ``recipients_text`` (neither
     given); reading the rows raises as :class:`CsvRows` says.
     """
@@ -204,7 +204,7 @@ def recipients_from_upload(
     text = pasted.strip()
     if not text:
         raise ValidationFailed.one("recipients_text", "paste recipients or upload a CSV file")
-    if not names_columns(text.splitlines()[0], email_column):
+    if not is_header(text.splitlines()[0], email_column):
         text = "email\n" + text
     data = text.encode()
     return csv_rows(

@@ -136,14 +136,19 @@
   /* A form letter's progress: the numbers refresh in place (hx-select); when the status
      changes the whole section is reloaded, and a button used to pause, resume or cancel
      hands keyboard focus to the button that replaces it. */
-  var progressFocus = false;
+  var progressFocus = false, focusedId = null;
   document.addEventListener("htmx:beforeSwap", function (ev) {
     var target = ev.detail && ev.detail.target;
     if (target && target.id === "progress") {
       progressFocus = target.contains(document.activeElement) && document.activeElement !== document.body;
     }
+    /* The recipient list's summary is redrawn when its column is chosen: keep that focus. */
+    focusedId = target && target.id === "csv-info" && target.contains(document.activeElement) ?
+      document.activeElement.id : null;
   });
   document.addEventListener("htmx:afterSwap", function () {
+    if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
+    focusedId = null;
     var section = $("#progress"), numbers = $("#progress-numbers");
     if (!section || !numbers) return;
     if (progressFocus) {
