@@ -189,9 +189,9 @@ def recipients_from_upload(
     The upload is read from its start on each pass and left open (its owner closes it).
     ``pasted`` None means the form offers no paste box: the upload is then required. Pasted
     text whose first line is not a header (see :func:`is_header`) is a bare list of
-    addresses and gets an ``email`` header. Raises :class:`~sendas.errors.TooLarge` past ``limits.max_bytes``,
-    :class:`ValidationFailed` for ``file`` (none given) or ``recipients_text`` (neither
-    given); reading the rows raises as :class:`CsvRows` says.
+    addresses and gets an ``email`` header. Raises :class:`~sendas.errors.TooLarge` past
+    ``limits.max_bytes``, :class:`ValidationFailed` for ``file`` (none given) or
+    ``recipients_text`` (neither given); reading the rows raises as :class:`CsvRows` says.
     """
     if not isinstance(upload, str) and upload is not None and upload.filename:
         file = upload.file
