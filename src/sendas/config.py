@@ -146,6 +146,18 @@ class Settings(BaseSettings):
         description="Processes of the API that render previews and check new form letters.",
     )
 
+    csv_max_bytes: int = Field(
+        default=25 * 1024 * 1024,
+        ge=1,
+        description="Largest recipient CSV (bytes) a form letter accepts, counted while "
+        "reading; larger files are refused with 413 and nothing is queued.",
+    )
+    csv_max_rows: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most recipient rows in one CSV; more are refused with 413, nothing queued.",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

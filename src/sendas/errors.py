@@ -49,6 +49,10 @@ class ValidationFailed(SendasError):
         return cls([FieldProblem(("body", field), msg, type_)])
 
 
+class TooLarge(ValidationFailed):
+    """Input over a configured size or count limit (HTTP 413); nothing was written."""
+
+
 class NotFound(SendasError):
     """The object does not exist, or belongs to someone else (never say which)."""
 

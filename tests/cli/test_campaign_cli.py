@@ -179,3 +179,36 @@ def test_needs_a_template(run: Any, files: dict[str, Path]):
         str(files["csv"]),
     )
     assert r.exit_code == 2 and "--text-file" in r.stderr
+
+
+def send_excel(run: Any, files: dict[str, Path], *extra: str) -> Any:
+    subject = ("--subject", "Hi {{ first_name }}")
+    return send(run, files, *extra, *subject)  # the last --subject wins
+
+
+def test_excel_csv_with_a_chosen_column_and_the_caps(
+    run: Any,
+    files: dict[str, Path],
+    ctx: AppContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files["csv"].write_bytes(
+        "Nom;Work;First Name\r\nZoë;zoe@example.org;Zoë\r\nJosé;nobody;José\r\n".encode("cp1252")
+    )
+    files["text"].write_text("Dear {{ first_name }}")
+    files["html"].write_text("<p>{{ nom }}</p>")
+    r = send_excel(run, files)
+    assert r.exit_code == 2
+    assert "no column is named like an email address" in " ".join(r.stderr.split())
+    monkeypatch.setenv("SENDAS_CSV_MAX_ROWS", "1")
+    r = send_excel(run, files, "--email-column", "Work", "--skip-invalid")
+    assert r.exit_code == 2
+    assert "more than 1 recipients (the limit is SENDAS_CSV_MAX_ROWS)" in " ".join(r.stderr.split())
+    assert statuses(ctx) == []
+    monkeypatch.delenv("SENDAS_CSV_MAX_ROWS")
+    r = send_excel(run, files, "--email-column", "Work", "--skip-invalid")
+    assert r.exit_code == 0, r.output
+    assert "skipped line 3: 'nobody' is not a valid email address" in " ".join(r.stderr.split())
+    with ctx.db.read() as s:
+        [message] = s.scalars(select(Message))
+    assert message.merge_fields == {"nom": "Zoë", "first_name": "Zoë"}

@@ -94,7 +94,7 @@ def test_form_letter_to_50_reaches_100_percent(
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Form letter").click()
     lines = ["email,name"] + [f"fl{i}@example.net,Person {i}" for i in range(1, 51)]
     page.get_by_label("Paste recipients").fill("\n".join(lines))
-    assert page.locator("#recipients-count").inner_text() == "50 recipients"
+    expect(page.locator("#recipients-count")).to_have_text("50 recipients")
     page.get_by_label("Subject").fill("Hello {{ name }}")
     page.get_by_label("Message", exact=True).fill("Dear {{ name }},\nyour address is {{ email }}.")
     page.get_by_label("Recipient number").fill("7")

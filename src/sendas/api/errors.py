@@ -18,6 +18,7 @@ from sendas.errors import (
     NotFound,
     RateLimited,
     SendasError,
+    TooLarge,
     ValidationFailed,
 )
 from sendas.validation import field_problems
@@ -35,6 +36,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ValidationFailed)
     async def _failed(_: Request, exc: ValidationFailed) -> JSONResponse:
         return JSONResponse({"detail": _entries(exc.problems)}, status_code=422)
+
+    @app.exception_handler(TooLarge)
+    async def _too_large(_: Request, exc: TooLarge) -> JSONResponse:
+        return JSONResponse({"detail": _entries(exc.problems)}, status_code=413)
 
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:

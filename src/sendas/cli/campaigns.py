@@ -94,9 +94,19 @@ def campaign_send(
         Path,
         typer.Option(
             "--csv",
-            help="Recipients: UTF-8 CSV whose first line names the columns, one of them 'email'.",
+            help="Recipients: a CSV whose first line names the columns (comma, semicolon or "
+            "tab; UTF-8 or Windows-1252); the addresses in the column named email, e-mail, "
+            "E-mail Address, Email Address or mail. Other columns become merge fields: "
+            "'First Name' is {{ first_name }}.",
         ),
     ],
+    email_column: Annotated[
+        str | None,
+        typer.Option(
+            "--email-column",
+            help="The column holding the addresses (its header, or its number from 1).",
+        ),
+    ] = None,
     text_file: Annotated[
         Path | None, typer.Option("--text-file", help="Plain-text template.")
     ] = None,
@@ -122,6 +132,7 @@ def campaign_send(
     """Queue a form letter: one message per CSV row, merged from the templates."""
     from sendas.schemas import CampaignTemplatesIn
     from sendas.services.campaigns.create import create_campaign
+    from sendas.services.campaigns.csvfile import CsvLimits
     from sendas.services.campaigns.recipients import csv_rows
 
     if text_file is None and html_file is None:
@@ -140,7 +151,11 @@ def campaign_send(
                 ctx.db,
                 actor,
                 data,
-                csv_rows(lambda: csv_file.open("rb")),
+                csv_rows(
+                    lambda: csv_file.open("rb"),
+                    email_column=email_column,
+                    limits=CsvLimits.of(ctx.settings),
+                ),
                 skip_invalid=skip_invalid,
                 settings=ctx.settings,
             )

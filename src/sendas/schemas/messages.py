@@ -188,6 +188,30 @@ class CampaignCreated(CampaignOut):
     invalid_lines: list[InvalidLine] = []
 
 
+class CampaignSummary(BaseModel):
+    """One form letter in the history: what, from which alias, how far, when."""
+
+    id: int
+    user_id: int
+    alias_id: int
+    alias_description: str
+    from_address: str
+    subject: str
+    status: CampaignStatus
+    paused_reason: str | None
+    total: int
+    counts: dict[str, int]
+    created_at: datetime
+    completed_at: datetime | None = Field(description="When it completed or was cancelled.")
+
+
+class CampaignPage(BaseModel):
+    """A page of form letters, newest first; pass ``next_before_id`` as ``before_id``."""
+
+    items: list[CampaignSummary]
+    next_before_id: int | None
+
+
 class MessageOutcome(BaseModel):
     id: int
     email: str

@@ -9,8 +9,9 @@ from typing import IO
 import pytest
 from email_validator import EmailNotValidError
 
-from sendas.errors import ValidationFailed
+from sendas.errors import TooLarge, ValidationFailed
 from sendas.schemas import RecipientIn, check_email
+from sendas.services.campaigns.csvfile import CsvLimits
 from sendas.services.campaigns.recipients import (
     BadRow,
     Row,
@@ -129,11 +130,9 @@ def test_csv_rows_report_bad_lines_by_their_number() -> None:
     ("data", "message"),
     [
         (b"", "the file is empty: line 1 must name the columns"),
-        (b"address,first\n", "line 1: the header must have exactly one column named 'email'"),
-        (b"email,first,first\n", "line 1: column names appear twice: first"),
-        (b"email,Email\n", "line 1: the header must have exactly one column named 'email'"),
-        (b"email,,x\n", "line 1: every column needs a name"),
-        (b"email\n\xff\xfe@example.org\n", "the file is not UTF-8 text"),
+        (b"address,first\n", "line 1: no column is named like an email address"),
+        (b"email,E-Mail\n", "line 1: the columns 'email', 'E-Mail' could all hold the addresses"),
+        (b"email\n\x81\x8d@example.org\n", "the file is neither UTF-8 nor Windows-1252 text"),
         (b'email,first\nann@example.org,"open\n', "line 2: "),
     ],
 )
@@ -153,6 +152,17 @@ def test_pasted_bare_addresses_get_an_email_header() -> None:
     assert [r.email for r in rows()] == ["ann@example.org", "ben@example.org"]
     rows = recipients_from_upload(None, pasted="name,EMAIL\nAnn,ann@example.org")
     assert list(rows()) == [Row(2, "ann@example.org", {"name": "Ann"})]
+    rows = recipients_from_upload(None, pasted="nobody\nann@example.org")
+    assert [(r.line, r.email) for r in rows()] == [(2, "nobody"), (3, "ann@example.org")]
+
+
+def test_a_pasted_header_without_an_address_name_asks_for_the_column() -> None:
+    pasted = "Name;Work\nAnn;ann@example.org"
+    with pytest.raises(ValidationFailed) as exc:
+        recipients_from_upload(None, pasted=pasted).layout()
+    assert "no column is named like an email address" in problems(exc)[0][1]
+    rows = recipients_from_upload(None, pasted=pasted, email_column="work")
+    assert list(rows()) == [Row(2, "ann@example.org", {"name": "Ann"})]
 
 
 def test_an_upload_wins_over_pasted_text_unless_it_is_blank() -> None:
@@ -167,9 +177,11 @@ def test_an_upload_wins_over_pasted_text_unless_it_is_blank() -> None:
 
 
 def test_upload_problems_name_the_field() -> None:
-    with pytest.raises(ValidationFailed) as exc:
-        recipients_from_upload(upload(b"x" * (25 * 2**20 + 1)), max_bytes=25 * 2**20)
-    assert problems(exc) == [(("body", "file"), "the file is larger than 25 MB")]
+    with pytest.raises(TooLarge) as too_large:
+        recipients_from_upload(upload(b"x" * (25 * 2**20 + 1)), limits=CsvLimits(25 * 2**20))
+    assert [(p.loc, p.msg) for p in too_large.value.problems] == [
+        (("body", "file"), "the file is larger than 25 MB (the limit is SENDAS_CSV_MAX_BYTES)")
+    ]
     with pytest.raises(ValidationFailed) as exc:
         recipients_from_upload("list.csv")  # a text field where the file belongs
     assert problems(exc) == [(("body", "file"), "upload the recipients as a CSV file")]

@@ -20,11 +20,13 @@ from sendas.schemas import (
     CampaignCreated,
     CampaignMessagePage,
     CampaignOut,
+    CampaignPage,
     PreviewIn,
     PreviewOut,
 )
-from sendas.services.campaigns import lifecycle, progress
+from sendas.services.campaigns import history, lifecycle, progress
 from sendas.services.campaigns.create import create_campaign as create
+from sendas.services.campaigns.csvfile import CsvLimits
 from sendas.services.campaigns.form import letter_from_form
 from sendas.services.campaigns.preview import preview
 from sendas.services.campaigns.recipients import json_rows
@@ -57,6 +59,12 @@ def _problems(exc: ValidationError) -> ValidationFailed:
                             "text": {"type": "string"},
                             "html": {"type": "string"},
                             "skip_invalid": {"type": "boolean"},
+                            "email_column": {
+                                "type": "string",
+                                "description": "The column holding the addresses (its "
+                                "header, or its number from 1); blank: the column named "
+                                "email, e-mail, E-mail Address, Email Address or mail.",
+                            },
                             "file": {"type": "string", "format": "binary"},
                         },
                     }
@@ -75,12 +83,16 @@ async def create_campaign(
 
     Bad recipients give 422 with one entry per bad line, and nothing is queued, unless
     ``skip_invalid`` is true: then the valid ones are queued and the bad lines listed.
+    A CSV may use ``,``, ``;`` or tab, UTF-8 (with or without BOM) or Windows-1252; a file
+    over SENDAS_CSV_MAX_BYTES or SENDAS_CSV_MAX_ROWS gives 413 and queues nothing.
     """
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         try:
             try:
-                letter = await run_in_threadpool(letter_from_form, form)
+                letter = await run_in_threadpool(
+                    letter_from_form, form, limits=CsvLimits.of(ctx.settings)
+                )
             except ValidationError as exc:
                 raise _problems(exc) from None
             return await run_in_threadpool(
@@ -111,6 +123,25 @@ async def create_campaign(
         limits=Limits.of(ctx.settings),
         settings=ctx.settings,
     )
+
+
+@router.get("")
+def list_campaigns(
+    ctx: CtxDep,
+    actor: ActorDep,
+    all_users: Annotated[
+        bool, Query(description="Admins only: every user's letters, not just their own.")
+    ] = False,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Continue after this page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=history.MAX_LIMIT)] = 50,
+) -> CampaignPage:
+    """The caller's form letters, newest first: status, total, counts, alias and dates."""
+    with ctx.db.read() as s:
+        return history.list_campaigns(
+            s, actor, all_users=all_users, before_id=before_id, limit=limit
+        )
 
 
 @router.post("/preview")

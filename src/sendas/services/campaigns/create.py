@@ -39,6 +39,7 @@ from sendas.statuses import CampaignStatus
 # Bad lines kept for the answer; the rest are only counted.
 MAX_REPORTED = 1_000
 MAX_PROBLEMS = 100
+MAX_KEPT = 100  # skipped lines recorded with the letter
 
 
 @dataclass
@@ -211,7 +212,12 @@ def _store(
         "campaign",
         campaign.id,
         owner_id=actor.id,
-        detail={"total": total, "invalid": scan.invalid},
+        # The skipped lines stay with the letter: its page lists them (a bounded number).
+        detail={
+            "total": total,
+            "invalid": scan.invalid,
+            "skipped": [bad.model_dump() for bad in scan.reported[:MAX_KEPT]],
+        },
     )
     return campaign
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sendas.errors import ValidationFailed
 from sendas.schemas import CampaignTemplatesIn
+from sendas.services.campaigns.csvfile import NO_LIMITS, CsvLimits
 from sendas.services.campaigns.recipients import (
     RowSource,
     UploadedFile,
@@ -30,14 +31,15 @@ class LetterForm:
 
 
 def letter_from_form(
-    form: Mapping[str, FormValue], *, paste_box: bool = False, max_bytes: int | None = None
+    form: Mapping[str, FormValue], *, paste_box: bool = False, limits: CsvLimits = NO_LIMITS
 ) -> LetterForm:
     """The templates, recipients and ``skip_invalid`` of a posted form letter.
 
     Fields: ``alias_id`` (blank: the default alias), ``subject``, ``text``, ``html`` (blank:
     no HTML part), each text or a UTF-8 file; ``skip_invalid`` (1/true/yes/on); the
     recipients as the CSV ``file``, or with ``paste_box`` the ``recipients_text`` box when
-    no file is given. Raises pydantic's ValidationError for the templates, and
+    no file is given; ``email_column`` (blank: found by its name) picks the address column.
+    Raises pydantic's ValidationError for the templates, and
     :class:`ValidationFailed` for the recipients (see :func:`recipients_from_upload`).
     """
     subject, html = _text(form, "subject"), _text(form, "html")
@@ -54,7 +56,8 @@ def letter_from_form(
     rows = recipients_from_upload(
         form.get("file"),
         pasted=(pasted if isinstance(pasted, str) else "") if paste_box else None,
-        max_bytes=max_bytes,
+        email_column=_text(form, "email_column") or None,
+        limits=limits,
     )
     skip = str(form.get("skip_invalid", "")).lower() in _TRUE
     return LetterForm(templates, rows, skip)

@@ -9,18 +9,29 @@ with the reason a person sees.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError
 
-from sendas.errors import FieldProblem, ValidationFailed
+from sendas.errors import ValidationFailed
 from sendas.schemas import RecipientIn, check_email
+from sendas.services.campaigns.csvfile import (
+    NO_LIMITS,
+    Columns,
+    CsvLayout,
+    CsvLimits,
+    OpenBinary,
+    Record,
+    columns,
+    file_too_large,
+    inspect,
+    is_header,
+    records,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,83 +112,66 @@ def json_rows(recipients: Sequence[RecipientIn]) -> RowSource:
     return rows
 
 
-def csv_rows(open_binary: Callable[[], AbstractContextManager[IO[bytes]]]) -> RowSource:
-    """Rows of a UTF-8 CSV whose first line names the columns; one must be ``email``.
+class CsvRows:
+    """The rows of a CSV file (see :mod:`.csvfile`): a :data:`RowSource` that also tells
+    its merge field names. The file is inspected on first use, then read on every call.
 
     ``open_binary`` opens the file from its start each time (the upload, or a path).
-    A header problem, a broken quote or undecodable bytes raise :class:`ValidationFailed`
-    for ``file``; a bad row is yielded as a :class:`BadRow` with its line number.
+    Problems with the file as a whole raise :class:`ValidationFailed` for ``file`` (or
+    ``email_column``), :class:`~sendas.errors.TooLarge` past ``limits``; a bad row is
+    yielded as a :class:`BadRow` with its line number.
     """
 
-    def rows() -> Iterator[Row | BadRow]:
-        with open_binary() as binary:
-            text = io.TextIOWrapper(binary, encoding="utf-8-sig", newline="")
-            try:
-                yield from _parse_csv(text)
-            except UnicodeDecodeError:
-                raise ValidationFailed.one("file", "the file is not UTF-8 text") from None
-            finally:
-                text.detach()  # the opener closes (or keeps) the underlying file
+    def __init__(
+        self,
+        open_binary: OpenBinary,
+        *,
+        email_column: str | None = None,
+        limits: CsvLimits = NO_LIMITS,
+    ) -> None:
+        self._open = open_binary
+        self._email_column = email_column
+        self._limits = limits
+        self._layout: CsvLayout | None = None
+        self._columns: Columns | None = None
 
-    return rows
+    def file_layout(self) -> CsvLayout:
+        """Encoding, delimiter and header (the file is inspected once)."""
+        if self._layout is None:
+            self._layout = inspect(self._open, self._limits)
+        return self._layout
 
+    def layout(self) -> tuple[CsvLayout, Columns]:
+        """How the file is read and its columns; raises as the class says."""
+        if self._columns is None:
+            self._columns = columns(self.file_layout(), self._email_column)
+        return self.file_layout(), self._columns
 
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    width: int
-    email_at: int
-    others: list[tuple[int, str]]
-
-
-def _parse_csv(text: IO[str]) -> Iterator[Row | BadRow]:
-    reader = csv.reader(text, strict=True)
-    columns = _header(reader)
-    previous = reader.line_num
-    try:
-        for row in reader:
-            line, previous = previous + 1, reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip() and columns.width > 1):
-                continue  # a blank line
-            yield _record(line, row, columns)
-    except csv.Error as exc:
-        raise ValidationFailed.one("file", f"line {reader.line_num}: {exc}") from None
+    def __call__(self) -> Iterator[Row | BadRow]:
+        layout, cols = self.layout()
+        for record in records(self._open, layout, self._limits):
+            yield _record(record, cols)
 
 
-def _header(reader: Iterator[list[str]]) -> _Columns:
-    """The column names of line 1; every problem with them at once."""
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ValidationFailed.one(
-            "file", "the file is empty: line 1 must name the columns"
-        ) from None
-    except csv.Error as exc:
-        raise ValidationFailed.one("file", f"line 1: {exc}") from None
-    names = [h.strip() for h in header]
-    problems = []
-    if any(not n for n in names):
-        problems.append("line 1: every column needs a name")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        problems.append(f"line 1: column names appear twice: {', '.join(dupes)}")
-    email_cols = [i for i, n in enumerate(names) if n.casefold() == "email"]
-    if len(email_cols) != 1:
-        problems.append("line 1: the header must have exactly one column named 'email'")
-    if problems:
-        raise ValidationFailed([FieldProblem(("body", "file"), p) for p in problems])
-    email_at = email_cols[0]
-    others = [(i, n) for i, n in enumerate(names) if i != email_at]
-    return _Columns(len(names), email_at, others)
+def csv_rows(
+    open_binary: OpenBinary,
+    *,
+    email_column: str | None = None,
+    limits: CsvLimits = NO_LIMITS,
+) -> CsvRows:
+    """The rows of a CSV file whose first line names the columns (see :class:`CsvRows`)."""
+    return CsvRows(open_binary, email_column=email_column, limits=limits)
 
 
-def _record(line: int, row: list[str], columns: _Columns) -> Row | BadRow:
-    if len(row) != columns.width:
-        return BadRow(line, None, f"expected {columns.width} columns, found {len(row)}")
-    email = row[columns.email_at].strip()
+def _record(record: Record, columns: Columns) -> Row | BadRow:
+    values, line = record.values, record.line
+    if len(values) != columns.width:
+        return BadRow(line, None, f"expected {columns.width} columns, found {len(values)}")
+    email = values[columns.email_at].strip()
     problem = address_problem(email)
     if problem:
         return BadRow(line, email, problem)
-    return Row(line, email, {n: row[i] for i, n in columns.others})
+    return Row(line, email, {name: values[i] for i, name in columns.fields})
 
 
 # --- uploads -----------------------------------------------------------------------------------
@@ -187,32 +181,35 @@ def recipients_from_upload(
     upload: UploadedFile | str | None,
     *,
     pasted: str | None = None,
-    max_bytes: int | None = None,
-) -> RowSource:
+    email_column: str | None = None,
+    limits: CsvLimits = NO_LIMITS,
+) -> CsvRows:
     """The recipients of a form: the uploaded CSV ``file``, else the ``pasted`` text.
 
     The upload is read from its start on each pass and left open (its owner closes it).
     ``pasted`` None means the form offers no paste box: the upload is then required. Pasted
-    text that does not name an ``email`` column on its first line is a bare list of
-    addresses and gets that header. Raises :class:`ValidationFailed` for ``file`` (too
-    large, none given) or ``recipients_text`` (neither given).
+    text whose first line is not a header (see :func:`is_header`) is a bare list of
+    addresses and gets an ``email`` header. Raises :class:`~sendas.errors.TooLarge` past
+    ``limits.max_bytes``, :class:`ValidationFailed` for ``file`` (none given) or
+    ``recipients_text`` (neither given); reading the rows raises as :class:`CsvRows` says.
     """
     if not isinstance(upload, str) and upload is not None and upload.filename:
         file = upload.file
-        if max_bytes is not None and _size(file) > max_bytes:
-            raise ValidationFailed.one("file", f"the file is larger than {_megabytes(max_bytes)}")
+        if limits.max_bytes is not None and _size(file) > limits.max_bytes:
+            raise file_too_large(limits.max_bytes)
         if pasted is None or not _blank(file):
-            return csv_rows(lambda: _rewound(file))
+            return csv_rows(lambda: _rewound(file), email_column=email_column, limits=limits)
     if pasted is None:
         raise ValidationFailed.one("file", "upload the recipients as a CSV file")
     text = pasted.strip()
     if not text:
         raise ValidationFailed.one("recipients_text", "paste recipients or upload a CSV file")
-    first = text.splitlines()[0]
-    if "email" not in [c.strip().casefold() for c in first.split(",")]:
+    if not is_header(text.splitlines()[0], email_column):
         text = "email\n" + text
     data = text.encode()
-    return csv_rows(lambda: contextlib.nullcontext(io.BytesIO(data)))
+    return csv_rows(
+        lambda: contextlib.nullcontext(io.BytesIO(data)), email_column=email_column, limits=limits
+    )
 
 
 def nth_recipient(rows: RowSource, wanted: int) -> tuple[int, Row, int]:
@@ -250,7 +247,3 @@ def _blank(file: IO[bytes]) -> bool:
         if chunk.strip():
             return False
     return True
-
-
-def _megabytes(limit: int) -> str:
-    return f"{limit / 2**20:g} MB"

@@ -9,6 +9,7 @@ from sendas.web.routes.admin import router as admin_router
 from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
 from sendas.web.routes.imap import router as imap_router
+from sendas.web.routes.letter_history import router as letter_history_router
 from sendas.web.routes.letters import router as letters_router
 from sendas.web.routes.messages import router as messages_router
 from sendas.web.routes.oauth import router as oauth_router
@@ -21,6 +22,7 @@ for module_router in (
     admin_router,
     messages_router,
     letters_router,
+    letter_history_router,
     oauth_router,
     account_router,
 ):

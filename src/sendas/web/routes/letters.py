@@ -11,23 +11,40 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from sendas.config import Settings
-from sendas.errors import Conflict, NotFound, RateLimited, TemplateError, ValidationFailed
+from sendas.errors import (
+    Conflict,
+    NotFound,
+    RateLimited,
+    TemplateError,
+    TooLarge,
+    ValidationFailed,
+)
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
-from sendas.services.campaigns import lifecycle, progress
+from sendas.services.campaigns import history, lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
+from sendas.services.campaigns.csvfile import CsvLimits
 from sendas.services.campaigns.form import letter_from_form
 from sendas.services.campaigns.preview import preview
-from sendas.services.campaigns.recipients import nth_recipient
+from sendas.services.campaigns.recipients import nth_recipient, recipients_from_upload
+from sendas.services.campaigns.summary import ListSummary, summarize
 from sendas.services.common import Actor
 from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect, refused_status
-from sendas.web.routes.messages import MAX_UPLOAD, STATUSES, alias_choices
+from sendas.web.routes.messages import STATUSES, alias_choices
 
 router = APIRouter()
 
-CAMPAIGN_FIELDS = ("alias_id", "subject", "text", "html", "file", "recipients_text")
+CAMPAIGN_FIELDS = (
+    "alias_id",
+    "subject",
+    "text",
+    "html",
+    "file",
+    "recipients_text",
+    "email_column",
+)
 
 
 @router.get("/campaigns/new")
@@ -41,6 +58,7 @@ def campaign_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
             "aliases": aliases,
             "v": {"alias_id": default},
             "errors": {},
+            "info": None,
         },
     )
 
@@ -55,7 +73,7 @@ def _renamed(errors: dict[str, str], form: FormData) -> dict[str, str]:
 
 def _preview(form: FormData, settings: Settings) -> dict[str, Any]:
     """The letter as recipient number ``preview_index`` of the list gets it."""
-    letter = letter_from_form(form, paste_box=True, max_bytes=MAX_UPLOAD)
+    letter = letter_from_form(form, paste_box=True, limits=CsvLimits.of(settings))
     wanted = text(form, "preview_index")
     index, row, count = nth_recipient(letter.rows, int(wanted) if wanted.isdigit() else 1)
     t = letter.templates
@@ -86,6 +104,30 @@ async def campaign_preview(request: Request, ctx: WebCtx, actor: WebActor, form:
     return page(request, "mail/_preview.html", {**shown, "errors": errors})
 
 
+def _list_summary(form: FormData, limits: CsvLimits) -> ListSummary | None:
+    """The chosen file or the pasted list, summarized; None when there is neither."""
+    try:
+        rows = recipients_from_upload(
+            form.get("file"),
+            pasted=raw_text(form, "recipients_text"),
+            email_column=text(form, "email_column") or None,
+            limits=limits,
+        )
+    except TooLarge as exc:
+        return ListSummary(problem=exc.problems[0].msg)
+    except ValidationFailed:
+        return None  # nothing chosen or pasted yet
+    return summarize(rows)
+
+
+@router.post("/campaigns/columns")
+async def campaign_columns(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    """The recipient counter, merge fields and address column of the list (a fragment)."""
+    info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
+    chosen = text(form, "email_column")
+    return page(request, "mail/_csv_info.html", {"info": info, "chosen": chosen})
+
+
 @router.post("/campaigns")
 async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     errors: dict[str, str] = {}
@@ -93,7 +135,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
     refused: RateLimited | None = None
     try:
         letter = await run_in_threadpool(
-            letter_from_form, form, paste_box=True, max_bytes=MAX_UPLOAD
+            letter_from_form, form, paste_box=True, limits=CsvLimits.of(ctx.settings)
         )
         created = await run_in_threadpool(
             create_campaign,
@@ -132,10 +174,12 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
         values["alias_id"] = int(text(form, "alias_id") or 0)
+        values["email_column"] = text(form, "email_column")
+        info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
         return page(
             request,
             "mail/campaign_new.html",
-            {"aliases": aliases, "v": values, "errors": errors},
+            {"aliases": aliases, "v": values, "errors": errors, "info": info},
             status_code=status_code,
             headers=headers,
         )
@@ -164,11 +208,32 @@ def progress_numbers(c: CampaignOut) -> dict[str, Any]:
         per_minute = c.counts.get(MessageStatus.SENT, 0) * 60 / elapsed
     return {
         "done": done,
+        "summary": outcome_summary(c.counts, cancelled=c.status == CampaignStatus.CANCELLED),
         "percent": percent,
         "per_minute": round(per_minute, 1),
         "eta": None if eta is None else _duration(eta),
-        "live": c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED),
+        # A cancelled letter stays live while a message handed to the server finishes.
+        "live": c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED) or waiting > 0,
     }
+
+
+# The order outcomes are told in: "10 sent · 2 failed · 8 cancelled".
+_OUTCOMES = (
+    MessageStatus.SENT,
+    MessageStatus.FAILED,
+    MessageStatus.BOUNCED,
+    MessageStatus.UNKNOWN,
+    MessageStatus.CANCELLED,
+)
+
+
+def outcome_summary(counts: dict[str, int], *, cancelled: bool = False) -> str:
+    """What became of a letter's messages, in words: ``10 sent · 10 cancelled``."""
+    told = [f"{counts[s]:,} {s.value}" for s in _OUTCOMES if counts.get(s)]
+    waiting = sum(counts.get(s, 0) for s in ACTIVE)
+    if waiting:
+        told.append(f"{waiting:,} " + ("still being sent" if cancelled else "to go"))
+    return " · ".join(told) or "nothing sent yet"
 
 
 def _duration(seconds: float) -> str:
@@ -183,11 +248,14 @@ def _duration(seconds: float) -> str:
 @router.get("/campaigns/{campaign_id}")
 def campaign_page(request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int) -> Response:
     c = _campaign(ctx, actor, campaign_id)
-    ctx_vars = {"c": c, "p": progress_numbers(c), "statuses": STATUSES}
+    ctx_vars: dict[str, Any] = {"c": c, "p": progress_numbers(c), "statuses": STATUSES}
     if is_htmx(request):
         response = page(request, "mail/_campaign_progress.html", ctx_vars)
         response.headers["HX-Trigger"] = "campaign-progress"
         return response
+    with ctx.db.read() as s:
+        skipped = history.skipped_lines(s, progress.get_campaign(s, actor, campaign_id))
+    ctx_vars["skipped_count"], ctx_vars["skipped"] = skipped
     return page(request, "mail/campaign.html", ctx_vars)
 
 

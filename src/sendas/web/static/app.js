@@ -112,23 +112,62 @@
     if (msg && !window.confirm(msg)) ev.preventDefault();
   }, true);
 
-  /* Recipients typed or pasted: keep the counter beside the box up to date. */
-  function initRecipients() {
-    var box = $("#f-recipients_text"), out = $("#recipients-count");
-    if (!box || !out) return;
-    function count() {
-      var lines = box.value.split(/\r?\n/).filter(function (l) { return l.trim(); });
-      var header = lines.length && !/@/.test(lines[0].split(",")[0]);
-      var n = Math.max(0, lines.length - (header ? 1 : 0));
-      out.textContent = n + (n === 1 ? " recipient" : " recipients");
-    }
-    box.addEventListener("input", count);
-    count();
+  /* Merge field buttons of a form letter: insert {{ name }} where the user was typing
+     (the subject, the message or the HTML version; the message by default). */
+  function initMergeChips() {
+    var form = $("#campaign-form");
+    if (!form) return;
+    var last = $("#f-text");
+    form.addEventListener("focusin", function (ev) {
+      if (ev.target.matches && ev.target.matches("#f-subject, #f-text, #f-html")) last = ev.target;
+    });
+    form.addEventListener("click", function (ev) {
+      var chip = ev.target.closest && ev.target.closest("[data-insert]");
+      if (!chip || !last) return;
+      var box = last, text = chip.getAttribute("data-insert");
+      var start = box.selectionStart === null ? box.value.length : box.selectionStart;
+      var end = box.selectionEnd === null ? start : box.selectionEnd;
+      box.focus();
+      box.setRangeText(text, start, end, "end");
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+    });
   }
+
+  /* A form letter's progress: the numbers refresh in place (hx-select); when the status
+     changes the whole section is reloaded, and a button used to pause, resume or cancel
+     hands keyboard focus to the button that replaces it. */
+  var progressFocus = false, focusedId = null;
+  document.addEventListener("htmx:beforeSwap", function (ev) {
+    var target = ev.detail && ev.detail.target;
+    if (target && target.id === "progress") {
+      progressFocus = target.contains(document.activeElement) && document.activeElement !== document.body;
+    }
+    /* The recipient list's summary is redrawn when its column is chosen: keep that focus. */
+    focusedId = target && target.id === "csv-info" && target.contains(document.activeElement) ?
+      document.activeElement.id : null;
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (focusedId && document.getElementById(focusedId)) document.getElementById(focusedId).focus();
+    focusedId = null;
+    var section = $("#progress"), numbers = $("#progress-numbers");
+    if (!section || !numbers) return;
+    if (progressFocus) {
+      progressFocus = false;
+      var button = $("#progress-controls button");
+      if (button) button.focus();
+    }
+    var poll = $("#progress-poll");
+    if (poll && numbers.getAttribute("data-live") === "no") poll.remove();  // nothing moves now
+    var now = numbers.getAttribute("data-status");
+    if (now && now !== section.getAttribute("data-status") && window.htmx) {
+      section.setAttribute("data-status", now);  // one reload per change
+      window.htmx.ajax("GET", section.getAttribute("data-url"), {target: "#progress", swap: "outerHTML"});
+    }
+  });
 
   document.addEventListener("DOMContentLoaded", function () {
     initAliasForm();
-    initRecipients();
+    initMergeChips();
     serverWarning();
   });
 })();
