@@ -28,6 +28,7 @@ from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
+from sendas.outbox.audit import sent_copy_login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver
 from sendas.outbox.lanes import acquire_lanes, heartbeat
@@ -163,7 +164,13 @@ class Worker:
         async with self._copy_slots:
             outcome = await append_to_sent(imap, raw)
         detail = outcome.reason or outcome.hint
-        await self._tx.run(lambda s: record_sent_copy(s, message_id, outcome.status, detail))
+
+        def record(s: Session) -> None:
+            record_sent_copy(s, message_id, outcome.status, detail)
+            if outcome.step == "login":
+                sent_copy_login_refused(s, message_id, imap.host, imap.port)
+
+        await self._tx.run(record)
 
 
 async def embedded_worker_hook(ctx: AppContext) -> Callable[[], Awaitable[None]]:
