@@ -10,8 +10,6 @@ keep Bcc out of the headers while putting it in the envelope.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,19 +23,14 @@ import idna
 
 from sendas import mime_fast
 from sendas.errors import SmtpUtf8Required, ValidationFailed
+from sendas.header_text import header_text_problem
 
 # Write the common shapes directly (sendas.mime_fast, ~20x faster than the email package);
 # the email package stays the fallback and the reference the tests compare against.
 FAST_PATH = True
 
-# RFC 5322 line limit; a header value longer than this is refused outright.
-MAX_HEADER_VALUE = 998
 # RFC 5321: 64 octets of local part, 255 of domain; a path is at most 256 including <>.
 MAX_ADDRESS = 254
-
-# Text shaped like an RFC 2047 encoded word. The email package (and every mail reader) would
-# decode it instead of showing it, so "=?utf-8?q?Bcc=3A_x?=" would read "Bcc: x".
-_ENCODED_WORD = re.compile(r"=\?[^?]*\?[^?]*\?[^?]*\?=")
 
 # Bodies always go out 7-bit clean (quoted-printable or base64), so no 8BITMIME is needed.
 _ASCII_POLICY = email_policy.SMTP.clone(cte_type="7bit")
@@ -223,16 +216,9 @@ def _header_address(address: str, display_name: str = "") -> Address:
 
 def _header_text(field_name: str, value: str) -> str:
     """A value bound for a header: no control characters or line separators, not too long."""
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
-            what = "a line break" if ch in "\r\n\x85\u2028\u2029" else "a control character"
-            raise ValidationFailed.one(field_name, f"must not contain {what} (U+{ord(ch):04X})")
-    if _ENCODED_WORD.search(value):
-        raise ValidationFailed.one(
-            field_name, "must not contain text of the form =?charset?encoding?text?="
-        )
-    if len(value) > MAX_HEADER_VALUE:
-        raise ValidationFailed.one(field_name, f"is longer than {MAX_HEADER_VALUE} characters")
+    problem = header_text_problem(value)
+    if problem is not None:
+        raise ValidationFailed.one(field_name, problem)
     return value
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sendas.config import Settings
 from sendas.db.engine import Database, make_engine
 from sendas.db.migrate import upgrade
+from sendas.private_files import private_dir
 from sendas.secrets import SecretBox, make_secret_box
 
 
@@ -19,7 +20,7 @@ class AppContext:
 
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> AppContext:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
         engine = make_engine(settings.effective_database_url)
         if migrate:
             upgrade(engine)

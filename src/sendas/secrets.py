@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from pydantic import SecretStr
 
 from sendas.errors import ConfigError, SecretKeyError
+from sendas.private_files import private_dir
 
 
 def _parse_keys(text: str) -> list[str]:
@@ -32,7 +33,7 @@ def _parse_keys(text: str) -> list[str]:
 
 def write_key_file(path: Path, keys: list[str]) -> None:
     """Write keys atomically with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -24,11 +24,12 @@ def test_imap_account_crud_and_port_defaults(client: TestClient, alice: Person):
     assert acc["imap_server"] == "imap.example.com:993"
     assert acc["password_set"] is True and "password" not in acc
     assert acc["sent_folder"] == "Sent Items"
-    r = client.patch(
-        f"/api/imap-accounts/{acc['id']}",
-        json={"tls": "starttls", "imap_server": "imap.example.com"},
-        headers=alice.headers,
-    )
+    # Port 143 with STARTTLS is another place to send the password: it must be typed again.
+    change = {"tls": "starttls", "imap_server": "imap.example.com"}
+    r = client.patch(f"/api/imap-accounts/{acc['id']}", json=change, headers=alice.headers)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "password"]
+    change["password"] = "imap-pw-1"
+    r = client.patch(f"/api/imap-accounts/{acc['id']}", json=change, headers=alice.headers)
     assert r.json()["imap_server"] == "imap.example.com:143"
     assert r.json()["password_set"] is True
 

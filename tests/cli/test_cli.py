@@ -332,3 +332,20 @@ def test_oauth_configure_and_show(run):
     assert (
         text.exit_code == 0 and "[google]" in text.output and "cli-secret-value" not in text.output
     )
+
+
+def test_alias_edit_of_the_server_asks_for_the_password_again(run):
+    run("user", "add", "p@example.com", "--name", "P")
+    add = ("alias", "add", "--user", "p@example.com", "--description", "Work", "--from",
+           "p@example.com", "--server", "mail.example.test:587", "--username", "p",
+           "--password-stdin")  # fmt: skip
+    assert run(*add, input="stored password\n").exit_code == 0
+    edit = ("alias", "edit", "--user", "p@example.com", "1", "--server", "mail.other.test:587")
+    r = run(*edit)
+    assert r.exit_code == 2
+    assert "smtp_password: the server changed: enter the password again" in r.stderr
+    assert "--password-stdin" in r.stderr and "stored password" not in r.output
+    listed = run("alias", "list", "--user", "p@example.com", "--json")
+    assert json.loads(listed.stdout)[0]["smtp_server"] == "mail.example.test:587"
+    r = run(*edit, "--password-stdin", input="new password\n")
+    assert r.exit_code == 0, r.output

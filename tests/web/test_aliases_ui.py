@@ -153,3 +153,36 @@ def test_writes_without_csrf_token_are_refused(page: Any, live_server: LiveServe
     outsider = httpx.post(live_server.url + "/aliases/save", data={"csrf": token})
     assert outsider.status_code == 303
     assert outsider.headers["location"] == "/login"
+
+
+def test_a_new_server_needs_the_password_again(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    from tests.servers.process import free_port
+
+    login(page, live_server.new_user("rebind"))
+    page.goto("/aliases/new")
+    fill_alias(page, mail_sink, "Bound", password=SMTP_PASSWORD)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/aliases")
+    page.get_by_role("link", name="Edit alias Bound").click()
+    page.wait_for_url(re.compile(r"/aliases/\d+$"))
+    edit_url = page.url
+    elsewhere = f"127.0.0.1:{free_port()}"
+    page.get_by_label("SMTP Server:Port").fill(elsewhere)
+
+    # Test Connection of the unsaved change: not with the stored password.
+    page.get_by_role("button", name="Test Connection").click()
+    error = page.locator("#err-smtp_password").filter(has_text=re.compile(".+"))
+    error.wait_for()
+    assert "enter the password again" in error.inner_text()
+    assert "Not tested" in page.locator("#test-result").inner_text()
+
+    # Save: refused at the password field, what was typed stays.
+    page.get_by_role("button", name="Save").click()
+    error = page.locator("#err-smtp_password").filter(has_text=re.compile(".+"))
+    error.wait_for()
+    assert "the server changed: enter the password again" in error.inner_text()
+    assert page.get_by_label("SMTP Server:Port").input_value() == elsewhere
+    page.goto(edit_url)
+    assert page.get_by_label("SMTP Server:Port").input_value() == mail_sink.server  # unchanged

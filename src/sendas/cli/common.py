@@ -21,6 +21,7 @@ from sendas.context import AppContext
 from sendas.errors import NotFound, SendasError, ValidationFailed
 from sendas.services import users as user_service
 from sendas.services.common import Actor
+from sendas.services.secret_binding import SERVER_CHANGED, TLS_CHANGED
 from sendas.validation import field_problems, problem_text
 
 out = Console()
@@ -57,7 +58,14 @@ def context(*, migrate: bool = True) -> Iterator[AppContext]:
 
 
 def _problems_text(exc: ValidationFailed) -> str:
-    return "; ".join(f"{p.loc[-1]}: {p.msg}" for p in exc.problems)
+    return "; ".join(f"{p.loc[-1]}: {p.msg}{_cli_hint(p.msg)}" for p in exc.problems)
+
+
+def _cli_hint(msg: str) -> str:
+    """How to do at the command line what the message asks for."""
+    if msg in (SERVER_CHANGED, TLS_CHANGED):
+        return " (give it on standard input with --password-stdin)"
+    return ""
 
 
 def build(model: Callable[..., T], **values: Any) -> T:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, Lane, Message, SystemOutgoing
+from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.tables import running_campaign
 from sendas.statuses import READY
@@ -153,8 +154,12 @@ def lane_needs_attention(session: Session, lane: str, reason: str, now: datetime
         alias = session.get(Alias, alias_id)
         if alias is not None:
             alias.needs_reauth = True
+            login_refused(session, alias, during="send")
     else:
         row.paused_until = now + timedelta(minutes=5)
+        system = session.get(SystemOutgoing, 1)
+        if system is not None:
+            login_refused(session, system, during="send")
 
 
 def resume_after_sign_in(session: Session, alias_id: int) -> None:

@@ -28,6 +28,7 @@ from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
+from sendas.outbox.audit import sent_copy_login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver, reauth_reason
 from sendas.outbox.lanes import acquire_lanes, heartbeat, lane_needs_attention
@@ -169,7 +170,13 @@ class Worker:
         async with self._copy_slots:
             outcome = await append_to_sent(imap, raw)
         detail = outcome.reason or outcome.hint
-        await self._tx.run(lambda s: record_sent_copy(s, message_id, outcome.status, detail))
+
+        def record(s: Session) -> None:
+            record_sent_copy(s, message_id, outcome.status, detail)
+            if outcome.step == "login" and not outcome.needs_reauth:
+                sent_copy_login_refused(s, message_id, imap.host, imap.port)
+
+        await self._tx.run(record)
         if outcome.needs_reauth:
             # The XOAUTH2 login found the grant revoked (the alias is flagged already): the
             # lane waits for a reconnect, as when SMTP finds it; the sent message stays sent.

@@ -17,6 +17,7 @@ from sendas.schemas.fields import (
     AuthMethod,
     DelayMs,
     Email,
+    HeaderName,
     HeaderText,
     Password,
     PemText,
@@ -117,7 +118,7 @@ class AliasPatch(SmtpFields):
     """Every field optional: absent keeps the stored value (``smtp_password`` too)."""
 
     description: ShortText | None = None
-    alias_name: ShortText | None = None
+    alias_name: HeaderName | None = None
     from_address: Email | None = None
     reply_to: Email | None = None
     imap_account_id: int | None = None
@@ -199,7 +200,7 @@ class ImapOut(BaseModel):
 
 class SystemOutgoingIn(SmtpFields):
     from_address: Email | None = None
-    from_name: ShortText | None = None
+    from_name: HeaderName | None = None
     reply_to: Email | None = None
     delay_ms: DelayMs | None = None
 

@@ -16,6 +16,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from sendas.header_text import header_text_problem
 from sendas.validation import at_most
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
@@ -34,6 +35,15 @@ def header_safe(value: str) -> str:
     return value
 
 
+def header_bound(value: str) -> str:
+    """Refuse what the message builder would refuse in a header (sendas.header_text): the
+    same check at save time, so a saved alias can always send."""
+    problem = header_text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
 def check_email(value: str) -> ValidatedEmail:
     """The one address check of sendas: syntax only (no DNS). Raises EmailNotValidError.
 
@@ -47,7 +57,7 @@ def check_email(value: str) -> ValidatedEmail:
 
 def normalize_email(value: str) -> str:
     """Validate syntax only (no DNS) and return the address with a Unicode domain."""
-    header_safe(value)
+    header_bound(value)
     try:
         result = check_email(value)
     except EmailNotValidError as exc:
@@ -88,6 +98,10 @@ HeaderText = Annotated[str, StringConstraints(max_length=HEADER_MAX), AfterValid
 ShortText = Annotated[
     str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(header_safe)
 ]
+HeaderName = Annotated[
+    str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(header_bound)
+]
+"""A display name bound for a header (Alias Name, From name)."""
 Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normalize_email)]
 Password = Annotated[SecretStr, Field(max_length=1000), AfterValidator(strip_password)]
 DELAY_MS_MAX = 3_600_000

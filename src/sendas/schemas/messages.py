@@ -129,9 +129,37 @@ class LetterStrict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=1_000_000)
 
 
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """The merge field (``name`` or ``name.0``) whose text holds a lone surrogate, if any:
+    JSON can spell one (``"\\ud800"``) but it is not text and cannot be stored or sent."""
+    if isinstance(value, str):
+        return path if any("\ud800" <= ch <= "\udfff" for ch in value) else None
+    children: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if _lone_surrogate(str(key), "") is not None:
+                return f"{path}.{key!a}".lstrip(".")
+            children.append((f"{path}.{key}".lstrip("."), item))
+    elif isinstance(value, list):
+        children = [(f"{path}.{i}", item) for i, item in enumerate(value)]
+    for child_path, item in children:
+        found = _lone_surrogate(item, child_path)
+        if found is not None:
+            return found
+    return None
+
+
 class RecipientIn(LetterStrict):
     email: str = Field(max_length=320)
     fields: dict[str, Any] = {}
+
+    @field_validator("fields")
+    @classmethod
+    def _valid_text(cls, v: dict[str, Any]) -> dict[str, Any]:
+        bad = _lone_surrogate(v, "")
+        if bad is not None:
+            raise ValueError(f"{bad} is not valid text (it holds a lone surrogate code point)")
+        return v
 
 
 class CampaignTemplatesIn(LetterStrict):

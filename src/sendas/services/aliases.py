@@ -16,6 +16,7 @@ from sendas.outbox import settle
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.services.secret_binding import Destination, rebinding_problem
 from sendas.smtp import server_warnings
 
 # Where "Sign in with Google/Microsoft" aliases submit, when the user gave no server.
@@ -104,11 +105,13 @@ def apply_fields(
     Every field is checked before anything is raised, so one reply lists all the problems.
     """
     fields = data.model_fields_set
+    before = destination(alias)
     problems = _apply_identity(session, alias, data, creating=creating)
     _apply_connection(alias, data)
     problems += _apply_imap_link(session, alias, data)
     warnings, server_problems = _apply_server(alias, data)
     problems += server_problems
+    problems += _keep_password_bound(alias, data, before)
     _apply_password(alias, data, box)
     if not problems:
         problems = _missing_for_password(alias)
@@ -189,6 +192,29 @@ def _apply_server(alias: Alias, data: AliasPatch) -> tuple[list[str], list[Field
     if alias.auth in PROVIDER_SERVERS and not alias.smtp_host:
         alias.smtp_host, alias.smtp_port, alias.tls = PROVIDER_SERVERS[alias.auth]
     return [], []
+
+
+def destination(alias: Alias) -> Destination:
+    """Where the alias's stored password is sent."""
+    return Destination.of(
+        alias.smtp_host, alias.smtp_port, alias.tls, alias.allow_plaintext_auth, alias.ca_bundle
+    )
+
+
+def _keep_password_bound(alias: Alias, data: AliasPatch, before: Destination) -> list[FieldProblem]:
+    """A stored password follows no change of server or TLS: the owner types it again.
+
+    An alias that signs in with Google or Microsoft does not use it: it is dropped instead.
+    """
+    if not alias.smtp_password_enc or "smtp_password" in data.model_fields_set:
+        return []
+    problem = rebinding_problem(before, destination(alias), "smtp_password")
+    if problem is None:
+        return []
+    if alias.auth != "password":
+        alias.smtp_password_enc = None
+        return []
+    return [problem]
 
 
 def _apply_password(alias: Alias, data: AliasPatch, box: SecretBox | None) -> None:

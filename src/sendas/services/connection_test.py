@@ -19,7 +19,7 @@ from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, System
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
-from sendas.services.common import Actor
+from sendas.services.common import Actor, audit, format_server
 from sendas.smtp import TokenProvider, probe
 from sendas.steps import StepRecorder
 
@@ -127,11 +127,17 @@ def _transient_alias(
         stored = alias_service.get_alias(session, actor, alias_id)
         alias = _copy(stored)
     else:
+        # Every column a test reads gets its default, as an INSERT would give it.
         alias = Alias(
             user_id=actor.id,
             tls=data.tls or "auto",
             auth=data.auth or "password",
             allow_plaintext_auth=False,
+            smtp_host="",
+            smtp_port=587,
+            smtp_username="",
+            alias_name="",
+            from_address="",
         )
     fields = data.model_fields_set - {"description", "is_default"}
     changes = AliasPatch.model_construct(fields, **{k: getattr(data, k) for k in fields})
@@ -151,7 +157,70 @@ async def check_alias_settings(
     """
     with ctx.db.scratch() as session:
         alias, imap = _transient_alias(session, ctx, actor, data, alias_id)
-    return _stamp(await _probe_row(ctx, alias, imap))
+    result = _stamp(await _probe_row(ctx, alias, imap))
+    with ctx.db.write() as session:
+        _audit_alias_test(session, actor, alias, imap, result, alias_id, saved=False)
+    return result
+
+
+def _failed_login_step(result: ConnectionTestResult) -> str | None:
+    """``smtp`` or ``imap`` when the test stopped because a server refused the sign-in."""
+    if result.ok:
+        return None
+    return {"auth": "smtp", "imap_login": "imap", "login": "imap"}.get(result.step or "")
+
+
+def _outcome(result: ConnectionTestResult, server: str, saved: bool) -> dict[str, Any]:
+    """An audit event's detail: where, what, how it ended; never a secret or a reply."""
+    return {
+        "server": server,
+        "settings": "saved" if saved else "unsaved",
+        "outcome": result.status,
+        "step": result.step,
+    }
+
+
+def _audit_alias_test(
+    session: Session,
+    actor: Actor,
+    alias: Alias,
+    imap: ImapAccount | None,
+    result: ConnectionTestResult,
+    alias_id: int | None,
+    *,
+    saved: bool,
+) -> None:
+    """Record a Test Connection of an alias, and a refused sign-in as its own event."""
+    server = format_server(alias.smtp_host, alias.smtp_port)
+    detail = _outcome(result, server, saved)
+    if imap is not None:
+        detail["imap_account_id"] = imap.id
+    audit(session, actor, "alias.test", "alias", alias_id, owner_id=actor.id, detail=detail)
+    refused = _failed_login_step(result)
+    if refused == "smtp":
+        detail = {"server": server, "during": "test", "step": "auth"}
+        audit(
+            session, actor, "alias.auth_failed", "alias", alias_id, owner_id=actor.id, detail=detail
+        )
+    elif refused == "imap" and imap is not None:
+        _audit_imap_refused(session, actor, imap)
+
+
+def _audit_imap_refused(session: Session, actor: Actor, acc: ImapAccount) -> None:
+    detail = {
+        "server": format_server(acc.imap_host, acc.imap_port),
+        "during": "test",
+        "step": "login",
+    }
+    audit(
+        session,
+        actor,
+        "imap.auth_failed",
+        "imap_account",
+        acc.id,
+        owner_id=acc.user_id,
+        detail=detail,
+    )
 
 
 async def check_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> ConnectionTestResult:
@@ -163,6 +232,7 @@ async def check_saved_alias(ctx: AppContext, actor: Actor, alias_id: int) -> Con
     with ctx.db.write() as session:
         stored = alias_service.get_alias(session, actor, alias_id)
         stored.last_test = _stored(result)
+        _audit_alias_test(session, actor, alias, imap, result, alias_id, saved=True)
     return result
 
 
@@ -183,6 +253,13 @@ async def check_imap_account(
     result = _stamp(await probe_imap(_imap_endpoint(ctx, acc, provider)))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
+        server = format_server(acc.imap_host, acc.imap_port)
+        detail = _outcome(result, server, saved=True)
+        audit(
+            session, actor, "imap.test", "imap_account", acc.id, owner_id=acc.user_id, detail=detail
+        )
+        if _failed_login_step(result) == "imap":
+            _audit_imap_refused(session, actor, acc)
     return result
 
 
@@ -197,7 +274,23 @@ async def check_system_outgoing(
             system_service.update_system_outgoing(session, actor, data, ctx.secrets)
         snapshot = _copy(row)
     result = _stamp(await _probe_row(ctx, snapshot, None))
-    if data is None or not data.model_fields_set:
-        with ctx.db.write() as session:
+    saved = data is None or not data.model_fields_set
+    with ctx.db.write() as session:
+        if saved:
             system_service.get_settings_row(session).last_test = _stored(result)
+        server = format_server(snapshot.smtp_host, snapshot.smtp_port)
+        target = ("system_outgoing", system_service.SYSTEM_ID)
+        audit(
+            session,
+            actor,
+            "system_outgoing.test",
+            *target,
+            owner_id=None,
+            detail=_outcome(result, server, saved),
+        )
+        if _failed_login_step(result) == "smtp":
+            detail = {"server": server, "during": "test", "step": "auth"}
+            audit(
+                session, actor, "system_outgoing.auth_failed", *target, owner_id=None, detail=detail
+            )
     return result

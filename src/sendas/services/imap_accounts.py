@@ -10,6 +10,7 @@ from sendas.errors import Conflict, FieldProblem, NotFound, ValidationFailed
 from sendas.schemas import ImapCreate, ImapOut, ImapPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.services.secret_binding import Destination, rebinding_problem
 
 # Without a port, follow the TLS mode: 993 implicit TLS, 143 STARTTLS or plain.
 IMAP_DEFAULT_PORTS = {"implicit": 993, "auto": 993, "starttls": 143, "none": 143}
@@ -53,8 +54,16 @@ def _parse_imap_server(text: str, tls: str) -> tuple[str, int]:
     return host, port
 
 
+def destination(acc: ImapAccount) -> Destination:
+    """Where the account's stored password is sent."""
+    return Destination.of(
+        acc.imap_host, acc.imap_port, acc.tls, acc.allow_plaintext_auth, acc.ca_bundle
+    )
+
+
 def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
     fields = data.model_fields_set
+    before = destination(acc)
     if "tls" in fields and data.tls:
         acc.tls = data.tls
     if "imap_server" in fields:
@@ -73,9 +82,18 @@ def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
         acc.ca_bundle = data.ca_bundle or None
     if "allow_plaintext_auth" in fields and data.allow_plaintext_auth is not None:
         acc.allow_plaintext_auth = data.allow_plaintext_auth
-    if "password" in fields:
+    _apply_password(acc, data, box, before)
+
+
+def _apply_password(acc: ImapAccount, data: ImapPatch, box: SecretBox, before: Destination) -> None:
+    """A new password, or the stored one if the server it goes to stays the same."""
+    if "password" in data.model_fields_set:
         pw = data.password.get_secret_value() if data.password else ""
         acc.password_enc = box.encrypt(pw) if pw else None
+    elif acc.password_enc:
+        problem = rebinding_problem(before, destination(acc), "password")
+        if problem is not None:
+            raise ValidationFailed([problem])
 
 
 def create_imap_account(

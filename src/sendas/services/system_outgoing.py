@@ -11,6 +11,7 @@ from sendas.errors import FieldProblem, ValidationFailed
 from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.services.secret_binding import Destination, rebinding_problem
 from sendas.smtp import server_warnings
 
 SYSTEM_ID = 1
@@ -58,6 +59,23 @@ def system_out(row: SystemOutgoing) -> SystemOutgoingOut:
     )
 
 
+def destination(row: SystemOutgoing) -> Destination:
+    """Where the stored password is sent."""
+    return Destination.of(
+        row.smtp_host, row.smtp_port, row.tls, row.allow_plaintext_auth, row.ca_bundle
+    )
+
+
+def _problems(row: SystemOutgoing, before: Destination, fields: set[str]) -> list[FieldProblem]:
+    problems: list[FieldProblem] = []
+    if row.smtp_host and not row.from_address:
+        problems.append(FieldProblem(("body", "from_address"), "is required"))
+    if row.smtp_password_enc and "smtp_password" not in fields:
+        rebound = rebinding_problem(before, destination(row), "smtp_password")
+        problems += [rebound] if rebound else []
+    return problems
+
+
 def update_system_outgoing(
     session: Session, actor: Actor, data: SystemOutgoingIn, box: SecretBox
 ) -> SystemOutgoing:
@@ -66,6 +84,7 @@ def update_system_outgoing(
     row = get_settings_row(session)
     session.add(row)  # a no-op once the row exists
     fields = data.model_fields_set
+    before = destination(row)
     if "tls" in fields and data.tls:
         row.tls = data.tls
     for name in ("from_address", "from_name", "smtp_username"):
@@ -89,8 +108,9 @@ def update_system_outgoing(
     if "smtp_password" in fields:
         pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
         row.smtp_password_enc = box.encrypt(pw) if pw else None
-    if row.smtp_host and not row.from_address:
-        raise ValidationFailed([FieldProblem(("body", "from_address"), "is required")])
+    problems = _problems(row, before, fields)
+    if problems:
+        raise ValidationFailed(problems)
     session.flush()
     audit(
         session,

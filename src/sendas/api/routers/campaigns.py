@@ -7,6 +7,7 @@ twice by the service (validate, then insert), never held in memory as a list.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
@@ -38,6 +39,20 @@ router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
 def _problems(exc: ValidationError) -> ValidationFailed:
     return ValidationFailed(field_problems(exc, loc_prefix=("body",)))
+
+
+def _named(exc: ValidationError, raw: bytes) -> ValidationError:
+    """Pydantic's JSON parser calls a lone surrogate (``"\\ud800"``) invalid JSON without
+    saying where; Python's parser takes it, and validating that names the field."""
+    if [e["type"] for e in exc.errors()] != ["json_invalid"]:
+        return exc
+    try:
+        CampaignCreate.model_validate(json.loads(raw))
+    except ValidationError as named:
+        return named
+    except ValueError:  # really not JSON
+        return exc
+    return exc
 
 
 @router.post(
@@ -108,10 +123,11 @@ async def create_campaign(
             )
         finally:
             await form.close()
+    raw = await request.body()
     try:
-        body = CampaignCreate.model_validate_json(await request.body())
+        body = CampaignCreate.model_validate_json(raw)
     except ValidationError as exc:
-        raise _problems(exc) from None
+        raise _problems(_named(exc, raw)) from None
     return await run_in_threadpool(
         create,
         ctx.db,
