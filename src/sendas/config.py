@@ -47,6 +47,20 @@ class Settings(BaseSettings):
         default=None,
         description="Key signing web session cookies; unset: derived from the secret key.",
     )
+    tls_detect_wait: float = Field(
+        default=2.5,
+        gt=0,
+        le=30,
+        description="Seconds 'Automatic' encryption waits for a server's greeting in Test "
+        "Connection before it speaks TLS to a silent server (ports 465/993 start with TLS).",
+    )
+    test_step_timeout: float = Field(
+        default=8.0,
+        gt=0,
+        le=120,
+        description="Seconds each step of a Test Connection (connect, TLS, greeting, each "
+        "reply) may take, so a wrong encryption mode fails fast.",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -15,6 +15,7 @@ from sendas.imap.providers import files_own_sent_copy
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
+from sendas.smtp.endpoint import DETECT_WAIT
 
 TokenProviders = Callable[[int], TokenProvider]
 """alias id -> token provider, for aliases that sign in with Google or Microsoft."""
@@ -26,6 +27,7 @@ def smtp_endpoint(
     *,
     timeout: float,
     token_provider: TokenProvider | None = None,
+    detect_wait: float = DETECT_WAIT,
 ) -> SmtpEndpoint:
     """The SMTP endpoint of an alias or of the database outgoing settings."""
     auth = row.auth if isinstance(row, Alias) else "password"
@@ -45,14 +47,21 @@ def smtp_endpoint(
         ca_bundle_pem=row.ca_bundle or None,
         allow_plaintext_auth=row.allow_plaintext_auth,
         timeout=timeout,
+        detect_wait=detect_wait,
     )
 
 
-def imap_endpoint(acc: ImapAccount, box: SecretBox, *, timeout: float) -> ImapEndpoint:
+def imap_endpoint(
+    acc: ImapAccount, box: SecretBox, *, timeout: float, detect_wait: float = DETECT_WAIT
+) -> ImapEndpoint:
     """The IMAP endpoint of an account (an account without a password gets an empty one)."""
     password = box.decrypt(acc.password_enc) if acc.password_enc else SecretStr("")
     return ImapEndpoint.for_account(
-        acc, password, timeout=timeout, allow_plaintext_password=acc.allow_plaintext_auth
+        acc,
+        password,
+        timeout=timeout,
+        allow_plaintext_password=acc.allow_plaintext_auth,
+        detect_wait=detect_wait,
     )
 
 

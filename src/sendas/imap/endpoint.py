@@ -24,7 +24,8 @@ IMAP_PORT = 143
 class ImapEndpoint:
     """One IMAP account's connection settings. Its repr never shows the password.
 
-    ``tls``: ``auto`` means implicit TLS on port 993 and STARTTLS on any other port; ``none``
+    ``tls``: ``auto`` means implicit TLS on port 993; on any other port a server that greets
+    gets STARTTLS and a silent one implicit TLS (:attr:`detects_tls`); ``none``
     is plain text (the password is then only sent when ``allow_plaintext_password`` is set).
     ``ca_bundle_pem`` adds trusted CA certificates (PEM) to the system store, for a private
     server. ``sent_folder`` names the Sent folder and disables discovery.
@@ -41,6 +42,8 @@ class ImapEndpoint:
     timeout: float = 30.0
     sent_folder: str | None = None
     allow_plaintext_password: bool = False
+    # How long ``auto`` waits for a greeting before speaking TLS to a silent server.
+    detect_wait: float = 2.5
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -49,8 +52,8 @@ class ImapEndpoint:
             raise ValueError("port must be between 1 and 65535")
         if self.tls not in get_args(TlsMode):
             raise ValueError(f"tls must be one of {', '.join(get_args(TlsMode))}")
-        if not self.timeout > 0:
-            raise ValueError("timeout must be positive")
+        if not self.timeout > 0 or not self.detect_wait > 0:
+            raise ValueError("timeout and detect_wait must be positive")
         if not isinstance(self.password, SecretStr):
             raise ValueError("password must be a SecretStr")
         for name in ("username", "sent_folder"):
@@ -68,6 +71,11 @@ class ImapEndpoint:
         return self.tls
 
     @property
+    def detects_tls(self) -> bool:
+        """``auto`` on a port other than 993: a greeting means STARTTLS, silence TLS."""
+        return self.tls == "auto" and self.port != IMAPS_PORT
+
+    @property
     def connect_host(self) -> str:
         """The host without IPv6 brackets."""
         return (
@@ -82,6 +90,7 @@ class ImapEndpoint:
         *,
         timeout: float = 30.0,
         allow_plaintext_password: bool = False,
+        detect_wait: float = 2.5,
     ) -> ImapEndpoint:
         """The endpoint of a stored IMAP account (its password decrypted by the caller)."""
         tls = account.tls if account.tls in get_args(TlsMode) else "auto"
@@ -95,6 +104,7 @@ class ImapEndpoint:
             timeout=timeout,
             sent_folder=account.sent_folder or None,
             allow_plaintext_password=allow_plaintext_password,
+            detect_wait=detect_wait,
         )
 
 

@@ -20,7 +20,7 @@ from email.policy import compat32
 
 from sendas.errors import MailConnectionError, TransportError
 from sendas.imap import replies
-from sendas.imap.endpoint import ImapEndpoint, tls_context
+from sendas.imap.endpoint import ImapEndpoint, ResolvedTlsMode, tls_context
 from sendas.imap.folders import (
     Folder,
     choose_sent_folder,
@@ -30,6 +30,7 @@ from sendas.imap.folders import (
     wire_name,
 )
 from sendas.imap.replies import Step, reply_text
+from sendas.net.tls_modes import IMPLICIT, STARTTLS, tls_label
 from sendas.steps import StepDraft, StepRecorder
 
 
@@ -46,6 +47,20 @@ class _PreconnectedIMAP4(imaplib.IMAP4):
         self.port = port
         self.sock = self._presock
         self.file = self.sock.makefile("rb")
+
+
+def _greets_within(sock: socket.socket, wait: float, timeout: float) -> bool:
+    """Whether the server sends anything (its greeting, left unread) within ``wait`` seconds;
+    a server that stays silent expects a TLS handshake. A closed link counts as an answer,
+    so the greeting step reports it."""
+    sock.settimeout(min(wait, timeout))
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except TimeoutError:
+        return False
+    finally:
+        sock.settimeout(timeout)
+    return True
 
 
 def _message_date(raw: bytes) -> str:
@@ -73,6 +88,8 @@ class ImapSession:
     folders: list[Folder] = field(default_factory=list)
     # Set when the link itself failed: LOGOUT would only wait for a reply that never comes.
     broken: bool = False
+    # The encryption the connection used (``auto`` resolved), once decided.
+    tls_found: ResolvedTlsMode | None = None
 
     @contextlib.contextmanager
     def _step(self, name: Step, detail: str = "") -> Iterator[StepDraft]:
@@ -96,23 +113,28 @@ class ImapSession:
         """TCP connect, TLS (implicit or STARTTLS) and the server greeting."""
         ep = self.endpoint
         mode = ep.tls_mode
-        with self._step("connect", f"{ep.host}:{ep.port} ({mode})"):
+        with self._step("connect", f"{ep.host}:{ep.port} ({tls_label(ep.tls)})"):
             try:
                 sock = socket.create_connection((ep.connect_host, ep.port), timeout=ep.timeout)
             except OSError as exc:
                 raise replies.connect_failure(exc, ep) from exc
+            silent = ep.detects_tls and not _greets_within(sock, ep.detect_wait, ep.timeout)
+            if ep.detects_tls:
+                mode = "implicit" if silent else "starttls"
+            self.tls_found = mode
             if mode != "implicit":
                 self.imap = self._greet(sock, "connect")
                 if mode == "none":
                     self._refresh_capabilities()
 
         if mode == "implicit":
-            with self._step("tls", "implicit TLS"):
+            how = f"{IMPLICIT} (the server was silent after connect)" if silent else IMPLICIT
+            with self._step("tls", how):
                 tls_sock = self._handshake(sock)
                 self.imap = self._greet(tls_sock, "tls")
                 self._refresh_capabilities()
         elif mode == "starttls":
-            with self._step("tls", "STARTTLS"):
+            with self._step("tls", STARTTLS):
                 self._starttls()
                 self._refresh_capabilities()
 

@@ -8,19 +8,38 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from sendas.compose import Sender
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.endpoints import imap_endpoint, smtp_endpoint
 from sendas.errors import ReauthRequired, TransportError
+from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import probe_imap
 from sendas.oauth.tokens import AliasTokens
-from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
+from sendas.schemas import (
+    AliasCreate,
+    AliasPatch,
+    ConnectionTestResult,
+    ImapPatch,
+    SystemOutgoingIn,
+)
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor
+from sendas.services.test_message import send_test_message
 from sendas.smtp import TokenProvider, probe
 from sendas.steps import StepRecorder
+
+
+def _test_imap_endpoint(ctx: AppContext, acc: ImapAccount) -> ImapEndpoint:
+    """The account's endpoint with Test Connection's short per-step timeout."""
+    return imap_endpoint(
+        acc,
+        ctx.secrets,
+        timeout=ctx.settings.test_step_timeout,
+        detect_wait=ctx.settings.tls_detect_wait,
+    )
 
 
 def _failed(step: str, hint: str) -> ConnectionTestResult:
@@ -46,7 +65,11 @@ async def _probe_row(
             return token_step
     try:
         endpoint = smtp_endpoint(
-            row, ctx.secrets, timeout=ctx.settings.smtp_timeout, token_provider=provider
+            row,
+            ctx.secrets,
+            timeout=ctx.settings.test_step_timeout,
+            token_provider=provider,
+            detect_wait=ctx.settings.tls_detect_wait,
         )
     except ValueError as exc:
         return _failed("settings", str(exc))
@@ -55,9 +78,7 @@ async def _probe_row(
         result = token_step.followed_by(result, prefix="")
     if not result.ok or imap is None:
         return result
-    imap_result = await probe_imap(
-        imap_endpoint(imap, ctx.secrets, timeout=ctx.settings.smtp_timeout)
-    )
+    imap_result = await probe_imap(_test_imap_endpoint(ctx, imap))
     return result.followed_by(imap_result, prefix="imap_")
 
 
@@ -157,9 +178,7 @@ async def check_imap_account(
     ``last_test``."""
     with ctx.db.read() as session:
         acc = imap_service.get_imap_account(session, actor, account_id)
-    result = _stamp(
-        await probe_imap(imap_endpoint(acc, ctx.secrets, timeout=ctx.settings.smtp_timeout))
-    )
+    result = _stamp(await probe_imap(_test_imap_endpoint(ctx, acc)))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
     return result
@@ -180,3 +199,54 @@ async def check_system_outgoing(
         with ctx.db.write() as session:
             system_service.get_settings_row(session).last_test = _stored(result)
     return result
+
+
+async def check_imap_settings(
+    ctx: AppContext, actor: Actor, data: ImapPatch, account_id: int | None = None
+) -> ConnectionTestResult:
+    """Test IMAP settings before saving them (nothing is written): log in, find Sent.
+
+    With ``account_id``, fields left out fall back to the stored account (the password too).
+    Raises ValidationFailed for malformed fields, NotFound for another user's account.
+    """
+    with ctx.db.scratch() as session:
+        if account_id is not None:
+            acc = _copy(imap_service.get_imap_account(session, actor, account_id))
+        else:
+            acc = ImapAccount(user_id=actor.id, tls=data.tls or "auto", allow_plaintext_auth=False)
+        imap_service.apply_fields(acc, data, ctx.secrets)
+    if not acc.imap_host:
+        return _stamp(_failed("settings", "Enter the IMAP server (host:port) first."))
+    if not acc.password_enc:
+        return _stamp(_failed("settings", "Enter the password first."))
+    try:
+        endpoint = _test_imap_endpoint(ctx, acc)
+    except ValueError as exc:
+        return _stamp(_failed("settings", str(exc)))
+    return _stamp(await probe_imap(endpoint))
+
+
+async def send_system_test(
+    ctx: AppContext, actor: Actor, to: str, data: SystemOutgoingIn | None = None
+) -> ConnectionTestResult:
+    """Send one test message to ``to`` with the database outgoing settings (unsaved changes
+    in ``data`` are used, not saved). Admin only."""
+    actor.require_admin()
+    with ctx.db.scratch() as session:
+        row = system_service.get_settings_row(session)
+        if data is not None and data.model_fields_set:
+            system_service.update_system_outgoing(session, actor, data, ctx.secrets)
+        snapshot = _copy(row)
+    if not snapshot.smtp_host or not snapshot.from_address:
+        return _stamp(_failed("settings", "Enter the SMTP server and the From address first."))
+    try:
+        endpoint = smtp_endpoint(
+            snapshot,
+            ctx.secrets,
+            timeout=ctx.settings.test_step_timeout,
+            detect_wait=ctx.settings.tls_detect_wait,
+        )
+    except ValueError as exc:
+        return _stamp(_failed("settings", str(exc)))
+    sender = Sender(snapshot.from_name, snapshot.from_address, snapshot.reply_to)
+    return _stamp(await send_test_message(endpoint, sender, to))

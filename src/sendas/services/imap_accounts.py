@@ -53,7 +53,7 @@ def _parse_imap_server(text: str, tls: str) -> tuple[str, int]:
     return host, port
 
 
-def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
+def apply_fields(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
     fields = data.model_fields_set
     if "tls" in fields and data.tls:
         acc.tls = data.tls
@@ -82,7 +82,7 @@ def create_imap_account(
     session: Session, actor: Actor, data: ImapCreate, box: SecretBox
 ) -> ImapAccount:
     acc = ImapAccount(user_id=actor.id, tls=data.tls or "auto")
-    _apply(acc, data, box)
+    apply_fields(acc, data, box)
     session.add(acc)
     session.flush()
     audit(
@@ -101,7 +101,7 @@ def update_imap_account(
     session: Session, actor: Actor, account_id: int, data: ImapPatch, box: SecretBox
 ) -> ImapAccount:
     acc = get_imap_account(session, actor, account_id)
-    _apply(acc, data, box)
+    apply_fields(acc, data, box)
     session.flush()
     audit(
         session,
