@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.net.tls_modes import tls_choices
 from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
@@ -55,11 +56,8 @@ ALIAS_FIELDS = (
     "ca_bundle",
     "auth",
 )
-TLS_CHOICES = (
-    ("auto", "Automatic (TLS on port 465, STARTTLS on other ports)"),
-    ("implicit", "TLS from the start (usually port 465)"),
-    ("starttls", "STARTTLS (usually port 587)"),
-)
+# "None" is the Disable SSL/TLS box, with its warning, not a choice in the list.
+TLS_CHOICES = tls_choices(465, 587)[:3]
 
 
 def oauth_state(session: Session) -> dict[str, dict[str, bool]]:
@@ -161,6 +159,7 @@ def _edit_page(
             "oauth": oauth,
             "presets": PRESETS,
             "tls_choices": TLS_CHOICES,
+            "imap_tls_choices": tls_choices(993, 143),
             "fields": ALIAS_FIELDS,
         },
         status_code=status_code,
@@ -376,5 +375,6 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
             "result": result,
             "errors": errors,
             "fields": ALIAS_FIELDS,
+            "tls_offer": data.get("tls") == "auto",
         },
     )
