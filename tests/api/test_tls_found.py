@@ -3,16 +3,27 @@ IMAP settings tested before saving; the database outgoing settings send a test m
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 
+from sendas.api import create_app
 from sendas.context import AppContext
 from sendas.net.tls_modes import IMPLICIT
-from tests.api.test_connection_test import alias_body, api  # noqa: F401  (the fixture)
+from tests.api.test_connection_test import alias_body
 from tests.conftest import Person
 from tests.servers.smtpd import PASSWORD, USER
+
+
+@pytest_asyncio.fixture
+async def api(ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(ctx.settings, ctx=ctx)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://sendas.test") as c:
+        yield c
 
 
 @pytest.fixture
