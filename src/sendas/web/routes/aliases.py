@@ -159,7 +159,6 @@ def _edit_page(
             "oauth": oauth,
             "presets": PRESETS,
             "tls_choices": TLS_CHOICES,
-            "imap_tls_choices": tls_choices(993, 143),
             "fields": ALIAS_FIELDS,
         },
         status_code=status_code,

@@ -75,6 +75,13 @@ def imap_new(request: Request, actor: WebActor) -> Response:
     return _edit(request, {"id": None, "tls": "auto", "password_set": False})
 
 
+@router.get("/imap/quick-add")
+def imap_quick_form(request: Request, actor: WebActor) -> Response:
+    """The alias form's "Add an IMAP account" dialog content (before /imap/{account_id},
+    which would claim the path)."""
+    return page(request, "aliases/_imap_dialog.html", {"imap_tls_choices": TLS_CHOICES})
+
+
 @router.get("/imap/{account_id}")
 def imap_edit(request: Request, ctx: WebCtx, actor: WebActor, account_id: int) -> Response:
     try:
