@@ -91,3 +91,23 @@ def test_database_outgoing_sends_a_test_message_to_a_typed_address(
     page.get_by_role("button", name="Send a test message").click()
     page.locator("#err-test_to:not(:empty)").wait_for()
     assert len(mail_sink.to("not-an-address")) == 0
+
+
+def test_imap_account_is_tested_before_it_is_saved(page: Any, live_server: LiveServer) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: the connection is refused
+        login(page, live_server.new_user("imaptest"))
+        page.goto("/imap/new")
+        page.get_by_label("IMAP Server:Port").fill(f"127.0.0.1:{port}")
+        page.get_by_label("User Name").fill("me@example.com")
+        page.get_by_label("Password").fill("imap secret")
+        page.get_by_role("button", name="Test", exact=True).click()
+        failed = page.locator("#test-result .test-result.failed")
+        failed.wait_for()
+    assert "at step connect" in failed.inner_text()
+    assert page.url.endswith("/imap/new")  # nothing saved, still the new-account form
+    page.goto("/imap")
+    assert page.get_by_text(f"127.0.0.1:{port}").count() == 0

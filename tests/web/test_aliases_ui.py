@@ -202,3 +202,25 @@ def test_add_an_imap_account_from_inside_the_alias_form_keeps_what_was_typed(
         alias = s.scalars(sql_select(Alias).where(Alias.description == "Recruiting desk")).one()
         account = s.get(ImapAccount, alias.imap_account_id)
         assert account is not None and account.description == "Dana's mailbox"
+
+
+def test_automatic_encryption_found_by_the_test_is_saved_when_accepted(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    login(page, live_server.new_user("found"))
+    page.goto("/aliases/new")
+    form = page.locator("#alias-form")
+    form.get_by_label("Description").fill("Found mode")
+    form.get_by_label("From Address").fill(SMTP_USER)
+    form.get_by_label("SMTP Server:Port").fill(mail_sink.server)
+    form.get_by_label("SMTP User Name").fill(SMTP_USER)
+    form.get_by_label("SMTP Password").fill(SMTP_PASSWORD)
+    assert form.get_by_label("Encryption", exact=True).input_value() == "auto"
+    form.get_by_role("button", name="Test Connection").click()
+    found = page.locator("#test-result .tls-found")
+    found.wait_for()
+    assert "the server speaks STARTTLS" in found.inner_text()
+    page.get_by_role("button", name="Use “STARTTLS” from now on").click()
+    page.wait_for_url("**/aliases")
+    card = page.locator(".card", has_text="Found mode")
+    assert card.locator(".encryption").inner_text() == "STARTTLS"
