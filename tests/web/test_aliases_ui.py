@@ -171,8 +171,13 @@ def test_add_an_imap_account_from_inside_the_alias_form_keeps_what_was_typed(
     page.get_by_role("button", name="Add an IMAP account").click()
     dialog = page.get_by_role("dialog", name="Add an IMAP account")
     dialog.wait_for()
-    # A missing server is marked in the dialog, not in the alias form.
+    # A missing server is marked in the dialog, not in the alias form: by Test and by Add.
     dialog.get_by_label("User Name").fill("dana@example.com")
+    dialog.get_by_role("button", name="Test", exact=True).click()
+    dialog.locator("#imap-dialog-test .test-result.failed").wait_for()
+    assert "Not tested" in dialog.locator("#imap-dialog-test").inner_text()
+    dialog.locator("#err-imap-imap_server:not(:empty)").wait_for()
+    assert page.locator("#err-description").inner_text() == ""
     dialog.get_by_role("button", name="Add and select").click()
     dialog.locator("#err-imap-imap_server:not(:empty)").wait_for()
     assert page.locator("#err-description").inner_text() == ""
