@@ -58,6 +58,9 @@ def _greets_within(sock: socket.socket, wait: float, timeout: float) -> bool:
         sock.recv(1, socket.MSG_PEEK)
     except TimeoutError:
         return False
+    except OSError:
+        sock.close()  # the step reports the error; the socket is ours to close
+        raise
     finally:
         sock.settimeout(timeout)
     return True
