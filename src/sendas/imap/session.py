@@ -57,13 +57,14 @@ def _greets_within(sock: socket.socket, wait: float, timeout: float) -> bool:
     try:
         sock.recv(1, socket.MSG_PEEK)
     except TimeoutError:
-        return False
+        greeted = False
     except OSError:
         sock.close()  # the step reports the error; the socket is ours to close
         raise
-    finally:
-        sock.settimeout(timeout)
-    return True
+    else:
+        greeted = True
+    sock.settimeout(timeout)
+    return greeted
 
 
 def _message_date(raw: bytes) -> str:
