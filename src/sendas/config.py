@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "Connection before it speaks TLS to a silent server (ports 465/993 start with TLS).",
     )
     test_step_timeout: float = Field(
-        default=8.0,
+        default=5.0,
         gt=0,
         le=120,
         description="Seconds each step of a Test Connection (connect, TLS, greeting, each "
