@@ -158,6 +158,21 @@ class Settings(BaseSettings):
         description="Most recipient rows in one CSV; more are refused with 413, nothing queued.",
     )
 
+    tls_detect_wait: float = Field(
+        default=2.5,
+        gt=0,
+        le=30,
+        description="Seconds 'Automatic' encryption waits for a server's greeting in Test "
+        "Connection before it speaks TLS to a silent server (ports 465/993 start with TLS).",
+    )
+    test_step_timeout: float = Field(
+        default=4.0,
+        gt=0,
+        le=120,
+        description="Seconds each step of a Test Connection (connect, TLS, greeting, each "
+        "reply) may take, so a wrong encryption mode fails fast.",
+    )
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

@@ -16,6 +16,7 @@ from sendas.net.policy import OutboundPolicy
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
+from sendas.smtp.endpoint import DETECT_WAIT
 
 TokenProviders = Callable[[int], TokenProvider]
 """alias id -> token provider, for aliases that sign in with Google or Microsoft."""
@@ -28,6 +29,7 @@ def smtp_endpoint(
     timeout: float,
     outbound: OutboundPolicy | None,
     token_provider: TokenProvider | None = None,
+    detect_wait: float = DETECT_WAIT,
 ) -> SmtpEndpoint:
     """The SMTP endpoint of an alias or of the database outgoing settings.
 
@@ -52,6 +54,7 @@ def smtp_endpoint(
         allow_plaintext_auth=row.allow_plaintext_auth,
         timeout=timeout,
         outbound=outbound,
+        detect_wait=detect_wait,
     )
 
 
@@ -62,6 +65,7 @@ def imap_endpoint(
     timeout: float,
     outbound: OutboundPolicy,
     token_provider: TokenProvider | None = None,
+    detect_wait: float = DETECT_WAIT,
 ) -> ImapEndpoint:
     """The IMAP endpoint of an account (an account without a password gets an empty one;
     with ``token_provider`` it signs in with XOAUTH2), checked against the settings'
@@ -74,6 +78,7 @@ def imap_endpoint(
         allow_plaintext_password=acc.allow_plaintext_auth,
         token_provider=token_provider,
         outbound=outbound,
+        detect_wait=detect_wait,
     )
 
 

@@ -98,7 +98,7 @@ async def test_starttls_and_implicit_tls_both_work(dovecot_server: DovecotServer
         assert result["status"] == "OK", result
         assert result["sent_folder"] == "Sent Items"
         assert [s["name"] for s in result["steps"]] == ["connect", "tls", "login", "find_sent"]
-        assert result["steps"][1]["detail"] == ("implicit TLS" if implicit else "STARTTLS")
+        assert result["steps"][1]["detail"] == ("SSL/TLS (implicit)" if implicit else "STARTTLS")
 
 
 async def test_passing_probe_marks_every_step_ok_and_names_the_sent_folder(
@@ -203,7 +203,7 @@ async def test_starttls_on_implicit_port_times_out_with_hint(
     )
     result = (await probe_imap(ep)).model_dump()
     assert (result["status"], result["step"]) == ("FAILED", "connect")
-    assert "implicit TLS" in result["hint"]
+    assert "SSL/TLS (implicit)" in result["hint"]
 
 
 async def test_nothing_listening_fails_at_connect() -> None:

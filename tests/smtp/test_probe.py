@@ -55,7 +55,7 @@ async def test_probe_names_greeting_timeout(silent_server: int) -> None:
     result = (await probe(endpoint, USER)).model_dump()
     assert result["status"] == "FAILED"
     assert result["step"] == "greeting"
-    assert "implicit TLS" in result["hint"]
+    assert "SSL/TLS (implicit)" in result["hint"]
     assert result["steps"][-1]["ms"] >= 400
 
 

@@ -47,7 +47,7 @@ def test_codes_are_named() -> None:
     ("step", "exc", "words"),
     [
         ("connect", TimeoutError(), "blocked"),
-        ("greeting", TimeoutError(), "implicit TLS"),
+        ("greeting", TimeoutError(), "SSL/TLS (implicit)"),
         ("connect", ConnectionRefusedError(), "Nothing accepts connections"),
         ("resolve", socket.gaierror(-2, "Name or service not known"), "could not be found"),
         ("tls", ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number"), "587"),

@@ -186,3 +186,79 @@ def test_a_new_server_needs_the_password_again(
     assert page.get_by_label("SMTP Server:Port").input_value() == elsewhere
     page.goto(edit_url)
     assert page.get_by_label("SMTP Server:Port").input_value() == mail_sink.server  # unchanged
+
+
+def test_add_an_imap_account_from_inside_the_alias_form_keeps_what_was_typed(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    login(page, live_server.new_user("dialog"))
+    page.goto("/aliases/new")
+    form = page.locator("#alias-form")
+    form.get_by_label("Description").fill("Recruiting desk")
+    form.get_by_label("Alias Name").fill("Dana Smith")
+    form.get_by_label("From Address").fill(SMTP_USER)
+    form.get_by_label("SMTP Server:Port").fill(mail_sink.server)
+    form.get_by_label("SMTP User Name").fill(SMTP_USER)
+    form.get_by_label("SMTP Password").fill(SMTP_PASSWORD)
+
+    page.get_by_role("button", name="Add an IMAP account").click()
+    dialog = page.get_by_role("dialog", name="Add an IMAP account")
+    dialog.wait_for()
+    # A missing server is marked in the dialog, not in the alias form: by Test and by Add.
+    dialog.get_by_label("User Name").fill("dana@example.com")
+    dialog.get_by_role("button", name="Test", exact=True).click()
+    dialog.locator("#imap-dialog-test .test-result.failed").wait_for()
+    assert "Not tested" in dialog.locator("#imap-dialog-test").inner_text()
+    dialog.locator("#err-imap-imap_server:not(:empty)").wait_for()
+    assert page.locator("#err-description").inner_text() == ""
+    dialog.get_by_role("button", name="Add and select").click()
+    dialog.locator("#err-imap-imap_server:not(:empty)").wait_for()
+    assert page.locator("#err-description").inner_text() == ""
+    dialog.get_by_label("Description").fill("Dana's mailbox")
+    dialog.get_by_label("IMAP Server:Port").fill("imap.example.com")
+    dialog.get_by_label("Password").fill("imap secret 9")
+    dialog.get_by_role("button", name="Add and select").click()
+    dialog.wait_for(state="hidden")
+
+    select = page.locator("#f-imap_account_id")
+    selected = select.locator("option:checked").inner_text()
+    assert selected == "Dana's mailbox (imap.example.com:993)"
+    # What was typed in the alias form is all still there.
+    assert form.get_by_label("Description").input_value() == "Recruiting desk"
+    assert form.get_by_label("Alias Name").input_value() == "Dana Smith"
+    assert form.get_by_label("SMTP Server:Port").input_value() == mail_sink.server
+    assert form.get_by_label("SMTP Password").input_value() == SMTP_PASSWORD
+    shoot(page, "alias-imap-added")
+    # Saving the alias keeps the new account.
+    form.get_by_role("button", name="Save").click()
+    page.wait_for_url("**/aliases")
+    with live_server.ctx.db.read() as s:
+        from sqlalchemy import select as sql_select
+
+        from sendas.db.models import Alias, ImapAccount
+
+        alias = s.scalars(sql_select(Alias).where(Alias.description == "Recruiting desk")).one()
+        account = s.get(ImapAccount, alias.imap_account_id)
+        assert account is not None and account.description == "Dana's mailbox"
+
+
+def test_automatic_encryption_found_by_the_test_is_saved_when_accepted(
+    page: Any, live_server: LiveServer, mail_sink: MailSink
+) -> None:
+    login(page, live_server.new_user("found"))
+    page.goto("/aliases/new")
+    form = page.locator("#alias-form")
+    form.get_by_label("Description").fill("Found mode")
+    form.get_by_label("From Address").fill(SMTP_USER)
+    form.get_by_label("SMTP Server:Port").fill(mail_sink.server)
+    form.get_by_label("SMTP User Name").fill(SMTP_USER)
+    form.get_by_label("SMTP Password").fill(SMTP_PASSWORD)
+    assert form.get_by_label("Encryption", exact=True).input_value() == "auto"
+    form.get_by_role("button", name="Test Connection").click()
+    found = page.locator("#test-result .tls-found")
+    found.wait_for()
+    assert "the server speaks STARTTLS" in found.inner_text()
+    page.get_by_role("button", name="Use “STARTTLS” from now on").click()
+    page.wait_for_url("**/aliases")
+    card = page.locator(".card", has_text="Found mode")
+    assert card.locator(".encryption").inner_text() == "STARTTLS"

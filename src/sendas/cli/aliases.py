@@ -19,6 +19,7 @@ from sendas.cli.common import (
     read_secret_stdin,
 )
 from sendas.cli.connection import print_test_result
+from sendas.net.tls_modes import CLI_HELP as TLS_CLI_HELP
 from sendas.schemas import AliasCreate, AliasPatch
 from sendas.services import aliases as alias_service
 
@@ -58,7 +59,7 @@ def alias_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the SMTP password from stdin.")
     ] = False,
-    tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
+    tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     imap_account: Annotated[
         int | None, typer.Option("--imap-account", help="IMAP account id.")
     ] = None,
@@ -105,7 +106,7 @@ def alias_edit(
     server: Annotated[str | None, typer.Option("--server")] = None,
     username: Annotated[str | None, typer.Option("--username")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    tls: Annotated[str | None, typer.Option()] = None,
+    tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     imap_account: Annotated[int | None, typer.Option("--imap-account")] = None,
     delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
     auth: Annotated[str | None, typer.Option()] = None,

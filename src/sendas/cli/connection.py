@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from sendas.cli.common import out
+from sendas.net.tls_modes import tls_label
 from sendas.schemas import ConnectionTestResult
 
 
@@ -17,6 +18,8 @@ def print_test_result(result: ConnectionTestResult) -> None:
             highlight=False,
             markup=False,
         )
+    if result.tls_found:
+        out.print(f"Encryption found: {tls_label(result.tls_found)}", highlight=False, markup=False)
     if result.ok:
         extra = f" (Sent folder: {result.sent_folder})" if result.sent_folder else ""
         out.print(f"Status: OK{extra}", highlight=False, markup=False)

@@ -18,6 +18,7 @@ from sendas.cli.common import (
     read_secret_stdin,
 )
 from sendas.cli.connection import print_test_result
+from sendas.net.tls_modes import CLI_HELP as TLS_CLI_HELP
 from sendas.schemas import ImapCreate
 from sendas.services import imap_accounts as imap_service
 
@@ -30,7 +31,7 @@ def imap_add(
     server: Annotated[str, typer.Option("--server", help="IMAP server as host:port.")],
     username: Annotated[str, typer.Option("--username")],
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    tls: Annotated[str | None, typer.Option(help="auto | implicit | starttls | none.")] = None,
+    tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     sent_folder: Annotated[
         str | None, typer.Option("--sent-folder", help="Override the Sent folder.")
     ] = None,

@@ -8,6 +8,7 @@ import typer
 
 from sendas.cli.common import JsonOpt, build, context, emit_json, out, read_secret_stdin
 from sendas.cli.connection import print_test_result
+from sendas.net.tls_modes import CLI_HELP as TLS_CLI_HELP
 from sendas.schemas import SystemOutgoingIn
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import OPERATOR
@@ -37,7 +38,7 @@ def outgoing_set(
     server: Annotated[str | None, typer.Option("--server")] = None,
     username: Annotated[str | None, typer.Option("--username")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    tls: Annotated[str | None, typer.Option()] = None,
+    tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
 ) -> None:
     """Change the outgoing settings for automated mail; options left out keep their value."""

@@ -26,7 +26,8 @@ IMAP_PORT = 143
 class ImapEndpoint:
     """One IMAP account's connection settings. Its repr never shows the password.
 
-    ``tls``: ``auto`` means implicit TLS on port 993 and STARTTLS on any other port; ``none``
+    ``tls``: ``auto`` means implicit TLS on port 993; on any other port a server that greets
+    gets STARTTLS and a silent one implicit TLS (:attr:`detects_tls`); ``none``
     is plain text (the password is then only sent when ``allow_plaintext_password`` is set).
     ``ca_bundle_pem`` adds trusted CA certificates (PEM) to the system store, for a private
     server. ``sent_folder`` names the Sent folder and disables discovery.
@@ -48,6 +49,8 @@ class ImapEndpoint:
     token_provider: TokenProvider | None = field(default=None, repr=False, compare=False)
     outbound: OutboundPolicy | None = field(default=None, repr=False)
     """The addresses this account may reach (from settings); None checks nothing."""
+    # How long ``auto`` waits for a greeting before speaking TLS to a silent server.
+    detect_wait: float = 2.5
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -56,8 +59,8 @@ class ImapEndpoint:
             raise ValueError("port must be between 1 and 65535")
         if self.tls not in get_args(TlsMode):
             raise ValueError(f"tls must be one of {', '.join(get_args(TlsMode))}")
-        if not self.timeout > 0:
-            raise ValueError("timeout must be positive")
+        if not self.timeout > 0 or not self.detect_wait > 0:
+            raise ValueError("timeout and detect_wait must be positive")
         if not isinstance(self.password, SecretStr):
             raise ValueError("password must be a SecretStr")
         for name in ("username", "sent_folder"):
@@ -80,6 +83,11 @@ class ImapEndpoint:
         return self.token_provider is not None
 
     @property
+    def detects_tls(self) -> bool:
+        """``auto`` on a port other than 993: a greeting means STARTTLS, silence TLS."""
+        return self.tls == "auto" and self.port != IMAPS_PORT
+
+    @property
     def connect_host(self) -> str:
         """The host without IPv6 brackets."""
         return (
@@ -96,6 +104,7 @@ class ImapEndpoint:
         allow_plaintext_password: bool = False,
         token_provider: TokenProvider | None = None,
         outbound: OutboundPolicy | None = None,
+        detect_wait: float = 2.5,
     ) -> ImapEndpoint:
         """The endpoint of a stored IMAP account (its password decrypted by the caller;
         with ``token_provider`` it signs in with XOAUTH2 instead)."""
@@ -112,6 +121,7 @@ class ImapEndpoint:
             allow_plaintext_password=allow_plaintext_password,
             token_provider=token_provider,
             outbound=outbound,
+            detect_wait=detect_wait,
         )
 
 

@@ -20,18 +20,20 @@ from sendas.errors import (
     TransportError,
 )
 from sendas.imap.endpoint import ImapEndpoint
+from sendas.net.tls_modes import AUTO, IMPLICIT, STARTTLS
 
 Step = Literal["connect", "tls", "login", "find_sent", "append"]
 
 _TLS_PORT_HINT = (
-    "The port does not speak implicit TLS. Port 993 uses implicit TLS; port 143 uses STARTTLS: "
-    "choose the TLS mode that matches the port."
+    f"The port does not speak TLS from the first byte: the server greets in plain text. "
+    f"Choose '{STARTTLS}' (or '{AUTO}') for this port; '{IMPLICIT}' is for ports such as 993."
 )
 _NO_GREETING_HINT = (
-    "The server accepted the connection but sent no IMAP greeting. If this is port 993 (or "
-    "another implicit-TLS port), choose implicit TLS instead of STARTTLS."
+    f"The server accepted the connection but sent no IMAP greeting: it probably expects TLS "
+    f"from the first byte. Choose '{IMPLICIT}' (or '{AUTO}') for this port."
 )
-_TLS_ONLY_HINT = "The server only accepts passwords over TLS: choose STARTTLS or implicit TLS."
+_TLS_ONLY_HINT = f"The server only accepts passwords over TLS: choose '{STARTTLS}' or '{IMPLICIT}'."
+_MODE_FOR_PORT = f"993 '{IMPLICIT}', 143 '{STARTTLS}', or '{AUTO}'"
 
 
 # An IMAP greeting (RFC 9051 7.1): imaplib raises with it when it is not OK or PREAUTH.
@@ -79,7 +81,7 @@ def connect_failure(exc: OSError, endpoint: ImapEndpoint) -> TransportError:
             step="connect",
             server_reply=reply_text(exc),
             hint=f"Nothing accepts connections on port {endpoint.port} of {endpoint.host}: "
-            "check the port (IMAP uses 993 with implicit TLS, 143 with STARTTLS).",
+            f"check the port (IMAP uses 993 with {IMPLICIT!r}, 143 with {STARTTLS!r}).",
         )
     return MailConnectionError(
         f"could not connect to {where}: {exc.strerror or exc.__class__.__name__}",
@@ -143,7 +145,7 @@ def tls_failure(exc: BaseException, step: Step, endpoint: ImapEndpoint) -> Trans
             f"TLS handshake with {where} timed out",
             step=step,
             hint="The server did not complete the TLS handshake. Check that the TLS mode "
-            "matches the port (993 implicit TLS, 143 STARTTLS).",
+            "matches the port (" + _MODE_FOR_PORT + ").",
         )
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _untrusted(exc, step, endpoint.host, where)
@@ -160,8 +162,10 @@ def tls_failure(exc: BaseException, step: Step, endpoint: ImapEndpoint) -> Trans
             f"TLS handshake with {where} failed: {reason}",
             step=step,
             server_reply=reason,
-            hint="The TLS handshake failed. Check the TLS mode for this port (993 implicit TLS, "
-            "143 STARTTLS) and that the server supports TLS 1.2 or newer.",
+            hint="The TLS handshake failed. Check the TLS mode for this port ("
+            + _MODE_FOR_PORT
+            + ")"
+            " and that the server supports TLS 1.2 or newer.",
         )
     if isinstance(exc, ValueError) and "PEM" in str(exc).upper():
         return TlsError(
@@ -174,7 +178,7 @@ def tls_failure(exc: BaseException, step: Step, endpoint: ImapEndpoint) -> Trans
         step=step,
         server_reply=reply_text(exc),
         hint="The connection broke during the TLS handshake. Check the TLS mode for this port "
-        "(993 implicit TLS, 143 STARTTLS).",
+        "(" + _MODE_FOR_PORT + ").",
     )
 
 
@@ -183,7 +187,7 @@ def starttls_missing() -> TlsError:
         "the server does not offer STARTTLS",
         step="tls",
         hint="The server offers no STARTTLS on this port, so the password was not sent. "
-        "Use implicit TLS (usually port 993).",
+        "Use '" + IMPLICIT + "' (usually port 993).",
     )
 
 
@@ -192,7 +196,7 @@ def starttls_refused(exc: imaplib.IMAP4.error) -> TlsError:
         "the server refused STARTTLS",
         step="tls",
         server_reply=reply_text(exc),
-        hint="The server refused to start TLS. Use implicit TLS (usually port 993).",
+        hint="The server refused to start TLS. Use '" + IMPLICIT + "' (usually port 993).",
     )
 
 
@@ -240,7 +244,7 @@ def plaintext_refused() -> TlsError:
         "refusing to send the password without TLS",
         step="login",
         hint="TLS is disabled for this account, so the password would cross the network in "
-        "clear text. Choose STARTTLS or implicit TLS.",
+        f"clear text. Choose '{STARTTLS}' or '{IMPLICIT}'.",
     )
 
 

@@ -139,10 +139,11 @@ def _probe_blocking(
         session.login()
         folder = session.find_sent()
     except TransportError as exc:
-        return session.recorder.failed(exc)
+        return session.recorder.failed(exc).model_copy(update={"tls_found": session.tls_found})
     finally:
         session.close()
-    return session.recorder.passed(sent_folder=folder.name)
+    result = session.recorder.passed(sent_folder=folder.name)
+    return result.model_copy(update={"tls_found": session.tls_found})
 
 
 async def probe_imap(endpoint: ImapEndpoint) -> ConnectionTestResult:

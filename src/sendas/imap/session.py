@@ -22,7 +22,7 @@ from email.policy import compat32
 
 from sendas.errors import MailConnectionError, TransportError
 from sendas.imap import replies
-from sendas.imap.endpoint import ImapEndpoint, tls_context
+from sendas.imap.endpoint import ImapEndpoint, ResolvedTlsMode, tls_context
 from sendas.imap.folders import (
     Folder,
     choose_sent_folder,
@@ -32,6 +32,7 @@ from sendas.imap.folders import (
     wire_name,
 )
 from sendas.imap.replies import Step, reply_text
+from sendas.net.tls_modes import IMPLICIT, STARTTLS, tls_label
 from sendas.steps import StepDraft, StepRecorder
 
 # How long the login waits for an access token (a refresh may be under way), in IMAP timeouts.
@@ -86,6 +87,24 @@ def open_socket(ep: ImapEndpoint) -> socket.socket:
     raise last or OSError("no address to connect to")
 
 
+def _greets_within(sock: socket.socket, wait: float, timeout: float) -> bool:
+    """Whether the server sends anything (its greeting, left unread) within ``wait`` seconds;
+    a server that stays silent expects a TLS handshake. A closed link counts as an answer,
+    so the greeting step reports it."""
+    sock.settimeout(min(wait, timeout))
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except TimeoutError:
+        greeted = False
+    except OSError:
+        sock.close()  # the step reports the error; the socket is ours to close
+        raise
+    else:
+        greeted = True
+    sock.settimeout(timeout)
+    return greeted
+
+
 def _message_date(raw: bytes) -> str:
     """The message's Date header as an IMAP date-time, so the copy is filed under the time it
     was sent even when it is made later; ``""`` (the server's clock) when missing or bad."""
@@ -113,6 +132,8 @@ class ImapSession:
     broken: bool = False
     # The event loop that owns the endpoint's token provider (the session runs in a thread).
     loop: asyncio.AbstractEventLoop | None = None
+    # The encryption the connection used (``auto`` resolved), once decided.
+    tls_found: ResolvedTlsMode | None = None
 
     @contextlib.contextmanager
     def _step(self, name: Step, detail: str = "") -> Iterator[StepDraft]:
@@ -136,23 +157,28 @@ class ImapSession:
         """TCP connect, TLS (implicit or STARTTLS) and the server greeting."""
         ep = self.endpoint
         mode = ep.tls_mode
-        with self._step("connect", f"{ep.host}:{ep.port} ({mode})"):
+        with self._step("connect", f"{ep.host}:{ep.port} ({tls_label(ep.tls)})"):
             try:
                 sock = open_socket(ep)
             except OSError as exc:
                 raise replies.connect_failure(exc, ep) from exc
+            silent = ep.detects_tls and not _greets_within(sock, ep.detect_wait, ep.timeout)
+            if ep.detects_tls:
+                mode = "implicit" if silent else "starttls"
+            self.tls_found = mode
             if mode != "implicit":
                 self.imap = self._greet(sock, "connect")
                 if mode == "none":
                     self._refresh_capabilities()
 
         if mode == "implicit":
-            with self._step("tls", "implicit TLS"):
+            how = f"{IMPLICIT} (the server was silent after connect)" if silent else IMPLICIT
+            with self._step("tls", how):
                 tls_sock = self._handshake(sock)
                 self.imap = self._greet(tls_sock, "tls")
                 self._refresh_capabilities()
         elif mode == "starttls":
-            with self._step("tls", "STARTTLS"):
+            with self._step("tls", STARTTLS):
                 self._starttls()
                 self._refresh_capabilities()
 

@@ -205,6 +205,13 @@ class SystemOutgoingIn(SmtpFields):
     delay_ms: DelayMs | None = None
 
 
+class SystemOutgoingTest(SystemOutgoingIn):
+    """``POST /api/system/outgoing/test``: unsaved changes to test, and with ``to`` a real
+    test message sent to that address instead of stopping at ``RCPT TO``."""
+
+    to: Email | None = None
+
+
 class SystemOutgoingOut(BaseModel):
     from_address: str
     from_name: str

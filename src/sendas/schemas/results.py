@@ -26,7 +26,9 @@ class ConnectionTestResult(BaseModel):
     """The answer of every Test Connection: SMTP, IMAP, or an alias with both.
 
     ``step``, ``server_reply`` and ``hint`` say where and why a failed test stopped;
-    ``sent_folder`` names the Sent folder the IMAP part found.
+    ``sent_folder`` names the Sent folder the IMAP part found. ``tls_found`` is the
+    encryption the (first) server was reached with, ``implicit``, ``starttls`` or ``none``:
+    with ``auto`` it is what the detection found, the mode to save to skip detecting.
     """
 
     status: Literal["OK", "FAILED"]
@@ -35,6 +37,7 @@ class ConnectionTestResult(BaseModel):
     hint: str = ""
     steps: list[ConnectionTestStep] = []
     sent_folder: str | None = None
+    tls_found: Literal["implicit", "starttls", "none"] | None = None
     tested_at: datetime | None = None
 
     @property

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from sendas.compose import Sender
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
 from sendas.endpoints import imap_endpoint, imap_uses_alias_token, smtp_endpoint
@@ -15,11 +16,18 @@ from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import probe_imap
 from sendas.oauth.tokens import AliasTokens
-from sendas.schemas import AliasCreate, AliasPatch, ConnectionTestResult, SystemOutgoingIn
+from sendas.schemas import (
+    AliasCreate,
+    AliasPatch,
+    ConnectionTestResult,
+    ImapPatch,
+    SystemOutgoingIn,
+)
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services import system_outgoing as system_service
 from sendas.services.common import Actor, audit, format_server
+from sendas.services.test_message import send_test_message
 from sendas.smtp import TokenProvider, probe
 from sendas.steps import StepRecorder
 
@@ -51,9 +59,10 @@ async def _probe_row(
         endpoint = smtp_endpoint(
             row,
             ctx.secrets,
-            timeout=ctx.settings.smtp_timeout,
+            timeout=ctx.settings.test_step_timeout,
             outbound=outbound,
             token_provider=provider,
+            detect_wait=ctx.settings.tls_detect_wait,
         )
     except ValueError as exc:
         return _failed("settings", str(exc))
@@ -71,9 +80,15 @@ async def _probe_row(
 def _imap_endpoint(
     ctx: AppContext, account: ImapAccount, token_provider: TokenProvider | None = None
 ) -> ImapEndpoint:
-    timeout, outbound = ctx.settings.smtp_timeout, ctx.settings.outbound_policy
+    """The account's endpoint for a test: Test Connection's short per-step timeout, the
+    outbound policy, and the alias's token when it signs in with XOAUTH2."""
     return imap_endpoint(
-        account, ctx.secrets, timeout=timeout, outbound=outbound, token_provider=token_provider
+        account,
+        ctx.secrets,
+        timeout=ctx.settings.test_step_timeout,
+        outbound=ctx.settings.outbound_policy,
+        token_provider=token_provider,
+        detect_wait=ctx.settings.tls_detect_wait,
     )
 
 
@@ -293,4 +308,88 @@ async def check_system_outgoing(
             audit(
                 session, actor, "system_outgoing.auth_failed", *target, owner_id=None, detail=detail
             )
+    return result
+
+
+async def check_imap_settings(
+    ctx: AppContext, actor: Actor, data: ImapPatch, account_id: int | None = None
+) -> ConnectionTestResult:
+    """Test IMAP settings before saving them (nothing is written): log in, find Sent.
+
+    With ``account_id``, fields left out fall back to the stored account (the password too).
+    Raises ValidationFailed for malformed fields, NotFound for another user's account.
+    """
+    with ctx.db.scratch() as session:
+        if account_id is not None:
+            acc = _copy(imap_service.get_imap_account(session, actor, account_id))
+        else:
+            acc = ImapAccount(user_id=actor.id, tls=data.tls or "auto", allow_plaintext_auth=False)
+        imap_service.apply_fields(acc, data, ctx.secrets)
+    if not acc.imap_host:
+        return _stamp(_failed("settings", "Enter the IMAP server (host:port) first."))
+    if not acc.password_enc:
+        return _stamp(_failed("settings", "Enter the password first."))
+    try:
+        endpoint = _imap_endpoint(ctx, acc)
+    except ValueError as exc:
+        return _stamp(_failed("settings", str(exc)))
+    result = _stamp(await probe_imap(endpoint))
+    with ctx.db.write() as session:
+        server = format_server(acc.imap_host, acc.imap_port)
+        owner = acc.user_id or actor.id
+        detail = _outcome(result, server, saved=False)
+        audit(
+            session, actor, "imap.test", "imap_account", account_id, owner_id=owner, detail=detail
+        )
+        if _failed_login_step(result) == "imap":
+            refused = {"server": server, "during": "test", "step": "login"}
+            audit(
+                session,
+                actor,
+                "imap.auth_failed",
+                "imap_account",
+                account_id,
+                owner_id=owner,
+                detail=refused,
+            )
+    return result
+
+
+async def send_system_test(
+    ctx: AppContext, actor: Actor, to: str, data: SystemOutgoingIn | None = None
+) -> ConnectionTestResult:
+    """Send one test message to ``to`` with the database outgoing settings (unsaved changes
+    in ``data`` are used, not saved). Admin only."""
+    actor.require_admin()
+    with ctx.db.scratch() as session:
+        row = system_service.get_settings_row(session)
+        if data is not None and data.model_fields_set:
+            system_service.update_system_outgoing(session, actor, data, ctx.secrets)
+        snapshot = _copy(row)
+    if not snapshot.smtp_host or not snapshot.from_address:
+        return _stamp(_failed("settings", "Enter the SMTP server and the From address first."))
+    try:
+        endpoint = smtp_endpoint(
+            snapshot,
+            ctx.secrets,
+            timeout=ctx.settings.test_step_timeout,
+            outbound=None,  # the database outgoing settings are exempt (admin-only)
+            detect_wait=ctx.settings.tls_detect_wait,
+        )
+    except ValueError as exc:
+        return _stamp(_failed("settings", str(exc)))
+    sender = Sender(snapshot.from_name, snapshot.from_address, snapshot.reply_to)
+    result = _stamp(await send_test_message(endpoint, sender, to))
+    with ctx.db.write() as session:
+        server = format_server(snapshot.smtp_host, snapshot.smtp_port)
+        detail = {**_outcome(result, server, saved=False), "test_message": True}
+        audit(
+            session,
+            actor,
+            "system_outgoing.test",
+            "system_outgoing",
+            1,
+            owner_id=None,
+            detail=detail,
+        )
     return result

@@ -61,7 +61,7 @@ def destination(acc: ImapAccount) -> Destination:
     )
 
 
-def _apply(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
+def apply_fields(acc: ImapAccount, data: ImapPatch, box: SecretBox) -> None:
     fields = data.model_fields_set
     before = destination(acc)
     if "tls" in fields and data.tls:
@@ -100,7 +100,7 @@ def create_imap_account(
     session: Session, actor: Actor, data: ImapCreate, box: SecretBox
 ) -> ImapAccount:
     acc = ImapAccount(user_id=actor.id, tls=data.tls or "auto")
-    _apply(acc, data, box)
+    apply_fields(acc, data, box)
     session.add(acc)
     session.flush()
     audit(
@@ -119,7 +119,7 @@ def update_imap_account(
     session: Session, actor: Actor, account_id: int, data: ImapPatch, box: SecretBox
 ) -> ImapAccount:
     acc = get_imap_account(session, actor, account_id)
-    _apply(acc, data, box)
+    apply_fields(acc, data, box)
     session.flush()
     audit(
         session,

@@ -17,11 +17,12 @@ import idna
 
 from sendas.errors import MailConnectionError, MailTimeoutError, TlsError
 from sendas.net.tls import client_context
-from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.net.tls_modes import IMPLICIT, STARTTLS
+from sendas.smtp.endpoint import EffectiveTls, SmtpEndpoint
 from sendas.smtp.hints import hint_for
 from sendas.smtp.io import Mark, SmtpIO, not_smtp, reply_error
 from sendas.smtp.replies import LocalProblem, SmtpCode
-from sendas.smtp.wire import parse_ehlo
+from sendas.smtp.wire import Reply, parse_ehlo
 
 # RFC 5321 4.3.2: a greeting is 220 or 554; 421 is allowed at any time (a busy server).
 GREETING_CODES = (SmtpCode.SERVICE_READY, SmtpCode.SERVICE_UNAVAILABLE, SmtpCode.TRANSACTION_FAILED)
@@ -34,6 +35,7 @@ class Connection:
     io: SmtpIO
     extensions: dict[str, str]
     tls_active: bool
+    tls_found: EffectiveTls | None = None
 
 
 async def establish(endpoint: SmtpEndpoint, mark: Mark) -> Connection:
@@ -43,22 +45,48 @@ async def establish(endpoint: SmtpEndpoint, mark: Mark) -> Connection:
     io = await _connect(endpoint, addresses, mark)
     conn = Connection(io, {}, tls_active=False)
     try:
-        if endpoint.effective_tls == "implicit":
-            await _start_tls(conn, endpoint, host, "tls", mark)
-        greeting = await io.read("greeting")
+        mode = endpoint.effective_tls
+        greeting = (
+            await _greeting_within(io, endpoint.detect_wait) if endpoint.detects_tls else None
+        )
+        if endpoint.detects_tls and greeting is None:
+            mode = "implicit"
+            await _start_tls(conn, endpoint, host, "tls", mark, _SILENT)
+        elif mode == "implicit":
+            await _start_tls(conn, endpoint, host, "tls", mark, IMPLICIT)
+        if greeting is None:
+            greeting = await io.read("greeting")
         if greeting.code not in GREETING_CODES:
             raise not_smtp()
         if greeting.code != SmtpCode.SERVICE_READY:
             raise reply_error("greeting", greeting)
         mark("greeting", str(greeting))
         await _ehlo(conn, endpoint, mark)
-        if endpoint.effective_tls == "starttls":
+        if mode == "starttls":
             await _starttls(conn, endpoint, host, mark)
             await _ehlo(conn, endpoint, mark)
     except BaseException:
         io.abort()
         raise
+    conn.tls_found = mode
     return conn
+
+
+_SILENT = f"{IMPLICIT} (the server was silent after connect)"
+
+
+async def _greeting_within(io: SmtpIO, wait: float) -> Reply | None:
+    """The greeting if the server sends one within ``wait`` seconds; None if it stays
+    silent (it then waits for a TLS handshake). Other failures raise as for any read."""
+    saved = io.timeout
+    io.timeout = min(wait, saved)
+    try:
+        return await io.read("greeting")
+    except MailTimeoutError:
+        io.broken = False  # silence is an answer here, not a broken link
+        return None
+    finally:
+        io.timeout = saved
 
 
 SockAddr = tuple[int, tuple[Any, ...]]
@@ -129,7 +157,7 @@ async def _connect(endpoint: SmtpEndpoint, addresses: list[SockAddr], mark: Mark
 
 
 async def _start_tls(
-    conn: Connection, endpoint: SmtpEndpoint, host: str, step: str, mark: Mark
+    conn: Connection, endpoint: SmtpEndpoint, host: str, step: str, mark: Mark, how: str
 ) -> None:
     try:
         context = client_context(endpoint.ca_bundle_pem)
@@ -166,7 +194,7 @@ async def _start_tls(
     conn.tls_active = True
     ssl_object = writer.get_extra_info("ssl_object")
     version = ssl_object.version() if ssl_object is not None else "TLS"
-    mark(step, f"{version}, certificate for {endpoint.host} verified")
+    mark(step, f"{how}: {version}, certificate for {endpoint.host} verified")
 
 
 async def _ehlo(conn: Connection, endpoint: SmtpEndpoint, mark: Mark) -> None:
@@ -199,7 +227,7 @@ async def _starttls(conn: Connection, endpoint: SmtpEndpoint, host: str, mark: M
             server_reply=str(reply),
             hint=hint_for("starttls", reply.code, reply.text),
         )
-    await _start_tls(conn, endpoint, host, "starttls", mark)
+    await _start_tls(conn, endpoint, host, "starttls", mark, STARTTLS)
 
 
 def _address_literal(io: SmtpIO) -> str:

@@ -13,6 +13,7 @@ import idna
 from pydantic import SecretStr
 
 from sendas.net.policy import OutboundPolicy
+from sendas.net.tls_modes import AUTO, IMPLICIT, STARTTLS
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
 EffectiveTls = Literal["implicit", "starttls", "none"]
@@ -27,6 +28,7 @@ AUTH_KINDS: tuple[AuthKind, ...] = ("password", "google", "microsoft")
 IMPLICIT_TLS_PORT = 465
 SUBMISSION_PORT = 587
 PLAIN_SMTP_PORT = 25
+DETECT_WAIT = 2.5
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _PEM_MARKER = "-----BEGIN CERTIFICATE-----"
@@ -54,6 +56,8 @@ class SmtpEndpoint:
     outbound: OutboundPolicy | None = field(default=None, repr=False)
     """The addresses an alias may reach (from settings); None checks nothing: the
     administrator's database outgoing settings are exempt."""
+    # How long ``auto`` waits for a greeting before speaking TLS to a silent server.
+    detect_wait: float = DETECT_WAIT
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -66,6 +70,8 @@ class SmtpEndpoint:
             raise ValueError(f"auth must be one of {', '.join(AUTH_KINDS)}")
         if not self.timeout > 0:
             raise ValueError("timeout must be a positive number of seconds")
+        if not self.detect_wait > 0:
+            raise ValueError("detect_wait must be a positive number of seconds")
         if _has_line_break(self.username) or _has_line_break(self.local_hostname or ""):
             raise ValueError("user name and local host name may not contain line breaks")
         if self.local_hostname is not None and (
@@ -94,10 +100,16 @@ class SmtpEndpoint:
 
     @property
     def effective_tls(self) -> EffectiveTls:
-        """``auto`` resolved: implicit TLS on 465, STARTTLS on any other port."""
+        """``auto`` before detection: implicit TLS on 465, STARTTLS on any other port
+        (where :attr:`detects_tls` lets the server's first move decide)."""
         if self.tls == "auto":
             return "implicit" if self.port == IMPLICIT_TLS_PORT else "starttls"
         return self.tls
+
+    @property
+    def detects_tls(self) -> bool:
+        """``auto`` on a port other than 465: a greeting means STARTTLS, silence TLS."""
+        return self.tls == "auto" and self.port != IMPLICIT_TLS_PORT
 
     @property
     def uses_xoauth2(self) -> bool:
@@ -222,11 +234,11 @@ def server_warnings(host: str, port: int | None = None, tls: TlsMode | None = No
             break
     if port == IMPLICIT_TLS_PORT and tls in ("starttls", "none"):
         warnings.append(
-            "Port 465 normally expects SSL/TLS from the first byte; choose implicit TLS "
-            "(or auto) for this port."
+            f"Port 465 normally expects SSL/TLS from the first byte; choose '{IMPLICIT}' "
+            f"(or '{AUTO}') for this port."
         )
     if port == SUBMISSION_PORT and tls == "implicit":
         warnings.append(
-            "Port 587 normally expects STARTTLS; choose STARTTLS (or auto) for this port."
+            f"Port 587 normally expects STARTTLS; choose '{STARTTLS}' (or '{AUTO}') for this port."
         )
     return warnings

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import ssl
 
+from sendas.net.tls_modes import AUTO, IMPLICIT, NONE, STARTTLS
 from sendas.smtp.replies import LocalProblem, ReplyKind, classify, enhanced_status, mentions
 
 _MS_ADMIN = (
@@ -75,20 +76,22 @@ _AUTH_REQUIRED = (
     "the mail account."
 )
 _WRONG_TLS_MODE = (
-    "This port does not speak TLS from the first byte: it expects STARTTLS or plain text. "
-    "Choose STARTTLS with port 587 (or auto), or implicit TLS only with port 465."
+    f"This port does not speak TLS from the first byte: the server greets in plain text. "
+    f"Choose '{STARTTLS}' (or '{AUTO}') for this port, as for 587; '{IMPLICIT}' is for "
+    f"ports such as 465."
 )
 _CONNECT_TIMEOUT = (
     "No answer from the server. The port may be blocked between this machine and the mail "
     "server (many cloud hosts block ports 25, 465 and 587), or the host name or port is wrong."
 )
 _GREETING_TIMEOUT = (
-    "The connection opened but the server never greeted. If the port expects TLS from the "
-    "first byte (usually 465), choose implicit TLS; otherwise check that this is an SMTP port."
+    f"The connection opened but the server never greeted: it probably expects TLS from the "
+    f"first byte. Choose '{IMPLICIT}' (or '{AUTO}') for this port (usually 465); otherwise "
+    f"check that this is an SMTP port."
 )
 _REFUSED = (
-    "Nothing accepts connections on this host and port. Check the port: 465 for implicit TLS, "
-    "587 for STARTTLS."
+    f"Nothing accepts connections on this host and port. Check the port: 465 for '{IMPLICIT}', "
+    f"587 for '{STARTTLS}'."
 )
 _NOT_FOUND = "The host name could not be found. Check its spelling (e.g. smtp.example.com)."
 _CERT_SELF_SIGNED = (
@@ -106,17 +109,18 @@ _CERT_UNTRUSTED = (
     "that CA certificate (PEM) to this alias; verification is never switched off."
 )
 _TLS_FAILED = (
-    "The TLS handshake failed. Check the TLS mode for the port (465: implicit TLS, 587: STARTTLS)."
+    f"The TLS handshake failed. Check the encryption for the port (465: '{IMPLICIT}', "
+    f"587: '{STARTTLS}'), or choose '{AUTO}'."
 )
 _STARTTLS_MISSING = (
-    "The server does not offer STARTTLS on this port, so the password was not sent. Use port "
-    "465 with implicit TLS, or ask the provider for the right port. Only for a trusted local "
-    "relay: tick 'Disable SSL/TLS'."
+    f"The server does not offer STARTTLS on this port, so the password was not sent. Use port "
+    f"465 with '{IMPLICIT}', or ask the provider for the right port. Only for a trusted local "
+    f"relay: choose '{NONE}'."
 )
 _PLAINTEXT_REFUSED = (
     "TLS is disabled for this alias, so the password would travel unencrypted; sendas refused "
-    "to send it. Choose STARTTLS or implicit TLS, or explicitly allow plain-text sign-in for a "
-    "trusted local relay."
+    f"to send it. Choose '{STARTTLS}' or '{IMPLICIT}', or explicitly allow plain-text sign-in "
+    "for a trusted local relay."
 )
 _AUTH_MISSING = (
     "The server offers no sign-in method that sendas can use on this connection. If the port "
@@ -230,8 +234,8 @@ def _limit_hint(code: int, detail: tuple[int, int] | None, text: str) -> str | N
         return _SES_THROTTLE
     if mentions(text, "starttls") and code in (530, 538):
         return (
-            "The server requires TLS before anything else. Choose STARTTLS (port 587) or "
-            "implicit TLS (port 465)."
+            f"The server requires TLS before anything else. Choose '{STARTTLS}' (port 587) or "
+            f"'{IMPLICIT}' (port 465)."
         )
     return None
 

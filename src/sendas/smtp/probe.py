@@ -23,7 +23,8 @@ async def probe(endpoint: SmtpEndpoint, from_address: str) -> ConnectionTestResu
         await session.rset()
         await session.quit()
     except TransportError as exc:
-        return recorder.failed(exc)
+        failed = recorder.failed(exc)
+        return failed.model_copy(update={"tls_found": session.tls_found})
     finally:
         await session.close()
-    return recorder.passed()
+    return recorder.passed().model_copy(update={"tls_found": session.tls_found})

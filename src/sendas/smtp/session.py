@@ -22,7 +22,7 @@ from sendas.errors import MailConnectionError, TransportError
 from sendas.smtp import submit
 from sendas.smtp.auth import authenticate
 from sendas.smtp.connect import establish
-from sendas.smtp.endpoint import SmtpEndpoint
+from sendas.smtp.endpoint import EffectiveTls, SmtpEndpoint
 from sendas.smtp.io import QUIT_TIMEOUT, SmtpIO, closed_hint, reply_error
 from sendas.smtp.submit import Envelope, Outcome, StartGate, Submission, SubmitResult
 from sendas.smtp.wire import Reply, needs_smtputf8
@@ -43,6 +43,7 @@ class SmtpSession:
         self.endpoint = endpoint
         self.extensions: dict[str, str] = {}
         self.tls_active = False
+        self.tls_found: EffectiveTls | None = None  # the encryption the connection used
         self._on_step = on_step
         self._io: SmtpIO | None = None
         self._in_transaction = False
@@ -84,6 +85,7 @@ class SmtpSession:
         self._step_started = asyncio.get_running_loop().time()
         conn = await establish(self.endpoint, self._mark)
         self._io, self.extensions, self.tls_active = conn.io, conn.extensions, conn.tls_active
+        self.tls_found = conn.tls_found
         if not self.endpoint.has_credentials:
             return
         try:

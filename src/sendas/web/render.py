@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
 from sendas.errors import RateLimited, ValidationFailed
+from sendas.net.tls_modes import tls_label
 from sendas.statuses import CampaignStatus, MessageStatus
 from sendas.validation import field_problems
 from sendas.web.security import new_csrf_token
@@ -37,6 +38,7 @@ def _when(value: Any) -> str:
 TEMPLATES.env.filters["when"] = _when
 STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
 TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
+TEMPLATES.env.globals["tls_label"] = tls_label
 
 
 def csrf_token(request: Request) -> str:

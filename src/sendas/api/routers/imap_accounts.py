@@ -24,6 +24,15 @@ def create_account(ctx: CtxDep, actor: ActorDep, body: ImapCreate) -> ImapOut:
         return svc.imap_out(svc.create_imap_account(s, actor, body, ctx.secrets))
 
 
+@router.post("/test", dependencies=[TestAllowed])
+async def imap_settings_test(
+    ctx: CtxDep, actor: ActorDep, body: ImapCreate
+) -> ConnectionTestResult:
+    """Test an account's settings before saving it: log in, find the Sent folder. Nothing
+    is stored; the password is only used for this test."""
+    return await connection_test.check_imap_settings(ctx, actor, body)
+
+
 @router.get("/{account_id}")
 def get_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> ImapOut:
     with ctx.db.read() as s:

@@ -10,10 +10,12 @@ from pydantic import SecretStr, ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import NotFound, ValidationFailed
+from sendas.net.tls_modes import tls_choices
 from sendas.oauth.providers import PROVIDER_NAMES, get_provider
 from sendas.schemas import (
     OAuthClientIn,
     SystemOutgoingIn,
+    SystemOutgoingTest,
     UserCreate,
     UserPatch,
     parse_delay_ms,
@@ -28,6 +30,8 @@ from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter(prefix="/admin")
 
+# "None" is the Disable SSL/TLS box, as on the alias form.
+TLS_CHOICES = tls_choices(465, 587)[:3]
 OUTGOING_FIELDS = (
     "from_name",
     "from_address",
@@ -57,6 +61,11 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
     data["tls"] = tls
     data["allow_plaintext_auth"] = tls == "none" and checked(form, "allow_plaintext_auth")
+    ca = raw_text(form, "ca_bundle").strip()
+    if ca:
+        data["ca_bundle"] = ca
+    elif checked(form, "clear_ca_bundle"):
+        data["ca_bundle"] = None
     errors: dict[str, str] = {}
     try:
         data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
@@ -69,7 +78,14 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
 def outgoing_page(request: Request, ctx: WebCtx, admin: WebAdmin) -> Response:
     with ctx.db.read() as s:
         out = outgoing_svc.system_out(outgoing_svc.get_settings_row(s))
-    return page(request, "admin/outgoing.html", {"v": out.model_dump(), "errors": {}})
+    return _outgoing_page(request, out.model_dump(), {})
+
+
+def _outgoing_page(
+    request: Request, values: dict[str, Any], errors: dict[str, str], status_code: int = 200
+) -> Response:
+    context = {"v": values, "errors": errors, "tls_choices": TLS_CHOICES}
+    return page(request, "admin/outgoing.html", context, status_code=status_code)
 
 
 @router.post("/outgoing")
@@ -93,10 +109,9 @@ def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) ->
             )
         with ctx.db.read() as s:
             stored = outgoing_svc.system_out(outgoing_svc.get_settings_row(s)).model_dump()
-        values = {**stored, **{k: v for k, v in data.items() if k != "smtp_password"}}
-        return page(
-            request, "admin/outgoing.html", {"v": values, "errors": errors}, status_code=422
-        )
+        skip = ("smtp_password", "ca_bundle")
+        values = {**stored, **{k: v for k, v in data.items() if k not in skip}}
+        return _outgoing_page(request, values, errors, 422)
     flash(request, "Saved the database outgoing settings.")
     return redirect(request, "/admin/outgoing")
 
@@ -118,7 +133,44 @@ async def outgoing_test(request: Request, ctx: WebCtx, admin: WebAdmin, form: Fo
     return page(
         request,
         "_test_result.html",
-        {"result": result, "errors": errors, "fields": OUTGOING_FIELDS},
+        {
+            "result": result,
+            "errors": errors,
+            "fields": OUTGOING_FIELDS,
+            "tls_offer": data["tls"] == "auto",
+        },
+    )
+
+
+@router.post("/outgoing/send-test")
+async def outgoing_send_test(
+    request: Request, ctx: WebCtx, admin: WebAdmin, form: Form
+) -> Response:
+    """Send one real test message to the address typed, with the settings as typed (not
+    saved); answers the result for #send-test-result."""
+    refused = await test_refused(ctx, admin)
+    if refused is not None:
+        return refused_result(request, refused, ())
+    data, errors = _outgoing_input(form)
+    to = text(form, "test_to")
+    if not to:
+        errors["test_to"] = "enter the address the test message should go to"
+    result = None
+    if not errors:
+        try:
+            model = SystemOutgoingTest.model_validate({**data, "to": to})
+            result = await connection_test.send_system_test(ctx, admin, to, model)
+        except (ValidationError, ValidationFailed) as exc:
+            errors = {("test_to" if k == "to" else k): v for k, v in field_errors(exc).items()}
+    return page(
+        request,
+        "_test_result.html",
+        {
+            "result": result,
+            "errors": errors,
+            "fields": (*OUTGOING_FIELDS, "test_to"),
+            "sent_to": to,
+        },
     )
 
 

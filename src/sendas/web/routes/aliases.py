@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 
 from sendas.endpoints import imap_uses_alias_token
 from sendas.errors import NotFound, SendasError, ValidationFailed
+from sendas.net.tls_modes import tls_choices
 from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
@@ -57,11 +58,8 @@ ALIAS_FIELDS = (
     "ca_bundle",
     "auth",
 )
-TLS_CHOICES = (
-    ("auto", "Automatic (TLS on port 465, STARTTLS on other ports)"),
-    ("implicit", "TLS from the start (usually port 465)"),
-    ("starttls", "STARTTLS (usually port 587)"),
-)
+# "None" is the Disable SSL/TLS box, with its warning, not a choice in the list.
+TLS_CHOICES = tls_choices(465, 587)[:3]
 
 
 def oauth_state(session: Session) -> dict[str, dict[str, bool]]:
@@ -388,5 +386,6 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
             "result": result,
             "errors": errors,
             "fields": ALIAS_FIELDS,
+            "tls_offer": data.get("tls") == "auto",
         },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import Conflict, NotFound, ValidationFailed
+from sendas.net.tls_modes import tls_choices
 from sendas.schemas import ImapCreate, ImapPatch
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
@@ -28,12 +30,19 @@ IMAP_FIELDS = (
     "sent_folder",
     "ca_bundle",
 )
-TLS_CHOICES = (
-    ("auto", "Automatic (TLS on 993, STARTTLS otherwise)"),
-    ("implicit", "TLS from the start (usually port 993)"),
-    ("starttls", "STARTTLS (usually port 143)"),
-    ("none", "No encryption (not recommended)"),
-)
+TLS_CHOICES = tls_choices(993, 143)
+# The fields of the alias form's "Add an IMAP account" dialog, whose ids carry this prefix.
+DIALOG_FIELDS = ("description", "imap_server", "username", "password", "tls")
+DIALOG_PREFIX = "imap-"
+
+
+def _prefixed(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Field names as the dialog's error slots name them."""
+    return tuple(DIALOG_PREFIX + n for n in names)
+
+
+def _prefixed_errors(errors: dict[str, str]) -> dict[str, str]:
+    return {DIALOG_PREFIX + k: v for k, v in errors.items()}
 
 
 @router.get("/imap")
@@ -65,6 +74,13 @@ def _edit(
 @router.get("/imap/new")
 def imap_new(request: Request, actor: WebActor) -> Response:
     return _edit(request, {"id": None, "tls": "auto", "password_set": False})
+
+
+@router.get("/imap/quick-add")
+def imap_quick_form(request: Request, actor: WebActor) -> Response:
+    """The alias form's "Add an IMAP account" dialog content (before /imap/{account_id},
+    which would claim the path)."""
+    return page(request, "aliases/_imap_dialog.html", {"imap_tls_choices": TLS_CHOICES})
 
 
 @router.get("/imap/{account_id}")
@@ -123,6 +139,60 @@ def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Res
         raise PageNotFound() from None
     flash(request, "Saved the IMAP account. Use Test to check it can log in and find Sent.")
     return redirect(request, f"/imap/{account_id}")
+
+
+@router.post("/imap/test")
+async def imap_test_unsaved(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    """Test the settings as typed, before saving; with ``account_id`` the stored password
+    is used when none is typed. Answers a fragment for the test result."""
+    refused = await test_refused(ctx, actor)
+    if refused is not None:
+        return refused_result(request, refused, ())
+    raw_id = text(form, "account_id")
+    data = _input(form)
+    result = None
+    errors: dict[str, str] = {}
+    try:
+        result = await connection_test.check_imap_settings(
+            ctx, actor, ImapPatch.model_validate(data), int(raw_id) if raw_id.isdigit() else None
+        )
+    except (ValidationError, ValidationFailed) as exc:
+        errors = field_errors(exc)
+    except NotFound:
+        raise PageNotFound() from None
+    # The alias form's dialog names its error slots err-imap-*: the alias's own stay as they are.
+    in_dialog = text(form, "error_prefix") == DIALOG_PREFIX
+    context = {
+        "result": result,
+        "imap_only": True,
+        "errors": _prefixed_errors(errors) if in_dialog else errors,
+        "fields": _prefixed(DIALOG_FIELDS) if in_dialog else IMAP_FIELDS,
+        "tls_offer": data["tls"] == "auto" and not in_dialog,
+    }
+    return page(request, "_test_result.html", context)
+
+
+@router.post("/imap/quick-add")
+def imap_quick_add(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
+    """Create an account from the alias form's dialog; answers the dialog's status, the
+    alias form's IMAP choices (out of band, the new account selected) and an event."""
+    data = _input(form)
+    try:
+        with ctx.db.write() as s:
+            acc = svc.create_imap_account(s, actor, ImapCreate.model_validate(data), ctx.secrets)
+            created = svc.imap_out(acc)
+            imaps = [svc.imap_out(a) for a in svc.list_imap_accounts(s, actor)]
+    except (ValidationError, ValidationFailed) as exc:
+        errors = _prefixed_errors(field_errors(exc))
+        context = {"errors": errors, "fields": _prefixed(DIALOG_FIELDS), "created": None}
+        return page(request, "imap/_quick_add.html", context, status_code=422)
+    response = page(
+        request,
+        "imap/_quick_add.html",
+        {"errors": {}, "fields": _prefixed(DIALOG_FIELDS), "created": created, "imaps": imaps},
+    )
+    response.headers["HX-Trigger-After-Settle"] = json.dumps({"imapAccountAdded": {"id": acc.id}})
+    return response
 
 
 @router.post("/imap/{account_id}/test")

@@ -1,0 +1,36 @@
+"""The one name of each encryption mode, for every place a person reads it: the dropdowns,
+the hints, the alias card, the CLI's help and the README. The stored values stay
+``auto | implicit | starttls | none``."""
+
+from __future__ import annotations
+
+from typing import Final
+
+AUTO: Final = "Automatic"
+IMPLICIT: Final = "SSL/TLS (implicit)"
+STARTTLS: Final = "STARTTLS"
+NONE: Final = "None (Disable SSL/TLS)"
+
+TLS_MODE_LABELS: Final[dict[str, str]] = {
+    "auto": AUTO,
+    "implicit": IMPLICIT,
+    "starttls": STARTTLS,
+    "none": NONE,
+}
+
+CLI_HELP: Final = f"auto ({AUTO}) | implicit ({IMPLICIT}) | starttls ({STARTTLS}) | none ({NONE})."
+
+
+def tls_label(mode: str | None) -> str:
+    """The person-readable name of a stored mode (the value itself when unknown)."""
+    return TLS_MODE_LABELS.get(mode or "", mode or "")
+
+
+def tls_choices(implicit_port: int, starttls_port: int) -> tuple[tuple[str, str], ...]:
+    """``(value, label)`` for a dropdown, with the usual ports as a reminder."""
+    return (
+        ("auto", f"{AUTO} (finds what the server speaks)"),
+        ("implicit", f"{IMPLICIT} — usually port {implicit_port}"),
+        ("starttls", f"{STARTTLS} — usually port {starttls_port}"),
+        ("none", NONE),
+    )
