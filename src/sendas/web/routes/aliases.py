@@ -25,6 +25,7 @@ from sendas.services import aliases as svc
 from sendas.services import connection_test, oauth_clients
 from sendas.services import imap_accounts as imap_svc
 from sendas.services.common import Actor
+from sendas.web import receipts
 from sendas.web.deps import (
     Form,
     PageNotFound,
@@ -35,7 +36,7 @@ from sendas.web.deps import (
     text,
 )
 from sendas.web.limits import refused_result, test_refused
-from sendas.web.presets import PRESETS
+from sendas.web.presets import PRESETS, TLS_LABELS
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
 
 router = APIRouter()
@@ -92,7 +93,7 @@ def alias_list(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
         }
         for out in outs
     ]
-    return page(request, "aliases/list.html", {"cards": cards})
+    return page(request, "aliases/list.html", {"cards": cards, "tls_labels": TLS_LABELS})
 
 
 def _values_from_alias(out: AliasOut) -> dict[str, Any]:
@@ -299,6 +300,12 @@ def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Re
                         s, actor, alias_id, AliasPatch.model_validate(data), ctx.secrets
                     )
                 description = alias.description
+                # A passing test of exactly these settings, run before saving, counts.
+                tested = receipts.redeem(
+                    ctx.settings, text(form, receipts.FIELD), actor.id, alias_id, data
+                )
+                if tested is not None:
+                    alias.last_test = tested
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:
@@ -373,10 +380,12 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
         data["description"] = "(unsaved alias)"  # the description plays no part in a test
     data.pop("is_default", None)
     result: ConnectionTestResult | None = None
+    receipt: str | None = None
     if not errors:
         try:
             model = AliasCreate.model_validate(data)
             result = await connection_test.check_alias_settings(ctx, actor, model, alias_id)
+            receipt = receipts.issue(ctx.settings, actor.id, alias_id, data, result)
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:
@@ -388,5 +397,7 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
             "result": result,
             "errors": errors,
             "fields": ALIAS_FIELDS,
+            "receipt": receipt,
+            "receipt_field": receipts.FIELD,
         },
     )
