@@ -131,3 +131,12 @@ PRESETS: tuple[Preset, ...] = (
 )
 
 PRESETS_BY_KEY = {p.key: p for p in PRESETS}
+
+# One display name per encryption mode, for every page that shows a saved mode (cards,
+# summaries). The choices of a form may add a hint after the name.
+TLS_LABELS: dict[str, str] = {
+    "auto": "Automatic",
+    "implicit": "TLS from the start",
+    "starttls": "STARTTLS",
+    "none": "None (unencrypted)",
+}
