@@ -15,6 +15,7 @@ from sendas.errors import RateLimited, ValidationFailed
 from sendas.net.tls_modes import tls_label
 from sendas.statuses import CampaignStatus, MessageStatus
 from sendas.validation import field_problems
+from sendas.web.help import step_help_url
 from sendas.web.security import new_csrf_token
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
@@ -39,6 +40,7 @@ TEMPLATES.env.filters["when"] = _when
 STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
 TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 TEMPLATES.env.globals["tls_label"] = tls_label
+TEMPLATES.env.globals["step_help_url"] = step_help_url
 
 
 def csrf_token(request: Request) -> str:

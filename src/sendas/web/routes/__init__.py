@@ -8,6 +8,7 @@ from sendas.web.routes.account import router as account_router
 from sendas.web.routes.admin import router as admin_router
 from sendas.web.routes.aliases import router as aliases_router
 from sendas.web.routes.auth import router as auth_router
+from sendas.web.routes.help import router as help_router
 from sendas.web.routes.imap import router as imap_router
 from sendas.web.routes.letter_history import router as letter_history_router
 from sendas.web.routes.letters import router as letters_router
@@ -25,5 +26,6 @@ for module_router in (
     letter_history_router,
     oauth_router,
     account_router,
+    help_router,
 ):
     router.include_router(module_router)

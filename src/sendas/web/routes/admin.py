@@ -104,7 +104,7 @@ def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) ->
             return page(
                 request,
                 "_form_errors.html",
-                {"errors": errors, "fields": OUTGOING_FIELDS},
+                {"errors": errors, "fields": OUTGOING_FIELDS, "not_done": "Not saved"},
                 status_code=422,
             )
         with ctx.db.read() as s:

@@ -26,6 +26,7 @@ from sendas.services import aliases as svc
 from sendas.services import connection_test, oauth_clients
 from sendas.services import imap_accounts as imap_svc
 from sendas.services.common import Actor
+from sendas.web import receipts
 from sendas.web.deps import (
     Form,
     PageNotFound,
@@ -297,6 +298,12 @@ def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Re
                         s, actor, alias_id, AliasPatch.model_validate(data), ctx.secrets
                     )
                 description = alias.description
+                # A passing test of exactly these settings, run before saving, counts.
+                tested = receipts.redeem(
+                    ctx.settings, text(form, receipts.FIELD), actor.id, alias_id, data
+                )
+                if tested is not None:
+                    alias.last_test = tested
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:
@@ -371,10 +378,12 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
         data["description"] = "(unsaved alias)"  # the description plays no part in a test
     data.pop("is_default", None)
     result: ConnectionTestResult | None = None
+    receipt: str | None = None
     if not errors:
         try:
             model = AliasCreate.model_validate(data)
             result = await connection_test.check_alias_settings(ctx, actor, model, alias_id)
+            receipt = receipts.issue(ctx.settings, actor.id, alias_id, data, result)
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)
         except NotFound:
@@ -387,5 +396,7 @@ async def alias_test(request: Request, ctx: WebCtx, actor: WebActor, form: Form)
             "errors": errors,
             "fields": ALIAS_FIELDS,
             "tls_offer": data.get("tls") == "auto",
+            "receipt": receipt,
+            "receipt_field": receipts.FIELD,
         },
     )

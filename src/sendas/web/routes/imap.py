@@ -130,7 +130,7 @@ def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Res
             return page(
                 request,
                 "_form_errors.html",
-                {"errors": errors, "fields": IMAP_FIELDS},
+                {"errors": errors, "fields": IMAP_FIELDS, "not_done": "Not saved"},
                 status_code=422,
             )
         values = {**data, "id": account_id, "password": None, "password_set": False}

@@ -98,12 +98,64 @@
     return first;
   }
 
+  /* Focus a field with an error and bring it to the middle of the screen: never under the
+     sticky Test/Save bar, wherever the field is (the message says "the marked fields"). */
+  function showField(input) {
+    input.focus({preventScroll: true});
+    var wrap = input.closest(".field") || input;
+    wrap.scrollIntoView({block: "center"});
+  }
+
   document.addEventListener("htmx:afterSettle", function (ev) {
     var first = markErrors();
     var xhr = ev.detail && ev.detail.xhr;
-    if (first && xhr && xhr.status === 422) first.focus();
     var target = ev.detail && ev.detail.target;
+    var testErrors = target && target.id === "test-result" && $(".test-result.not-tested", target);
+    if (first && xhr && (xhr.status === 422 || testErrors)) { showField(first); return; }
     if (target && target.id === "test-result") target.scrollIntoView({block: "center", behavior: "smooth"});
+  });
+
+  /* A page rendered with field errors (a form posted without scripts): same treatment. */
+  function focusFirstError() {
+    var first = document.querySelector("form [aria-invalid=\"true\"]");
+    if (first && first.offsetParent !== null) showField(first);
+  }
+
+  /* The sticky Test/Save bar: the page keeps that much room at the bottom when it scrolls a
+     focused field into view (CSS scroll-padding-bottom reads --sticky-bar). */
+  function trackStickyBar() {
+    var bar = $(".actions.sticky");
+    if (!bar) return;
+    function measure() {
+      var room = Math.ceil(bar.getBoundingClientRect().height) + 8;
+      document.documentElement.style.setProperty("--sticky-bar", room + "px");
+    }
+    measure();
+    window.addEventListener("resize", measure);
+    if (window.ResizeObserver) new ResizeObserver(measure).observe(bar);
+  }
+
+  /* Menus built on <details>: Esc and a click elsewhere close them; Esc gives focus back to
+     the button that opened the menu. */
+  function closeMenu(menu, refocus) {
+    if (!menu.open) return;
+    menu.open = false;
+    if (refocus) menu.querySelector("summary").focus();
+  }
+  document.addEventListener("keydown", function (ev) {
+    if (ev.key !== "Escape") return;
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      var inside = menu.contains(document.activeElement);
+      closeMenu(menu, true);
+      if (inside) ev.preventDefault();
+    });
+  });
+  document.addEventListener("click", function (ev) {
+    document.querySelectorAll("details.menu[open]").forEach(function (menu) {
+      if (menu.contains(ev.target)) return;
+      var lost = document.activeElement === document.body || menu.contains(document.activeElement);
+      closeMenu(menu, lost);
+    });
   });
 
   /* Forms that ask before doing something that cannot be undone. */
@@ -169,5 +221,7 @@
     initAliasForm();
     initMergeChips();
     serverWarning();
+    trackStickyBar();
+    focusFirstError();
   });
 })();
