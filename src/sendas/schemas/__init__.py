@@ -50,6 +50,7 @@ from sendas.schemas.messages import (
     MAX_JSON_RECIPIENTS,
     MAX_RECIPIENTS,
     AttachmentIn,
+    AttachmentOut,
     CampaignCreate,
     CampaignCreated,
     CampaignMessagePage,
@@ -59,6 +60,7 @@ from sendas.schemas.messages import (
     CampaignTemplatesIn,
     InvalidLine,
     LetterStrict,
+    MessageDetail,
     MessageIn,
     MessageList,
     MessageOut,
@@ -67,6 +69,7 @@ from sendas.schemas.messages import (
     PreviewOut,
     RecipientIn,
     SystemMessageIn,
+    WaitingOut,
 )
 from sendas.schemas.oauth import OAuthClientIn, OAuthClientOut, check_discovery_url, check_tenant
 from sendas.schemas.results import (
@@ -88,6 +91,7 @@ __all__ = [
     "AliasPatch",
     "AliasTestIn",
     "AttachmentIn",
+    "AttachmentOut",
     "AuditOut",
     "AuthMethod",
     "CampaignCreate",
@@ -107,6 +111,7 @@ __all__ = [
     "ImapPatch",
     "InvalidLine",
     "LetterStrict",
+    "MessageDetail",
     "MessageIn",
     "MessageList",
     "MessageOut",
@@ -135,6 +140,7 @@ __all__ = [
     "UserCreate",
     "UserOut",
     "UserPatch",
+    "WaitingOut",
     "check_discovery_url",
     "check_email",
     "check_tenant",
