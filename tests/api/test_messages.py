@@ -226,3 +226,21 @@ def test_a_paused_lane_gives_the_time_it_resumes(
     got = client.get(f"/api/messages/{mid.json()['id']}", headers=alice.headers).json()
     assert got["waiting"]["kind"] == "paused" and "5.4.5" in got["waiting"]["reason"]
     assert datetime.fromisoformat(got["waiting"]["until"]) == until
+
+
+def test_a_form_letter_message_before_sending_says_it_is_not_rendered(
+    client: TestClient, alice: Person
+) -> None:
+    new_alias(client, alice)
+    body = {
+        "subject": "Hello {{ name }}",
+        "text": "Dear {{ name }}",
+        "recipients": [{"email": "ann@example.org", "fields": {"name": "Ann"}}],
+    }
+    r = client.post("/api/campaigns", json=body, headers=alice.headers)
+    assert r.status_code in (200, 201, 202), r.text
+    listed = client.get(f"/api/messages?campaign_id={r.json()['id']}", headers=alice.headers).json()
+    got = client.get(f"/api/messages/{listed['items'][0]['id']}", headers=alice.headers).json()
+    assert got["rendered"] is False and got["attachments"] == []
+    assert got["headers"]["To"] == "ann@example.org"
+    assert got["waiting"] is not None
