@@ -4,12 +4,14 @@ per field with nothing written, ownership as 404, settling unknown messages."""
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from sendas.context import AppContext
 from sendas.db.models import Alias, Message
+from sendas.outbox.lanes import alias_lane, pause_lane
 from tests.conftest import Person
 
 
@@ -169,3 +171,76 @@ def test_system_messages_are_admin_only_and_use_the_system_lane(
         assert m.lane == "system" and m.kind == "system" and m.alias_id is None
         assert m.envelope_from == "noreply@example.com"
         assert m.raw is not None and b"Example CRM" in m.raw
+
+
+# --- what an opened message shows (headers, parts, attachments, why it waits) ---------------
+
+
+def test_get_shows_headers_attachments_and_why_it_waits(
+    client: TestClient, ctx: AppContext, alice: Person
+) -> None:
+    alias_id = new_alias(client, alice, reply_to="replies@example.org")
+    body = {
+        "to": ["bob@example.org"], "cc": ["carol@example.org"], "subject": "Figures",
+        "text": "See attached.", "html": "<p>See attached.</p>",
+        "attachments": [{"filename": "q3.csv", "content_type": "text/csv",
+                         "content_base64": base64.b64encode(b"a,b\n1,2\n").decode()}],
+    }  # fmt: skip
+    mid = client.post("/api/messages", json=body, headers=alice.headers).json()["id"]
+
+    got = client.get(f"/api/messages/{mid}", headers=alice.headers).json()
+    headers = got["headers"]
+    assert "Alice Example" in headers["From"] and headers["To"] == "bob@example.org"
+    assert headers["Cc"] == "carol@example.org" and headers["Reply-To"] == "replies@example.org"
+    assert headers["Subject"] == "Figures" and headers["Message-ID"] and headers["Date"]
+    assert got["attachments"] == [
+        {"index": 0, "filename": "q3.csv", "content_type": "text/csv", "size": 8}
+    ]
+    assert got["rendered"] is True and got["attempts"] == 0
+    assert got["waiting"]["kind"] == "turn"
+
+    # The alias's server refused the sign-in: the message says so, not just "queued".
+    with ctx.db.write() as s:
+        s.get_one(Alias, alias_id).needs_reauth = True
+    got = client.get(f"/api/messages/{mid}", headers=alice.headers).json()
+    assert got["status"] == "queued"
+    assert got["waiting"]["kind"] == "needs_attention" and got["waiting"]["until"] is None
+    assert "sign-in" in got["waiting"]["reason"]
+
+    # A settled message does not wait; the list keeps its old shape.
+    with ctx.db.write() as s:
+        s.get_one(Message, mid).status = "sent"
+    assert client.get(f"/api/messages/{mid}", headers=alice.headers).json()["waiting"] is None
+    listed = client.get("/api/messages", headers=alice.headers).json()["items"][0]
+    assert listed["id"] == mid and "waiting" not in listed
+
+
+def test_a_paused_lane_gives_the_time_it_resumes(
+    client: TestClient, ctx: AppContext, alice: Person
+) -> None:
+    alias_id = new_alias(client, alice)
+    mid = client.post("/api/messages", json={"to": ["x@example.org"]}, headers=alice.headers)
+    until = datetime.now(UTC) + timedelta(hours=3)
+    with ctx.db.write() as s:
+        pause_lane(s, alias_lane(alias_id), until, "550 5.4.5 Daily user sending quota exceeded")
+    got = client.get(f"/api/messages/{mid.json()['id']}", headers=alice.headers).json()
+    assert got["waiting"]["kind"] == "paused" and "5.4.5" in got["waiting"]["reason"]
+    assert datetime.fromisoformat(got["waiting"]["until"]) == until
+
+
+def test_a_form_letter_message_before_sending_says_it_is_not_rendered(
+    client: TestClient, alice: Person
+) -> None:
+    new_alias(client, alice)
+    body = {
+        "subject": "Hello {{ name }}",
+        "text": "Dear {{ name }}",
+        "recipients": [{"email": "ann@example.org", "fields": {"name": "Ann"}}],
+    }
+    r = client.post("/api/campaigns", json=body, headers=alice.headers)
+    assert r.status_code in (200, 201, 202), r.text
+    listed = client.get(f"/api/messages?campaign_id={r.json()['id']}", headers=alice.headers).json()
+    got = client.get(f"/api/messages/{listed['items'][0]['id']}", headers=alice.headers).json()
+    assert got["rendered"] is False and got["attachments"] == []
+    assert got["headers"]["To"] == "ann@example.org"
+    assert got["waiting"] is not None

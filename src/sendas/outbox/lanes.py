@@ -241,3 +241,10 @@ def lane_pause(session: Session, alias_id: int, now: datetime) -> LanePause | No
     if lane is not None and lane.paused_until is not None and lane.paused_until > now:
         return LanePause(reason, lane.paused_until, needs_attention=False)
     return None
+
+
+def lane_next_send_at(session: Session, alias_id: int) -> datetime | None:
+    """The earliest start the alias's pacing allows for its next message (None: no delay
+    reserved)."""
+    lane = session.get(Lane, alias_lane(alias_id))
+    return lane.next_send_at if lane is not None else None

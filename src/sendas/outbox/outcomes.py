@@ -135,7 +135,8 @@ def interpret(
 ) -> Outcome:
     """The new state of a message after one submission of ``recipients`` (those pending).
 
-    ``attempts`` counts earlier submissions answered with a temporary failure.
+    ``attempts`` counts earlier submissions answered with a temporary failure (while a
+    message is active; the recording also counts the submission that settles it).
     """
     b = _Builder(recipients, previous, now)
     if isinstance(answer, DeliveryUnknown):

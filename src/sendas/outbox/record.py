@@ -31,6 +31,8 @@ from sendas.statuses import ACTIVE, MessageStatus
 
 log = logging.getLogger("sendas.outbox")
 
+SETTLED = (MessageStatus.SENT, MessageStatus.FAILED, MessageStatus.UNKNOWN)
+
 
 @dataclass
 class Recorded:
@@ -100,7 +102,10 @@ def _row_values(request: RecordRequest, claimed: ClaimedMessage, out: Outcome) -
         "server_reply": out.server_reply, "error_step": out.error_step, "hint": out.hint,
         "updated_at": now,
     }  # fmt: skip
-    if out.count_attempt:
+    # A temporary failure counts toward the retry budget; the submission that settles the
+    # message counts too, so "attempts" is every submission the server decided. Pauses
+    # (quota, sign-in refused) are not counted: they must never use up the budget.
+    if out.count_attempt or out.status in SETTLED:
         values["attempts"] = claimed.attempts + 1
     if out.next_attempt_at is not None:
         values["next_attempt_at"] = out.next_attempt_at
@@ -189,6 +194,7 @@ def reap_expired(session: Session, now: datetime) -> int:
     ).all()
     for m in rows:
         m.status = MessageStatus.UNKNOWN
+        m.attempts += 1  # the submission the worker was making
         m.error_step = m.error_step or "data"
         m.server_reply = m.server_reply or "no answer recorded: the worker stopped"
         m.hint = REAPED_HINT

@@ -51,6 +51,7 @@ from sendas.schemas.messages import (
     MAX_JSON_RECIPIENTS,
     MAX_RECIPIENTS,
     AttachmentIn,
+    AttachmentOut,
     CampaignCreate,
     CampaignCreated,
     CampaignMessagePage,
@@ -60,6 +61,7 @@ from sendas.schemas.messages import (
     CampaignTemplatesIn,
     InvalidLine,
     LetterStrict,
+    MessageDetail,
     MessageIn,
     MessageList,
     MessageOut,
@@ -68,6 +70,7 @@ from sendas.schemas.messages import (
     PreviewOut,
     RecipientIn,
     SystemMessageIn,
+    WaitingOut,
 )
 from sendas.schemas.oauth import OAuthClientIn, OAuthClientOut, check_discovery_url, check_tenant
 from sendas.schemas.results import (
@@ -89,6 +92,7 @@ __all__ = [
     "AliasPatch",
     "AliasTestIn",
     "AttachmentIn",
+    "AttachmentOut",
     "AuditOut",
     "AuthMethod",
     "CampaignCreate",
@@ -108,6 +112,7 @@ __all__ = [
     "ImapPatch",
     "InvalidLine",
     "LetterStrict",
+    "MessageDetail",
     "MessageIn",
     "MessageList",
     "MessageOut",
@@ -137,6 +142,7 @@ __all__ = [
     "UserCreate",
     "UserOut",
     "UserPatch",
+    "WaitingOut",
     "check_discovery_url",
     "check_email",
     "check_tenant",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -107,6 +107,51 @@ class MessageOut(BaseModel):
     updated_at: datetime
     sent_at: datetime | None
     raw_base64: str | None = None
+
+
+class WaitingOut(BaseModel):
+    """Why a message that is still to go out is not going out now."""
+
+    kind: Literal[
+        "needs_attention",
+        "owner_disabled",
+        "paused",
+        "letter_paused",
+        "retry",
+        "pacing",
+        "turn",
+    ] = Field(
+        description="needs_attention: the alias's server refused the sign-in (fix the alias); "
+        "owner_disabled: the owner's account is disabled; paused: the server asked to wait "
+        "(quota, rate limit) until `until`; letter_paused: its form letter is paused; retry: "
+        "a temporary failure, tried again at `until`; pacing: the alias's delay between "
+        "emails, next start at `until`; turn: waiting for a worker."
+    )
+    reason: str
+    until: datetime | None
+
+
+class AttachmentOut(BaseModel):
+    """An attachment of a sent message; ``index`` names it in the download URL."""
+
+    index: int
+    filename: str
+    content_type: str
+    size: int = Field(description="Decoded size in bytes.")
+
+
+class MessageDetail(MessageOut):
+    """``GET /api/messages/{id}``: the message and what can be read of it."""
+
+    headers: dict[str, str] = Field(
+        description="From, To, Cc, Reply-To, Subject, Date and Message-ID as composed "
+        "(empty until a form letter's message is rendered at send time)."
+    )
+    attachments: list[AttachmentOut]
+    rendered: bool = Field(description="The message's bytes are stored (composed).")
+    waiting: WaitingOut | None = Field(
+        description="Why it has not gone out yet; null unless queued or retrying."
+    )
 
 
 class MessageList(BaseModel):

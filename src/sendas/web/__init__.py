@@ -52,7 +52,11 @@ class PageHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], *_PAGE_HEADERS]
+                # A response with a policy of its own (a message's HTML, shown framed and
+                # sandboxed) keeps it; every other response gets the pages' policy.
+                own = any(k.lower() == b"content-security-policy" for k, _ in message["headers"])
+                extra = _PAGE_HEADERS[2:] if own else _PAGE_HEADERS
+                message["headers"] = [*message["headers"], *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import ValidationError
 
 from sendas.errors import RateLimited, ValidationFailed
@@ -21,8 +22,10 @@ from sendas.web.security import new_csrf_token
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _when(value: Any) -> str:
-    """A timestamp as the UI shows it: ``2024-05-01 14:03 UTC``."""
+def _when(value: Any) -> Markup | str:
+    """A timestamp as the UI shows it: ``<time datetime="2024-05-01T14:03:00Z">2024-05-01
+    14:03 UTC</time>``; app.js rewrites the text in the viewer's time zone, the UTC text
+    stays for pages read without scripts."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
@@ -31,12 +34,24 @@ def _when(value: Any) -> str:
         except ValueError:
             return str(value)
     if isinstance(value, datetime):
-        moment: datetime = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        iso = moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        shown = moment.strftime("%Y-%m-%d %H:%M UTC")
+        return Markup('<time datetime="{}">{}</time>').format(iso, shown)
     return str(value)
 
 
+def _filesize(size: int) -> str:
+    """A byte count as people read it: ``812 bytes``, ``14.2 KB``, ``3.1 MB``."""
+    if size < 1024:
+        return f"{size} byte{'' if size == 1 else 's'}"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
 TEMPLATES.env.filters["when"] = _when
+TEMPLATES.env.filters["filesize"] = _filesize
 STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
 TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 TEMPLATES.env.globals["tls_label"] = tls_label

@@ -10,8 +10,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
-from sendas.schemas import MessageIn, MessageList, MessageOut, SystemMessageIn
+from sendas.schemas import MessageDetail, MessageIn, MessageList, MessageOut, SystemMessageIn
 from sendas.services import messages as svc
+from sendas.services.message_view import message_view
 from sendas.services.quotas import Limits
 
 router = APIRouter(tags=["messages"])
@@ -45,9 +46,10 @@ def list_messages(
 @router.get("/messages/{message_id}")
 def get_message(
     ctx: CtxDep, actor: ActorDep, message_id: int, include_raw: bool = False
-) -> MessageOut:
+) -> MessageDetail:
     with ctx.db.read() as s:
-        return svc.message_out(svc.get_message(s, actor, message_id), include_raw=include_raw)
+        message = svc.get_message(s, actor, message_id)
+        return message_view(s, message, include_raw=include_raw).detail
 
 
 @router.post("/messages/{message_id}/resend", status_code=status.HTTP_202_ACCEPTED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, RateLimited, ValidationFailed
-from sendas.schemas import AliasOut, MessageIn, MessageOut
+from sendas.schemas import AliasOut, MessageIn
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
+from sendas.services.message_view import MessageView, attachment, message_view
 from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, IN_USE
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
@@ -150,19 +152,65 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
 # --- one message --------------------------------------------------------------------------
 
 
-def _message(ctx: WebCtx, actor: Actor, message_id: int) -> MessageOut:
+def _view(ctx: WebCtx, actor: Actor, message_id: int) -> MessageView:
     try:
         with ctx.db.read() as s:
-            return message_svc.message_out(message_svc.get_message(s, actor, message_id))
+            return message_view(s, message_svc.get_message(s, actor, message_id))
     except NotFound:
         raise PageNotFound() from None
 
 
 @router.get("/messages/{message_id}")
 def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
-    m = _message(ctx, actor, message_id)
+    view = _view(ctx, actor, message_id)
     template = "mail/_message_status.html" if is_htmx(request) else "mail/message.html"
-    return page(request, template, {"m": m, "active": ACTIVE})
+    return page(request, template, {"m": view.detail, "view": view, "active": ACTIVE})
+
+
+# The HTML part is the sender's own markup: it is served alone, framed by the message page
+# with <iframe sandbox>, under a policy that runs no script and loads nothing remote.
+HTML_POLICY = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; sandbox"
+)
+
+
+@router.get("/messages/{message_id}/html")
+def message_html(ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
+    view = _view(ctx, actor, message_id)
+    html = view.html if view.html is not None else (view.letter.html if view.letter else None)
+    if html is None:
+        raise PageNotFound()
+    return Response(
+        html,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "content-security-policy": HTML_POLICY,
+            "x-frame-options": "SAMEORIGIN",
+            "cache-control": "private, no-store",
+        },
+    )
+
+
+@router.get("/messages/{message_id}/attachments/{index}")
+def message_attachment(ctx: WebCtx, actor: WebActor, message_id: int, index: int) -> Response:
+    try:
+        with ctx.db.read() as s:
+            found = attachment(message_svc.get_message(s, actor, message_id), index)
+    except NotFound:
+        raise PageNotFound() from None
+    if found is None:
+        raise PageNotFound()
+    info, data = found
+    # Always a download, never shown in the page's origin (an .html attachment included).
+    return Response(
+        data,
+        media_type=info.content_type,
+        headers={
+            "content-disposition": f"attachment; filename*=UTF-8''{quote(info.filename)}",
+            "cache-control": "private, no-store",
+        },
+    )
 
 
 @router.post("/messages/{message_id}/resend")

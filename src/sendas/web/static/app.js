@@ -106,7 +106,31 @@
     wrap.scrollIntoView({block: "center"});
   }
 
+  /* Times: the server writes <time datetime="...Z">UTC text</time>; show them in the
+     viewer's own time zone (the UTC text stays as the tooltip). */
+  var timeFormat = null;
+  function localTimes(root) {
+    if (!window.Intl || !Intl.DateTimeFormat) return;
+    if (!timeFormat) {
+      timeFormat = new Intl.DateTimeFormat("en-CA", {
+        year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+        minute: "2-digit", hourCycle: "h23", timeZoneName: "short"
+      });
+    }
+    (root || document).querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
+      var moment = new Date(el.getAttribute("datetime"));
+      if (isNaN(moment.getTime())) return;
+      var p = {};
+      timeFormat.formatToParts(moment).forEach(function (part) { p[part.type] = part.value; });
+      el.title = el.textContent;
+      el.textContent = p.year + "-" + p.month + "-" + p.day + " " + p.hour + ":" + p.minute +
+        " " + p.timeZoneName;
+      el.setAttribute("data-local", "");
+    });
+  }
+
   document.addEventListener("htmx:afterSettle", function (ev) {
+    localTimes(document);
     var first = markErrors();
     var xhr = ev.detail && ev.detail.xhr;
     var target = ev.detail && ev.detail.target;
@@ -218,6 +242,7 @@
   });
 
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
     initAliasForm();
     initMergeChips();
     serverWarning();
