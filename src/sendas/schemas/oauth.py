@@ -52,17 +52,19 @@ def check_discovery_url(value: str | None) -> str | None:
     raise ValueError("must start with https://")
 
 
+_SERVER = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+)):(?P<port>[0-9]{1,5})"
+)
+
+
 def check_server_override(value: str | None) -> str | None:
     """``host:port`` of a server that replaces the provider's (empty: the provider's)."""
     if value is None or not value.strip():
         return None
-    from sendas.smtp.endpoint import parse_server
-
-    value = header_safe(value.strip())
-    host, port = parse_server(value, fallback_port=0)
-    if not port:
-        raise ValueError("enter host:port, e.g. smtp.gateway.example:587")
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    found = _SERVER.fullmatch(value.strip())
+    if found is None or not 1 <= int(found["port"]) <= 65535:
+        raise ValueError("enter host:port, e.g. smtp.gateway.example:587 ([::1]:587 for IPv6)")
+    return found.group(0)
 
 
 _ServerOverride = Annotated[
