@@ -13,6 +13,7 @@ from sendas.errors import ReauthRequired
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
 from sendas.net.policy import OutboundPolicy
+from sendas.oauth.providers import BoundServers
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
@@ -37,6 +38,8 @@ def smtp_endpoint(
     (admin-only) are exempt and pass None.
     """
     auth = row.auth if isinstance(row, Alias) else "password"
+    if isinstance(row, Alias) and token_provider is not None:
+        token_provider = _bound_smtp(row, token_provider)
     password = box.decrypt(row.smtp_password_enc) if row.smtp_password_enc else None
     username = row.smtp_username
     if auth != "password":
@@ -80,6 +83,48 @@ def imap_endpoint(
         outbound=outbound,
         detect_wait=detect_wait,
     )
+
+
+def token_servers(alias: Alias) -> BoundServers:
+    """The servers a signed-in alias's tokens may be sent to (fixed at sign-in)."""
+    return BoundServers.of_alias(alias.auth, alias.oauth_servers)
+
+
+def token_server_problem(alias: Alias) -> str | None:
+    """Why the alias's token must not go to its SMTP server, or None when it may."""
+    servers = token_servers(alias)
+    if servers.smtp_allows(alias.smtp_host, alias.smtp_port, alias.tls):
+        return None
+    return servers.refusal()
+
+
+def _bound_smtp(alias: Alias, provider: TokenProvider) -> TokenProvider:
+    """The backstop: a token provider that refuses to hand a token out for any server but
+    the one the sign-in bound it to (whatever path changed the alias's server)."""
+    problem = token_server_problem(alias)
+    if problem is None:
+        return provider
+
+    async def refused(force_refresh: bool) -> str:
+        raise ReauthRequired(
+            f"the token was not sent: {problem}",
+            step="auth",
+            hint="Sign in again for this alias (its server becomes the provider's again).",
+        )
+
+    return refused
+
+
+def check_imap_token_server(alias: Alias, account: ImapAccount) -> None:
+    """The backstop for IMAP: the alias's token goes only to the provider's IMAP server.
+    Raises ValueError naming the problem."""
+    servers = token_servers(alias)
+    if not servers.imap_allows(account.imap_host, account.imap_port, account.tls):
+        raise ValueError(
+            f"the sign-in token goes only to {servers.label}'s IMAP server "
+            f"({servers.imap_host}:{servers.imap_port}), not to this account's; "
+            "give the IMAP account a password instead"
+        )
 
 
 def signed_in_email(alias: Alias) -> str:
@@ -136,9 +181,10 @@ def alias_imap_endpoint(
 ) -> ImapEndpoint:
     """The endpoint of ``account`` used on behalf of ``alias``: XOAUTH2 with the alias's
     token under :func:`imap_uses_alias_token`, the account's password otherwise.
-    Raises ValueError for a malformed account setting."""
+    Raises ValueError for a malformed account setting or a token not meant for its server."""
     provider = None
     if imap_uses_alias_token(alias, account):
+        check_imap_token_server(alias, account)
         provider = (token_providers or _no_token_provider)(alias.id)
     return imap_endpoint(account, box, timeout=timeout, outbound=outbound, token_provider=provider)
 

@@ -24,7 +24,6 @@ from tests.oauth.conftest import USER_EMAIL
 from tests.oauth.test_web_flow import (
     log_in,
     make_alias,
-    point_at,
     register_app,
     send,
     sign_in,
@@ -77,8 +76,11 @@ async def signed_in_with_imap(
 ) -> Setup:
     """Alice's alias with the IMAP account linked, signed in at ``server``, sending to a local
     SMTP server that accepts the server's tokens."""
-    await register_app(ctx, web, admin, server)
-    alias_id = await make_alias(web, alice, USER_EMAIL)
+    tls = "implicit" if server.kind == "google" else "starttls"
+    mail = await smtpd(tls, token_check=server.token_check)
+    imap = f"{dovecot.host}:{dovecot.imaps_port}"
+    await register_app(ctx, web, admin, server, mail=mail, imap_server=imap)
+    alias_id = await make_alias(web, alice, USER_EMAIL, ca_pem=mail.ca_pem)
     account_id = await add_imap_account(web, alice, dovecot)
     r = await web.patch(
         f"/api/aliases/{alias_id}", headers=alice.headers, json={"imap_account_id": account_id}
@@ -89,9 +91,6 @@ async def signed_in_with_imap(
     done = await sign_in(web, server.kind, alias_id)
     assert done.status_code == 303, done.text
     server.access_token_lifetime = 3600
-    tls = "implicit" if server.kind == "google" else "starttls"
-    mail = await smtpd(tls, token_check=server.token_check)
-    point_at(ctx, alias_id, mail)
     return server, dovecot, mail, alias_id, account_id
 
 

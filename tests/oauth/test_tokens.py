@@ -15,18 +15,20 @@ from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.engine import Database, make_engine
 from sendas.db.migrate import upgrade
-from sendas.db.models import Alias
+from sendas.db.models import Alias, OAuthClient
 from sendas.oauth import (
     AliasTokens,
+    ClientConfig,
     ProviderUnavailable,
     ReauthRequired,
     apply_sign_in,
+    load_client,
     load_tokens,
 )
 from sendas.oauth.tokenset import TokenSet
 from sendas.secrets import SecretBox
 from sendas.smtp import SmtpEndpoint, SmtpSession
-from tests.oauth.conftest import CLIENT_SECRET, USER_EMAIL, register, sign_in, signed_in_alias
+from tests.oauth.conftest import CLIENT_SECRET, USER_EMAIL, sign_in, signed_in_alias
 from tests.servers.oauth_server import OAuthServerFactory, OAuthTestServer
 from tests.servers.smtpd import SmtpdFactory
 
@@ -61,27 +63,47 @@ async def test_sign_in_stores_the_tokens_and_a_fresh_token_is_not_refreshed(
     assert server.refreshes == 0
 
 
-async def test_a_reconnect_keeps_the_server_the_owner_chose(
+async def test_sign_in_binds_the_provider_server_and_a_reconnect_restores_it(
     ctx: AppContext, oauth_server: OAuthServerFactory
 ) -> None:
     server = oauth_server("google")
     alias_id, _ = await signed_in_alias(ctx, server)
     with ctx.db.write() as s:
-        alias = s.get(Alias, alias_id)
-        assert alias is not None
+        alias = s.get_one(Alias, alias_id)
+        assert (alias.smtp_host, alias.smtp_port, alias.tls) == ("smtp.gmail.com", 465, "implicit")
+        assert alias.oauth_servers == {
+            "smtp": ["smtp.gmail.com", 465, "implicit"],
+            "imap": ["imap.gmail.com", 993],
+        }
+        # Moved elsewhere behind validation's back (as an old version allowed).
         alias.smtp_host, alias.smtp_port, alias.tls = "smtp-relay.gmail.com", 587, "starttls"
         alias.needs_reauth = True
-    again = await sign_in(register(ctx.db, ctx.secrets, server), user_id=alias.user_id)
+        user_id = alias.user_id
+    # The admin names a gateway meanwhile: the reconnect binds the alias to it.
     with ctx.db.write() as s:
-        alias = s.get(Alias, alias_id)
-        assert alias is not None
+        row = s.get_one(OAuthClient, "google")
+        row.smtp_server, row.imap_server = "gw.example.test:2465", "gw.example.test:1993"
+    again = await sign_in(register_override(ctx), user_id=user_id)
+    with ctx.db.write() as s:
+        alias = s.get_one(Alias, alias_id)
         apply_sign_in(alias, again, ctx.secrets)
         assert (alias.smtp_host, alias.smtp_port, alias.tls) == (
-            "smtp-relay.gmail.com",
-            587,
-            "starttls",
+            "gw.example.test",
+            2465,
+            "implicit",
         )
+        assert alias.oauth_servers == {
+            "smtp": ["gw.example.test", 2465, "implicit"],
+            "imap": ["gw.example.test", 1993],
+        }
         assert alias.needs_reauth is False
+
+
+def register_override(ctx: AppContext) -> ClientConfig:
+    with ctx.db.read() as s:
+        client = load_client(s, "google", ctx.secrets)
+    assert client is not None and client.smtp_server_override == "gw.example.test:2465"
+    return client
 
 
 @pytest.mark.parametrize("kind", ["google", "microsoft"])

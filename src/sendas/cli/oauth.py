@@ -25,6 +25,14 @@ def oauth_configure(
     ] = False,
     tenant: Annotated[str | None, typer.Option("--tenant", help="Microsoft only.")] = None,
     discovery_url: Annotated[str | None, typer.Option("--discovery-url")] = None,
+    smtp_server: Annotated[
+        str | None,
+        typer.Option("--smtp-server", help="host:port instead of the provider's (gateways)."),
+    ] = None,
+    imap_server: Annotated[
+        str | None,
+        typer.Option("--imap-server", help="host:port instead of the provider's (gateways)."),
+    ] = None,
 ) -> None:
     """Register (or change) the app; without --client-secret-stdin the stored secret stays."""
     data = build(
@@ -33,6 +41,8 @@ def oauth_configure(
         client_secret=read_secret_stdin() if client_secret_stdin else None,
         tenant=tenant,
         discovery_url=discovery_url,
+        smtp_server=smtp_server,
+        imap_server=imap_server,
     )
     with context() as ctx:
         with ctx.db.write() as s:

@@ -173,6 +173,8 @@ class Alias(SmtpColumns, Base):
     last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    # The servers the sign-in's tokens may go to (oauth.providers.BoundServers), set at sign-in.
+    oauth_servers: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     imap_account: Mapped[ImapAccount | None] = relationship(lazy="joined")
 
@@ -201,6 +203,9 @@ class OAuthClient(Base):
     client_secret_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     tenant: Mapped[str | None] = mapped_column(String(200), nullable=True)
     discovery_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # host:port overrides of the provider's servers (national clouds, gateways, tests).
+    smtp_server: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    imap_server: Mapped[str | None] = mapped_column(String(300), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
 
 

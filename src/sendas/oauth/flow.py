@@ -39,7 +39,7 @@ from sendas.oauth.errors import (
 )
 from sendas.oauth.httpx_client import AsyncOAuth2Client
 from sendas.oauth.metadata import fetch_jwks, fetch_metadata
-from sendas.oauth.providers import TENANT_PLACEHOLDER, ClientConfig, ProviderName
+from sendas.oauth.providers import TENANT_PLACEHOLDER, BoundServers, ClientConfig, ProviderName
 from sendas.oauth.tokenset import TokenSet, expires_at
 
 PENDING_TTL = 600.0  # seconds a started sign-in may take
@@ -78,6 +78,8 @@ class SignInResult:
     subject: str
     tenant_id: str | None
     tokens: TokenSet
+    # Where the tokens may go: the registered app's servers at the time of the sign-in.
+    servers: BoundServers | None = None
 
 
 def _oauth_client(client: ClientConfig, redirect_uri: str, scope: str) -> AsyncOAuth2Client:
@@ -190,7 +192,7 @@ async def finish_sign_in(
         scope=str(token.get("scope") or scope),
         tenant_id=claims.get("tid"),
     )
-    return SignInResult(spec.name, email, tokens.subject, tokens.tenant_id, tokens)
+    return SignInResult(spec.name, email, tokens.subject, tokens.tenant_id, tokens, client.servers)
 
 
 async def _call_token_endpoint(call: Any) -> dict[str, Any]:

@@ -1,11 +1,16 @@
 """Google and Microsoft as OpenID Connect providers: discovery URLs, scopes, the SMTP and
 IMAP servers an alias signed in with them uses, and the registered application
-(:class:`ClientConfig`, from the ``oauth_clients`` row)."""
+(:class:`ClientConfig`, from the ``oauth_clients`` row).
+
+An access token opens the whole mailbox, so it goes only to the provider's servers
+(:class:`BoundServers`): the provider's own, or the admin's override in the registration
+(national clouds, a gateway, tests), fixed on the alias at sign-in.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
@@ -51,6 +56,75 @@ class Provider:
     def scope_list(self, *, imap: bool = False) -> list[str]:
         """The scopes to request; with ``imap`` also those for the copy to Sent."""
         return [*self.scopes, *(self.imap_scopes if imap else ())]
+
+    def servers(self, smtp: str | None = None, imap: str | None = None) -> BoundServers:
+        """The servers a signed-in alias uses: the provider's, or the ``host:port``
+        overrides (same TLS as the provider's own: the token never crosses in clear).
+        Raises ``ValueError`` for a malformed override."""
+        smtp_host, smtp_port = _host_port(smtp, self.smtp_host, self.smtp_port)
+        imap_host, imap_port = _host_port(imap, self.imap_host, self.imap_port)
+        return BoundServers(self.name, smtp_host, smtp_port, self.smtp_tls, imap_host, imap_port)
+
+
+def _host_port(text: str | None, host: str, port: int) -> tuple[str, int]:
+    if not text:
+        return host, port
+    from sendas.smtp.endpoint import parse_server
+
+    return parse_server(text, fallback_port=port)
+
+
+def _same_host(a: str, b: str) -> bool:
+    return a.lower().rstrip(".") == b.lower().rstrip(".")
+
+
+@dataclass(frozen=True)
+class BoundServers:
+    """Where the tokens of an alias signed in with ``provider`` may be sent."""
+
+    provider: ProviderName
+    smtp_host: str
+    smtp_port: int
+    smtp_tls: TlsMode
+    imap_host: str
+    imap_port: int
+
+    @property
+    def label(self) -> str:
+        return PROVIDERS[self.provider].label
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "smtp": [self.smtp_host, self.smtp_port, self.smtp_tls],
+            "imap": [self.imap_host, self.imap_port],
+        }
+
+    @classmethod
+    def of_alias(cls, provider: str, stored: dict[str, Any] | None) -> BoundServers:
+        """The servers fixed at sign-in (``stored``), or the provider's own when none were
+        stored (an alias signed in before overrides existed)."""
+        spec = get_provider(provider)
+        try:
+            smtp_host, smtp_port, smtp_tls = (stored or {})["smtp"]
+            imap_host, imap_port = (stored or {})["imap"]
+        except (KeyError, TypeError, ValueError):
+            return spec.servers()
+        return cls(
+            spec.name, str(smtp_host), int(smtp_port), smtp_tls, str(imap_host), int(imap_port)
+        )
+
+    def smtp_allows(self, host: str, port: int, tls: str) -> bool:
+        return _same_host(host, self.smtp_host) and port == self.smtp_port and tls == self.smtp_tls
+
+    def imap_allows(self, host: str, port: int, tls: str) -> bool:
+        return _same_host(host, self.imap_host) and port == self.imap_port and tls != "none"
+
+    def refusal(self) -> str:
+        """Why a token will not go elsewhere, in words for the owner."""
+        return (
+            f"a signed-in alias sends through {self.label}'s server; "
+            "sign in again or switch to a password"
+        )
 
 
 GOOGLE = Provider(
@@ -105,10 +179,17 @@ class ClientConfig:
     client_secret: SecretStr = field(repr=False)
     tenant: str = DEFAULT_TENANT
     discovery_url_override: str | None = None
+    smtp_server_override: str | None = None
+    imap_server_override: str | None = None
 
     @property
     def discovery_url(self) -> str:
         return self.provider.discovery_url(tenant=self.tenant, override=self.discovery_url_override)
+
+    @property
+    def servers(self) -> BoundServers:
+        """The servers an alias signed in through this app sends through."""
+        return self.provider.servers(self.smtp_server_override, self.imap_server_override)
 
 
 def load_client(session: Session, provider: str, box: SecretBox) -> ClientConfig | None:
@@ -124,6 +205,8 @@ def load_client(session: Session, provider: str, box: SecretBox) -> ClientConfig
         client_secret=box.decrypt(row.client_secret_enc),
         tenant=(row.tenant or DEFAULT_TENANT) if spec.name == "microsoft" else DEFAULT_TENANT,
         discovery_url_override=row.discovery_url or None,
+        smtp_server_override=row.smtp_server or None,
+        imap_server_override=row.imap_server or None,
     )
 
 
@@ -136,9 +219,12 @@ def save_client(
     client_secret: SecretStr | None,
     tenant: str | None = None,
     discovery_url: str | None = None,
+    smtp_server: str | None = None,
+    imap_server: str | None = None,
 ) -> OAuthClient:
     """Create or update the registration; ``client_secret=None`` keeps the stored one
-    (write-only field). ``tenant`` is kept for Microsoft only (default ``common``)."""
+    (write-only field). ``tenant`` is kept for Microsoft only (default ``common``);
+    ``smtp_server`` / ``imap_server`` (``host:port``) replace the provider's servers."""
     spec = get_provider(provider)
     row = session.get(OAuthClient, spec.name)
     if row is None:
@@ -149,4 +235,6 @@ def save_client(
         row.client_secret_enc = box.encrypt(client_secret)
     row.tenant = (tenant or DEFAULT_TENANT) if spec.name == "microsoft" else None
     row.discovery_url = discovery_url or None
+    row.smtp_server = smtp_server or None
+    row.imap_server = imap_server or None
     return row

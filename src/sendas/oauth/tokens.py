@@ -219,19 +219,22 @@ async def _exit(transaction: AbstractContextManager[Session], exc: BaseException
 
 def apply_sign_in(alias: Alias, result: SignInResult, box: SecretBox) -> bool:
     """Make ``alias`` send as the signed-in account: ``auth`` becomes the provider, server
-    and TLS become the provider's (a reconnect with the same provider keeps the alias's
-    server), the user name becomes the verified email, the password
-    is cleared, the tokens are stored (encrypted) and ``needs_reauth`` is cleared.
+    and TLS become the provider's (or the registered app's override) and the tokens are
+    bound to them, the user name becomes the verified email, the password is cleared, the
+    tokens are stored (encrypted) and ``needs_reauth`` is cleared.
 
     ``from_address`` is set only when empty; returns True when it differs from the signed-in
     email (the caller shows the mismatch and lets the owner choose; never overwrite it
     silently).
     """
     spec = get_provider(result.provider)
-    # A reconnect renews the credentials only: a server the owner chose stays.
-    if alias.auth != spec.name or not alias.smtp_host:
-        alias.smtp_host, alias.smtp_port = spec.smtp_host, spec.smtp_port
-        alias.tls = spec.smtp_tls
+    servers = result.servers or spec.servers()
+    alias.smtp_host, alias.smtp_port, alias.tls = (
+        servers.smtp_host,
+        servers.smtp_port,
+        servers.smtp_tls,
+    )
+    alias.oauth_servers = servers.to_json()
     alias.auth = spec.name
     alias.smtp_username = result.email
     alias.smtp_password_enc = None

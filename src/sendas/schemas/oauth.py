@@ -52,12 +52,34 @@ def check_discovery_url(value: str | None) -> str | None:
     raise ValueError("must start with https://")
 
 
+_SERVER = re.compile(
+    r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9._-]+)):(?P<port>[0-9]{1,5})"
+)
+
+
+def check_server_override(value: str | None) -> str | None:
+    """``host:port`` of a server that replaces the provider's (empty: the provider's)."""
+    if value is None or not value.strip():
+        return None
+    found = _SERVER.fullmatch(value.strip())
+    if found is None or not 1 <= int(found["port"]) <= 65535:
+        raise ValueError("enter host:port, e.g. smtp.gateway.example:587 ([::1]:587 for IPv6)")
+    return found.group(0)
+
+
+_ServerOverride = Annotated[
+    str | None, StringConstraints(max_length=300), AfterValidator(check_server_override)
+]
+
+
 class OAuthClientIn(Strict):
     """PUT /api/system/oauth/{provider}: the application registered at Google or Microsoft.
 
     ``client_secret`` left out keeps the stored one (it is write-only); ``tenant`` applies to
     Microsoft only (default ``common``); ``discovery_url`` left out uses the provider's own
-    OpenID configuration URL.
+    OpenID configuration URL. ``smtp_server`` / ``imap_server`` (``host:port``) replace the
+    provider's servers for aliases signed in from then on (national clouds, a gateway,
+    tests), with the provider's TLS mode; a signed-in alias's token goes only there.
     """
 
     client_id: Annotated[
@@ -68,6 +90,8 @@ class OAuthClientIn(Strict):
     discovery_url: Annotated[
         str | None, StringConstraints(max_length=1000), AfterValidator(check_discovery_url)
     ] = None
+    smtp_server: _ServerOverride = None
+    imap_server: _ServerOverride = None
 
     @field_validator("client_id")
     @classmethod
@@ -87,6 +111,10 @@ class OAuthClientOut(BaseModel):
     client_secret_set: bool
     tenant: str | None
     discovery_url: str | None
+    smtp_server: str | None  # the override; None: the provider's own (``*_default``)
+    imap_server: str | None
+    smtp_server_default: str
+    imap_server_default: str
     redirect_uri: str
     scopes: list[str]
     imap_scopes: list[str]

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, ImapAccount, User
+from sendas.endpoints import token_servers
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.outbox import settle
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
@@ -112,6 +113,7 @@ def apply_fields(
     warnings, server_problems = _apply_server(alias, data)
     problems += server_problems
     problems += _keep_password_bound(alias, data, before)
+    problems += _keep_token_bound(alias, before)
     _apply_password(alias, data, box)
     if not problems:
         problems = _missing_for_password(alias)
@@ -156,6 +158,7 @@ def _apply_connection(alias: Alias, data: AliasPatch) -> None:
     if "auth" in fields and data.auth:
         if data.auth != alias.auth:
             alias.oauth_token_enc = None
+            alias.oauth_servers = None
             alias.needs_reauth = False
         alias.auth = data.auth
     if "tls" in fields and data.tls:
@@ -215,6 +218,21 @@ def _keep_password_bound(alias: Alias, data: AliasPatch, before: Destination) ->
         alias.smtp_password_enc = None
         return []
     return [problem]
+
+
+def _keep_token_bound(alias: Alias, before: Destination) -> list[FieldProblem]:
+    """A signed-in alias's token opens the whole mailbox: it goes only to the server the
+    sign-in set (the provider's, or the admin's override). Moving the alias elsewhere, or
+    trusting another CA for it, needs a new sign-in or a switch to a password."""
+    if alias.auth == "password" or not alias.oauth_token_enc:
+        return []
+    servers = token_servers(alias)
+    problems: list[FieldProblem] = []
+    if not servers.smtp_allows(alias.smtp_host, alias.smtp_port, alias.tls):
+        problems.append(FieldProblem(("body", "smtp_server"), servers.refusal()))
+    if alias.ca_bundle and alias.ca_bundle != before.ca_bundle:
+        problems.append(FieldProblem(("body", "ca_bundle"), servers.refusal()))
+    return problems
 
 
 def _apply_password(alias: Alias, data: AliasPatch, box: SecretBox | None) -> None:

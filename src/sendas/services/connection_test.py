@@ -11,7 +11,13 @@ from sqlalchemy.orm import Session
 from sendas.compose import Sender
 from sendas.context import AppContext
 from sendas.db.models import Alias, ImapAccount, SystemOutgoing, utcnow
-from sendas.endpoints import imap_endpoint, imap_uses_alias_token, smtp_endpoint
+from sendas.endpoints import (
+    check_imap_token_server,
+    imap_endpoint,
+    imap_uses_alias_token,
+    smtp_endpoint,
+    token_server_problem,
+)
 from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import probe_imap
@@ -47,6 +53,8 @@ async def _probe_row(
     if isinstance(row, Alias) and row.auth != "password" and not row.oauth_token_enc:
         name = "Google" if row.auth == "google" else "Microsoft"
         return _failed("auth", f"Click 'Sign in with {name}' to connect this alias first.")
+    if isinstance(row, Alias) and row.auth != "password" and (bad := token_server_problem(row)):
+        return _failed("settings", f"The token is not sent to this server: {bad}.")
     token_step: ConnectionTestResult | None = None
     provider: TokenProvider | None = None
     if isinstance(row, Alias) and row.auth != "password":
@@ -73,7 +81,14 @@ async def _probe_row(
         return result
     # The IMAP account logs in with the alias's token when the rule says so (XOAUTH2).
     use_token = isinstance(row, Alias) and imap_uses_alias_token(row, imap)
-    imap_result = await probe_imap(_imap_endpoint(ctx, imap, provider if use_token else None))
+    try:
+        if use_token:
+            assert isinstance(row, Alias)
+            check_imap_token_server(row, imap)
+        endpoint_imap = _imap_endpoint(ctx, imap, provider if use_token else None)
+    except ValueError as exc:
+        return result.followed_by(_failed("settings", str(exc)), prefix="imap_")
+    imap_result = await probe_imap(endpoint_imap)
     return result.followed_by(imap_result, prefix="imap_")
 
 
@@ -260,12 +275,18 @@ async def check_imap_account(
     with ctx.db.read() as session:
         acc = imap_service.get_imap_account(session, actor, account_id)
         signed_in = [
-            a.id
+            a
             for a in alias_service.list_aliases(session, actor)
             if a.imap_account_id == acc.id and imap_uses_alias_token(a, acc)
         ]
-    provider = AliasTokens(ctx.db, ctx.secrets).token_provider(signed_in[0]) if signed_in else None
-    result = _stamp(await probe_imap(_imap_endpoint(ctx, acc, provider)))
+    provider = None
+    try:
+        if signed_in:
+            check_imap_token_server(signed_in[0], acc)  # the token goes to its server only
+            provider = AliasTokens(ctx.db, ctx.secrets).token_provider(signed_in[0].id)
+        result = _stamp(await probe_imap(_imap_endpoint(ctx, acc, provider)))
+    except ValueError as exc:
+        result = _stamp(_failed("settings", str(exc)))
     with ctx.db.write() as session:
         imap_service.get_imap_account(session, actor, account_id).last_test = _stored(result)
         server = format_server(acc.imap_host, acc.imap_port)

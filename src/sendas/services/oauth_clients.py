@@ -11,7 +11,7 @@ from sendas.oauth.metadata import clear_cache
 from sendas.oauth.providers import PROVIDER_NAMES, Provider, get_provider, save_client
 from sendas.schemas import OAuthClientIn, OAuthClientOut
 from sendas.secrets import SecretBox
-from sendas.services.common import Actor, audit
+from sendas.services.common import Actor, audit, format_server
 
 
 def provider_or_404(name: str) -> Provider:
@@ -36,6 +36,8 @@ def client_out(session: Session, provider: str, base_url: str) -> OAuthClientOut
     """The registration as shown to the admin (also before there is one)."""
     spec = provider_or_404(provider)
     row = session.get(OAuthClient, spec.name)
+    smtp = row.smtp_server if row else None
+    imap = row.imap_server if row else None
     return OAuthClientOut(
         provider=spec.name,
         label=spec.label,
@@ -44,6 +46,10 @@ def client_out(session: Session, provider: str, base_url: str) -> OAuthClientOut
         client_secret_set=bool(row and row.client_secret_enc),
         tenant=(row.tenant if row else None) or ("common" if spec.name == "microsoft" else None),
         discovery_url=row.discovery_url if row else None,
+        smtp_server=smtp,
+        imap_server=imap,
+        smtp_server_default=format_server(spec.smtp_host, spec.smtp_port),
+        imap_server_default=format_server(spec.imap_host, spec.imap_port),
         redirect_uri=redirect_uri(base_url, spec.name),
         scopes=list(spec.scopes),
         imap_scopes=list(spec.imap_scopes),
@@ -74,9 +80,12 @@ def configure_client(
         client_secret=data.client_secret,
         tenant=data.tenant,
         discovery_url=data.discovery_url,
+        smtp_server=data.smtp_server,
+        imap_server=data.imap_server,
     )
     session.flush()
     # Another tenant or discovery URL means other metadata and keys: read them afresh.
+    # (Aliases already signed in keep the servers of their sign-in: see BoundServers.)
     clear_cache()
     audit(
         session,

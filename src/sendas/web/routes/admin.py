@@ -286,7 +286,13 @@ def _oauth_views(ctx: WebCtx) -> list[dict[str, Any]]:
     with ctx.db.read() as s:
         clients = oauth_svc.list_clients(s, ctx.settings.base_url)
     return [
-        {**c.model_dump(), "discovery_url": c.discovery_url or "", "tenant": c.tenant or ""}
+        {
+            **c.model_dump(),
+            "discovery_url": c.discovery_url or "",
+            "tenant": c.tenant or "",
+            "smtp_server": c.smtp_server or "",
+            "imap_server": c.imap_server or "",
+        }
         for c in clients
     ]
 
@@ -318,12 +324,14 @@ def _oauth_input(form: FormData, provider: str) -> tuple[dict[str, str], dict[st
         "client_id": text(form, "client_id"),
         "tenant": text(form, "tenant") if provider == "microsoft" else "",
         "discovery_url": text(form, "discovery_url"),
+        "smtp_server": text(form, "smtp_server"),
+        "imap_server": text(form, "imap_server"),
     }
     data: dict[str, Any] = {"client_id": values["client_id"]}
     secret = raw_text(form, "client_secret").strip()
     if secret:
         data["client_secret"] = secret
-    for name in ("tenant", "discovery_url"):
+    for name in ("tenant", "discovery_url", "smtp_server", "imap_server"):
         if values[name]:
             data[name] = values[name]
     return values, data
