@@ -431,10 +431,13 @@ async def test_registration_api_checks_fields_and_role(
 
 
 async def test_a_missing_page_is_html_for_browsers_and_json_for_the_api(
-    web: httpx.AsyncClient,
+    web: httpx.AsyncClient, alice: Person
 ) -> None:
     r = await web.get("/no/such/page", headers={"accept": "text/html,*/*"})
     assert r.status_code == 404 and "text/html" in r.headers["content-type"]
     assert "Not found" in r.text
+    # The API keeps JSON: 401 before anything else without credentials, 404 with them.
     r = await web.get("/api/no/such/thing", headers={"accept": "text/html,*/*"})
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/json")
+    r = await web.get("/api/no/such/thing", headers={"accept": "text/html,*/*", **alice.headers})
     assert r.status_code == 404 and r.headers["content-type"].startswith("application/json")

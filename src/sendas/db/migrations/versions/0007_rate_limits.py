@@ -1,7 +1,7 @@
 """Per-user limits: the uses of rate-limited actions, and an index to count waiting mail.
 
-Revision ID: 0008
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0007"
 down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None

@@ -1,8 +1,8 @@
 """Tokens go only to the provider's servers: the admin's server overrides in the sign-in
 app registration, and the servers fixed on an alias at sign-in.
 
-Revision ID: 0013
-Revises: 0008
+Revision ID: 0008
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
-down_revision: str | None = "0008"
+revision = "0008"
+down_revision: str | None = "0007"
 branch_labels = None
 depends_on = None
 
