@@ -12,6 +12,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, TemplateError, ValidationFailed
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
+from sendas.schemas.fields import ObjectId, form_id
 from sendas.services.campaigns import lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.form import letter_from_form
@@ -55,7 +56,9 @@ def _preview(form: FormData) -> dict[str, Any]:
     """The letter as recipient number ``preview_index`` of the list gets it."""
     letter = letter_from_form(form, paste_box=True, max_bytes=MAX_UPLOAD)
     wanted = text(form, "preview_index")
-    index, row, count = nth_recipient(letter.rows, int(wanted) if wanted.isdigit() else 1)
+    index, row, count = nth_recipient(
+        letter.rows, int(wanted) if wanted.isascii() and wanted.isdigit() else 1
+    )
     t = letter.templates
     rendered = preview(
         PreviewIn(
@@ -117,7 +120,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
-        values["alias_id"] = int(text(form, "alias_id") or 0)
+        values["alias_id"] = form_id(text(form, "alias_id")) or 0
         return page(
             request,
             "mail/campaign_new.html",
@@ -166,7 +169,9 @@ def _duration(seconds: float) -> str:
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int) -> Response:
+def campaign_page(
+    request: Request, ctx: WebCtx, actor: WebActor, campaign_id: ObjectId
+) -> Response:
     c = _campaign(ctx, actor, campaign_id)
     ctx_vars = {"c": c, "p": progress_numbers(c), "statuses": STATUSES}
     if is_htmx(request):
@@ -181,7 +186,7 @@ def campaign_recipients(
     request: Request,
     ctx: WebCtx,
     actor: WebActor,
-    campaign_id: int,
+    campaign_id: ObjectId,
     status: str = "",
     q: str = "",
 ) -> Response:
@@ -210,7 +215,7 @@ def campaign_recipients(
 
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: int, action: str
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: ObjectId, action: str
 ) -> Response:
     actions = {
         "pause": lifecycle.pause_campaign,
