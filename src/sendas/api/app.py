@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from sendas import __version__
-from sendas.api.errors import install_error_handlers
+from sendas.api.errors import ERROR_RESPONSES, install_error_handlers
 from sendas.api.routers import (
     aliases,
     audit,
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.state.startup_hooks = []
     install_error_handlers(app)
 
-    api = APIRouter(prefix="/api")
+    api = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
     for module in (
         users,
         aliases,
