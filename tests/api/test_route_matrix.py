@@ -12,7 +12,8 @@ fails ``test_every_route_has_a_rule``, so a new route cannot go in unreviewed. T
   A reaches it.
 
 A new route gets its line here; a new path parameter its value in
-``tests.api.world.PATH_VALUES``; a body that names an object its fields in ``BODY_IDS``.
+``tests.api.world.PATH_VALUES`` (or ``PATH_VALUES_BY_ROUTE``); a body that names an object
+its fields in ``BODY_IDS``.
 
 "Reaches it" means an answer that is none of 401, 403, 404 or 5xx. Refused calls change
 nothing in the database. A cookie-session write without the CSRF token is refused (403) on
@@ -41,7 +42,15 @@ from sqlalchemy import MetaData, select
 from sendas.api import create_app
 from sendas.config import Settings
 from sendas.context import AppContext
-from tests.api.world import LOGIN_PASSWORD, PATH_VALUES, Objects, World, build_world, make_objects
+from tests.api.world import (
+    LOGIN_PASSWORD,
+    PATH_VALUES,
+    Objects,
+    World,
+    build_world,
+    make_objects,
+    path_value,
+)
 from tests.conftest import Person
 from tests.web.test_pages import csrf_of
 
@@ -237,9 +246,9 @@ def url_of(path: str, objects: Objects) -> str:
         return "/static/app.css"
 
     def value(m: re.Match[str]) -> str:
-        name = m.group(1)
-        assert name in PATH_VALUES, f"no value for path parameter {name}: add it to PATH_VALUES"
-        return str(PATH_VALUES[name](objects))
+        found = path_value(path, m.group(1), objects)
+        assert found is not None, f"no value for {{{m.group(1)}}} of {path}: see world.py"
+        return str(found)
 
     return re.sub(r"\{(\w+)\}", value, path)
 

@@ -22,7 +22,7 @@ from schemathesis.core.failures import FailureGroup
 from sendas.api import create_app
 from sendas.config import Settings
 from sendas.context import AppContext
-from tests.api.world import PATH_VALUES, World, build_world
+from tests.api.world import World, build_world, path_value
 from tests.servers.process import free_port
 
 # SCHEMATHESIS_EXAMPLES=200 for a deeper run by hand.
@@ -72,9 +72,10 @@ def _aim_at_world(case: schemathesis.Case, world: World) -> None:
     if pick == 2:
         return
     for name in case.path_parameters or {}:
-        if name in PATH_VALUES:
-            real = PATH_VALUES[name](world.objects)
-            case.path_parameters[name] = real if pick == 0 else BEYOND_INT64  # type: ignore[index]
+        real = path_value(case.operation.path, name, world.objects)
+        if real is not None:
+            edge = BEYOND_INT64 if isinstance(real, int) else real
+            case.path_parameters[name] = real if pick == 0 else edge  # type: ignore[index]
     if pick == 1:
         for name in EDGE_QUERY:
             if case.query and name in case.query:

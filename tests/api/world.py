@@ -26,8 +26,9 @@ IMAP_PASSWORD = "world-imap-Pa55"
 
 @dataclass
 class Objects:
-    """One of each of A's objects."""
+    """One of each of A's objects (and A's own user id)."""
 
+    user_id: int
     alias_id: int
     account_id: int
     message_id: int
@@ -128,6 +129,7 @@ def make_objects(client: TestClient, a: Person) -> Objects:
     )
     token = _ok(client.post("/api/tokens", json={"name": "world"}, headers=a.headers), 201)
     return Objects(
+        user_id=a.id,
         alias_id=alias["id"],
         account_id=account["id"],
         message_id=message["id"],
@@ -137,7 +139,8 @@ def make_objects(client: TestClient, a: Person) -> Objects:
 
 
 # Path parameter -> its value in the world (A's object). A route with a parameter missing
-# here fails the route matrix until it gets a line.
+# here fails the route matrix until it gets a line. A name that means different objects on
+# different routes (a bare ``{id}``) gets its value per path in PATH_VALUES_BY_ROUTE.
 PATH_VALUES: dict[str, Callable[[Objects], object]] = {
     "alias_id": lambda o: o.alias_id,
     "account_id": lambda o: o.account_id,
@@ -147,3 +150,17 @@ PATH_VALUES: dict[str, Callable[[Objects], object]] = {
     "provider": lambda o: "google",
     "action": lambda o: "pause",
 }
+
+# Path pattern -> {parameter: value}, before PATH_VALUES; e.g.
+# "/api/tokens/{id}": {"id": lambda o: o.token_id}, "/api/users/{id}": {"id": lambda o: o.user_id}
+PATH_VALUES_BY_ROUTE: dict[str, dict[str, Callable[[Objects], object]]] = {}
+
+
+def path_value(path: str, name: str, objects: Objects) -> object | None:
+    """The value of path parameter ``name`` of ``path`` in the world; None if it has none."""
+    by_route = PATH_VALUES_BY_ROUTE.get(path, {})
+    if name in by_route:
+        return by_route[name](objects)
+    if name in PATH_VALUES:
+        return PATH_VALUES[name](objects)
+    return None
