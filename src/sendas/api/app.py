@@ -11,7 +11,7 @@ from fastapi import APIRouter, FastAPI
 from sendas import __version__
 from sendas.api.auth_first import AuthenticateFirst
 from sendas.api.body_limit import install_body_limit
-from sendas.api.errors import install_error_handlers
+from sendas.api.errors import ERROR_RESPONSES, install_error_handlers
 from sendas.api.routers import (
     aliases,
     audit,
@@ -49,7 +49,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
     app.state.startup_hooks = []
     install_error_handlers(app)
 
-    api = APIRouter(prefix="/api")
+    api = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
     for module in (
         users,
         aliases,

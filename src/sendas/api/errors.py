@@ -6,6 +6,8 @@ never echo the submitted value, which could be a password.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,6 +24,54 @@ from sendas.errors import (
     ValidationFailed,
 )
 from sendas.validation import field_problems
+
+_DETAIL = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+
+
+def _answer(description: str, schema: dict[str, Any] = _DETAIL) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# The error answers any /api route may give, published in the OpenAPI schema (422 is
+# documented by FastAPI on routes that take input). Limits that answer 413 or 429 add
+# their line here.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _answer("The request cannot be carried out (the detail says why)"),
+    401: _answer("No valid token (or signed-in session)"),
+    403: _answer("Needs the admin role, or a cookie-session write without its CSRF token"),
+    404: _answer("No such object, or it belongs to someone else"),
+    409: _answer(
+        "The object is in use",
+        {
+            "type": "object",
+            "properties": {
+                "detail": {"type": "string"},
+                "blockers": {"type": "array", "items": {}},
+            },
+            "required": ["detail"],
+        },
+    ),
+    413: _answer(
+        "The request body, or an uploaded list, is over its size limit (the setting is named)",
+        {
+            "type": "object",
+            "properties": {"detail": {}, "setting": {"type": "string"}},
+            "required": ["detail"],
+        },
+    ),
+    429: _answer(
+        "A per-user limit is reached for now; Retry-After says when to try again",
+        {
+            "type": "object",
+            "properties": {"detail": {"type": "string"}, "setting": {"type": "string"}},
+            "required": ["detail"],
+        },
+    ),
+}
 
 
 def _entries(problems: list[FieldProblem]) -> list[dict[str, object]]:

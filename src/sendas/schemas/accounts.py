@@ -19,6 +19,7 @@ from sendas.schemas.fields import (
     Email,
     HeaderName,
     HeaderText,
+    ObjectId,
     Password,
     PemText,
     Role,
@@ -121,7 +122,7 @@ class AliasPatch(SmtpFields):
     alias_name: HeaderName | None = None
     from_address: Email | None = None
     reply_to: Email | None = None
-    imap_account_id: int | None = None
+    imap_account_id: ObjectId | None = None
     is_default: bool | None = None
     delay_ms: DelayMs | None = None
     auth: AuthMethod | None = None
@@ -131,7 +132,7 @@ class AliasTestIn(AliasPatch):
     """Unsaved Edit Alias settings to test; with ``alias_id``, left-out fields (the password
     too) come from that saved alias."""
 
-    alias_id: int | None = None
+    alias_id: ObjectId | None = None
 
 
 class AliasCreate(AliasPatch):

@@ -112,3 +112,29 @@ PemText = Annotated[str, StringConstraints(max_length=200_000)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=200_000)
+
+
+# Ids and offsets: the largest value a BIGINT column (and SQLite's INTEGER) holds. Past it the
+# database driver overflows, which would answer 500.
+ID_MAX = 2**63 - 1
+
+
+def unknown_if_out_of_range(value: int) -> int:
+    """An id no row has (0) for a value outside 1..ID_MAX, so the lookup answers 404 (or
+    "no such alias") like for any other unknown id, instead of overflowing the driver."""
+    return value if 0 < value <= ID_MAX else 0
+
+
+def form_id(text: str) -> int | None:
+    """An id typed into a form field (ASCII digits only); None when it is not one."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return unknown_if_out_of_range(int(text))
+
+
+ObjectId = Annotated[int, AfterValidator(unknown_if_out_of_range)]
+"""A path, query or body id: out-of-range values find nothing (404) rather than fail."""
+Offset = Annotated[int, Field(ge=0, le=ID_MAX)]
+"""A row offset or a keyset cursor: out-of-range values are a 422 naming the parameter."""
+PAGE_NO_MAX = 10**9
+PageNo = Annotated[int, Field(ge=1, le=PAGE_NO_MAX)]

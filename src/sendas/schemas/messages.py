@@ -16,7 +16,7 @@ from pydantic import (
 
 from sendas.compose import Attachment, Content
 from sendas.errors import ValidationFailed
-from sendas.schemas.fields import Email, HeaderText
+from sendas.schemas.fields import Email, HeaderText, ObjectId
 from sendas.statuses import CampaignStatus, MessageStatus
 
 # --- messages ------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ class SystemMessageIn(BaseModel):
 
 
 class MessageIn(SystemMessageIn):
-    alias_id: int | None = None
+    alias_id: ObjectId | None = None
 
 
 class MessageOut(BaseModel):
@@ -210,7 +210,7 @@ class RecipientIn(LetterStrict):
 class CampaignTemplatesIn(LetterStrict):
     """What a campaign says; recipients come as JSON (:class:`CampaignCreate`) or a CSV."""
 
-    alias_id: int | None = None
+    alias_id: ObjectId | None = None
     subject: str = Field(min_length=1, max_length=998)
     text: str | None = None
     html: str | None = None

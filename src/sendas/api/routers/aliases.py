@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep, TestAllowed
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch, AliasTestIn, ConnectionTestResult
+from sendas.schemas.fields import ObjectId
 from sendas.services import aliases as svc
 from sendas.services import connection_test
 
@@ -43,26 +44,28 @@ async def alias_test_unsaved(
 
 
 @router.post("/{alias_id}/test", dependencies=[TestAllowed])
-async def alias_test_saved(ctx: CtxDep, actor: ActorDep, alias_id: int) -> ConnectionTestResult:
+async def alias_test_saved(
+    ctx: CtxDep, actor: ActorDep, alias_id: ObjectId
+) -> ConnectionTestResult:
     """Test Connection for a saved alias; the outcome becomes its ``last_test``."""
     return await connection_test.check_saved_alias(ctx, actor, alias_id)
 
 
 @router.get("/{alias_id}")
-def get_alias(ctx: CtxDep, actor: ActorDep, alias_id: int) -> AliasOut:
+def get_alias(ctx: CtxDep, actor: ActorDep, alias_id: ObjectId) -> AliasOut:
     with ctx.db.read() as s:
         return svc.alias_out(svc.get_alias(s, actor, alias_id))
 
 
 @router.patch("/{alias_id}")
-def update_alias(ctx: CtxDep, actor: ActorDep, alias_id: int, body: AliasPatch) -> AliasOut:
+def update_alias(ctx: CtxDep, actor: ActorDep, alias_id: ObjectId, body: AliasPatch) -> AliasOut:
     with ctx.db.write() as s:
         alias, warnings = svc.update_alias(s, actor, alias_id, body, ctx.secrets)
         return _with_warnings(svc.alias_out(alias), warnings)
 
 
 @router.delete("/{alias_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_alias(ctx: CtxDep, actor: ActorDep, alias_id: int) -> Response:
+def delete_alias(ctx: CtxDep, actor: ActorDep, alias_id: ObjectId) -> Response:
     with ctx.db.write() as s:
         svc.delete_alias(s, actor, alias_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

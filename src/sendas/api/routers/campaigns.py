@@ -25,6 +25,7 @@ from sendas.schemas import (
     PreviewIn,
     PreviewOut,
 )
+from sendas.schemas.fields import ObjectId, Offset
 from sendas.services.campaigns import history, lifecycle, progress
 from sendas.services.campaigns.create import create_campaign as create
 from sendas.services.campaigns.csvfile import CsvLimits
@@ -169,24 +170,24 @@ def preview_campaign(ctx: CtxDep, actor: ActorDep, body: PreviewIn) -> PreviewOu
 
 
 @router.get("/{campaign_id}")
-def get_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: int) -> CampaignOut:
+def get_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: ObjectId) -> CampaignOut:
     return progress.campaign_status(ctx.db, actor, campaign_id)
 
 
 @router.post("/{campaign_id}/pause")
-def pause_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: int) -> CampaignOut:
+def pause_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: ObjectId) -> CampaignOut:
     with ctx.db.write() as s:
         return progress.campaign_out(s, lifecycle.pause_campaign(s, actor, campaign_id))
 
 
 @router.post("/{campaign_id}/resume")
-def resume_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: int) -> CampaignOut:
+def resume_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: ObjectId) -> CampaignOut:
     with ctx.db.write() as s:
         return progress.campaign_out(s, lifecycle.resume_campaign(s, actor, campaign_id))
 
 
 @router.post("/{campaign_id}/cancel")
-def cancel_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: int) -> CampaignOut:
+def cancel_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: ObjectId) -> CampaignOut:
     with ctx.db.write() as s:
         return progress.campaign_out(s, lifecycle.cancel_campaign(s, actor, campaign_id))
 
@@ -195,10 +196,10 @@ def cancel_campaign(ctx: CtxDep, actor: ActorDep, campaign_id: int) -> CampaignO
 def campaign_messages(
     ctx: CtxDep,
     actor: ActorDep,
-    campaign_id: int,
+    campaign_id: ObjectId,
     status: str | None = None,
     q: Annotated[str | None, Query(max_length=320)] = None,
-    after_id: int | None = None,
+    after_id: Annotated[Offset | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> CampaignMessagePage:
     """Per-recipient outcomes; ``status`` filters, ``q`` searches the address."""

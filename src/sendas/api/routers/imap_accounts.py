@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from sendas.api.deps import ActorDep, CtxDep, TestAllowed
 from sendas.schemas import ConnectionTestResult, ImapCreate, ImapOut, ImapPatch
+from sendas.schemas.fields import ObjectId
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 
@@ -34,25 +35,27 @@ async def imap_settings_test(
 
 
 @router.get("/{account_id}")
-def get_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> ImapOut:
+def get_account(ctx: CtxDep, actor: ActorDep, account_id: ObjectId) -> ImapOut:
     with ctx.db.read() as s:
         return svc.imap_out(svc.get_imap_account(s, actor, account_id))
 
 
 @router.patch("/{account_id}")
-def update_account(ctx: CtxDep, actor: ActorDep, account_id: int, body: ImapPatch) -> ImapOut:
+def update_account(ctx: CtxDep, actor: ActorDep, account_id: ObjectId, body: ImapPatch) -> ImapOut:
     with ctx.db.write() as s:
         return svc.imap_out(svc.update_imap_account(s, actor, account_id, body, ctx.secrets))
 
 
 @router.delete("/{account_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_account(ctx: CtxDep, actor: ActorDep, account_id: int) -> Response:
+def delete_account(ctx: CtxDep, actor: ActorDep, account_id: ObjectId) -> Response:
     with ctx.db.write() as s:
         svc.delete_imap_account(s, actor, account_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post("/{account_id}/test", dependencies=[TestAllowed])
-async def imap_account_test(ctx: CtxDep, actor: ActorDep, account_id: int) -> ConnectionTestResult:
+async def imap_account_test(
+    ctx: CtxDep, actor: ActorDep, account_id: ObjectId
+) -> ConnectionTestResult:
     """Log in, find the Sent folder; nothing is written to the mailbox."""
     return await connection_test.check_imap_account(ctx, actor, account_id)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, status
 
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
 from sendas.schemas import MessageDetail, MessageIn, MessageList, MessageOut, SystemMessageIn
+from sendas.schemas.fields import ObjectId, Offset
 from sendas.services import messages as svc
 from sendas.services.message_view import message_view
 from sendas.services.quotas import Limits
@@ -30,9 +31,9 @@ def list_messages(
     ctx: CtxDep,
     actor: ActorDep,
     status_: Annotated[str | None, Query(alias="status")] = None,
-    campaign_id: int | None = None,
-    limit: int = 50,
-    offset: int = 0,
+    campaign_id: ObjectId | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[Offset, Query()] = 0,
 ) -> MessageList:
     with ctx.db.read() as s:
         rows, total = svc.list_messages(
@@ -45,7 +46,7 @@ def list_messages(
 
 @router.get("/messages/{message_id}")
 def get_message(
-    ctx: CtxDep, actor: ActorDep, message_id: int, include_raw: bool = False
+    ctx: CtxDep, actor: ActorDep, message_id: ObjectId, include_raw: bool = False
 ) -> MessageDetail:
     with ctx.db.read() as s:
         message = svc.get_message(s, actor, message_id)
@@ -53,14 +54,14 @@ def get_message(
 
 
 @router.post("/messages/{message_id}/resend", status_code=status.HTTP_202_ACCEPTED)
-def resend(ctx: CtxDep, actor: ActorDep, message_id: int) -> MessageOut:
+def resend(ctx: CtxDep, actor: ActorDep, message_id: ObjectId) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.resend(s, actor, message_id)
     return svc.message_out(message)
 
 
 @router.post("/messages/{message_id}/mark-sent")
-def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: int) -> MessageOut:
+def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: ObjectId) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.mark_sent(s, actor, message_id)
     return svc.message_out(message)

@@ -16,6 +16,7 @@ from sendas.schemas import (
     UserOut,
     UserPatch,
 )
+from sendas.schemas.fields import ObjectId
 from sendas.services import accounts
 from sendas.services import users as svc
 from sendas.web.security import password_guard
@@ -86,7 +87,7 @@ def create_user(ctx: CtxDep, actor: AdminDep, body: UserCreate) -> UserOut:
 
 
 @router.patch("/users/{user_id}")
-def update_user(ctx: CtxDep, actor: AdminDep, user_id: int, body: UserPatch) -> UserOut:
+def update_user(ctx: CtxDep, actor: AdminDep, user_id: ObjectId, body: UserPatch) -> UserOut:
     """Disable or enable a user, change their role, or reset their password. Disabling
     ends their sessions, stops their tokens and holds their queued mail (not lost)."""
     with ctx.db.write() as s:
@@ -109,7 +110,7 @@ def create_token(ctx: CtxDep, actor: ActorDep, body: TokenCreate) -> TokenOut:
 
 
 @router.delete("/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(ctx: CtxDep, actor: ActorDep, token_id: int) -> Response:
+def revoke_token(ctx: CtxDep, actor: ActorDep, token_id: ObjectId) -> Response:
     with ctx.db.write() as s:
         accounts.revoke_token(s, actor, token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

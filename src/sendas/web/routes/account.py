@@ -11,6 +11,7 @@ from pydantic import SecretStr, ValidationError
 
 from sendas.errors import NotFound, ValidationFailed
 from sendas.schemas import PasswordChange, TokenCreate
+from sendas.schemas.fields import ObjectId
 from sendas.services import accounts
 from sendas.services import users as user_svc
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
@@ -109,7 +110,7 @@ def create_token(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> 
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(
-    request: Request, ctx: WebCtx, actor: WebActor, token_id: int, form: Form
+    request: Request, ctx: WebCtx, actor: WebActor, token_id: ObjectId, form: Form
 ) -> Response:
     try:
         with ctx.db.write() as s:

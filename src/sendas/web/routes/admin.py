@@ -20,6 +20,7 @@ from sendas.schemas import (
     UserPatch,
     parse_delay_ms,
 )
+from sendas.schemas.fields import ObjectId
 from sendas.services import accounts, connection_test
 from sendas.services import oauth_clients as oauth_svc
 from sendas.services import system_outgoing as outgoing_svc
@@ -253,7 +254,7 @@ USER_ACTIONS: dict[str, dict[str, Any]] = {
 
 @router.post("/users/{user_id}")
 def users_change(
-    request: Request, ctx: WebCtx, admin: WebAdmin, user_id: int, form: Form
+    request: Request, ctx: WebCtx, admin: WebAdmin, user_id: ObjectId, form: Form
 ) -> Response:
     """One action from the users table: disable, enable, change the role, reset the password
     (a generated one, shown once on the answer)."""
@@ -262,7 +263,9 @@ def users_change(
     changes: dict[str, Any] = {"password": SecretStr(generated)} if generated else {}
     changes.update(USER_ACTIONS.get(action, {}))
     if not changes:
-        raise PageNotFound()
+        known = ", ".join(["reset-password", *USER_ACTIONS])
+        return _users(request, ctx, admin, {}, {"action": f"choose one of: {known}"},
+                      status_code=422)  # fmt: skip
     try:
         with ctx.db.write() as s:
             email = accounts.update_user(s, admin, user_id, UserPatch(**changes)).email

@@ -22,6 +22,7 @@ from sendas.schemas import (
     ConnectionTestResult,
     parse_delay_ms,
 )
+from sendas.schemas.fields import ObjectId, form_id
 from sendas.services import aliases as svc
 from sendas.services import connection_test, oauth_clients
 from sendas.services import imap_accounts as imap_svc
@@ -177,7 +178,7 @@ def alias_new(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
 
 
 @router.get("/aliases/{alias_id}")
-def alias_edit(request: Request, ctx: WebCtx, actor: WebActor, alias_id: int) -> Response:
+def alias_edit(request: Request, ctx: WebCtx, actor: WebActor, alias_id: ObjectId) -> Response:
     try:
         with ctx.db.read() as s:
             out = svc.alias_out(svc.get_alias(s, actor, alias_id))
@@ -201,9 +202,9 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
             data[name] = value
         elif name == "reply_to" and not creating:
             data[name] = None  # clearing the field removes the reply-to address
-    imap = text(form, "imap_account_id")
-    if imap.isdigit():
-        data["imap_account_id"] = int(imap)
+    imap = form_id(text(form, "imap_account_id"))
+    if imap is not None:
+        data["imap_account_id"] = imap
     elif not creating:
         data["imap_account_id"] = None
     password = raw_text(form, "smtp_password")
@@ -246,8 +247,7 @@ def _model_errors(data: dict[str, Any], *, creating: bool) -> dict[str, str]:
 
 
 def _alias_id(form: FormData) -> int | None:
-    raw = text(form, "alias_id")
-    return int(raw) if raw.isdigit() else None
+    return form_id(text(form, "alias_id"))
 
 
 def _save_failed(
@@ -318,7 +318,7 @@ def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Re
 
 @router.post("/aliases/{alias_id}/default")
 def alias_make_default(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: ObjectId
 ) -> Response:
     try:
         with ctx.db.write() as s:
@@ -331,7 +331,7 @@ def alias_make_default(
 
 @router.post("/aliases/{alias_id}/test-saved")
 async def alias_test_saved(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: ObjectId
 ) -> Response:
     """Test a saved alias from its card; the outcome becomes the card's "Last test"."""
     refused = await test_refused(ctx, actor)
@@ -351,7 +351,7 @@ async def alias_test_saved(
 
 @router.post("/aliases/{alias_id}/delete")
 def alias_delete(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, alias_id: ObjectId
 ) -> Response:
     try:
         with ctx.db.write() as s:

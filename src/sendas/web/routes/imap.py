@@ -13,6 +13,7 @@ from starlette.datastructures import FormData
 from sendas.errors import Conflict, NotFound, ValidationFailed
 from sendas.net.tls_modes import tls_choices
 from sendas.schemas import ImapCreate, ImapPatch
+from sendas.schemas.fields import ObjectId, form_id
 from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
@@ -84,7 +85,7 @@ def imap_quick_form(request: Request, actor: WebActor) -> Response:
 
 
 @router.get("/imap/{account_id}")
-def imap_edit(request: Request, ctx: WebCtx, actor: WebActor, account_id: int) -> Response:
+def imap_edit(request: Request, ctx: WebCtx, actor: WebActor, account_id: ObjectId) -> Response:
     try:
         with ctx.db.read() as s:
             out = svc.imap_out(svc.get_imap_account(s, actor, account_id))
@@ -111,7 +112,7 @@ def _input(form: FormData) -> dict[str, Any]:
 @router.post("/imap/save")
 def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     raw_id = text(form, "account_id")
-    account_id = int(raw_id) if raw_id.isdigit() else None
+    account_id = form_id(raw_id)
     data = _input(form)
     try:
         with ctx.db.write() as s:
@@ -197,7 +198,7 @@ def imap_quick_add(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -
 
 @router.post("/imap/{account_id}/test")
 async def imap_test(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: ObjectId
 ) -> Response:
     refused = await test_refused(ctx, actor)
     if refused is not None:
@@ -215,7 +216,7 @@ async def imap_test(
 
 @router.post("/imap/{account_id}/delete")
 def imap_delete(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, account_id: ObjectId
 ) -> Response:
     try:
         with ctx.db.write() as s:

@@ -20,6 +20,7 @@ from sendas.errors import (
     ValidationFailed,
 )
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
+from sendas.schemas.fields import ObjectId, form_id
 from sendas.services.campaigns import history, lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.csvfile import CsvLimits
@@ -75,7 +76,9 @@ def _preview(form: FormData, settings: Settings) -> dict[str, Any]:
     """The letter as recipient number ``preview_index`` of the list gets it."""
     letter = letter_from_form(form, paste_box=True, limits=CsvLimits.of(settings))
     wanted = text(form, "preview_index")
-    index, row, count = nth_recipient(letter.rows, int(wanted) if wanted.isdigit() else 1)
+    index, row, count = nth_recipient(
+        letter.rows, int(wanted) if wanted.isascii() and wanted.isdigit() else 1
+    )
     t = letter.templates
     rendered = preview(
         PreviewIn(
@@ -173,7 +176,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")
         }
-        values["alias_id"] = int(text(form, "alias_id") or 0)
+        values["alias_id"] = form_id(text(form, "alias_id")) or 0
         values["email_column"] = text(form, "email_column")
         info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
         return page(
@@ -246,7 +249,9 @@ def _duration(seconds: float) -> str:
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, ctx: WebCtx, actor: WebActor, campaign_id: int) -> Response:
+def campaign_page(
+    request: Request, ctx: WebCtx, actor: WebActor, campaign_id: ObjectId
+) -> Response:
     c = _campaign(ctx, actor, campaign_id)
     ctx_vars: dict[str, Any] = {"c": c, "p": progress_numbers(c), "statuses": STATUSES}
     if is_htmx(request):
@@ -264,7 +269,7 @@ def campaign_recipients(
     request: Request,
     ctx: WebCtx,
     actor: WebActor,
-    campaign_id: int,
+    campaign_id: ObjectId,
     status: str = "",
     q: str = "",
 ) -> Response:
@@ -293,7 +298,7 @@ def campaign_recipients(
 
 @router.post("/campaigns/{campaign_id}/{action}")
 def campaign_action(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: int, action: str
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, campaign_id: ObjectId, action: str
 ) -> Response:
     actions = {
         "pause": lifecycle.pause_campaign,

@@ -15,6 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from sendas.schemas import AliasOut, MessageIn
+from sendas.schemas.fields import ObjectId, Offset, PageNo, form_id
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
@@ -107,9 +108,9 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
         }
         if raw_text(form, "html").strip():
             body["html"] = raw_text(form, "html")
-        alias = text(form, "alias_id")
-        if alias.isdigit():
-            body["alias_id"] = int(alias)
+        alias_id = form_id(text(form, "alias_id"))
+        if alias_id is not None:
+            body["alias_id"] = alias_id
         data = MessageIn.model_validate(body)
 
         def send() -> int:
@@ -137,7 +138,7 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")
         }
-        values["alias_id"] = int(text(form, "alias_id") or 0)
+        values["alias_id"] = form_id(text(form, "alias_id")) or 0
         return page(
             request,
             "mail/compose.html",
@@ -161,7 +162,7 @@ def _view(ctx: WebCtx, actor: Actor, message_id: int) -> MessageView:
 
 
 @router.get("/messages/{message_id}")
-def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
+def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: ObjectId) -> Response:
     view = _view(ctx, actor, message_id)
     template = "mail/_message_status.html" if is_htmx(request) else "mail/message.html"
     return page(request, template, {"m": view.detail, "view": view, "active": ACTIVE})
@@ -176,7 +177,7 @@ HTML_POLICY = (
 
 
 @router.get("/messages/{message_id}/html")
-def message_html(ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
+def message_html(ctx: WebCtx, actor: WebActor, message_id: ObjectId) -> Response:
     view = _view(ctx, actor, message_id)
     html = view.html if view.html is not None else (view.letter.html if view.letter else None)
     if html is None:
@@ -193,7 +194,9 @@ def message_html(ctx: WebCtx, actor: WebActor, message_id: int) -> Response:
 
 
 @router.get("/messages/{message_id}/attachments/{index}")
-def message_attachment(ctx: WebCtx, actor: WebActor, message_id: int, index: int) -> Response:
+def message_attachment(
+    ctx: WebCtx, actor: WebActor, message_id: ObjectId, index: Offset
+) -> Response:
     try:
         with ctx.db.read() as s:
             found = attachment(message_svc.get_message(s, actor, message_id), index)
@@ -215,7 +218,7 @@ def message_attachment(ctx: WebCtx, actor: WebActor, message_id: int, index: int
 
 @router.post("/messages/{message_id}/resend")
 def message_resend(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: ObjectId
 ) -> Response:
     return _settle(
         request,
@@ -230,7 +233,7 @@ def message_resend(
 
 @router.post("/messages/{message_id}/mark-sent")
 def message_mark_sent(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: int
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: ObjectId
 ) -> Response:
     return _settle(
         request, ctx, actor, form, message_id, message_svc.mark_sent, "Recorded as sent."
@@ -267,10 +270,9 @@ PAGE_SIZE = 50
 
 @router.get("/sent")
 def sent_log(
-    request: Request, ctx: WebCtx, actor: WebActor, status: str = "", page_no: int = 1
+    request: Request, ctx: WebCtx, actor: WebActor, status: str = "", page_no: PageNo = 1
 ) -> Response:
     status = status if status in STATUSES else ""
-    page_no = max(1, page_no)
     with ctx.db.read() as s:
         rows, total = message_svc.list_messages(
             s, actor, status=status or None, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE

@@ -20,6 +20,7 @@ from sendas.oauth import (
     ProviderUnavailable,
 )
 from sendas.oauth.providers import PROVIDERS
+from sendas.schemas.fields import form_id
 from sendas.services import oauth_signin
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, text
 from sendas.web.render import flash, page, redirect
@@ -128,12 +129,11 @@ async def oauth_start(
 ) -> Response:
     """Send the browser to the provider to sign the alias in (no alias_id: a new alias)."""
     _label(provider)
-    if alias_id and not alias_id.isdigit():
+    wanted = form_id(alias_id) if alias_id else None
+    if alias_id and wanted is None:
         raise PageNotFound()
     try:
-        url = await oauth_signin.begin_sign_in(
-            ctx, actor, provider, int(alias_id) if alias_id else None
-        )
+        url = await oauth_signin.begin_sign_in(ctx, actor, provider, wanted)
     except NotFound:
         raise PageNotFound() from None
     except OAuthError as exc:
@@ -169,12 +169,12 @@ async def oauth_callback(request: Request, ctx: WebCtx, actor: WebActor, provide
 @router.post("/oauth/from")
 def oauth_choose_from(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     """The owner's choice after a sign-in with another address than the alias's From."""
-    raw_id = text(form, "alias_id")
-    if not raw_id.isdigit():
+    alias_id = form_id(text(form, "alias_id"))
+    if alias_id is None:
         raise PageNotFound()
     use_signed_in = text(form, "from_choice") == "signed_in"
     try:
-        alias = oauth_signin.choose_from(ctx, actor, int(raw_id), use_signed_in=use_signed_in)
+        alias = oauth_signin.choose_from(ctx, actor, alias_id, use_signed_in=use_signed_in)
     except NotFound:
         raise PageNotFound() from None
     flash(request, f"“{alias.description}” sends as {alias.from_address}.")
