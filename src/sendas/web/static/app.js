@@ -159,6 +159,17 @@
     if (window.ResizeObserver) new ResizeObserver(measure).observe(bar);
   }
 
+  /* The browser's own focus scrolling leaves a field that is partly in view where it is,
+     even when its lower edge is under the sticky bar (a tall textarea): lift it clear. */
+  document.addEventListener("focusin", function (ev) {
+    var bar = $(".actions.sticky");
+    var el = ev.target;
+    if (!bar || !el || !el.getBoundingClientRect || bar.contains(el)) return;
+    var r = el.getBoundingClientRect(), b = bar.getBoundingClientRect();
+    var under = r.bottom + 8 - b.top;
+    if (under > 0 && r.top > 0) window.scrollBy(0, Math.min(under, r.top - 8));
+  });
+
   /* Menus built on <details>: Esc and a click elsewhere close them; Esc gives focus back to
      the button that opened the menu. */
   function closeMenu(menu, refocus) {
