@@ -70,3 +70,30 @@ async def test_with_a_delay_one_connection_keeps_the_pace(
     assert set(statuses(ctx, ids).values()) == {"sent"}
     assert len(received_ids(server.recorder)) == 30
     assert server.recorder.connections == 1
+
+
+async def test_a_server_that_limits_connections_shrinks_the_pool_without_pausing(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    """The server turns away every connection after the second (421 to EHLO): the lane
+    goes on with the two it has, every message is sent once."""
+    server = await smtpd("none", pipelining=True)
+    greeted = 0
+
+    def ehlo(arg: str | None) -> str | None:
+        nonlocal greeted
+        greeted += 1
+        return None if greeted <= 2 else "421 4.7.0 Too many connections from your address"
+
+    server.recorder.script["EHLO"] = ehlo
+    alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
+    ids = queue(ctx, alice_actor, alias_id, 300)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 300 and set(counts.values()) == {1}
+    assert server.recorder.connections == 5  # two kept, three turned away once each
+    assert greeted == 5

@@ -68,6 +68,11 @@ class _LaneStop(Exception):
     """The lane cannot go on now (paused, needs attention, unreachable)."""
 
 
+class _ExtraGone(Exception):
+    """An extra connection of a pool could not be opened: the pool shrinks, the lane goes on
+    (a server limiting connections per client must not pause the working ones)."""
+
+
 class _Refused(Exception):
     """The outbound policy refuses the alias's server: its claimed messages fail."""
 
@@ -91,7 +96,9 @@ class LaneDriver:
         self.index = index  # 0: the lane's first connection, which owns the lane
         # Set when the lane is done (nothing ready, a stop, handed back): extras finish.
         self.lane_over: asyncio.Event = pool.lane_over if pool is not None else asyncio.Event()
+        self.pool = pool  # the lane's first driver (None: this is it)
         self.extras: dict[int, asyncio.Task[None]] = {}
+        self.pool_limit: int | None = None  # fewer connections than allowed: the server said so
 
     async def run(self) -> bool:
         """Drive the lane until it has nothing ready, must stop, or was held long enough;
@@ -130,9 +137,10 @@ class LaneDriver:
 
     def _grow(self, claim: Claim) -> None:
         """Open the pool's missing connections (a lane without delay that allows more)."""
-        if claim.delay_ms > 0 or claim.max_connections <= 1:
+        size = min(claim.max_connections, self.pool_limit or claim.max_connections)
+        if claim.delay_ms > 0 or size <= 1:
             return
-        for index in range(1, claim.max_connections):
+        for index in range(1, size):
             task = self.extras.get(index)
             if task is None or task.done():
                 extra = LaneDriver(self.ctx, self.st.name, pool=self, index=index)
@@ -156,6 +164,8 @@ class LaneDriver:
                     await self._give_back(ids)
                     break
                 await self._send_claim(claim, rendered)
+        except _ExtraGone:
+            pass
         except _LaneStop:
             self.lane_over.set()  # paused or needs attention: the lane as a whole stops
         except Exception:
@@ -281,11 +291,23 @@ class LaneDriver:
             except OutboundRefused as exc:
                 raise _Refused(exc) from None
             except TransportError as exc:
+                if self.pool is not None:
+                    self._shrink_pool(exc)
+                    raise _ExtraGone from None
                 await self._lane_failure(exc, endpoint)
                 raise _LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
+
+    def _shrink_pool(self, exc: TransportError) -> None:
+        """This extra connection could not be opened: the lane keeps the ones before it until
+        it is handed back (then the next hold tries the full pool again)."""
+        assert self.pool is not None
+        limit = self.pool.pool_limit
+        self.pool.pool_limit = self.index if limit is None else min(limit, self.index)
+        log.warning("lane %s: connection %d not opened (%s); %d kept", self.st.name,
+                    self.index + 1, exc, self.pool.pool_limit)  # fmt: skip
 
     async def _fail_refused(self, claim: Claim, error: OutboundRefused) -> None:
         """The server's address is refused by the outbound policy (a setting, not a passing
