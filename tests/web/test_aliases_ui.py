@@ -274,6 +274,7 @@ def test_connections_at_once_for_a_relay_and_refused_with_a_delay(
     page.get_by_label("SMTP Server:Port").fill("smtp.example.com:587")
     page.get_by_label("SMTP User Name").fill("relay@example.com")
     page.get_by_label("SMTP Password").fill("relay secret")
+    page.locator("summary", has_text="Advanced").click()
     field = page.get_by_label("Connections at Once")
     assert field.input_value() == "1"
     assert "keep 1" in page.locator("#help-max_connections").inner_text()

@@ -157,6 +157,15 @@
     measure();
     window.addEventListener("resize", measure);
     if (window.ResizeObserver) new ResizeObserver(measure).observe(bar);
+    // The browser does not scroll to a focused field that is partly in view, even when the
+    // bar covers the rest of it: make that room here.
+    document.addEventListener("focusin", function (ev) {
+      var el = ev.target;
+      if (!el.getBoundingClientRect || bar.contains(el)) return;
+      if (bar.compareDocumentPosition(el) & Node.DOCUMENT_POSITION_FOLLOWING) return;  // below the bar
+      var over = el.getBoundingClientRect().bottom - bar.getBoundingClientRect().top;
+      if (over > 0) window.scrollBy({top: Math.ceil(over) + 8, behavior: "instant"});
+    });
   }
 
   /* Menus built on <details>: Esc and a click elsewhere close them; Esc gives focus back to
