@@ -1,17 +1,17 @@
 // Anchor: nodemailer's pooled SMTP transport sending N ~5 KB messages.
-// usage: node nodemailer_bench.js PORT COUNT TRANSPORTS
-// One pooled transport per "alias", one connection each; prints JSON timings.
+// usage: node nodemailer_bench.js PORT COUNT TRANSPORTS [CONNECTIONS]
+// One pooled transport per "alias", CONNECTIONS (default 1) each; prints JSON timings.
 "use strict";
 const nodemailer = require("nodemailer");
 
-const [port, count, transports] = process.argv.slice(2).map(Number);
+const [port, count, transports, connections = 1] = process.argv.slice(2).map(Number);
 const LINE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n";
 const body = (first) => `Dear ${first},\n\n` + LINE.repeat(68);
 
 async function main() {
   const pools = Array.from({ length: transports }, () =>
     nodemailer.createTransport({
-      pool: true, maxConnections: 1, maxMessages: Infinity,
+      pool: true, maxConnections: connections, maxMessages: Infinity,
       host: "127.0.0.1", port, secure: false, ignoreTLS: true,
       connectionTimeout: 30000, socketTimeout: 60000,
     }));

@@ -6,7 +6,8 @@ Scenarios (issue 4, item 7); every one is bounded and stops by itself:
 
 a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue -> ``sendas
    worker`` process -> SMTP) into Postfix's ``smtp-sink``: sendas msgs/s vs nodemailer's pooled
-   transport (1 connection; 5 connections / 5 aliases) and vs ``smtp-source -d`` (C ceiling).
+   transport (1 connection; 5 connections / 5 aliases; 1 relay alias with max_connections 5
+   vs one pool of 5 connections) and vs ``smtp-source -d`` (C ceiling).
    The three run in interleaved rounds (``--rounds``, 3) on one sink and their medians are
    compared: single runs on a shared 2-core machine drift by tens of percent.
 b  the same over a 20 ms round trip (bench/proxy.py), 1 connection: sendas vs nodemailer.
@@ -199,7 +200,7 @@ class Site:
     def close(self) -> None:
         self.ctx.close()
 
-    def aliases(self, count: int, port: int, delay_ms: int) -> list[int]:
+    def aliases(self, count: int, port: int, delay_ms: int, max_connections: int = 1) -> list[int]:
         ids = []
         with self.ctx.db.write() as s:
             for k in range(count):
@@ -213,6 +214,7 @@ class Site:
                         smtp_server=f"127.0.0.1:{port}",
                         tls="none",
                         delay_ms=delay_ms,
+                        max_connections=max_connections,
                     ),
                     self.ctx.secrets,
                 )
@@ -337,13 +339,21 @@ def csv_file(path: Path, count: int, start: int = 0) -> RowSource:
 # --- anchors ----------------------------------------------------------------------------------
 
 
-def nodemailer(port: int, count: int, transports: int) -> float | None:
-    """nodemailer msgs/s, or None when node or nodemailer is missing."""
+def nodemailer(port: int, count: int, transports: int, connections: int = 1) -> float | None:
+    """nodemailer msgs/s (``transports`` pools of ``connections`` each), or None when node
+    or nodemailer is missing."""
     if not (BENCH / "node_modules" / "nodemailer").is_dir() or not shutil.which("node"):
         say("  nodemailer not installed: npm install --prefix bench nodemailer")
         return None
     out = subprocess.run(
-        ["node", str(BENCH / "nodemailer_bench.js"), str(port), str(count), str(transports)],
+        [
+            "node",
+            str(BENCH / "nodemailer_bench.js"),
+            str(port),
+            str(count),
+            str(transports),
+            str(connections),
+        ],
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -387,11 +397,13 @@ def ratio(ours: float | None, theirs: float | None, *, higher_is_better: bool = 
 # --- scenarios --------------------------------------------------------------------------------
 
 
-def _sendas_loopback(tmp: Path, port: int, count: int, aliases: int) -> tuple[float, float, float]:
+def _sendas_loopback(
+    tmp: Path, port: int, count: int, aliases: int, connections: int = 1
+) -> tuple[float, float, float]:
     """One sendas run of scenario a: (msgs/s, first sent after s, enqueue s)."""
     site = Site(tmp)
     try:
-        ids = site.aliases(aliases, port, 0)
+        ids = site.aliases(aliases, port, 0, connections)
         per = count // aliases
         t = time.perf_counter()
         for k, alias_id in enumerate(ids):
@@ -411,9 +423,10 @@ def scenario_a(tmp: Path, count: int, rounds: int) -> None:
     """Rounds of sendas, nodemailer and smtp-source, interleaved on one sink: this machine's
     speed drifts by tens of percent from minute to minute, so each side gets the same
     minutes, and the medians are compared."""
-    for aliases in (1, 5):
+    # (aliases, connections per alias): the relay case is one alias with a pool of 5.
+    for aliases, conns in ((1, 1), (1, 5), (5, 1)):
         say(
-            f"a: loopback, {count} messages, {aliases} alias(es)/connection(s), "
+            f"a: loopback, {count} messages, {aliases} alias(es) x {conns} connection(s), "
             f"{rounds} interleaved rounds"
         )
         ours: list[float] = []
@@ -422,20 +435,22 @@ def scenario_a(tmp: Path, count: int, rounds: int) -> None:
         with smtp_sink() as port:
             for r in range(rounds):
                 rate, first, enqueue = _sendas_loopback(
-                    tmp / f"a{aliases}-{r}", port, count, aliases
+                    tmp / f"a{aliases}x{conns}-{r}", port, count, aliases, conns
                 )
                 ours.append(rate)
-                theirs = nodemailer(port, count, aliases)
+                theirs = nodemailer(port, count, aliases, conns)
                 if theirs:
                     node.append(theirs)
-                source.append(smtp_source(port, count, aliases))
+                source.append(smtp_source(port, count, aliases * conns))
                 say(
                     f"   round {r + 1}: sendas {rate:.0f}/s (first sent after {first:.2f} s; "
                     f"enqueue {enqueue:.1f} s), nodemailer {theirs or 0:.0f}/s, "
                     f"smtp-source {source[-1]:.0f}/s"
                 )
         med = statistics.median
-        label = f"a loopback {count} msgs, {aliases} conn"
+        label = f"a loopback {count} msgs, {aliases * conns} conn"
+        if conns > 1:
+            label += f" (1 relay alias x {conns})"
         node_med = med(node) if node else None
         RESULTS.append(
             Result(
@@ -456,7 +471,7 @@ def scenario_a(tmp: Path, count: int, rounds: int) -> None:
                 "(C ceiling)",
             )
         )
-        if aliases == 1:
+        if aliases == conns == 1:
             scenario_a_precomposed(tmp, count, node_med)
 
 

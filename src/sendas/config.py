@@ -172,6 +172,13 @@ class Settings(BaseSettings):
         description="Seconds each step of a Test Connection (connect, TLS, greeting, each "
         "reply) may take, so a wrong encryption mode fails fast.",
     )
+    max_connections_cap: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Most SMTP connections one alias (or the outgoing settings) may use at "
+        "once (its max_connections, allowed above 1 only without a delay).",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -171,6 +171,55 @@ def test_delay_bounds_accepted(client: TestClient, alice: Person):
     assert create(client, alice, description="y", delay_ms=3_600_000)["delay_ms"] == 3_600_000
 
 
+def test_max_connections_defaults_to_one_and_relays_may_take_more(
+    client: TestClient, alice: Person
+):
+    personal = create(client, alice, description="mailbox")
+    assert personal["max_connections"] == 1
+    relay = create(client, alice, description="relay", delay_ms=0, max_connections=5)
+    assert relay["max_connections"] == 5
+    again = client.get(f"/api/aliases/{relay['id']}", headers=alice.headers).json()
+    assert again["max_connections"] == 5
+
+
+@pytest.mark.parametrize("value", [0, 11, 1.5, "3"])
+def test_max_connections_range(client: TestClient, alice: Person, value: Any):
+    """1 up to SENDAS_MAX_CONNECTIONS_CAP (10 by default)."""
+    body = {**GOOD, "delay_ms": 0, "max_connections": value}
+    r = client.post("/api/aliases", json=body, headers=alice.headers)
+    assert r.status_code == 422 and fields_of(r) == {"max_connections"}
+    assert client.get("/api/aliases", headers=alice.headers).json() == []
+
+
+def test_more_connections_need_no_delay(client: TestClient, alice: Person):
+    r = client.post("/api/aliases", json={**GOOD, "max_connections": 2}, headers=alice.headers)
+    assert r.status_code == 422 and fields_of(r) == {"max_connections"}
+    assert "delay" in r.json()["detail"][0]["msg"]
+    relay = create(client, alice, delay_ms=0, max_connections=3)
+    # A delay added later to a relay with more connections is refused too, nothing written.
+    r = client.patch(f"/api/aliases/{relay['id']}", json={"delay_ms": 100}, headers=alice.headers)
+    assert r.status_code == 422 and fields_of(r) == {"max_connections"}
+    kept = client.get(f"/api/aliases/{relay['id']}", headers=alice.headers).json()
+    assert (kept["delay_ms"], kept["max_connections"]) == (0, 3)
+    r = client.patch(
+        f"/api/aliases/{relay['id']}",
+        json={"delay_ms": 100, "max_connections": 1},
+        headers=alice.headers,
+    )
+    assert r.status_code == 200 and r.json()["max_connections"] == 1
+
+
+def test_outgoing_settings_max_connections(client: TestClient, admin: Person):
+    body = {"from_address": "noreply@example.com", "smtp_server": "relay.example.com:25",
+            "delay_ms": 0, "max_connections": 4}  # fmt: skip
+    r = client.put("/api/system/outgoing", json=body, headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["max_connections"] == 4
+    r = client.put("/api/system/outgoing", json={"delay_ms": 50}, headers=admin.headers)
+    assert r.status_code == 422 and fields_of(r) == {"max_connections"}
+    assert client.get("/api/system/outgoing", headers=admin.headers).json()["delay_ms"] == 0
+
+
 def test_patch_without_password_keeps_it(client: TestClient, alice: Person, ctx: Any):
     from sendas.db.models import Alias
 

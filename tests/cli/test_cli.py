@@ -110,6 +110,24 @@ def test_alias_lifecycle(run):
     assert [(a["description"], a["is_default"]) for a in rows] == [("Work", True)]
 
 
+def test_alias_max_connections(run):
+    run("user", "add", "mc@example.com", "--name", "MC")
+    base = ["alias", "add", "--user", "mc@example.com", "--server", "relay.example.com:25"]
+    r = run(*base, "--description", "Relay", "--from", "mc@example.com",
+            "--max-connections", "5")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = run(*base, "--description", "Paced", "--from", "mc2@example.com", "--delay-ms", "500",
+            "--max-connections", "2")  # fmt: skip
+    assert r.exit_code == 2 and "max_connections" in r.stderr
+    rows = json.loads(run("alias", "list", "--user", "mc@example.com", "--json").stdout)
+    assert [(a["description"], a["max_connections"]) for a in rows] == [("Relay", 5)]
+    r = run("alias", "edit", "--user", "mc@example.com", str(rows[0]["id"]),
+            "--max-connections", "1")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rows = json.loads(run("alias", "list", "--user", "mc@example.com", "--json").stdout)
+    assert rows[0]["max_connections"] == 1
+
+
 def test_alias_duplicate_description_is_refused(run):
     run("user", "add", "d@example.com", "--name", "D")
     args = [

@@ -80,6 +80,8 @@ class Recorder:
     token_check: Callable[[str, str], bool] | None = None
     advertise_auth: list[str] | None = None  # replace the EHLO AUTH line (None: as is)
     connections: int = 0
+    open_now: int = 0  # connections open at this moment
+    most_open: int = 0  # the most connections that were open at once
     protocols: list[SMTP] = field(default_factory=list)
 
     def lines_starting(self, prefix: bytes) -> list[bytes]:
@@ -138,6 +140,8 @@ class ScriptedSMTP(SMTP):  # type: ignore[misc]
     ) -> None:
         super()._cb_client_connected(reader, writer)
         self.recorder.connections += 1
+        self.recorder.open_now += 1
+        self.recorder.most_open = max(self.recorder.most_open, self.recorder.open_now)
         self.recorder.protocols.append(self)
         readuntil, readline = reader.readuntil, reader.readline
 
@@ -156,6 +160,10 @@ class ScriptedSMTP(SMTP):  # type: ignore[misc]
 
         reader.readuntil = recording_readuntil  # type: ignore[method-assign]
         reader.readline = recording_readline  # type: ignore[method-assign]
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.recorder.open_now -= 1
+        super().connection_lost(error)
 
     async def smtp_DATA(self, arg: str) -> None:
         self._in_data = True

@@ -262,3 +262,29 @@ def test_automatic_encryption_found_by_the_test_is_saved_when_accepted(
     page.wait_for_url("**/aliases")
     card = page.locator(".card", has_text="Found mode")
     assert card.locator(".encryption").inner_text() == "STARTTLS"
+
+
+def test_connections_at_once_for_a_relay_and_refused_with_a_delay(
+    page: Any, live_server: LiveServer
+) -> None:
+    login(page, live_server.new_user("relay"))
+    page.goto("/aliases/new")
+    page.get_by_label("Description").fill("Relay")
+    page.get_by_label("From Address").fill("relay@example.com")
+    page.get_by_label("SMTP Server:Port").fill("smtp.example.com:587")
+    page.get_by_label("SMTP User Name").fill("relay@example.com")
+    page.get_by_label("SMTP Password").fill("relay secret")
+    page.locator("summary", has_text="Advanced").click()
+    field = page.get_by_label("Connections at Once")
+    assert field.input_value() == "1"
+    assert "keep 1" in page.locator("#help-max_connections").inner_text()
+    page.get_by_label("Delay Between Emails (milliseconds)").fill("1000")
+    field.fill("3")
+    page.get_by_role("button", name="Save").click()
+    page.locator("#err-max_connections").filter(has_text=re.compile(".+")).wait_for()
+    assert "delay" in page.locator("#err-max_connections").inner_text()
+    page.get_by_label("Delay Between Emails (milliseconds)").fill("0")
+    page.get_by_label("SMTP Password").fill("relay secret")
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(re.compile(r"/aliases$"))
+    assert "up to 3 at once" in page.locator(".max-connections").inner_text()

@@ -23,6 +23,10 @@ from sendas.net.tls_modes import CLI_HELP as TLS_CLI_HELP
 from sendas.schemas import AliasCreate, AliasPatch
 from sendas.services import aliases as alias_service
 
+MAXCONN_HELP = (
+    "SMTP connections at once (default 1); more only with --delay-ms 0, for relays "
+    "(personal mailboxes count connections: keep 1)."
+)
 alias_app = typer.Typer(help="Email aliases of a user.", no_args_is_help=True)
 
 
@@ -69,6 +73,9 @@ def alias_add(
     delay_ms: Annotated[
         int | None, typer.Option("--delay-ms", help="Delay between emails (ms).")
     ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help=MAXCONN_HELP)
+    ] = None,
     auth: Annotated[str | None, typer.Option(help="password | google | microsoft.")] = None,
 ) -> None:
     """Add an email alias for a user."""
@@ -84,13 +91,16 @@ def alias_add(
         imap_account_id=imap_account,
         is_default=default or None,
         delay_ms=delay_ms,
+        max_connections=max_connections,
         auth=auth,
     )
     data = build(AliasCreate, **values)
     with context() as ctx:
         actor = actor_for(ctx, user)
         with ctx.db.write() as s:
-            alias, warnings = alias_service.create_alias(s, actor, data, ctx.secrets)
+            alias, warnings = alias_service.create_alias(
+                s, actor, data, ctx.secrets, max_connections_cap=ctx.settings.max_connections_cap
+            )
             out.print(f"added alias {alias.id} {alias.description!r}", highlight=False)
     _print_warnings(warnings)
 
@@ -109,6 +119,9 @@ def alias_edit(
     tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     imap_account: Annotated[int | None, typer.Option("--imap-account")] = None,
     delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help=MAXCONN_HELP)
+    ] = None,
     auth: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Change fields of an alias; options left out keep their value (the password too)."""
@@ -123,13 +136,21 @@ def alias_edit(
         tls=tls,
         imap_account_id=imap_account,
         delay_ms=delay_ms,
+        max_connections=max_connections,
         auth=auth,
     )
     data = build(AliasPatch, **values)
     with context() as ctx:
         actor = actor_for(ctx, user)
         with ctx.db.write() as s:
-            alias, warnings = alias_service.update_alias(s, actor, alias_id, data, ctx.secrets)
+            alias, warnings = alias_service.update_alias(
+                s,
+                actor,
+                alias_id,
+                data,
+                ctx.secrets,
+                max_connections_cap=ctx.settings.max_connections_cap,
+            )
             out.print(f"updated alias {alias.id} {alias.description!r}", highlight=False)
     _print_warnings(warnings)
 
@@ -144,7 +165,9 @@ def alias_list(user: UserOpt, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json(rows)
         return
-    table = Table("id", "description", "from", "server", "default", "delay ms", "auth")
+    table = Table(
+        "id", "description", "from", "server", "default", "delay ms", "connections", "auth"
+    )
     for r in rows:
         sender = (
             f"{r['alias_name']} <{r['from_address']}>" if r["alias_name"] else r["from_address"]
@@ -156,6 +179,7 @@ def alias_list(user: UserOpt, as_json: JsonOpt = False) -> None:
             r["smtp_server"],
             "yes" if r["is_default"] else "",
             str(r["delay_ms"]),
+            str(r["max_connections"]),
             r["auth"],
         )
     out.print(table)

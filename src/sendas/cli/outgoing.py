@@ -40,6 +40,10 @@ def outgoing_set(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
     tls: Annotated[str | None, typer.Option(help=TLS_CLI_HELP)] = None,
     delay_ms: Annotated[int | None, typer.Option("--delay-ms")] = None,
+    max_connections: Annotated[
+        int | None,
+        typer.Option("--max-connections", help="SMTP connections at once; >1 only with delay 0."),
+    ] = None,
 ) -> None:
     """Change the outgoing settings for automated mail; options left out keep their value."""
     data = build(
@@ -51,10 +55,13 @@ def outgoing_set(
         smtp_username=username,
         tls=tls,
         delay_ms=delay_ms,
+        max_connections=max_connections,
         smtp_password=read_secret_stdin() if password_stdin else None,
     )
     with context() as ctx, ctx.db.write() as s:
-        system_service.update_system_outgoing(s, OPERATOR, data, ctx.secrets)
+        system_service.update_system_outgoing(
+            s, OPERATOR, data, ctx.secrets, max_connections_cap=ctx.settings.max_connections_cap
+        )
     out.print("outgoing settings saved")
 
 

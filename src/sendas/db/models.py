@@ -167,6 +167,8 @@ class Alias(SmtpColumns, Base):
     )
     is_default: Mapped[bool] = mapped_column(Boolean, default=False)
     delay_ms: Mapped[int] = mapped_column(Integer, default=0)
+    # SMTP connections its lane may use at once (only without a delay; relays, not mailboxes).
+    max_connections: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     auth: Mapped[str] = mapped_column(String(16), default="password")
     oauth_token_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     needs_reauth: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -191,6 +193,7 @@ class SystemOutgoing(SmtpColumns, Base):
     delay_ms: Mapped[int] = mapped_column(Integer, default=0)
     last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    max_connections: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class OAuthClient(Base):

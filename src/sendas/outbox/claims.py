@@ -83,6 +83,8 @@ class Claim:
     imap: ImapEndpoint | None
     copy_skip_reason: str | None  # why no copy to Sent is made, when none is
     messages: list[ClaimedMessage]
+    # SMTP connections the lane may use at once (1 whenever it has a delay).
+    max_connections: int = 1
 
 
 # --- statements ----------------------------------------------------------------------------
@@ -147,19 +149,22 @@ def render_many(
 # --- claiming ------------------------------------------------------------------------------
 
 
-def _lane_source(session: Session, lane: str) -> tuple[Alias | None, int] | None:
-    """The lane's alias (None: the database settings) and delay, or None if it cannot send."""
+def _lane_source(session: Session, lane: str) -> tuple[Alias | None, int, int] | None:
+    """The lane's alias (None: the database settings), delay and connections at once, or
+    None if it cannot send."""
     alias_id = lane_alias_id(lane)
     if alias_id is None:
         system = session.get(SystemOutgoing, 1)
-        return None if system is None or not system.smtp_host else (None, system.delay_ms)
+        if system is None or not system.smtp_host:
+            return None
+        return None, system.delay_ms, system.max_connections
     alias = session.get(Alias, alias_id)
     if alias is None:
         return None
     if alias.needs_reauth:
         session.execute(_UPDATE_LANE, {"_lane": lane, "needs_attention": True})
         return None
-    return alias, alias.delay_ms
+    return alias, alias.delay_ms, alias.max_connections
 
 
 def _ready_rows(session: Session, lane: str, now: datetime, limit: int) -> list[Any]:
@@ -245,7 +250,9 @@ def claim_batch(
     source = _lane_source(session, lane)
     if source is None:
         return None
-    alias, delay_ms = source
+    alias, delay_ms, connections = source
+    # With a delay one connection keeps the exact pacing; without, up to the setting's cap.
+    connections = 1 if delay_ms > 0 else max(1, min(connections or 1, cfg.max_connections))
     if delay_ms > 0:
         limit = max(1, min(cfg.max_paced_batch, int(cfg.paced_window_seconds * 1000 // delay_ms)))
     else:
@@ -272,7 +279,7 @@ def claim_batch(
         lane_values["next_send_at"] = plan.slot  # one delay after the last reserved slot
     session.execute(_UPDATE_LANE, lane_values)
     if not claimed:
-        return Claim(lane, delay_ms, _placeholder_endpoint(), None, None, [])
+        return Claim(lane, delay_ms, _placeholder_endpoint(), None, None, [], connections)
 
     timeout = cfg.smtp_timeout
     if alias is not None:
@@ -283,7 +290,7 @@ def claim_batch(
         # The database outgoing settings (admin-only) are exempt from the outbound policy.
         endpoint = smtp_endpoint(system, box, timeout=timeout, outbound=None)
         imap, skip_reason = None, "automated mail has no Sent folder"
-    return Claim(lane, delay_ms, endpoint, imap, skip_reason, claimed)
+    return Claim(lane, delay_ms, endpoint, imap, skip_reason, claimed, connections)
 
 
 def _placeholder_endpoint() -> SmtpEndpoint:

@@ -49,6 +49,9 @@ class OutboxConfig:
     smtp_timeout: float = 30.0
     render_processes: int = 2
     """Processes rendering form letters beside the worker (0: a thread of the worker)."""
+    max_connections: int = 10
+    """SMTP connections one lane (without delay) may use at once, whatever its alias says
+    (``SENDAS_MAX_CONNECTIONS_CAP``)."""
 
     def __post_init__(self) -> None:
         if self.lease_seconds <= 0 or self.poll_interval <= 0:
@@ -59,6 +62,8 @@ class OutboxConfig:
             raise ValueError("batch_seconds must be positive")
         if self.render_processes < 0:
             raise ValueError("render_processes cannot be negative")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         if self.backoff_base <= 0 or self.backoff_max < self.backoff_base:

@@ -68,6 +68,11 @@ class _LaneStop(Exception):
     """The lane cannot go on now (paused, needs attention, unreachable)."""
 
 
+class _ExtraGone(Exception):
+    """An extra connection of a pool could not be opened: the pool shrinks, the lane goes on
+    (a server limiting connections per client must not pause the working ones)."""
+
+
 class _Refused(Exception):
     """The outbound policy refuses the alias's server: its claimed messages fail."""
 
@@ -76,11 +81,24 @@ class _Refused(Exception):
 
 
 class LaneDriver:
-    """Drives one lane for its worker; :meth:`run` returns when the lane is handed back."""
+    """Drives one lane for its worker; :meth:`run` returns when the lane is handed back.
 
-    def __init__(self, ctx: DriverContext, lane: str) -> None:
+    A lane without delay whose alias allows ``max_connections`` above 1 gets that many
+    connections, like a pool: this driver's own, and one more driver per extra connection
+    (:meth:`run_extra`), each claiming, marking and recording its own batches under the
+    same lane lease. With a delay only this driver's connection sends (exact pacing)."""
+
+    def __init__(
+        self, ctx: DriverContext, lane: str, *, pool: LaneDriver | None = None, index: int = 0
+    ) -> None:
         self.ctx = ctx
         self.st = LaneState(lane)
+        self.index = index  # 0: the lane's first connection, which owns the lane
+        # Set when the lane is done (nothing ready, a stop, handed back): extras finish.
+        self.lane_over: asyncio.Event = pool.lane_over if pool is not None else asyncio.Event()
+        self.pool = pool  # the lane's first driver (None: this is it)
+        self.extras: dict[int, asyncio.Task[None]] = {}
+        self.pool_limit: int | None = None  # fewer connections than allowed: the server said so
 
     async def run(self) -> bool:
         """Drive the lane until it has nothing ready, must stop, or was held long enough;
@@ -89,7 +107,7 @@ class LaneDriver:
         held_since = time.monotonic()
         turn_over = False
         try:
-            while not self.ctx.stopping.is_set():
+            while not self.ctx.stopping.is_set() and not self.lane_over.is_set():
                 if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
                     turn_over = True
                     break
@@ -99,37 +117,88 @@ class LaneDriver:
                 if not claim.messages:
                     continue
                 self.st.delay_ms = claim.delay_ms
-                ids = [m.id for m in claim.messages]
-                self.ctx.held.update(ids)
-                try:
-                    if claim.delay_ms > 0:
-                        await send_paced(self, claim)
-                    else:
-                        await self._send_pipelined(claim, rendered)
-                except _Refused as refused:
-                    await self._fail_refused(claim, refused.error)
-                finally:
-                    leftover = [i for i in ids if i in self.ctx.held]
-                    self.ctx.held.difference_update(ids)
-                    if leftover:
-                        await self.ctx.tx.run(
-                            partial(release_messages, owner=self.ctx.owner, ids=leftover,
-                                    was_sending=False)
-                        )  # fmt: skip
+                self._grow(claim)
+                await self._send_claim(claim, rendered)
         except _LaneStop:
             pass
         except Exception:
             log.exception("lane %s stopped on an unexpected error", lane)
         finally:
-            await self._drop_prefetch()
-            if self.st.session is not None:
-                await self.st.session.close()
+            self.lane_over.set()
+            await self._close()
+            if self.extras:  # they finish the batches they hold first
+                await asyncio.gather(*self.extras.values(), return_exceptions=True)
             owner, floor = self.ctx.owner, self.st.next_floor
             try:
                 await self.ctx.tx.run(lambda s: release_lane(s, lane, owner, floor))
             except Exception:
                 log.exception("could not hand back lane %s", lane)
         return turn_over
+
+    def _grow(self, claim: Claim) -> None:
+        """Open the pool's missing connections (a lane without delay that allows more)."""
+        size = min(claim.max_connections, self.pool_limit or claim.max_connections)
+        if claim.delay_ms > 0 or size <= 1:
+            return
+        for index in range(1, size):
+            task = self.extras.get(index)
+            if task is None or task.done():
+                extra = LaneDriver(self.ctx, self.st.name, pool=self, index=index)
+                self.extras[index] = asyncio.create_task(
+                    extra.run_extra(), name=f"lane {self.st.name} connection {index + 1}"
+                )
+
+    async def run_extra(self) -> None:
+        """One more connection of the lane: send its own batches until the lane is done,
+        nothing is ready, or the lane's claims say fewer connections (or a delay)."""
+        try:
+            while not self.ctx.stopping.is_set() and not self.lane_over.is_set():
+                claim, rendered = await self._next_claim()
+                if claim is None:
+                    break
+                if not claim.messages:
+                    continue
+                if claim.delay_ms > 0 or self.index >= claim.max_connections:
+                    ids = [m.id for m in claim.messages]
+                    self.ctx.held.update(ids)
+                    await self._give_back(ids)
+                    break
+                await self._send_claim(claim, rendered)
+        except _ExtraGone:
+            pass
+        except _LaneStop:
+            self.lane_over.set()  # paused or needs attention: the lane as a whole stops
+        except Exception:
+            log.exception("lane %s: connection %d stopped", self.st.name, self.index + 1)
+        finally:
+            await self._close()
+
+    async def _send_claim(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
+        ids = [m.id for m in claim.messages]
+        self.ctx.held.update(ids)
+        try:
+            if claim.delay_ms > 0:
+                await send_paced(self, claim)
+            else:
+                await self._send_pipelined(claim, rendered)
+        except _Refused as refused:
+            await self._fail_refused(claim, refused.error)
+        finally:
+            await self._give_back(ids)
+
+    async def _give_back(self, ids: list[int]) -> None:
+        """Release those of ``ids`` still held (claimed, never marked sending)."""
+        leftover = [i for i in ids if i in self.ctx.held]
+        self.ctx.held.difference_update(ids)
+        if leftover:
+            await self.ctx.tx.run(
+                partial(release_messages, owner=self.ctx.owner, ids=leftover, was_sending=False)
+            )
+
+    async def _close(self) -> None:
+        await self._drop_prefetch()
+        if self.st.session is not None:
+            await self.st.session.close()
 
     async def _next_claim(self) -> tuple[Claim | None, dict[int, Rendered | str]]:
         task, self.st.prefetch = self.st.prefetch, None
@@ -222,11 +291,23 @@ class LaneDriver:
             except OutboundRefused as exc:
                 raise _Refused(exc) from None
             except TransportError as exc:
+                if self.pool is not None:
+                    self._shrink_pool(exc)
+                    raise _ExtraGone from None
                 await self._lane_failure(exc, endpoint)
                 raise _LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
+
+    def _shrink_pool(self, exc: TransportError) -> None:
+        """This extra connection could not be opened: the lane keeps the ones before it until
+        it is handed back (then the next hold tries the full pool again)."""
+        assert self.pool is not None
+        limit = self.pool.pool_limit
+        self.pool.pool_limit = self.index if limit is None else min(limit, self.index)
+        log.warning("lane %s: connection %d not opened (%s); %d kept", self.st.name,
+                    self.index + 1, exc, self.pool.pool_limit)  # fmt: skip
 
     async def _fail_refused(self, claim: Claim, error: OutboundRefused) -> None:
         """The server's address is refused by the outbound policy (a setting, not a passing

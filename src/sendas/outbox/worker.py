@@ -57,7 +57,10 @@ class Worker:
         token_providers: TokenProviders | None = None,
     ) -> None:
         self.ctx = ctx
-        self.cfg = config or OutboxConfig(smtp_timeout=ctx.settings.smtp_timeout)
+        self.cfg = config or OutboxConfig(
+            smtp_timeout=ctx.settings.smtp_timeout,
+            max_connections=ctx.settings.max_connections_cap,
+        )
         self.id = worker_id or new_worker_id()
         self._stopping = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}

@@ -32,6 +32,7 @@ from sendas.schemas.fields import (
     DelayMs,
     Email,
     HeaderText,
+    MaxConnections,
     Password,
     PemText,
     Role,
@@ -43,6 +44,7 @@ from sendas.schemas.fields import (
     header_safe,
     normalize_email,
     parse_delay_ms,
+    parse_max_connections,
     strip_password,
 )
 from sendas.schemas.messages import (
@@ -112,6 +114,7 @@ __all__ = [
     "ImapPatch",
     "InvalidLine",
     "LetterStrict",
+    "MaxConnections",
     "MessageDetail",
     "MessageIn",
     "MessageList",
@@ -149,6 +152,7 @@ __all__ = [
     "header_safe",
     "normalize_email",
     "parse_delay_ms",
+    "parse_max_connections",
     "stored_test_result",
     "strip_password",
 ]

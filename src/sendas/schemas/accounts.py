@@ -19,6 +19,7 @@ from sendas.schemas.fields import (
     Email,
     HeaderName,
     HeaderText,
+    MaxConnections,
     ObjectId,
     Password,
     PemText,
@@ -125,6 +126,7 @@ class AliasPatch(SmtpFields):
     imap_account_id: ObjectId | None = None
     is_default: bool | None = None
     delay_ms: DelayMs | None = None
+    max_connections: MaxConnections | None = None
     auth: AuthMethod | None = None
 
 
@@ -154,6 +156,7 @@ class AliasOut(BaseModel):
     imap_account_id: int | None
     is_default: bool
     delay_ms: int
+    max_connections: int
     auth: AuthMethod
     password_set: bool
     needs_reauth: bool
@@ -204,6 +207,7 @@ class SystemOutgoingIn(SmtpFields):
     from_name: HeaderName | None = None
     reply_to: Email | None = None
     delay_ms: DelayMs | None = None
+    max_connections: MaxConnections | None = None
 
 
 class SystemOutgoingTest(SystemOutgoingIn):
@@ -223,6 +227,7 @@ class SystemOutgoingOut(BaseModel):
     allow_plaintext_auth: bool
     ca_bundle_set: bool
     delay_ms: int
+    max_connections: int
     password_set: bool
     configured: bool
     last_test: StoredTestResult

@@ -94,6 +94,16 @@ def parse_delay_ms(text: str) -> int:
     return value
 
 
+def parse_max_connections(text: str) -> int:
+    """The "connections at once" box of a form; empty means 1. Raises ValueError."""
+    digits = text.strip()
+    if not digits:
+        return 1
+    if not (digits.isascii() and digits.isdigit()) or int(digits) < 1:
+        raise ValueError("must be a whole number, at least 1")
+    return int(digits)
+
+
 HeaderText = Annotated[str, StringConstraints(max_length=HEADER_MAX), AfterValidator(header_safe)]
 ShortText = Annotated[
     str, StringConstraints(max_length=200, strip_whitespace=True), AfterValidator(header_safe)
@@ -106,6 +116,8 @@ Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(normali
 Password = Annotated[SecretStr, Field(max_length=1000), AfterValidator(strip_password)]
 DELAY_MS_MAX = 3_600_000
 DelayMs = Annotated[int, Field(ge=0, le=DELAY_MS_MAX, strict=True)]
+# The upper bound is a setting (SENDAS_MAX_CONNECTIONS_CAP), checked by the services.
+MaxConnections = Annotated[int, Field(ge=1, strict=True)]
 ServerText = Annotated[str, StringConstraints(max_length=300, strip_whitespace=True)]
 PemText = Annotated[str, StringConstraints(max_length=200_000)]
 

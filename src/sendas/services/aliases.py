@@ -17,6 +17,7 @@ from sendas.outbox import settle
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.services.connections import DEFAULT_CAP, connection_problems
 from sendas.services.secret_binding import Destination, rebinding_problem
 from sendas.smtp import server_warnings
 
@@ -48,6 +49,7 @@ def alias_out(alias: Alias) -> AliasOut:
         imap_account_id=alias.imap_account_id,
         is_default=alias.is_default,
         delay_ms=alias.delay_ms,
+        max_connections=alias.max_connections,
         auth=alias.auth,
         password_set=alias.smtp_password_enc is not None,
         needs_reauth=alias.needs_reauth,
@@ -99,7 +101,13 @@ def _check_imap(session: Session, user_id: int, imap_account_id: int | None) -> 
 
 
 def apply_fields(
-    session: Session, alias: Alias, data: AliasPatch, box: SecretBox | None, *, creating: bool
+    session: Session,
+    alias: Alias,
+    data: AliasPatch,
+    box: SecretBox | None,
+    *,
+    creating: bool,
+    max_connections_cap: int = DEFAULT_CAP,
 ) -> list[str]:
     """Copy validated fields onto ``alias``; return warnings. Raises ValidationFailed.
 
@@ -109,6 +117,9 @@ def apply_fields(
     before = destination(alias)
     problems = _apply_identity(session, alias, data, creating=creating)
     _apply_connection(alias, data)
+    if fields & {"max_connections", "delay_ms"}:
+        problems += connection_problems(alias.max_connections or 1, alias.delay_ms or 0,
+                                        max_connections_cap)  # fmt: skip
     problems += _apply_imap_link(session, alias, data)
     warnings, server_problems = _apply_server(alias, data)
     problems += server_problems
@@ -169,6 +180,8 @@ def _apply_connection(alias: Alias, data: AliasPatch) -> None:
         alias.ca_bundle = data.ca_bundle
     if "delay_ms" in fields and data.delay_ms is not None:
         alias.delay_ms = data.delay_ms
+    if "max_connections" in fields and data.max_connections is not None:
+        alias.max_connections = data.max_connections
 
 
 def _apply_imap_link(session: Session, alias: Alias, data: AliasPatch) -> list[FieldProblem]:
@@ -262,13 +275,20 @@ def _missing_for_password(alias: Alias) -> list[FieldProblem]:
 
 
 def create_alias(
-    session: Session, actor: Actor, data: AliasCreate, box: SecretBox
+    session: Session,
+    actor: Actor,
+    data: AliasCreate,
+    box: SecretBox,
+    *,
+    max_connections_cap: int = DEFAULT_CAP,
 ) -> tuple[Alias, list[str]]:
     lock_owner(session, actor.id)
     alias = Alias(
         user_id=actor.id, is_default=False, tls=data.tls or "auto", auth=data.auth or "password"
     )
-    warnings = apply_fields(session, alias, data, box, creating=True)
+    warnings = apply_fields(
+        session, alias, data, box, creating=True, max_connections_cap=max_connections_cap
+    )
     has_default = default_alias(session, actor.id) is not None
     want_default = bool(data.is_default) or not has_default
     if want_default and has_default:
@@ -295,7 +315,13 @@ def _clear_default(session: Session, user_id: int) -> None:
 
 
 def update_alias(
-    session: Session, actor: Actor, alias_id: int, data: AliasPatch, box: SecretBox | None
+    session: Session,
+    actor: Actor,
+    alias_id: int,
+    data: AliasPatch,
+    box: SecretBox | None,
+    *,
+    max_connections_cap: int = DEFAULT_CAP,
 ) -> tuple[Alias, list[str]]:
     lock_owner(session, actor.id)
     alias = get_alias(session, actor, alias_id)
@@ -303,7 +329,9 @@ def update_alias(
         raise ValidationFailed.one(
             "is_default", "an alias stays default until you make another alias the default"
         )
-    warnings = apply_fields(session, alias, data, box, creating=False)
+    warnings = apply_fields(
+        session, alias, data, box, creating=False, max_connections_cap=max_connections_cap
+    )
     if data.is_default and not alias.is_default:
         _clear_default(session, actor.id)
         alias.is_default = True

@@ -11,6 +11,7 @@ from sendas.errors import FieldProblem, ValidationFailed
 from sendas.schemas import SystemOutgoingIn, SystemOutgoingOut
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
+from sendas.services.connections import DEFAULT_CAP, connection_problems
 from sendas.services.secret_binding import Destination, rebinding_problem
 from sendas.smtp import server_warnings
 
@@ -51,6 +52,7 @@ def system_out(row: SystemOutgoing) -> SystemOutgoingOut:
         allow_plaintext_auth=row.allow_plaintext_auth,
         ca_bundle_set=bool(row.ca_bundle),
         delay_ms=row.delay_ms,
+        max_connections=row.max_connections,
         password_set=row.smtp_password_enc is not None,
         configured=is_configured(row),
         last_test=row.last_test,
@@ -76,8 +78,25 @@ def _problems(row: SystemOutgoing, before: Destination, fields: set[str]) -> lis
     return problems
 
 
+def _apply_pace(row: SystemOutgoing, data: SystemOutgoingIn, cap: int) -> list[FieldProblem]:
+    """Delay and connections at once, checked together (more than one only without delay)."""
+    fields = data.model_fields_set
+    if "delay_ms" in fields and data.delay_ms is not None:
+        row.delay_ms = data.delay_ms
+    if "max_connections" in fields and data.max_connections is not None:
+        row.max_connections = data.max_connections
+    if not fields & {"max_connections", "delay_ms"}:
+        return []
+    return connection_problems(row.max_connections or 1, row.delay_ms or 0, cap)
+
+
 def update_system_outgoing(
-    session: Session, actor: Actor, data: SystemOutgoingIn, box: SecretBox
+    session: Session,
+    actor: Actor,
+    data: SystemOutgoingIn,
+    box: SecretBox,
+    *,
+    max_connections_cap: int = DEFAULT_CAP,
 ) -> SystemOutgoing:
     """Apply the given fields (absent ones keep their value); raises ValidationFailed."""
     actor.require_admin()
@@ -92,8 +111,7 @@ def update_system_outgoing(
             setattr(row, name, getattr(data, name) or "")
     if "reply_to" in fields:
         row.reply_to = data.reply_to or None
-    if "delay_ms" in fields and data.delay_ms is not None:
-        row.delay_ms = data.delay_ms
+    pace_problems = _apply_pace(row, data, max_connections_cap)
     if "allow_plaintext_auth" in fields and data.allow_plaintext_auth is not None:
         row.allow_plaintext_auth = data.allow_plaintext_auth
     if "ca_bundle" in fields:
@@ -108,7 +126,7 @@ def update_system_outgoing(
     if "smtp_password" in fields:
         pw = data.smtp_password.get_secret_value() if data.smtp_password else ""
         row.smtp_password_enc = box.encrypt(pw) if pw else None
-    problems = _problems(row, before, fields)
+    problems = _problems(row, before, fields) + pace_problems
     if problems:
         raise ValidationFailed(problems)
     session.flush()

@@ -163,7 +163,9 @@ class SmtpSession:
             run = Submission(io, results, self._in_transaction)
             try:
                 with io.watched():
-                    if self.supports_pipelining:
+                    if self.supports_pipelining and "CHUNKING" in self.extensions:
+                        await run.chunked(todo)
+                    elif self.supports_pipelining:
                         await run.pipelined(todo)
                     else:
                         await run.lockstep(todo)

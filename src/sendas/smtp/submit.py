@@ -2,6 +2,10 @@
 out. Command lines are prepared before anything is written; then the batch goes lock-step
 (one command, one reply) or pipelined (RFC 2920: a message's commands in one write, the next
 message's commands right after its predecessor's data, one round trip per message).
+
+When the server offers CHUNKING (RFC 3030) the data goes as ``BDAT <size> LAST`` with the
+exact bytes (no dot-stuffing); with PIPELINING too, a message's MAIL, RCPTs and BDAT go in
+one write, and several messages are written ahead of their replies (:data:`CHUNK_WINDOW`).
 """
 
 from __future__ import annotations
@@ -21,12 +25,23 @@ from sendas.errors import (
 from sendas.smtp.hints import hint_for
 from sendas.smtp.io import CRLF, SmtpIO, reply_error
 from sendas.smtp.replies import LocalProblem, ReplyKind, SmtpCode
-from sendas.smtp.wire import AddressProblem, Reply, frame_data, needs_smtputf8, wire_address
+from sendas.smtp.wire import (
+    AddressProblem,
+    Reply,
+    frame_chunk,
+    frame_data,
+    needs_smtputf8,
+    wire_address,
+)
 
 StartGate = Callable[[], Awaitable[None]]
 """Awaited once, right before a batch's first write (the outbox's pacing supplies it)."""
 
 Rejected = dict[str, tuple[int, str, ReplyKind]]
+
+CHUNK_WINDOW = 8
+"""Messages written ahead of their replies with PIPELINING and CHUNKING: a slow link carries
+several at once. A connection lost leaves at most this many ``unknown``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +94,8 @@ class Prepared:
     index: int
     mail_line: bytes
     rcpts: list[tuple[str, bytes]]
-    body: bytes
+    body: bytes  # after 354 (dot-stuffed, ending CRLF.CRLF), or the whole BDAT command
+    bdat: bool = False
 
 
 def prepare(
@@ -117,12 +133,13 @@ def _prepare_one(index: int, envelope: Envelope, extensions: dict[str, str]) -> 
     params = b""
     if not envelope.data.isascii() and "8BITMIME" in extensions:
         params += b" BODY=8BITMIME"
-    body = frame_data(envelope.data)
-    if "SIZE" in extensions:
-        params += b" SIZE=%d" % len(body)
+    bdat = "CHUNKING" in extensions
+    body = frame_chunk(envelope.data) if bdat else frame_data(envelope.data)
+    if "SIZE" in extensions:  # the size of the message (not of the BDAT command line)
+        params += b" SIZE=%d" % (len(body) - body.index(b"\n") - 1 if bdat else len(body))
     mail = mail_line(envelope.envelope_from, utf8, params, extensions)
     rcpts = [(r, rcpt_line(r, utf8, extensions)) for r in envelope.recipients]
-    return Prepared(index, mail, rcpts, body)
+    return Prepared(index, mail, rcpts, body, bdat)
 
 
 def mail_line(address: str, utf8: bool, params: bytes, extensions: dict[str, str]) -> bytes:
@@ -235,6 +252,8 @@ class Submission:
         if not accepted:
             await self._rset_quietly()
             return SubmitResult(accepted, rejected, None, delivered=False)
+        if msg.bdat:
+            return await self._chunk(msg, accepted, rejected)
         data = await io.command(b"DATA\r\n", "data")
         if data.code != SmtpCode.START_MAIL_INPUT:
             await self._rset_quietly()
@@ -247,10 +266,101 @@ class Submission:
         self.in_transaction = False
         return SubmitResult(accepted, rejected, (final.code, final.text), delivered=final.ok)
 
+    async def _chunk(self, msg: Prepared, accepted: list[str], rejected: Rejected) -> SubmitResult:
+        """``BDAT <size> LAST`` and the bytes in one write, then its reply."""
+        try:
+            await self.io.write(msg.body, "data")
+            final = await self.io.read("data")
+        except TransportError as exc:
+            raise unknown(exc) from None
+        # A refused chunk may leave the transaction open: the next one starts with RSET.
+        self.in_transaction = not final.ok
+        return SubmitResult(accepted, rejected, (final.code, final.text), delivered=final.ok)
+
     async def _rset_quietly(self) -> None:
         if self.io.usable:
             await self.io.command(b"RSET\r\n", "rset")
             self.in_transaction = False
+
+    # --- pipelined with CHUNKING ---
+
+    async def chunked(self, todo: list[Prepared]) -> None:
+        """Each message's [RSET] MAIL RCPT... BDAT in one write, up to :data:`CHUNK_WINDOW`
+        messages ahead of their replies. Every message but the first starts with RSET, so
+        that one refused (no open transaction, or one left open) cannot affect the next."""
+        queue = deque(todo)
+        flight: deque[tuple[Prepared, bool]] = deque()  # written, replies not read yet
+        rset = self.in_transaction
+        while queue or flight:
+            while queue and len(flight) < CHUNK_WINDOW and not self.io.broken:
+                msg = queue.popleft()
+                if not self._write_chunked(msg, rset, flight):
+                    return
+                flight.append((msg, rset))
+                rset = True
+            if not flight:
+                return  # 421: the server is closing; the rest were not sent
+            msg, rset_sent = flight.popleft()
+            try:
+                await self.io.drain("data")
+                ok = await self._read_chunked(msg, rset_sent)
+            except TransportError as exc:
+                if self.io.broken:  # 421: refused, and nothing after it was read
+                    self.results[msg.index] = exc
+                    self._lost_chunked(not_sent(), [m for m, _ in flight])
+                else:
+                    self._lost_chunked(exc, [msg, *(m for m, _ in flight)])
+                return
+            self.in_transaction = not ok
+            if self.io.broken:
+                self._lost_chunked(not_sent(), [m for m, _ in flight])
+                return
+
+    def _write_chunked(
+        self, msg: Prepared, rset: bool, flight: deque[tuple[Prepared, bool]]
+    ) -> bool:
+        lines = [b"RSET\r\n"] if rset else []
+        lines += [msg.mail_line, *(line for _, line in msg.rcpts), msg.body]
+        try:
+            if self.mail_sent_at is None:
+                self._send_mail(b"".join(lines))
+            else:
+                self.io.send(b"".join(lines), "data")
+        except TransportError as exc:
+            self.results[msg.index] = exc if not flight else not_sent()
+            self._lost_chunked(exc, [m for m, _ in flight])
+            return False
+        return True
+
+    def _lost_chunked(self, exc: TransportError, written: list[Prepared]) -> None:
+        """The link broke: messages whose chunk was written may have been accepted."""
+        for msg in written:
+            if self.results[msg.index] is None:
+                self.results[msg.index] = unknown(exc)
+
+    async def _read_chunked(self, msg: Prepared, rset_sent: bool) -> bool:
+        """Read the replies to [RSET] MAIL RCPT... BDAT; True if the message went through."""
+        if rset_sent:
+            await self._read_or_raise("rset")
+        mail = await self._read_or_raise("mail_from")
+        accepted: list[str] = []
+        rejected: Rejected = {}
+        for address, _ in msg.rcpts:
+            reply = await self._read_or_raise("rcpt_to", recipient=address)
+            if reply.ok:
+                accepted.append(address)
+            else:
+                rejected[address] = (reply.code, reply.text, reply.kind)
+        final = await self.io.read("data")
+        if not mail.ok:
+            self.results[msg.index] = reply_error("mail_from", mail)
+        elif not accepted:
+            self.results[msg.index] = SubmitResult([], rejected, None, delivered=False)
+        else:
+            self.results[msg.index] = SubmitResult(
+                accepted, rejected, (final.code, final.text), delivered=final.ok
+            )
+        return bool(mail.ok and accepted and final.ok)
 
     # --- pipelined ---
 

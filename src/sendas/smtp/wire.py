@@ -96,6 +96,15 @@ def frame_data(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
+def frame_chunk(data: bytes) -> bytes:
+    """Message bytes -> one ``BDAT <size> LAST`` command with its chunk (RFC 3030): CRLF
+    line endings, no dot-stuffing and no end-of-data line (the size delimits the data)."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDINGS.sub(b"\r\n", data)
+    return b"BDAT %d LAST\r\n" % len(data) + data
+
+
 _FORBIDDEN_IN_ADDRESS = re.compile(r"[\s<>\x00]")
 
 

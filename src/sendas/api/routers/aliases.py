@@ -27,7 +27,9 @@ def list_aliases(ctx: CtxDep, actor: ActorDep) -> list[AliasOut]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_alias(ctx: CtxDep, actor: ActorDep, body: AliasCreate) -> AliasOut:
     with ctx.db.write() as s:
-        alias, warnings = svc.create_alias(s, actor, body, ctx.secrets)
+        alias, warnings = svc.create_alias(
+            s, actor, body, ctx.secrets, max_connections_cap=ctx.settings.max_connections_cap
+        )
         return _with_warnings(svc.alias_out(alias), warnings)
 
 
@@ -60,7 +62,14 @@ def get_alias(ctx: CtxDep, actor: ActorDep, alias_id: ObjectId) -> AliasOut:
 @router.patch("/{alias_id}")
 def update_alias(ctx: CtxDep, actor: ActorDep, alias_id: ObjectId, body: AliasPatch) -> AliasOut:
     with ctx.db.write() as s:
-        alias, warnings = svc.update_alias(s, actor, alias_id, body, ctx.secrets)
+        alias, warnings = svc.update_alias(
+            s,
+            actor,
+            alias_id,
+            body,
+            ctx.secrets,
+            max_connections_cap=ctx.settings.max_connections_cap,
+        )
         return _with_warnings(svc.alias_out(alias), warnings)
 
 

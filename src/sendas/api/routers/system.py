@@ -26,7 +26,11 @@ def get_outgoing(ctx: CtxDep, actor: AdminDep) -> SystemOutgoingOut:
 @router.put("/outgoing")
 def put_outgoing(ctx: CtxDep, actor: AdminDep, body: SystemOutgoingIn) -> SystemOutgoingOut:
     with ctx.db.write() as s:
-        return svc.system_out(svc.update_system_outgoing(s, actor, body, ctx.secrets))
+        return svc.system_out(
+            svc.update_system_outgoing(
+                s, actor, body, ctx.secrets, max_connections_cap=ctx.settings.max_connections_cap
+            )
+        )
 
 
 @router.post("/outgoing/test", dependencies=[TestAllowed])

@@ -19,6 +19,7 @@ from sendas.schemas import (
     UserCreate,
     UserPatch,
     parse_delay_ms,
+    parse_max_connections,
 )
 from sendas.schemas.fields import ObjectId
 from sendas.services import accounts, connection_test
@@ -43,6 +44,7 @@ OUTGOING_FIELDS = (
     "tls",
     "allow_plaintext_auth",
     "delay_ms",
+    "max_connections",
     "ca_bundle",
 )
 
@@ -72,6 +74,10 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
     except ValueError as exc:
         errors["delay_ms"] = str(exc)
+    try:
+        data["max_connections"] = parse_max_connections(text(form, "max_connections"))
+    except ValueError as exc:
+        errors["max_connections"] = str(exc)
     return data, errors
 
 
@@ -96,7 +102,11 @@ def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) ->
         try:
             with ctx.db.write() as s:
                 outgoing_svc.update_system_outgoing(
-                    s, admin, SystemOutgoingIn.model_validate(data), ctx.secrets
+                    s,
+                    admin,
+                    SystemOutgoingIn.model_validate(data),
+                    ctx.secrets,
+                    max_connections_cap=ctx.settings.max_connections_cap,
                 )
         except (ValidationError, ValidationFailed) as exc:
             errors = field_errors(exc)

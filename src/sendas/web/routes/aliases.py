@@ -21,6 +21,7 @@ from sendas.schemas import (
     AliasPatch,
     ConnectionTestResult,
     parse_delay_ms,
+    parse_max_connections,
 )
 from sendas.schemas.fields import ObjectId, form_id
 from sendas.services import aliases as svc
@@ -57,6 +58,7 @@ ALIAS_FIELDS = (
     "allow_plaintext_auth",
     "is_default",
     "delay_ms",
+    "max_connections",
     "ca_bundle",
     "auth",
 )
@@ -116,6 +118,7 @@ def _blank_values() -> dict[str, Any]:
         "allow_plaintext_auth": False,
         "is_default": False,
         "delay_ms": 0,
+        "max_connections": 1,
         "auth": "password",
         "password_set": False,
         "ca_bundle_set": False,
@@ -135,6 +138,7 @@ def _values_from_form(form: FormData, stored: dict[str, Any]) -> dict[str, Any]:
         "smtp_server",
         "smtp_username",
         "delay_ms",
+        "max_connections",
         "imap_account_id",
     ):
         v[name] = text(form, name)
@@ -217,6 +221,10 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
         data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
     except ValueError as exc:
         errors["delay_ms"] = str(exc)
+    try:
+        data["max_connections"] = parse_max_connections(text(form, "max_connections"))
+    except ValueError as exc:
+        errors["max_connections"] = str(exc)
     auth = text(form, "auth")
     if auth in ("password", "google", "microsoft"):
         data["auth"] = auth
@@ -291,11 +299,20 @@ def alias_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Re
             with ctx.db.write() as s:
                 if alias_id is None:
                     alias, warnings = svc.create_alias(
-                        s, actor, AliasCreate.model_validate(data), ctx.secrets
+                        s,
+                        actor,
+                        AliasCreate.model_validate(data),
+                        ctx.secrets,
+                        max_connections_cap=ctx.settings.max_connections_cap,
                     )
                 else:
                     alias, warnings = svc.update_alias(
-                        s, actor, alias_id, AliasPatch.model_validate(data), ctx.secrets
+                        s,
+                        actor,
+                        alias_id,
+                        AliasPatch.model_validate(data),
+                        ctx.secrets,
+                        max_connections_cap=ctx.settings.max_connections_cap,
                     )
                 description = alias.description
                 # A passing test of exactly these settings, run before saving, counts.

@@ -1,0 +1,99 @@
+"""Parallel connections: a relay alias without delay uses up to ``max_connections``
+connections at once, each with its own batches; a personal alias (the default, 1) and any
+alias with a delay use one."""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from sendas.context import AppContext
+from sendas.db.models import Alias
+from sendas.services.common import Actor
+from tests.outbox.conftest import (
+    all_final,
+    make_alias,
+    queue,
+    received_ids,
+    running_worker,
+    statuses,
+    wait_for,
+)
+from tests.servers.smtpd import SmtpdFactory
+
+
+async def test_relay_alias_opens_its_five_connections_and_sends_each_message_once(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
+    ids = queue(ctx, alice_actor, alias_id, 400)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 400 and set(counts.values()) == {1}
+    assert server.recorder.connections == 5
+    assert server.recorder.most_open == 5
+
+
+async def test_personal_alias_uses_one_connection(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    server = await smtpd("none", pipelining=True)
+    alias_id = make_alias(ctx, alice_actor, server)  # max_connections left at its default
+    ids = queue(ctx, alice_actor, alias_id, 200)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    assert len(received_ids(server.recorder)) == 200
+    assert server.recorder.connections == 1
+
+
+async def test_with_a_delay_one_connection_keeps_the_pace(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    """Even if the stored value says 5 (the API refuses it with a delay), a lane with a
+    delay sends over one connection."""
+    server = await smtpd("none", pipelining=True)
+    alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
+    with ctx.db.write() as s:
+        s.execute(update(Alias).where(Alias.id == alias_id).values(delay_ms=10))
+    ids = queue(ctx, alice_actor, alias_id, 30)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    assert len(received_ids(server.recorder)) == 30
+    assert server.recorder.connections == 1
+
+
+async def test_a_server_that_limits_connections_shrinks_the_pool_without_pausing(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    """The server turns away every connection after the second (421 to EHLO): the lane
+    goes on with the two it has, every message is sent once."""
+    server = await smtpd("none", pipelining=True)
+    greeted = 0
+
+    def ehlo(arg: str | None) -> str | None:
+        nonlocal greeted
+        greeted += 1
+        return None if greeted <= 2 else "421 4.7.0 Too many connections from your address"
+
+    server.recorder.script["EHLO"] = ehlo
+    alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
+    ids = queue(ctx, alice_actor, alias_id, 300)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 300 and set(counts.values()) == {1}
+    assert server.recorder.connections == 5  # two kept, three turned away once each
+    assert greeted == 5
