@@ -82,6 +82,7 @@ async def test_send_again_reopens_it_and_the_outcome_completes_it_again(
         assert first is not None
         first.status = "unknown"  # as if the link broke after the data went out
         mid = first.id
+        recount(s, campaign_id)
     with ctx.db.write() as s:
         message_service.resend(s, alice_actor, mid)
     assert snapshot(ctx, campaign_id)[:1] == ("running",)
