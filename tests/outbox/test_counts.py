@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -216,3 +217,20 @@ async def test_counts_hold_with_two_workers_on_postgresql(
         assert set(full) <= {"sent", "unknown"} and sum(full.values()) == 400
     with ctx.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 1600
+
+
+def test_only_the_outbox_modules_that_keep_the_counts_write_message_statuses() -> None:
+    """A new module setting a message's status must count the move (``outbox.counts.Moves``):
+    this list makes whoever adds one look here."""
+    src = Path(__file__).resolve().parents[2] / "src" / "sendas"
+    writes = re.compile(r'(status=|\.status = |"status": )MessageStatus\.')
+    writers = {
+        str(path.relative_to(src)) for path in src.rglob("*.py") if writes.search(path.read_text())
+    }
+    assert writers == {
+        "outbox/claims.py",  # Moves in claim_batch, mark_many, release_messages
+        "outbox/record.py",  # Moves in record_many, reap_expired
+        "outbox/settle.py",  # Moves in every function
+        "outbox/enqueue.py",  # init_counts (single messages have no letter)
+        "outbox/outcomes.py",  # recipient results, not the row
+    }
