@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Lane, Message
 from sendas.outbox.completion import complete_if_done
+from sendas.outbox.counts import recount
 from tests.conftest import Person
 
 ALIAS: dict[str, Any] = {
@@ -297,6 +298,7 @@ def set_status(ctx: AppContext, campaign_id: int, status: str, n: int, **values:
             )
         )
         s.execute(update(Message).where(Message.id.in_(ids)).values(status=status, **values))
+        recount(s, campaign_id)
         # As the outbox does when it records outcomes: in the same transaction.
         complete_if_done(s, s.get_one(Campaign, campaign_id))
 

@@ -353,3 +353,22 @@ class RateEvent(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class CampaignCount(Base):
+    """How many of a form letter's messages are in each status, kept by the outbox in the
+    transaction of every status change (``sendas.outbox.counts``), so progress reads a few
+    rows instead of counting the messages. The ``sent`` row also keeps two marks of its
+    count (``mark_*``: older, ``recent_*``: newer, rolled every half minute) for the rate."""
+
+    __tablename__ = "campaign_counts"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(Integer, default=0)
+    mark_n: Mapped[int] = mapped_column(Integer, default=0)
+    mark_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    recent_n: Mapped[int] = mapped_column(Integer, default=0)
+    recent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)

@@ -24,13 +24,14 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Alias, SystemOutgoing
+from sendas.db.models import Alias, SystemOutgoing, utcnow
 from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
 from sendas.errors import SendasError
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.net.policy import OutboundPolicy
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
+from sendas.outbox.counts import Moves
 from sendas.outbox.lanes import lane_alias_id
 from sendas.outbox.outcomes import pending_recipients
 from sendas.outbox.tables import LANE, MSG, chunks, running_campaign, update_ids, update_rows
@@ -91,7 +92,7 @@ class Claim:
 
 _CLAIM_COLUMNS = [MSG.c[name] for name in (
     "id", "raw", "message_id", "recipients", "recipient_results", "attempts",
-    "envelope_from", "campaign_id", "to_addrs", "merge_fields",
+    "envelope_from", "campaign_id", "to_addrs", "merge_fields", "status",
 )]  # fmt: skip
 _CLAIM_LANE = (
     select(LANE.c.owner, LANE.c.needs_attention, LANE.c.paused_until, LANE.c.next_send_at)
@@ -186,7 +187,7 @@ class _Plan:
     delay_ms: int
     claimed: list[ClaimedMessage] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
-    settled_campaigns: set[int] = field(default_factory=set)
+    moves: Moves = field(default_factory=Moves)
 
     def add(self, m: Any) -> None:
         render: RenderInput | None = None
@@ -204,8 +205,7 @@ class _Plan:
             sent = any(v.get("status") == MessageStatus.SENT for v in results)
             status = MessageStatus.SENT if sent else MessageStatus.FAILED
             self.changes.append({**change, "status": status})
-            if m.campaign_id is not None:
-                self.settled_campaigns.add(m.campaign_id)
+            self.moves.move(m.campaign_id, m.status, status)
             return
         if len(change) > 1:
             self.changes.append(change)
@@ -271,7 +271,9 @@ def claim_batch(
     for m in rows:
         plan.add(m)
     update_rows(session, plan.changes)
-    complete_campaigns(session, ((c, lane) for c in plan.settled_campaigns), now)
+    settled = plan.moves.campaigns()
+    plan.moves.apply(session, now)
+    complete_campaigns(session, settled, now)
     claimed = plan.claimed
     update_ids(session, [m.id for m in claimed], lease_owner=owner, lease_expires_at=lease_until)
     lane_values: dict[str, Any] = {"_lane": lane, "owner_expires_at": lease_until}
@@ -313,20 +315,27 @@ class MarkRequest:
     unrenderable: dict[int, str] = field(default_factory=dict)
 
 
-def _still_ours(session: Session, requests: list[MarkRequest]) -> tuple[set[int], set[int]]:
-    """The wanted messages still claimed by these owners: (running, of a held form letter)."""
+_Row = tuple[str, int | None]  # a message's status and form letter
+
+
+def _still_ours(session: Session, requests: list[MarkRequest]) -> tuple[dict[int, _Row], set[int]]:
+    """The wanted messages still claimed by these owners: (running ones with their status
+    and form letter, those of a held form letter)."""
     owners = {r.owner for r in requests}
     wanted = [i for r in requests for i in (*r.ids, *r.unrenderable)]
     c = MSG.c
-    ours: set[int] = set()
+    ours: dict[int, _Row] = {}
     held: set[int] = set()
     for chunk in chunks(wanted):
-        for message_id, running in session.execute(
-            select(c.id, running_campaign())
+        for message_id, running, status, campaign_id in session.execute(
+            select(c.id, running_campaign(), c.status, c.campaign_id)
             .where(c.id.in_(chunk), c.lease_owner.in_(owners), c.status.in_(READY))
             .with_for_update(of=MSG)
         ):  # fmt: skip
-            (ours if running else held).add(message_id)
+            if running:
+                ours[message_id] = (status, campaign_id)
+            else:
+                held.add(message_id)
     return ours, held
 
 
@@ -355,17 +364,21 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
                  **sending}
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     update_rows(session, failed + rendered)
-    if failed:  # rare: a form letter whose last message cannot be rendered is done too
-        c = MSG.c
-        touched = session.execute(
-            select(c.campaign_id, c.lane)
-            .where(c.id.in_([row["id"] for row in failed]), c.campaign_id.is_not(None))
-            .distinct()
-        ).all()
-        complete_campaigns(session, [(cid, lane) for cid, lane in touched], now)
     stored = {row["id"] for row in rendered}
     update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
                **sending)  # fmt: skip
+    moves = Moves()
+    failed_ids = [i for r in requests for i in r.unrenderable if i in ours]
+    for i in failed_ids:
+        moves.move(ours[i][1], ours[i][0], MessageStatus.FAILED)
+    for r in requests:
+        for i in r.ids:
+            if i in ours:
+                moves.move(ours[i][1], ours[i][0], MessageStatus.SENDING)
+    # A form letter whose last message cannot be rendered is done too (rare).
+    finished = {ours[i][1] for i in failed_ids}
+    moves.apply(session, now)
+    complete_campaigns(session, (c for c in finished if c is not None), now)
     return [[i for i in r.ids if i in ours] for r in requests]
 
 
@@ -375,10 +388,21 @@ def release_messages(
     """Give back claimed messages that were not submitted (they are claimable again)."""
     if not ids:
         return
-    statuses = (MessageStatus.SENDING,) if was_sending else READY
-    session.execute(
-        update(MSG)
-        .where(MSG.c.id.in_(list(ids)), MSG.c.lease_owner == owner, MSG.c.status.in_(statuses))
-        .values(status=MessageStatus.QUEUED if was_sending else MSG.c.status, lease_owner=None,
-                lease_expires_at=None)
-    )  # fmt: skip
+    if not was_sending:  # claimed only: the status stays
+        session.execute(
+            update(MSG)
+            .where(MSG.c.id.in_(list(ids)), MSG.c.lease_owner == owner, MSG.c.status.in_(READY))
+            .values(lease_owner=None, lease_expires_at=None)
+        )  # fmt: skip
+        return
+    moves = Moves()
+    for chunk in chunks(ids):
+        for (campaign_id,) in session.execute(
+            update(MSG)
+            .where(MSG.c.id.in_(chunk), MSG.c.lease_owner == owner,
+                   MSG.c.status == MessageStatus.SENDING)
+            .values(status=MessageStatus.QUEUED, lease_owner=None, lease_expires_at=None)
+            .returning(MSG.c.campaign_id)
+        ):  # fmt: skip
+            moves.move(campaign_id, MessageStatus.SENDING, MessageStatus.QUEUED)
+    moves.apply(session, utcnow())

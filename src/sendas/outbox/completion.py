@@ -10,27 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, or_, update
+from sqlalchemy import bindparam, exists, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign, utcnow
-from sendas.outbox.lanes import alias_lane
-from sendas.outbox.tables import CAMPAIGN, MSG
+from sendas.outbox.counts import COUNTS
+from sendas.outbox.tables import CAMPAIGN
 from sendas.statuses import ACTIVE, CampaignStatus
 
-# One index seek per active status on (status, lane, ...): a campaign's messages all go
-# through its alias's lane, so this stays cheap however many of them were sent already.
-# ``campaign_id + 0`` keeps the planner off the campaign_id index, which would walk every
-# message the campaign has sent before finding one still waiting.
-_ANY_ACTIVE = or_(
-    *(
-        exists().where(
-            MSG.c.status == status,
-            MSG.c.lane == bindparam("lane"),
-            MSG.c.campaign_id + 0 == bindparam("cid"),
-        )
-        for status in ACTIVE
-    )
+# The kept counts (sendas.outbox.counts) say whether any message may still go out: the
+# callers apply their moves before completing.
+_ANY_ACTIVE = exists().where(
+    COUNTS.c.campaign_id == bindparam("cid"), COUNTS.c.status.in_(ACTIVE), COUNTS.c.n > 0
 )
 _COMPLETE = (
     update(CAMPAIGN)
@@ -40,10 +31,10 @@ _COMPLETE = (
 )  # fmt: skip
 
 
-def complete_campaigns(session: Session, touched: Iterable[tuple[int, str]], now: datetime) -> None:
-    """Mark ``completed`` each running campaign (id, lane) none of whose messages can still
-    go out: one executemany for all of them."""
-    params = [{"cid": cid, "lane": lane, "now": now} for cid, lane in set(touched)]
+def complete_campaigns(session: Session, campaign_ids: Iterable[int], now: datetime) -> None:
+    """Mark ``completed`` each running campaign none of whose messages can still go out:
+    one executemany for all of them (in id order)."""
+    params = [{"cid": cid, "now": now} for cid in sorted(set(campaign_ids))]
     if params:
         session.execute(_COMPLETE, params)
 
@@ -52,5 +43,5 @@ def complete_if_done(session: Session, campaign: Campaign) -> None:
     """The services changed ``campaign`` or one of its messages (resumed it, settled a
     message by hand): complete it now if nothing is left to send."""
     session.flush()
-    complete_campaigns(session, [(campaign.id, alias_lane(campaign.alias_id))], utcnow())
+    complete_campaigns(session, [campaign.id], utcnow())
     session.expire(campaign, ["status", "completed_at", "paused_reason"])

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from sendas.compose import Composed, Content, Sender, compose, needs_smtputf8
 from sendas.db.models import Message, utcnow
+from sendas.outbox.counts import init_counts
 from sendas.outbox.lanes import SYSTEM_LANE, alias_lane
 from sendas.statuses import MessageStatus
 
@@ -120,4 +121,5 @@ def enqueue_form_letter(
     if chunk:
         conn.exec_driver_sql(sql, chunk)
         total += len(chunk)
+    init_counts(session, campaign_id, total, now)
     return total

@@ -23,6 +23,7 @@ from sendas.errors import TransportError
 from sendas.outbox.claims import ClaimedMessage
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
+from sendas.outbox.counts import Moves
 from sendas.outbox.lanes import lane_needs_attention, pause_lane
 from sendas.outbox.outcomes import LaneAction, Outcome, interpret
 from sendas.outbox.tables import MSG, chunks, update_rows
@@ -83,14 +84,16 @@ def record_many(session: Session, requests: list[RecordRequest]) -> list[Recorde
     updates: list[dict[str, Any]] = []
     done = [record_outcomes(session, r, held, updates) for r in requests]
     update_rows(session, updates)
-    lanes = {m.id: r.lane for r in requests for m, _ in r.items}
-    finished: set[tuple[int, str]] = set()
+    moves = Moves()
+    finished: set[int] = set()
     for row in updates:
-        campaign_id = held[row["id"]].campaign_id
-        if campaign_id is not None and row["status"] not in ACTIVE:
-            finished.add((campaign_id, lanes[row["id"]]))
-    if finished:
-        complete_campaigns(session, finished, max(r.now for r in requests))
+        was = held[row["id"]]
+        moves.move(was.campaign_id, was.status, row["status"])
+        if was.campaign_id is not None and row["status"] not in ACTIVE:
+            finished.add(was.campaign_id)
+    now = max(r.now for r in requests)
+    moves.apply(session, now)
+    complete_campaigns(session, finished, now)
     return done
 
 
@@ -192,7 +195,9 @@ def reap_expired(session: Session, now: datetime) -> int:
         .limit(1000)
         .with_for_update(skip_locked=True)
     ).all()
+    moves = Moves()
     for m in rows:
+        moves.move(m.campaign_id, m.status, MessageStatus.UNKNOWN)
         m.status = MessageStatus.UNKNOWN
         m.attempts += 1  # the submission the worker was making
         m.error_step = m.error_step or "data"
@@ -201,6 +206,6 @@ def reap_expired(session: Session, now: datetime) -> int:
     if rows:
         log.warning("%d message(s) caught mid-submission became unknown", len(rows))
         session.flush()
-        touched = [(c, m.lane) for m in rows if (c := m.campaign_id) is not None]
-        complete_campaigns(session, touched, now)
+        moves.apply(session, now)
+        complete_campaigns(session, moves.campaigns(), now)
     return len(rows)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Alias, AuditEvent, Campaign, Message
+from sendas.db.models import Alias, AuditEvent, Campaign
 from sendas.errors import FieldProblem, ValidationFailed
+from sendas.outbox.counts import read_counts
 from sendas.schemas import CampaignPage, CampaignSummary, InvalidLine
 from sendas.services.common import Actor
 from sendas.statuses import IN_USE, CampaignStatus
@@ -87,15 +88,10 @@ def skipped_lines(session: Session, campaign: Campaign) -> tuple[int, list[Inval
 
 
 def _counts(session: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
-    """Messages by status for each campaign of the page, in one query."""
+    """Messages by status for each campaign of the page: the counts the outbox keeps."""
     counts: dict[int, dict[str, int]] = {cid: dict.fromkeys(IN_USE, 0) for cid in campaign_ids}
-    if not campaign_ids:
-        return counts
-    for campaign_id, status, n in session.execute(
-        select(Message.campaign_id, Message.status, func.count())
-        .where(Message.campaign_id.in_(campaign_ids))
-        .group_by(Message.campaign_id, Message.status)
-    ):
-        if campaign_id is not None:
-            counts[campaign_id][status] = counts[campaign_id].get(status, 0) + int(n)
+    for campaign_id, kept in read_counts(session, campaign_ids).items():
+        for status, n in kept.items():
+            if n or status in counts[campaign_id]:
+                counts[campaign_id][status] = n
     return counts

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import String, and_, cast, func, select
+from sqlalchemy import String, and_, cast, select
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
 from sendas.db.models import Campaign, Message
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
+from sendas.outbox.counts import read_counts, sent_rate
 from sendas.outbox.lanes import lane_pause
 from sendas.schemas import CampaignMessagePage, CampaignOut, MessageOutcome
 from sendas.services.common import Actor
-from sendas.statuses import ACTIVE, IN_USE, CampaignStatus, MessageStatus
+from sendas.statuses import ACTIVE, IN_USE, CampaignStatus
 
 MESSAGE_STATUSES: tuple[str, ...] = IN_USE
 RATE_WINDOW = timedelta(seconds=60)
@@ -40,13 +41,11 @@ def campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
 
 
 def _counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """The counts the outbox keeps (a few rows, whatever the letter's size)."""
     counts = dict.fromkeys(MESSAGE_STATUSES, 0)
-    for status, n in session.execute(
-        select(Message.status, func.count())
-        .where(Message.campaign_id == campaign_id)
-        .group_by(Message.status)
-    ):
-        counts[status] = counts.get(status, 0) + int(n)
+    for status, n in read_counts(session, [campaign_id])[campaign_id].items():
+        if n or status in counts:
+            counts[status] = n
     return counts
 
 
@@ -89,20 +88,9 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
 
 
 def _recent_rate(session: Session, campaign: Campaign, now: datetime) -> float:
-    """Messages sent per second over the last ``RATE_WINDOW`` (or since the start)."""
-    window_start = max(now - RATE_WINDOW, campaign.created_at)
-    recent = (
-        session.scalar(
-            select(func.count()).where(
-                Message.campaign_id == campaign.id,
-                Message.status == MessageStatus.SENT,
-                Message.sent_at >= window_start,
-            )
-        )
-        or 0
-    )
-    seconds = max((now - window_start).total_seconds(), 1.0)
-    return recent / seconds
+    """Messages sent per second lately: over the last 30 to 60 seconds (the marks the
+    outbox keeps on the letter's ``sent`` count), or since the start."""
+    return sent_rate(session, campaign.id, now, campaign.created_at)
 
 
 def _eta(remaining: int, rate: float, *, waiting: bool) -> float | None:
