@@ -7,7 +7,6 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.outbox.conftest import (  # noqa: F401 - shared_sqlite is a fixture
     statuses,
     wait_for,
 )
-from tests.servers.process import child_options, free_port, stop_group, tail
+from tests.servers.process import child_options, free_port, stop_group_async, tail
 from tests.servers.smtpd import SmtpdFactory
 
 SERVE = [sys.executable, "-c", "from sendas.cli import main; main()", "serve"]
@@ -47,7 +46,9 @@ def _parent_of(pid: int) -> int:
 
 @pytest.mark.timeout(120)
 async def test_serve_runs_worker_processes_and_stops_them(
-    shared_sqlite: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, tmp_path: Path
+    shared_sqlite: tuple[AppContext, dict[str, str]],  # noqa: F811 - the imported fixture
+    smtpd: SmtpdFactory,
+    tmp_path: Path,
 ) -> None:
     ctx, env = shared_sqlite
     person = make_person(ctx, "serve@example.com")
@@ -58,7 +59,9 @@ async def test_serve_runs_worker_processes_and_stops_them(
            "SENDAS_LOG_LEVEL": "INFO"}  # fmt: skip
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(SERVE, env=env, stdout=out, stderr=out, **child_options())
+        proc = await asyncio.create_subprocess_exec(
+            *SERVE, env=env, stdout=out, stderr=out, **child_options()
+        )
     try:
         await wait_for(all_final(ctx, ids), within=60)
         await wait_for(lambda: len(STARTED.findall(log.read_text())) == 2, within=10)
@@ -66,9 +69,9 @@ async def test_serve_runs_worker_processes_and_stops_them(
         # Children of the server, each a process of its own (not the embedded worker).
         assert all(_parent_of(pid) == proc.pid for pid in pids), tail(log)
         proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(proc.wait, 30)
+        code = await asyncio.wait_for(proc.wait(), 30)
     finally:
-        stop_group(proc)
+        await stop_group_async(proc)
     # uvicorn ends by raising the signal it caught again, after a clean shutdown.
     assert code in (0, -signal.SIGTERM), tail(log)
     assert "Application shutdown complete" in log.read_text()
