@@ -44,6 +44,25 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(
         default=True, description="Run the outbox worker inside `sendas serve`."
     )
+    worker_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Outbox workers `sendas serve` runs: 1 runs one inside the server; more "
+        "run as child processes, stopped with the server (SQLite or PostgreSQL).",
+    )
+    worker_heartbeat_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="A worker renews the leases of its lanes and messages this often (from a "
+        "thread of its own, independent of sending).",
+    )
+    worker_takeover_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="Lanes (and messages) of a worker that missed its heartbeats this long are "
+        "taken over by the others; its messages caught mid-submission become unknown.",
+    )
     log_level: str = Field(default="INFO", description="Logging level.")
     session_secret: SecretStr | None = Field(
         default=None,

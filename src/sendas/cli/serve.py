@@ -27,7 +27,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Listen address (SENDAS_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port (SENDAS_PORT).")] = None,
 ) -> None:
-    """Upgrade the database, then serve the web UI and the API (with an embedded worker)."""
+    """Upgrade the database, then serve the web UI and the API (with an embedded worker, or
+    SENDAS_WORKER_PROCESSES worker processes)."""
     import uvicorn
 
     from sendas.api import create_app
@@ -55,7 +56,11 @@ def serve(
             )
         out.print(f"sendas serving on http://{settings.host}:{settings.port}", highlight=False)
         web_app = create_app(settings, ctx=ctx)
-        if settings.embedded_worker:
+        if settings.embedded_worker and settings.worker_processes > 1:
+            from sendas.outbox.processes import worker_processes_hook
+
+            web_app.state.startup_hooks.append(worker_processes_hook)
+        elif settings.embedded_worker:
             from sendas.outbox import embedded_worker_hook
 
             web_app.state.startup_hooks.append(embedded_worker_hook)
@@ -70,31 +75,40 @@ def serve(
 
 def worker(
     lease_seconds: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Claims last this long unless renewed; a "
-            "dead worker's lanes are taken over after it."
+            help="Claims last this long unless renewed by the heartbeat; a dead worker's "
+            "lanes are taken over after it (default SENDAS_WORKER_TAKEOVER_SECONDS)."
         ),
-    ] = 60.0,
+    ] = None,
     poll_interval: Annotated[float, typer.Option(help="Seconds between looks for work.")] = 0.25,
     lane_hold_seconds: Annotated[
         float, typer.Option(help="Hand a busy lane to other workers after this long.")
     ] = 60.0,
+    parent_pid: Annotated[
+        int | None,
+        typer.Option(hidden=True, help="Stop when this process (`sendas serve`) ends."),
+    ] = None,
 ) -> None:
     """Send queued mail until stopped (SIGTERM/SIGINT finish the submissions in flight)."""
     import asyncio
+    from dataclasses import replace
 
-    from sendas.outbox import OutboxConfig, Worker
-    from sendas.outbox.worker import run_until_signalled
+    from sendas.outbox import Worker
+    from sendas.outbox.processes import die_with_parent
+    from sendas.outbox.worker import config_from_settings, run_until_signalled
 
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     settings = Settings()
     configure_logging(settings.log_level)
     try:
-        config = OutboxConfig(
-            lease_seconds=lease_seconds,
+        config = config_from_settings(settings)
+        config = replace(
+            config,
             poll_interval=poll_interval,
             lane_hold_seconds=lane_hold_seconds,
-            smtp_timeout=settings.smtp_timeout,
+            lease_seconds=config.lease_seconds if lease_seconds is None else lease_seconds,
         )
     except ValueError as exc:
         raise fail(str(exc), 2) from None

@@ -12,10 +12,12 @@ class OutboxConfig:
     Raises ``ValueError`` for values that cannot work (e.g. a heartbeat slower than the lease).
     """
 
-    lease_seconds: float = 60.0
-    """A claim (of a lane, or of messages) holds this long unless renewed by the heartbeat.
-    A worker that died frees its lanes after this; its mid-submission messages become
-    ``unknown``."""
+    lease_seconds: float = 5.0
+    """A claim (of a lane, or of messages) holds this long unless renewed by the heartbeat
+    (the takeover time): a worker that died frees its lanes after this; its mid-submission
+    messages become ``unknown``."""
+    beat_seconds: float = 1.0
+    """The heartbeat renews the claims this often (at most a third of ``lease_seconds``)."""
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
     batch_size: int = 100
@@ -54,8 +56,8 @@ class OutboxConfig:
     (``SENDAS_MAX_CONNECTIONS_CAP``)."""
 
     def __post_init__(self) -> None:
-        if self.lease_seconds <= 0 or self.poll_interval <= 0:
-            raise ValueError("lease_seconds and poll_interval must be positive")
+        if min(self.lease_seconds, self.poll_interval, self.beat_seconds) <= 0:
+            raise ValueError("lease_seconds, beat_seconds and poll_interval must be positive")
         if min(self.batch_size, self.first_batch, self.max_paced_batch, self.max_lanes) < 1:
             raise ValueError("batch sizes and max_lanes must be at least 1")
         if self.batch_seconds <= 0:
@@ -71,4 +73,5 @@ class OutboxConfig:
 
     @property
     def heartbeat_seconds(self) -> float:
-        return self.lease_seconds / 3
+        # Two beats may be missed (a slow commit) before another worker takes over.
+        return min(self.beat_seconds, self.lease_seconds / 3)

@@ -8,6 +8,7 @@ the end (``aliases_needing_attention``, ``lane_pause``), which only read.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ ALIAS_LANE_PREFIX = "alias:"
 NEEDS_ATTENTION = "the alias needs attention: its server refused the sign-in"
 # A hold has no end of its own: only ``release_held`` lifts it (e.g. a user enabled again).
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+# One line per lane taken from a worker that missed its heartbeats (tests read it).
+takeover_log = logging.getLogger("sendas.outbox.takeover")
 
 
 def alias_lane(alias_id: int) -> str:
@@ -105,6 +108,13 @@ def acquire_lanes(
     ).all()
     taken = []
     for lane in lanes:
+        if lane.owner is not None and lane.owner != owner:
+            # Its holder missed its heartbeats: the reaper (run before this, in the same
+            # transaction) made its mid-submission messages unknown.
+            takeover_log.info(
+                "lane %s taken over from %s, whose lease ran out at %s; now %s",
+                lane.name, lane.owner, _iso(lane.owner_expires_at), _iso(now),
+            )  # fmt: skip
         lane.owner = owner
         lane.owner_expires_at = now + timedelta(seconds=cfg.lease_seconds)
         # The pause is over, or the owner fixed the alias (acquired only if not needs_reauth).
@@ -192,21 +202,37 @@ def release_held(session: Session, lanes: Sequence[str]) -> None:
 
 def heartbeat(
     session: Session, owner: str, lanes: Sequence[str], message_ids: Sequence[int], until: datetime
-) -> None:
-    """Renew this worker's claims (its lanes and the messages it holds)."""
-    if lanes:
-        session.execute(
-            update(Lane)
-            .where(Lane.owner == owner, Lane.name.in_(list(lanes)))
-            .values(owner_expires_at=until)
-        )
+) -> set[str]:
+    """Renew this worker's claims (its lanes and the messages it holds); return the lanes
+    among ``lanes`` that are no longer its own (taken over after missed beats).
+
+    Runs beside the worker's own write transactions (its heartbeat thread): rows they hold
+    locked are skipped, not waited for (no deadlock); they are being renewed or handed back
+    by those transactions, and the next beat catches the rest."""
+    names = list(lanes)
+    if names:
+        mine = (Lane.owner == owner, Lane.name.in_(names))
+        free = session.scalars(select(Lane.name).where(*mine).with_for_update(skip_locked=True))
+        renew = list(free)
+        if renew:
+            session.execute(update(Lane).where(Lane.name.in_(renew)).values(owner_expires_at=until))
     ids = list(message_ids)
     for start in range(0, len(ids), 500):
-        session.execute(
-            update(Message)
-            .where(Message.id.in_(ids[start : start + 500]), Message.lease_owner == owner)
-            .values(lease_expires_at=until)
+        held = (Message.id.in_(ids[start : start + 500]), Message.lease_owner == owner)
+        got = list(
+            session.scalars(select(Message.id).where(*held).with_for_update(skip_locked=True))
         )
+        if got:
+            session.execute(
+                update(Message).where(Message.id.in_(got)).values(lease_expires_at=until)
+            )
+    if not names:
+        return set()
+    return set(names) - set(session.scalars(select(Lane.name).where(*mine)))
+
+
+def _iso(at: datetime | None) -> str:
+    return at.isoformat() if at is not None else "-"
 
 
 # --- queries for the services (read only) ----------------------------------------------------

@@ -2,9 +2,10 @@
 
 Each lane (an alias, or the database's own settings) is driven by at most one worker at a
 time, through one SMTP connection reused across messages (see :mod:`sendas.outbox.driver`).
-The worker polls for lanes with work, renews its leases (heartbeat), reaps the messages of
-workers that died, and makes the copies to Sent. Database work of all lanes is coalesced:
-one commit marks the next message of 500 lanes ``sending``.
+The worker polls for lanes with work, renews its leases (a heartbeat thread of its own, see
+:mod:`sendas.outbox.beat`), reaps the messages of workers that died, and makes the copies to
+Sent. Database work of all lanes is coalesced: one commit marks the next message of 500
+lanes ``sending``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from functools import partial
 
 from sqlalchemy.orm import Session
 
+from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import utcnow
 from sendas.endpoints import TokenProviders
@@ -29,9 +29,10 @@ from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
 from sendas.outbox.audit import sent_copy_login_refused
+from sendas.outbox.beat import Heartbeat
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver, reauth_reason
-from sendas.outbox.lanes import acquire_lanes, heartbeat, lane_needs_attention
+from sendas.outbox.lanes import acquire_lanes, lane_needs_attention
 from sendas.outbox.record import reap_expired, record_sent_copy
 from sendas.outbox.render import Renderer
 from sendas.outbox.state import DriverContext
@@ -39,6 +40,16 @@ from sendas.outbox.txqueue import TxQueue
 from sendas.sandbox import Limits
 
 log = logging.getLogger("sendas.outbox")
+
+
+def config_from_settings(settings: Settings) -> OutboxConfig:
+    """The worker's tunables that are settings (the rest keep their defaults)."""
+    return OutboxConfig(
+        lease_seconds=settings.worker_takeover_seconds,
+        beat_seconds=settings.worker_heartbeat_seconds,
+        smtp_timeout=settings.smtp_timeout,
+        max_connections=settings.max_connections_cap,
+    )
 
 
 def new_worker_id() -> str:
@@ -57,10 +68,7 @@ class Worker:
         token_providers: TokenProviders | None = None,
     ) -> None:
         self.ctx = ctx
-        self.cfg = config or OutboxConfig(
-            smtp_timeout=ctx.settings.smtp_timeout,
-            max_connections=ctx.settings.max_connections_cap,
-        )
+        self.cfg = config or config_from_settings(ctx.settings)
         self.id = worker_id or new_worker_id()
         self._stopping = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
@@ -91,7 +99,12 @@ class Worker:
     async def run(self) -> None:
         self._tx.start()
         self._renderer.start()
-        beat = asyncio.create_task(self._heartbeat(), name="sendas-heartbeat")
+        loop = asyncio.get_running_loop()
+        beat = Heartbeat(
+            self.ctx.db, self.id, self.cfg.heartbeat_seconds, self.cfg.lease_seconds,
+            self._holding, lambda lost: loop.call_soon_threadsafe(self._lost, lost),
+        )  # fmt: skip
+        beat.start()
         log.info("outbox worker %s started", self.id)
         try:
             while not self._stopping.is_set():
@@ -103,9 +116,8 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
         finally:
             self._stopping.set()
-            await self._drain()
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            await self._drain()  # beating on: a drain can take an SMTP timeout
+            await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()
             log.info("outbox worker %s stopped", self.id)
@@ -145,18 +157,15 @@ class Worker:
         finally:
             self._lanes.pop(lane, None)
 
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.heartbeat_seconds)
-            until = utcnow() + timedelta(seconds=self.cfg.lease_seconds)
-            op = partial(
-                heartbeat, owner=self.id, lanes=list(self._lanes),
-                message_ids=list(self._shared.held), until=until,
-            )  # fmt: skip
-            try:
-                await self._tx.run(op)
-            except Exception:
-                log.exception("renewing the leases failed")
+    def _holding(self) -> tuple[list[str], list[int]]:
+        """What the heartbeat renews; called from its thread. Copying a dict's keys or a set
+        of ints holds the GIL throughout, so it sees a consistent state."""
+        return list(self._lanes), list(self._shared.held)
+
+    def _lost(self, lanes: set[str]) -> None:
+        # Our beats did not reach the database in time: the lane's driver finds it gone at
+        # its next claim (claims check the owner) and stops.
+        log.warning("lanes taken over by another worker: %s", ", ".join(sorted(lanes)))
 
     # --- copy to Sent ---------------------------------------------------------------------
 
