@@ -1,4 +1,4 @@
-"""Migration 0009 backfills the kept counts of the form letters already in the database."""
+"""Migration 0010 backfills the kept counts of the form letters already in the database."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_existing_letters_get_their_counts(engine: Engine) -> None:
-    upgrade(engine, "0008")
+    upgrade(engine, "0009")
     db = Database(engine)
     statuses = ["sent"] * 5 + ["failed"] * 2 + ["queued"] * 3 + ["unknown"]
     with db.write() as s:

@@ -319,6 +319,8 @@ def _scenario(
         "account_id": imap["id"],
         "message_id": sent["id"],
         "provider": "google",
+        "topic": "test-steps",
+        "index": 0,
     }
     _read_everything(api, [web, admin_web], [as_ann, as_admin], values)
     corpus = "\n".join(api.seen + web.seen + admin_web.seen) + rotated.stdout + rotated.stderr
