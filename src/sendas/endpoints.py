@@ -13,11 +13,11 @@ from sendas.errors import ReauthRequired
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
 from sendas.net.policy import OutboundPolicy
+from sendas.net.tls_modes import DETECT_WAIT
 from sendas.oauth.providers import BoundServers
 from sendas.secrets import SecretBox
 from sendas.smtp import AuthKind, SmtpEndpoint, TokenProvider
 from sendas.smtp import TlsMode as SmtpTls
-from sendas.smtp.endpoint import DETECT_WAIT
 
 TokenProviders = Callable[[int], TokenProvider]
 """alias id -> token provider, for aliases that sign in with Google or Microsoft."""

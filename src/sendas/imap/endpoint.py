@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from sendas.net.policy import OutboundPolicy
 from sendas.net.tls import client_context
+from sendas.net.tls_modes import DETECT_WAIT, IMAP_GREETING_PORTS
 
 if TYPE_CHECKING:
     from sendas.db.models import ImapAccount
@@ -50,7 +51,7 @@ class ImapEndpoint:
     outbound: OutboundPolicy | None = field(default=None, repr=False)
     """The addresses this account may reach (from settings); None checks nothing."""
     # How long ``auto`` waits for a greeting before speaking TLS to a silent server.
-    detect_wait: float = 2.5
+    detect_wait: float = DETECT_WAIT
 
     def __post_init__(self) -> None:
         if not self.host or any(c.isspace() for c in self.host):
@@ -84,8 +85,9 @@ class ImapEndpoint:
 
     @property
     def detects_tls(self) -> bool:
-        """``auto`` on a port other than 993: a greeting means STARTTLS, silence TLS."""
-        return self.tls == "auto" and self.port != IMAPS_PORT
+        """``auto`` on a port that is neither 993 nor 143: a greeting means STARTTLS, silence
+        TLS."""
+        return self.tls == "auto" and self.port not in (IMAPS_PORT, *IMAP_GREETING_PORTS)
 
     @property
     def connect_host(self) -> str:
@@ -104,7 +106,7 @@ class ImapEndpoint:
         allow_plaintext_password: bool = False,
         token_provider: TokenProvider | None = None,
         outbound: OutboundPolicy | None = None,
-        detect_wait: float = 2.5,
+        detect_wait: float = DETECT_WAIT,
     ) -> ImapEndpoint:
         """The endpoint of a stored IMAP account (its password decrypted by the caller;
         with ``token_provider`` it signs in with XOAUTH2 instead)."""

@@ -18,6 +18,14 @@ TLS_MODE_LABELS: Final[dict[str, str]] = {
     "none": NONE,
 }
 
+# "Automatic" on a port other than the implicit-TLS one waits this long for a greeting before
+# it speaks TLS to a silent server (Test Connection passes SENDAS_TLS_DETECT_WAIT instead).
+DETECT_WAIT: Final = 2.5
+# The plain ports whose servers always greet first: "Automatic" goes straight to STARTTLS there,
+# so a server slow to greet (an anti-spam greeting pause) is never mistaken for a TLS one.
+SMTP_GREETING_PORTS: Final = frozenset({25, 587, 2525})
+IMAP_GREETING_PORTS: Final = frozenset({143})
+
 CLI_HELP: Final = f"auto ({AUTO}) | implicit ({IMPLICIT}) | starttls ({STARTTLS}) | none ({NONE})."
 
 

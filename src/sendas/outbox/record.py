@@ -187,13 +187,16 @@ REAPED_HINT = (
 )
 
 
-def reap_expired(session: Session, now: datetime) -> int:
-    """Messages caught mid-submission by a worker that died become ``unknown``."""
+def reap_expired(session: Session, now: datetime, owner: str | None = None) -> int:
+    """Messages caught mid-submission by a worker that died become ``unknown``.
+
+    ``owner``'s own messages are never reaped by itself: a live worker whose heartbeat was
+    held up (a long write lock on SQLite) still records their outcomes."""
+    expired = [Message.status == MessageStatus.SENDING, Message.lease_expires_at < now]
+    if owner is not None:
+        expired.append(Message.lease_owner.is_distinct_from(owner))
     rows = session.scalars(
-        select(Message)
-        .where(Message.status == MessageStatus.SENDING, Message.lease_expires_at < now)
-        .limit(1000)
-        .with_for_update(skip_locked=True)
+        select(Message).where(*expired).limit(1000).with_for_update(skip_locked=True)
     ).all()
     moves = Moves()
     for m in rows:

@@ -141,7 +141,7 @@ class Worker:
         cfg, owner = self.cfg, self.id
 
         def op(session: Session) -> list[str]:
-            reap_expired(session, now)
+            reap_expired(session, now, owner)
             return acquire_lanes(session, owner, now, cfg, skip=skip, limit=limit)
 
         for name in await self._tx.run(op):

@@ -127,14 +127,16 @@ class Strict(BaseModel):
 
 
 # Ids and offsets: the largest value a BIGINT column (and SQLite's INTEGER) holds. Past it the
-# database driver overflows, which would answer 500.
+# database driver overflows, which would answer 500. Most tables have INTEGER keys (4 bytes on
+# PostgreSQL): their ids stop at ROW_ID_MAX; messages have BIGINT keys.
 ID_MAX = 2**63 - 1
+ROW_ID_MAX = 2**31 - 1
 
 
-def unknown_if_out_of_range(value: int) -> int:
-    """An id no row has (0) for a value outside 1..ID_MAX, so the lookup answers 404 (or
+def unknown_if_out_of_range(value: int, top: int = ROW_ID_MAX) -> int:
+    """An id no row has (0) for a value outside 1..top, so the lookup answers 404 (or
     "no such alias") like for any other unknown id, instead of overflowing the driver."""
-    return value if 0 < value <= ID_MAX else 0
+    return value if 0 < value <= top else 0
 
 
 def form_id(text: str) -> int | None:
@@ -145,7 +147,10 @@ def form_id(text: str) -> int | None:
 
 
 ObjectId = Annotated[int, AfterValidator(unknown_if_out_of_range)]
-"""A path, query or body id: out-of-range values find nothing (404) rather than fail."""
+"""A path, query or body id of a row with an INTEGER key: out-of-range values find nothing
+(404) rather than fail."""
+MessageId = Annotated[int, AfterValidator(lambda v: unknown_if_out_of_range(v, ID_MAX))]
+"""A message id (BIGINT key): out-of-range values find nothing (404)."""
 Offset = Annotated[int, Field(ge=0, le=ID_MAX)]
 """A row offset or a keyset cursor: out-of-range values are a 422 naming the parameter."""
 PAGE_NO_MAX = 10**9

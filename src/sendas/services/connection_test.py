@@ -171,7 +171,14 @@ def _transient_alias(
         )
     fields = data.model_fields_set - {"description", "is_default"}
     changes = AliasPatch.model_construct(fields, **{k: getattr(data, k) for k in fields})
-    alias_service.apply_fields(session, alias, changes, ctx.secrets, creating=alias_id is None)
+    alias_service.apply_fields(
+        session,
+        alias,
+        changes,
+        ctx.secrets,
+        creating=alias_id is None,
+        max_connections_cap=ctx.settings.max_connections_cap,
+    )
     if not alias.imap_account_id:
         return alias, None
     return alias, _copy(imap_service.get_imap_account(session, actor, alias.imap_account_id))
@@ -307,7 +314,13 @@ async def check_system_outgoing(
     with ctx.db.scratch() as session:
         row = system_service.get_settings_row(session)
         if data is not None and data.model_fields_set:
-            system_service.update_system_outgoing(session, actor, data, ctx.secrets)
+            system_service.update_system_outgoing(
+                session,
+                actor,
+                data,
+                ctx.secrets,
+                max_connections_cap=ctx.settings.max_connections_cap,
+            )
         snapshot = _copy(row)
     result = _stamp(await _probe_row(ctx, snapshot, None))
     saved = data is None or not data.model_fields_set
@@ -385,7 +398,13 @@ async def send_system_test(
     with ctx.db.scratch() as session:
         row = system_service.get_settings_row(session)
         if data is not None and data.model_fields_set:
-            system_service.update_system_outgoing(session, actor, data, ctx.secrets)
+            system_service.update_system_outgoing(
+                session,
+                actor,
+                data,
+                ctx.secrets,
+                max_connections_cap=ctx.settings.max_connections_cap,
+            )
         snapshot = _copy(row)
     if not snapshot.smtp_host or not snapshot.from_address:
         return _stamp(_failed("settings", "Enter the SMTP server and the From address first."))

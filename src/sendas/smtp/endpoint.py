@@ -13,7 +13,7 @@ import idna
 from pydantic import SecretStr
 
 from sendas.net.policy import OutboundPolicy
-from sendas.net.tls_modes import AUTO, IMPLICIT, STARTTLS
+from sendas.net.tls_modes import AUTO, DETECT_WAIT, IMPLICIT, SMTP_GREETING_PORTS, STARTTLS
 
 TlsMode = Literal["auto", "implicit", "starttls", "none"]
 EffectiveTls = Literal["implicit", "starttls", "none"]
@@ -28,7 +28,6 @@ AUTH_KINDS: tuple[AuthKind, ...] = ("password", "google", "microsoft")
 IMPLICIT_TLS_PORT = 465
 SUBMISSION_PORT = 587
 PLAIN_SMTP_PORT = 25
-DETECT_WAIT = 2.5
 
 _LABEL = re.compile(r"^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$")
 _PEM_MARKER = "-----BEGIN CERTIFICATE-----"
@@ -108,8 +107,9 @@ class SmtpEndpoint:
 
     @property
     def detects_tls(self) -> bool:
-        """``auto`` on a port other than 465: a greeting means STARTTLS, silence TLS."""
-        return self.tls == "auto" and self.port != IMPLICIT_TLS_PORT
+        """``auto`` on a port that is neither 465 nor a usual plain one: a greeting means
+        STARTTLS, silence TLS."""
+        return self.tls == "auto" and self.port not in (IMPLICIT_TLS_PORT, *SMTP_GREETING_PORTS)
 
     @property
     def uses_xoauth2(self) -> bool:

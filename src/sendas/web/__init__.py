@@ -22,6 +22,12 @@ from sendas.web.render import is_htmx, page
 from sendas.web.routes import router
 from sendas.web.security import LoginThrottle, session_key, trusted_networks
 
+
+def _is_api(path: str) -> bool:
+    """The API's paths (the same test as the API's own middlewares): JSON, not pages."""
+    return path == "/api" or path.startswith("/api/")
+
+
 SESSION_COOKIE = "sendas_session"
 SESSION_MAX_AGE = 14 * 24 * 3600
 
@@ -45,7 +51,7 @@ class PageHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or str(scope.get("path", "")).startswith("/api"):
+        if scope["type"] != "http" or _is_api(str(scope.get("path", ""))):
             await self.app(scope, receive, send)
             return
 

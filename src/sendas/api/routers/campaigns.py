@@ -150,7 +150,7 @@ def list_campaigns(
         bool, Query(description="Admins only: every user's letters, not just their own.")
     ] = False,
     before_id: Annotated[
-        int | None, Query(ge=1, le=2**63 - 1, description="Continue after this page.")
+        int | None, Query(ge=1, le=2**31 - 1, description="Continue after this page.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=history.MAX_LIMIT)] = 50,
 ) -> CampaignPage:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, status
 
 from sendas.api.deps import ActorDep, AdminDep, CtxDep
 from sendas.schemas import MessageDetail, MessageIn, MessageList, MessageOut, SystemMessageIn
-from sendas.schemas.fields import ObjectId, Offset
+from sendas.schemas.fields import MessageId, ObjectId, Offset
 from sendas.services import messages as svc
 from sendas.services.message_view import message_view
 from sendas.services.quotas import Limits
@@ -46,7 +46,7 @@ def list_messages(
 
 @router.get("/messages/{message_id}")
 def get_message(
-    ctx: CtxDep, actor: ActorDep, message_id: ObjectId, include_raw: bool = False
+    ctx: CtxDep, actor: ActorDep, message_id: MessageId, include_raw: bool = False
 ) -> MessageDetail:
     with ctx.db.read() as s:
         message = svc.get_message(s, actor, message_id)
@@ -54,14 +54,14 @@ def get_message(
 
 
 @router.post("/messages/{message_id}/resend", status_code=status.HTTP_202_ACCEPTED)
-def resend(ctx: CtxDep, actor: ActorDep, message_id: ObjectId) -> MessageOut:
+def resend(ctx: CtxDep, actor: ActorDep, message_id: MessageId) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.resend(s, actor, message_id)
     return svc.message_out(message)
 
 
 @router.post("/messages/{message_id}/mark-sent")
-def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: ObjectId) -> MessageOut:
+def mark_sent(ctx: CtxDep, actor: ActorDep, message_id: MessageId) -> MessageOut:
     with ctx.db.write() as s:
         message = svc.mark_sent(s, actor, message_id)
     return svc.message_out(message)

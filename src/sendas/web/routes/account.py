@@ -52,7 +52,9 @@ def _account(
         "new_token": new_token,
         "expiry_choices": EXPIRY_CHOICES,
     }
-    return page(request, "account.html", context, status_code=status_code)
+    # A new token is on this page: no copy in the browser's cache or its Back button.
+    no_store = {"Cache-Control": "no-store"}
+    return page(request, "account.html", context, status_code=status_code, headers=no_store)
 
 
 @router.get("")

@@ -223,6 +223,8 @@ def _users(
             "reset": reset,
         },
         status_code=status_code,
+        # A generated password may be on this page: never cached.
+        headers={"Cache-Control": "no-store"},
     )
 
 

@@ -155,7 +155,7 @@ async def imap_test_unsaved(request: Request, ctx: WebCtx, actor: WebActor, form
     errors: dict[str, str] = {}
     try:
         result = await connection_test.check_imap_settings(
-            ctx, actor, ImapPatch.model_validate(data), int(raw_id) if raw_id.isdigit() else None
+            ctx, actor, ImapPatch.model_validate(data), form_id(raw_id)
         )
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc)

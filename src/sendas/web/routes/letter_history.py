@@ -19,7 +19,7 @@ PAGE_SIZE = 50
 def campaign_list(
     request: Request, ctx: WebCtx, actor: WebActor, before_id: int | None = None
 ) -> Response:
-    if before_id is not None and not 1 <= before_id < 2**63:
+    if before_id is not None and not 1 <= before_id < 2**31:
         before_id = None
     with ctx.db.read() as s:
         result = history.list_campaigns(s, actor, before_id=before_id, limit=PAGE_SIZE)

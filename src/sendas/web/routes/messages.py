@@ -15,7 +15,7 @@ from starlette.datastructures import FormData, UploadFile
 
 from sendas.errors import Conflict, NotFound, RateLimited, ValidationFailed
 from sendas.schemas import AliasOut, MessageIn
-from sendas.schemas.fields import ObjectId, Offset, PageNo, form_id
+from sendas.schemas.fields import MessageId, Offset, PageNo, form_id
 from sendas.services import aliases as alias_svc
 from sendas.services import messages as message_svc
 from sendas.services.common import Actor
@@ -162,7 +162,7 @@ def _view(ctx: WebCtx, actor: Actor, message_id: int) -> MessageView:
 
 
 @router.get("/messages/{message_id}")
-def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: ObjectId) -> Response:
+def message_page(request: Request, ctx: WebCtx, actor: WebActor, message_id: MessageId) -> Response:
     view = _view(ctx, actor, message_id)
     template = "mail/_message_status.html" if is_htmx(request) else "mail/message.html"
     return page(request, template, {"m": view.detail, "view": view, "active": ACTIVE})
@@ -177,7 +177,7 @@ HTML_POLICY = (
 
 
 @router.get("/messages/{message_id}/html")
-def message_html(ctx: WebCtx, actor: WebActor, message_id: ObjectId) -> Response:
+def message_html(ctx: WebCtx, actor: WebActor, message_id: MessageId) -> Response:
     view = _view(ctx, actor, message_id)
     html = view.html if view.html is not None else (view.letter.html if view.letter else None)
     if html is None:
@@ -195,7 +195,7 @@ def message_html(ctx: WebCtx, actor: WebActor, message_id: ObjectId) -> Response
 
 @router.get("/messages/{message_id}/attachments/{index}")
 def message_attachment(
-    ctx: WebCtx, actor: WebActor, message_id: ObjectId, index: Offset
+    ctx: WebCtx, actor: WebActor, message_id: MessageId, index: Offset
 ) -> Response:
     try:
         with ctx.db.read() as s:
@@ -218,7 +218,7 @@ def message_attachment(
 
 @router.post("/messages/{message_id}/resend")
 def message_resend(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: ObjectId
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: MessageId
 ) -> Response:
     return _settle(
         request,
@@ -233,7 +233,7 @@ def message_resend(
 
 @router.post("/messages/{message_id}/mark-sent")
 def message_mark_sent(
-    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: ObjectId
+    request: Request, ctx: WebCtx, actor: WebActor, form: Form, message_id: MessageId
 ) -> Response:
     return _settle(
         request, ctx, actor, form, message_id, message_svc.mark_sent, "Recorded as sent."
