@@ -237,6 +237,27 @@ async def test_a_csv_letter_over_the_hourly_limit_is_refused_whole(
     assert rows(ctx, Message) == 0
 
 
+async def test_a_list_over_the_limit_is_refused_before_it_is_rendered(
+    api: httpx.AsyncClient, ctx: AppContext, alice: Person
+) -> None:
+    """Row 4 passes the hourly limit of 3: the answer names the limit, not the rows whose
+    template fails (n = 0, "boom"), because the list is measured as it is read, before it is
+    rendered."""
+    ctx.settings.messages_per_hour = 3
+    alias_id = await new_alias(api, alice)
+    csv = "email,n\n" + "".join(f"r{i}@example.com,{i}\n" for i in range(5)) + "r5@x.com,boom\n"
+    r = await api.post(
+        "/api/campaigns",
+        data={"alias_id": str(alias_id), "subject": "Hi", "text": "{{ 10 // (n|int) }}"},
+        files={"file": ("list.csv", csv.encode(), "text/csv")},
+        headers=alice.headers,
+    )
+    assert r.status_code == 422, r.text
+    [problem] = r.json()["detail"]
+    assert "SENDAS_MESSAGES_PER_HOUR" in problem["msg"]
+    assert rows(ctx, Message) == 0
+
+
 async def test_attachment_total_names_the_field_and_setting(
     api: httpx.AsyncClient, ctx: AppContext, alice: Person
 ) -> None:

@@ -109,7 +109,7 @@ def check_send_room(
     """
     if limits is None or actor.is_operator:
         return
-    _check_size(count, limits, field)
+    check_letter_size(count, limits, field)
     _lock_user(session, actor.id)
     own = (Message.user_id == actor.id, Message.kind != "system")
     if limits.messages_per_hour > 0:
@@ -128,7 +128,9 @@ def check_send_room(
             )
 
 
-def _check_size(count: int, limits: Limits, field: str) -> None:
+def check_letter_size(count: int, limits: Limits, field: str) -> None:
+    """Refuse a letter of ``count`` messages that no wait would let through (checked while the
+    list is read, so a list over a limit is not rendered first)."""
     for limit, setting, what in (
         (limits.messages_per_hour, "SENDAS_MESSAGES_PER_HOUR", "per hour"),
         (limits.max_queued_messages, "SENDAS_MAX_QUEUED_MESSAGES", "waiting at once"),

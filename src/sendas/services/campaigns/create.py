@@ -33,7 +33,7 @@ from sendas.services.campaigns import check
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.campaigns.recipients import BadRow, Row, RowSource
 from sendas.services.common import Actor, audit
-from sendas.services.quotas import Limits, check_send_room
+from sendas.services.quotas import Limits, check_letter_size, check_send_room
 from sendas.statuses import CampaignStatus
 
 # Bad lines kept for the answer; the rest are only counted.
@@ -98,7 +98,8 @@ def create_campaign(
         # A user already at a limit is told so before the list is read.
         check_send_room(s, actor, 1, limits, field=list_field)
     where = "line" if list_field == "file" else "recipient"
-    scan = _Checking(data, settings, where, list_field).scan(templates, rows)
+    size_limits = None if limits is None or actor.is_operator else limits
+    scan = _Checking(data, settings, where, list_field, size_limits).scan(templates, rows)
     with scan.subjects:
         if scan.invalid and not skip_invalid:
             raise ValidationFailed(_bad_row_problems(scan, list_field, where))
@@ -116,8 +117,16 @@ def create_campaign(
 class _Checking:
     """The first pass: every row checked, the good ones rendered in chunks, within budgets."""
 
-    def __init__(self, data: CampaignTemplatesIn, settings: Settings, where: str, field: str):
+    def __init__(
+        self,
+        data: CampaignTemplatesIn,
+        settings: Settings,
+        where: str,
+        field: str,
+        limits: Limits | None = None,
+    ):
         self.letter: check.Letter = (data.subject, data.text, data.html)
+        self.limits = limits  # the per-user letter size, checked as the list is read
         self.settings = settings
         self.checker = check.checker(settings)
         self.where, self.list_field = where, field
@@ -141,6 +150,8 @@ class _Checking:
                 scan.bad(problem)
                 continue
             self.chunk.append(row)
+            if self.limits is not None:
+                check_letter_size(scan.valid + len(self.chunk), self.limits, self.list_field)
             if len(self.chunk) >= check.CHUNK:
                 self._render(scan)
         self._render(scan)
