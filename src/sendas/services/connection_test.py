@@ -240,22 +240,26 @@ def _audit_alias_test(
             session, actor, "alias.auth_failed", "alias", alias_id, owner_id=actor.id, detail=detail
         )
     elif refused == "imap" and imap is not None:
-        _audit_imap_refused(session, actor, imap)
+        _audit_imap_refused(session, actor, imap, imap.id)
 
 
-def _audit_imap_refused(session: Session, actor: Actor, acc: ImapAccount) -> None:
+def _audit_imap_refused(
+    session: Session, actor: Actor, acc: ImapAccount, account_id: int | None
+) -> None:
+    """A refused IMAP login in a test (``account_id`` None: settings not saved yet)."""
     detail = {
         "server": format_server(acc.imap_host, acc.imap_port),
         "during": "test",
         "step": "login",
     }
+    owner = acc.user_id or actor.id
     audit(
         session,
         actor,
         "imap.auth_failed",
         "imap_account",
-        acc.id,
-        owner_id=acc.user_id,
+        account_id,
+        owner_id=owner,
         detail=detail,
     )
 
@@ -302,14 +306,15 @@ async def check_imap_account(
             session, actor, "imap.test", "imap_account", acc.id, owner_id=acc.user_id, detail=detail
         )
         if _failed_login_step(result) == "imap":
-            _audit_imap_refused(session, actor, acc)
+            _audit_imap_refused(session, actor, acc, acc.id)
     return result
 
 
-async def check_system_outgoing(
-    ctx: AppContext, actor: Actor, data: SystemOutgoingIn | None = None
-) -> ConnectionTestResult:
-    """Test the database outgoing settings (with unsaved changes when ``data`` is given)."""
+def _system_snapshot(
+    ctx: AppContext, actor: Actor, data: SystemOutgoingIn | None
+) -> SystemOutgoing:
+    """The outgoing settings as stored, with ``data``'s unsaved changes applied (checked as a
+    save would check them), detached: nothing is written. Admin only."""
     actor.require_admin()
     with ctx.db.scratch() as session:
         row = system_service.get_settings_row(session)
@@ -321,7 +326,14 @@ async def check_system_outgoing(
                 ctx.secrets,
                 max_connections_cap=ctx.settings.max_connections_cap,
             )
-        snapshot = _copy(row)
+        return _copy(row)
+
+
+async def check_system_outgoing(
+    ctx: AppContext, actor: Actor, data: SystemOutgoingIn | None = None
+) -> ConnectionTestResult:
+    """Test the database outgoing settings (with unsaved changes when ``data`` is given)."""
+    snapshot = _system_snapshot(ctx, actor, data)
     result = _stamp(await _probe_row(ctx, snapshot, None))
     saved = data is None or not data.model_fields_set
     with ctx.db.write() as session:
@@ -376,16 +388,7 @@ async def check_imap_settings(
             session, actor, "imap.test", "imap_account", account_id, owner_id=owner, detail=detail
         )
         if _failed_login_step(result) == "imap":
-            refused = {"server": server, "during": "test", "step": "login"}
-            audit(
-                session,
-                actor,
-                "imap.auth_failed",
-                "imap_account",
-                account_id,
-                owner_id=owner,
-                detail=refused,
-            )
+            _audit_imap_refused(session, actor, acc, account_id)
     return result
 
 
@@ -394,18 +397,7 @@ async def send_system_test(
 ) -> ConnectionTestResult:
     """Send one test message to ``to`` with the database outgoing settings (unsaved changes
     in ``data`` are used, not saved). Admin only."""
-    actor.require_admin()
-    with ctx.db.scratch() as session:
-        row = system_service.get_settings_row(session)
-        if data is not None and data.model_fields_set:
-            system_service.update_system_outgoing(
-                session,
-                actor,
-                data,
-                ctx.secrets,
-                max_connections_cap=ctx.settings.max_connections_cap,
-            )
-        snapshot = _copy(row)
+    snapshot = _system_snapshot(ctx, actor, data)
     if not snapshot.smtp_host or not snapshot.from_address:
         return _stamp(_failed("settings", "Enter the SMTP server and the From address first."))
     try:
@@ -428,7 +420,7 @@ async def send_system_test(
             actor,
             "system_outgoing.test",
             "system_outgoing",
-            1,
+            system_service.SYSTEM_ID,
             owner_id=None,
             detail=detail,
         )
