@@ -121,6 +121,27 @@ def field_errors(exc: ValidationFailed | ValidationError) -> dict[str, str]:
     return out
 
 
+def form_errors(
+    request: Request,
+    errors: dict[str, str],
+    fields: Any,
+    refused: RateLimited | None = None,
+    *,
+    not_done: str = "Not sent",
+) -> Response:
+    """The htmx answer to a form that was not accepted: the errors at their ``fields``, with
+    422 (or 429 and ``Retry-After`` when a per-user limit refused it); ``not_done`` says what
+    did not happen ("Not sent", "Not saved")."""
+    status_code, headers = refused_status(refused)
+    return page(
+        request,
+        "_form_errors.html",
+        {"errors": errors, "fields": fields, "not_done": not_done},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
 def refused_status(refused: RateLimited | None) -> tuple[int, dict[str, str] | None]:
     """A form's error status: 429 with ``Retry-After`` past a per-user limit, else 422."""
     if refused is None:

@@ -28,7 +28,7 @@ from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
 from sendas.web.deps import Form, PageNotFound, WebAdmin, WebCtx, checked, raw_text, text
 from sendas.web.limits import refused_result, test_refused
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.render import field_errors, flash, form_errors, is_htmx, page, redirect
 
 router = APIRouter(prefix="/admin")
 
@@ -112,12 +112,7 @@ def outgoing_save(request: Request, ctx: WebCtx, admin: WebAdmin, form: Form) ->
             errors = field_errors(exc)
     if errors:
         if is_htmx(request):
-            return page(
-                request,
-                "_form_errors.html",
-                {"errors": errors, "fields": OUTGOING_FIELDS, "not_done": "Not saved"},
-                status_code=422,
-            )
+            return form_errors(request, errors, OUTGOING_FIELDS, not_done="Not saved")
         with ctx.db.read() as s:
             stored = outgoing_svc.system_out(outgoing_svc.get_settings_row(s)).model_dump()
         skip = ("smtp_password", "ca_bundle")

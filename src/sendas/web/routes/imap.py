@@ -18,7 +18,7 @@ from sendas.services import connection_test
 from sendas.services import imap_accounts as svc
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.limits import refused_result, test_refused
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.render import field_errors, flash, form_errors, is_htmx, page, redirect
 
 router = APIRouter()
 
@@ -128,12 +128,7 @@ def imap_save(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Res
     except (ValidationError, ValidationFailed) as exc:
         errors = field_errors(exc)
         if is_htmx(request):
-            return page(
-                request,
-                "_form_errors.html",
-                {"errors": errors, "fields": IMAP_FIELDS, "not_done": "Not saved"},
-                status_code=422,
-            )
+            return form_errors(request, errors, IMAP_FIELDS, not_done="Not saved")
         values = {**data, "id": account_id, "password": None, "password_set": False}
         return _edit(request, values, errors, 422)
     except NotFound:

@@ -32,7 +32,15 @@ from sendas.services.common import Actor
 from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, CampaignStatus, MessageStatus
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect, refused_status
+from sendas.web.render import (
+    field_errors,
+    flash,
+    form_errors,
+    is_htmx,
+    page,
+    redirect,
+    refused_status,
+)
 from sendas.web.routes.messages import STATUSES, alias_choices
 
 router = APIRouter()
@@ -165,13 +173,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
     if errors:
         status_code, headers = refused_status(refused)
         if is_htmx(request):
-            return page(
-                request,
-                "_form_errors.html",
-                {"errors": errors, "fields": CAMPAIGN_FIELDS},
-                status_code=status_code,
-                headers=headers,
-            )
+            return form_errors(request, errors, CAMPAIGN_FIELDS, refused)
         aliases = await run_in_threadpool(alias_choices, ctx, actor)
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("subject", "text", "html", "recipients_text")

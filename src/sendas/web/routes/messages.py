@@ -23,7 +23,15 @@ from sendas.services.message_view import MessageView, attachment, message_view
 from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, IN_USE
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
-from sendas.web.render import field_errors, flash, is_htmx, page, redirect, refused_status
+from sendas.web.render import (
+    field_errors,
+    flash,
+    form_errors,
+    is_htmx,
+    page,
+    redirect,
+    refused_status,
+)
 
 router = APIRouter()
 
@@ -127,13 +135,7 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
     if errors:
         status_code, headers = refused_status(refused)
         if is_htmx(request):
-            return page(
-                request,
-                "_form_errors.html",
-                {"errors": errors, "fields": COMPOSE_FIELDS},
-                status_code=status_code,
-                headers=headers,
-            )
+            return form_errors(request, errors, COMPOSE_FIELDS, refused)
         aliases = await run_in_threadpool(alias_choices, ctx, actor)
         values: dict[str, Any] = {
             k: raw_text(form, k) for k in ("to", "cc", "bcc", "subject", "text", "html")
