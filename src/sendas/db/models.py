@@ -372,3 +372,23 @@ class CampaignCount(Base):
     mark_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     recent_n: Mapped[int] = mapped_column(Integer, default=0)
     recent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class Suppression(Base):
+    """An address a user's mail must not go to any more: added when a message to it
+    bounced hard (``reason`` holds the status code and diagnostic), or by the user; a
+    later form letter skips it. The user may remove it."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("user_id", "address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Lower case (sendas.services.suppressions normalises it): one entry per mailbox.
+    address: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(16), default="bounce")  # bounce | manual
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
