@@ -42,3 +42,8 @@ def tls_choices(implicit_port: int, starttls_port: int) -> tuple[tuple[str, str]
         ("starttls", f"{STARTTLS} — usually port {starttls_port}"),
         ("none", NONE),
     )
+
+
+SMTP_TLS_CHOICES = tls_choices(465, 587)[:3]
+"""The SMTP forms' dropdown: "None" is their Disable SSL/TLS box, with its warning."""
+IMAP_TLS_CHOICES = tls_choices(993, 143)

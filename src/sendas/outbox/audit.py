@@ -6,11 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, AuditEvent, Message, SystemOutgoing
-
-
-def server_text(host: str, port: int) -> str:
-    """``host:port`` as the settings show it (``[::1]:587`` for IPv6)."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+from sendas.net import host_port
 
 
 def login_refused(
@@ -31,7 +27,7 @@ def login_refused(
             target_type="alias" if is_alias else "system_outgoing",
             target_id=row.id,
             detail={
-                "server": server_text(row.smtp_host, row.smtp_port),
+                "server": host_port(row.smtp_host, row.smtp_port),
                 "during": during,
                 "step": step,
             },
@@ -52,6 +48,6 @@ def sent_copy_login_refused(session: Session, message_id: int, host: str, port: 
             action="imap.auth_failed",
             target_type="imap_account",
             target_id=alias.imap_account_id,
-            detail={"server": server_text(host, port), "during": "copy to Sent", "step": "login"},
+            detail={"server": host_port(host, port), "during": "copy to Sent", "step": "login"},
         )
     )

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from sendas.db.models import AuditEvent, User
 from sendas.errors import FieldProblem, Forbidden, ValidationFailed
+from sendas.net import host_port
 from sendas.schemas import TlsMode
 
 OPERATOR_ID = 0  # the person at the command line: an admin with no user row
@@ -59,9 +60,7 @@ def audit(
 
 
 def format_server(host: str, port: int) -> str:
-    if not host:
-        return ""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host_port(host, port) if host else ""
 
 
 def parse_server_field(

@@ -10,7 +10,7 @@ from pydantic import SecretStr, ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import NotFound, ValidationFailed
-from sendas.net.tls_modes import tls_choices
+from sendas.net.tls_modes import SMTP_TLS_CHOICES as TLS_CHOICES
 from sendas.oauth.providers import PROVIDER_NAMES, get_provider
 from sendas.schemas import (
     OAuthClientIn,
@@ -32,8 +32,6 @@ from sendas.web.render import field_errors, flash, form_errors, is_htmx, page, r
 
 router = APIRouter(prefix="/admin")
 
-# "None" is the Disable SSL/TLS box, as on the alias form.
-TLS_CHOICES = tls_choices(465, 587)[:3]
 OUTGOING_FIELDS = (
     "from_name",
     "from_address",

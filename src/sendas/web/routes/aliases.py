@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 
 from sendas.endpoints import imap_uses_alias_token
 from sendas.errors import NotFound, SendasError, ValidationFailed
-from sendas.net.tls_modes import tls_choices
+from sendas.net.tls_modes import SMTP_TLS_CHOICES as TLS_CHOICES
 from sendas.oauth.providers import PROVIDER_NAMES
 from sendas.outbox.lanes import aliases_needing_attention
 from sendas.schemas import (
@@ -62,8 +62,6 @@ ALIAS_FIELDS = (
     "ca_bundle",
     "auth",
 )
-# "None" is the Disable SSL/TLS box, with its warning, not a choice in the list.
-TLS_CHOICES = tls_choices(465, 587)[:3]
 
 
 def oauth_state(session: Session) -> dict[str, dict[str, bool]]:

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from sendas.errors import Conflict, NotFound, ValidationFailed
-from sendas.net.tls_modes import tls_choices
+from sendas.net.tls_modes import IMAP_TLS_CHOICES as TLS_CHOICES
 from sendas.schemas import ImapCreate, ImapPatch
 from sendas.schemas.fields import ObjectId, form_id
 from sendas.services import connection_test
@@ -31,7 +31,6 @@ IMAP_FIELDS = (
     "sent_folder",
     "ca_bundle",
 )
-TLS_CHOICES = tls_choices(993, 143)
 # The fields of the alias form's "Add an IMAP account" dialog, whose ids carry this prefix.
 DIALOG_FIELDS = ("description", "imap_server", "username", "password", "tls")
 DIALOG_PREFIX = "imap-"
