@@ -84,6 +84,8 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
         eta_seconds=None if eta is None else round(eta, 1),
         created_at=campaign.created_at,
         completed_at=campaign.completed_at,
+        skipped_suppressed=campaign.skipped_suppressed or 0,
+        skipped_addresses=campaign.skipped_addresses or [],
     )
 
 

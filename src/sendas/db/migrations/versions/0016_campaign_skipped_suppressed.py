@@ -1,0 +1,31 @@
+"""Form letters remember the recipients they skipped because of the suppression list:
+``skipped_suppressed`` (how many; 0 for every existing letter) and ``skipped_addresses``
+(the first ones).
+
+Revision ID: 0016
+Revises: 0011
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision: str | None = "0011"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("skipped_suppressed", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch_op.add_column(sa.Column("skipped_addresses", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("skipped_addresses")
+        batch_op.drop_column("skipped_suppressed")
