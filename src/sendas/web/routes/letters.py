@@ -190,6 +190,12 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         )
     if created.invalid_count:
         flash(request, f"{created.invalid_count} line(s) were skipped as invalid.", "warn")
+    if created.skipped_suppressed:
+        flash(
+            request,
+            f"{created.skipped_suppressed} recipient(s) on your suppression list were skipped.",
+            "warn",
+        )
     return redirect(request, f"/campaigns/{campaign_id}")
 
 
