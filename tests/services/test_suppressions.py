@@ -5,6 +5,8 @@ from __future__ import annotations
 from sendas.context import AppContext
 from sendas.db.models import Suppression
 from sendas.services import suppressions as svc
+from sendas.services.campaigns.recipients import recipients_from_upload
+from sendas.services.campaigns.summary import summarize
 from tests.conftest import Person
 
 
@@ -23,3 +25,19 @@ def test_suppressed_among_is_per_user_case_blind_and_chunked(
         assert svc.suppressed_among(s, alice.id, []) == set()
         assert svc.has_any(s, alice.id)
         assert not svc.has_any(s, alice.id + bob.id + 1)
+
+
+def test_list_summary_counts_the_suppressed_rows() -> None:
+    rows = recipients_from_upload(
+        None, pasted="email\nann@example.org\nBEN@example.org\nnobody\nben@example.org\n"
+    )
+    asked: list[list[str]] = []
+
+    def among(emails: list[str]) -> set[str]:
+        asked.append(emails)
+        return {"ben@example.org"}
+
+    info = summarize(rows, among)
+    assert (info.valid, info.invalid, info.suppressed) == (3, 1, 2)
+    assert asked == [["ann@example.org", "BEN@example.org", "ben@example.org"]]
+    assert summarize(rows).suppressed == 0

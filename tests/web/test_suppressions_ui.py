@@ -110,6 +110,10 @@ def test_form_letter_skips_a_listed_address_and_says_so(
     _nav(page, "Form letter")
     lines = ["email,name", "skip1@example.net,A", "keep2@example.net,B"]
     page.get_by_label("Paste recipients").fill("\n".join(lines))
+    # The counter says before sending what the list will skip.
+    expect(page.locator("#recipients-count")).to_have_text(
+        "2 recipients · 1 on your suppression list, skipped"
+    )
     page.get_by_label("Subject").fill("Note {{ name }}")
     page.get_by_label("Message", exact=True).fill("Dear {{ name }}")
     page.get_by_role("button", name="Send form letter").click()
