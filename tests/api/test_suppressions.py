@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Message, Suppression
+from sendas.services.campaigns import create
 from tests.api.test_campaigns import letter, make_alias, upload
 from tests.conftest import Person
 
@@ -168,3 +170,16 @@ def test_single_email_is_not_blocked(client: TestClient, ctx: AppContext, alice:
         headers=alice.headers,
     )
     assert r.status_code == 202, r.text
+
+
+def test_a_long_list_is_looked_up_per_chunk(
+    client: TestClient, ctx: AppContext, alice: Person, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(create, "SUPPRESSIONS_HELD", 1)  # two entries: not held
+    make_alias(client, alice)
+    suppress(client, alice, "ann@example.org")
+    suppress(client, alice, "CAT@example.org")
+    body = client.post("/api/campaigns", json=letter(), headers=alice.headers).json()
+    assert (body["total"], body["skipped_suppressed"]) == (1, 2)
+    assert body["skipped_addresses"] == ["ann@example.org", "cat@example.org"]
+    assert queued_addresses(ctx, body["id"]) == ["ben@example.org"]

@@ -110,6 +110,17 @@ def has_any(session: Session, user_id: int) -> bool:
     return bool(session.scalar(select(exists().where(Suppression.user_id == user_id))))
 
 
+def whole_list(session: Session, user_id: int, at_most: int) -> set[str] | None:
+    """Every address on the user's list when there are at most ``at_most`` (one query,
+    bounded memory), else None: the caller then asks :func:`suppressed_among` per chunk."""
+    rows = list(
+        session.scalars(
+            select(Suppression.address).where(Suppression.user_id == user_id).limit(at_most + 1)
+        )
+    )
+    return None if len(rows) > at_most else set(rows)
+
+
 def suppressed_among(session: Session, user_id: int, addresses: Iterable[str]) -> set[str]:
     """Which of ``addresses`` are on the user's list, in lower case (compare with
     :func:`normalise`). One indexed query per :data:`LOOKUP_CHUNK` distinct addresses."""

@@ -34,13 +34,16 @@ from sendas.services.campaigns.progress import campaign_out
 from sendas.services.campaigns.recipients import BadRow, Row, RowSource
 from sendas.services.common import Actor, audit
 from sendas.services.quotas import Limits, check_letter_size, check_send_room
-from sendas.services.suppressions import has_any, normalise, suppressed_among
+from sendas.services.suppressions import normalise, suppressed_among, whole_list
 from sendas.statuses import CampaignStatus
 
 # Bad lines kept for the answer; the rest are only counted.
 MAX_REPORTED = 1_000
 MAX_PROBLEMS = 100
 MAX_KEPT = 100  # skipped lines recorded with the letter
+# A suppression list up to this size is read once and held (about 100 bytes an address);
+# a longer one is looked up per chunk of rows (about 12 µs a row on SQLite).
+SUPPRESSIONS_HELD = 20_000
 
 
 @dataclass
@@ -101,12 +104,13 @@ def create_campaign(
         sender = _Sender(alias.id, alias.from_address)
         # A user already at a limit is told so before the list is read.
         check_send_room(s, actor, 1, limits, field=list_field)
-        # One lookup per chunk of rows, and none for a user whose list is empty.
-        owner = actor.id if has_any(s, actor.id) else None
+        # The owner's list at once when it is short, else one lookup per chunk of rows.
+        held = whole_list(s, actor.id, SUPPRESSIONS_HELD)
     where = "line" if list_field == "file" else "recipient"
     size_limits = None if limits is None or actor.is_operator else limits
     checking = _Checking(data, settings, where, list_field, size_limits)
-    checking.suppressions = None if owner is None else _SuppressionFilter(db, owner)
+    if held != set():  # nothing to skip for a user whose list is empty
+        checking.suppressions = _SuppressionFilter(db, actor.id, held)
     scan = checking.scan(templates, rows)
     with scan.subjects:
         if scan.invalid and not skip_invalid:
@@ -132,15 +136,18 @@ def _nobody_left(scan: _Scan) -> str:
 
 
 class _SuppressionFilter:
-    """Drops the rows whose address is on the owner's suppression list: one query per
-    chunk, in a short read transaction of its own (the scan holds no session)."""
+    """Drops the rows whose address is on the owner's suppression list: the ``held``
+    list, or one query per chunk in a short read transaction of its own (the scan holds
+    no session)."""
 
-    def __init__(self, db: Database, user_id: int) -> None:
-        self.db, self.user_id = db, user_id
+    def __init__(self, db: Database, user_id: int, held: set[str] | None) -> None:
+        self.db, self.user_id, self.held = db, user_id, held
 
     def keep(self, chunk: list[Row], scan: _Scan) -> list[Row]:
-        with self.db.read() as s:
-            found = suppressed_among(s, self.user_id, (r.email for r in chunk))
+        found = self.held
+        if found is None:
+            with self.db.read() as s:
+                found = suppressed_among(s, self.user_id, (r.email for r in chunk))
         if not found:
             return chunk
         kept = []
