@@ -253,8 +253,11 @@ def _store(
         status=CampaignStatus.RUNNING,
         total=0,
         created_at=now,
-        skipped_suppressed=scan.suppressed,
-        skipped_addresses=scan.suppressed_addresses or None,
+        suppressed_skips=(
+            {"count": scan.suppressed, "addresses": scan.suppressed_addresses}
+            if scan.suppressed
+            else None
+        ),
     )
     session.add(campaign)
     session.flush()

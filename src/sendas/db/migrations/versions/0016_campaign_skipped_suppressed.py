@@ -1,6 +1,6 @@
 """Form letters remember the recipients they skipped because of the suppression list:
-``skipped_suppressed`` (how many; 0 for every existing letter) and ``skipped_addresses``
-(the first ones).
+``suppressed_skips``, ``{"count": n, "addresses": [the first ones]}`` (NULL: none, as for
+every existing letter).
 
 Revision ID: 0016
 Revises: 0011
@@ -19,13 +19,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("skipped_suppressed", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch_op.add_column(sa.Column("skipped_addresses", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("suppressed_skips", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("campaigns", schema=None) as batch_op:
-        batch_op.drop_column("skipped_addresses")
-        batch_op.drop_column("skipped_suppressed")
+        batch_op.drop_column("suppressed_skips")
