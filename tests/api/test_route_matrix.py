@@ -72,6 +72,10 @@ RULES: dict[str, str] = {
     "POST /api/tokens": USER,
     "GET /api/tokens": USER,
     "DELETE /api/tokens/{token_id}": OWNER,
+    # API: the suppression list
+    "GET /api/suppressions": USER,
+    "POST /api/suppressions": USER,
+    "DELETE /api/suppressions/{suppression_id}": OWNER,
     "POST /api/me/password": USER,
     "PATCH /api/users/{user_id}": ADMIN,
     # API: aliases
@@ -144,6 +148,10 @@ RULES: dict[str, str] = {
     "POST /account/tokens": USER,
     "POST /account/tokens/{token_id}/revoke": OWNER,
     "GET /help": USER,
+    # Pages: the suppression list
+    "GET /suppressions": USER,
+    "POST /suppressions": USER,
+    "POST /suppressions/{suppression_id}/remove": OWNER,
     "GET /help/{topic}": USER,
     # Pages: administration
     "GET /admin/outgoing": ADMIN,

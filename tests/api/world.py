@@ -34,6 +34,7 @@ class Objects:
     message_id: int
     campaign_id: int
     token_id: int
+    suppression_id: int
 
 
 @dataclass
@@ -132,6 +133,12 @@ def make_objects(client: TestClient, a: Person) -> Objects:
         202,
     )
     token = _ok(client.post("/api/tokens", json={"name": "world"}, headers=a.headers), 201)
+    suppression = _ok(
+        client.post(
+            "/api/suppressions", json={"address": f"gone{n}@example.org"}, headers=a.headers
+        ),
+        201,
+    )
     return Objects(
         user_id=a.id,
         alias_id=alias["id"],
@@ -139,6 +146,7 @@ def make_objects(client: TestClient, a: Person) -> Objects:
         message_id=message["id"],
         campaign_id=campaign["id"],
         token_id=token["id"],
+        suppression_id=suppression["id"],
     )
 
 
@@ -151,6 +159,7 @@ PATH_VALUES: dict[str, Callable[[Objects], object]] = {
     "message_id": lambda o: o.message_id,
     "campaign_id": lambda o: o.campaign_id,
     "token_id": lambda o: o.token_id,
+    "suppression_id": lambda o: o.suppression_id,
     "provider": lambda o: "google",
     "user_id": lambda o: o.user_id,
     "index": lambda o: 0,

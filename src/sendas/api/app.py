@@ -18,6 +18,7 @@ from sendas.api.routers import (
     campaigns,
     imap_accounts,
     oauth_clients,
+    suppressions,
     system,
     users,
 )
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, ctx: AppContext | None = Non
         audit,
         campaigns,
         messages_router,
+        suppressions,
     ):
         api.include_router(module.router)
     app.include_router(api)

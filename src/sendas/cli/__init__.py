@@ -19,6 +19,7 @@ from sendas.cli.oauth import oauth_app
 from sendas.cli.outgoing import system_app
 from sendas.cli.send import send
 from sendas.cli.serve import serve, worker
+from sendas.cli.suppressions import suppression_app
 from sendas.cli.tokens import token_app
 from sendas.cli.users import user_app
 
@@ -49,6 +50,7 @@ app.add_typer(imap_app, name="imap")
 app.add_typer(system_app, name="system")
 app.add_typer(oauth_app, name="oauth")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(suppression_app, name="suppressions")
 
 
 def main() -> None:

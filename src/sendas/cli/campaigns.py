@@ -178,6 +178,14 @@ def _print_created(created: CampaignCreated) -> None:
             f"... {created.invalid_count - len(created.invalid_lines)} more bad lines",
             highlight=False,
         )
+    if created.skipped_suppressed:
+        err.print(
+            f"skipped {created.skipped_suppressed} suppressed address(es): "
+            + ", ".join(created.skipped_addresses)
+            + (" ..." if created.skipped_suppressed > len(created.skipped_addresses) else ""),
+            markup=False,
+            highlight=False,
+        )
     out.print(
         f"queued campaign {created.id}: {created.total} message(s)"
         + (f", {created.invalid_count} line(s) skipped" if created.invalid_count else ""),

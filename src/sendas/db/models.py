@@ -252,6 +252,10 @@ class Campaign(Base):
     total: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Recipients left out because they are on the owner's suppression list (migration
+    # 0016): {"count": n, "addresses": the first ones}; NULL, none. JSON, so that code
+    # written against an older schema still inserts letters (the ORM leaves it out).
+    suppressed_skips: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Message(Base):

@@ -81,6 +81,7 @@ from sendas.schemas.results import (
     StoredTestResult,
     stored_test_result,
 )
+from sendas.schemas.suppressions import SuppressionIn, SuppressionOut, SuppressionPage
 
 __all__ = [
     "DELAY_MS_MAX",
@@ -134,6 +135,9 @@ __all__ = [
     "SmtpFields",
     "StoredTestResult",
     "Strict",
+    "SuppressionIn",
+    "SuppressionOut",
+    "SuppressionPage",
     "SystemMessageIn",
     "SystemOutgoingIn",
     "SystemOutgoingOut",

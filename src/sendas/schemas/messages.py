@@ -254,6 +254,12 @@ class CampaignOut(BaseModel):
     eta_seconds: float | None
     created_at: datetime
     completed_at: datetime | None
+    skipped_suppressed: int = Field(
+        0, description="Recipients not queued: their address is on your suppression list."
+    )
+    skipped_addresses: list[str] = Field(
+        [], description="The first of those addresses (at most 100), in lower case."
+    )
 
 
 class CampaignCreated(CampaignOut):

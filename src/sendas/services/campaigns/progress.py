@@ -62,6 +62,7 @@ def _lane_pause(session: Session, alias_id: int, now: datetime) -> str | None:
 def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
     now = datetime.now(UTC)
     counts = _counts(session, campaign.id)
+    skips = campaign.suppressed_skips or {}
     remaining = sum(counts[k] for k in ACTIVE)
     paused_reason = campaign.paused_reason if campaign.status == CampaignStatus.PAUSED else None
     rate = 0.0
@@ -84,6 +85,8 @@ def _campaign_out(session: Session, campaign: Campaign) -> CampaignOut:
         eta_seconds=None if eta is None else round(eta, 1),
         created_at=campaign.created_at,
         completed_at=campaign.completed_at,
+        skipped_suppressed=skips.get("count", 0),
+        skipped_addresses=skips.get("addresses", []),
     )
 
 

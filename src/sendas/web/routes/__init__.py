@@ -14,6 +14,7 @@ from sendas.web.routes.letter_history import router as letter_history_router
 from sendas.web.routes.letters import router as letters_router
 from sendas.web.routes.messages import router as messages_router
 from sendas.web.routes.oauth import router as oauth_router
+from sendas.web.routes.suppressions import router as suppressions_router
 
 router = APIRouter(include_in_schema=False)
 for module_router in (
@@ -24,6 +25,7 @@ for module_router in (
     messages_router,
     letters_router,
     letter_history_router,
+    suppressions_router,
     oauth_router,
     account_router,
     help_router,

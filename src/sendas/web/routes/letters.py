@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from sendas.config import Settings
+from sendas.context import AppContext
 from sendas.errors import (
     Conflict,
     NotFound,
@@ -21,6 +22,7 @@ from sendas.errors import (
 )
 from sendas.schemas import CampaignOut, PreviewIn, RecipientIn
 from sendas.schemas.fields import ObjectId, form_id
+from sendas.services import suppressions
 from sendas.services.campaigns import history, lifecycle, progress
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.csvfile import CsvLimits
@@ -115,8 +117,11 @@ async def campaign_preview(request: Request, ctx: WebCtx, actor: WebActor, form:
     return page(request, "mail/_preview.html", {**shown, "errors": errors})
 
 
-def _list_summary(form: FormData, limits: CsvLimits) -> ListSummary | None:
-    """The chosen file or the pasted list, summarized; None when there is neither."""
+def _list_summary(
+    form: FormData, limits: CsvLimits, ctx: AppContext | None = None, actor: Actor | None = None
+) -> ListSummary | None:
+    """The chosen file or the pasted list, summarized (with ``ctx`` and ``actor``: how many
+    are on the actor's suppression list); None when there is neither."""
     try:
         rows = recipients_from_upload(
             form.get("file"),
@@ -128,13 +133,24 @@ def _list_summary(form: FormData, limits: CsvLimits) -> ListSummary | None:
         return ListSummary(problem=exc.problems[0].msg)
     except ValidationFailed:
         return None  # nothing chosen or pasted yet
-    return summarize(rows)
+    if ctx is None or actor is None:
+        return summarize(rows)
+    owner, db = actor.id, ctx.db
+    with db.read() as s:
+        if not suppressions.has_any(s, owner):
+            return summarize(rows)
+
+    def among(emails: list[str]) -> set[str]:
+        with db.read() as s:
+            return suppressions.suppressed_among(s, owner, emails)
+
+    return summarize(rows, among)
 
 
 @router.post("/campaigns/columns")
 async def campaign_columns(request: Request, ctx: WebCtx, actor: WebActor, form: Form) -> Response:
     """The recipient counter, merge fields and address column of the list (a fragment)."""
-    info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
+    info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings), ctx, actor)
     chosen = text(form, "email_column")
     return page(request, "mail/_csv_info.html", {"info": info, "chosen": chosen})
 
@@ -180,7 +196,7 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         }
         values["alias_id"] = form_id(text(form, "alias_id")) or 0
         values["email_column"] = text(form, "email_column")
-        info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings))
+        info = await run_in_threadpool(_list_summary, form, CsvLimits.of(ctx.settings), ctx, actor)
         return page(
             request,
             "mail/campaign_new.html",
@@ -190,6 +206,12 @@ async def campaign_create(request: Request, ctx: WebCtx, actor: WebActor, form: 
         )
     if created.invalid_count:
         flash(request, f"{created.invalid_count} line(s) were skipped as invalid.", "warn")
+    if created.skipped_suppressed:
+        flash(
+            request,
+            f"{created.skipped_suppressed} recipient(s) on your suppression list were skipped.",
+            "warn",
+        )
     return redirect(request, f"/campaigns/{campaign_id}")
 
 
