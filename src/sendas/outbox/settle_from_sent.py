@@ -225,6 +225,8 @@ class _Recorder:
         if item.message_id in check.lookup.found:
             mark_sent(session, message)
             message.hint = CONFIRMED_IN_SENT
+            message.sent_copy = "skipped"  # the server's own copy is there: none of ours
+            message.sent_copy_detail = f"the copy in {folder} of {group.label} is the server's"
             return MessageStatus.SENT
         due = item.since + timedelta(seconds=self.cfg.after_seconds)
         if group.files_copy and now >= due and _may_queue(session, message):
