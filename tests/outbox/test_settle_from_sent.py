@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -25,6 +26,10 @@ from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, Settl
 from sendas.schemas import MessageIn
 from sendas.services import messages as message_service
 from sendas.services.common import Actor
+from tests.conftest import Person
+from tests.oauth.conftest import USER_EMAIL
+from tests.oauth.test_imap_xoauth2 import signed_in_with_imap
+from tests.oauth.test_web_flow import send, web
 from tests.outbox.conftest import (
     make_alias,
     message,
@@ -35,8 +40,12 @@ from tests.outbox.conftest import (
     wait_for,
 )
 from tests.outbox.test_copy_to_sent import add_imap
+from tests.servers.dovecot import DovecotOAuthFactory
 from tests.servers.filing import filing_script
+from tests.servers.oauth_server import OAuthServerFactory
 from tests.servers.smtpd import DROP, Received, SmtpdFactory
+
+__all__ = ["web"]  # the fixture, for the XOAUTH2 test
 
 SENT = "Sent Items"  # the Sent folder of a Dovecot account laid out "special"
 SETTLE_AFTER = 1.0
@@ -207,3 +216,35 @@ async def test_imap_login_refused_leaves_it_unknown_with_the_reason(
     )
     assert "(login)" in left.hint and "not-the-password" not in left.hint
     assert server.recorder.messages == []  # nothing was sent while checking
+
+
+async def test_xoauth2_mailbox_settles_it_and_the_page_and_api_say_so(
+    ctx: AppContext,
+    web: httpx.AsyncClient,
+    admin: Person,
+    alice: Person,
+    oauth_server: OAuthServerFactory,
+    dovecot_oauth: DovecotOAuthFactory,
+    smtpd: SmtpdFactory,
+) -> None:
+    server = oauth_server("google")
+    dovecot = dovecot_oauth(server, USER_EMAIL)
+    # A signed-in alias whose IMAP account has no password: it logs in with the token.
+    _, dovecot, mail, alias_id, _ = await signed_in_with_imap(
+        ctx, web, admin, alice, server, dovecot, smtpd
+    )
+    mailbox = dovecot.mailbox_of(USER_EMAIL)
+    mail.recorder.script.update(filing_script(dovecot, mailbox, SENT, then=DROP))
+    mid = await send(web, alice, alias_id, "settled over xoauth2")
+
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, mid).status == "sent", within=30)
+
+    settled = message(ctx, mid)
+    assert settled.hint == CONFIRMED_IN_SENT
+    assert received_ids(mail.recorder) == Counter({settled.message_id: 1})
+    assert sent_ids(dovecot, mailbox) == Counter({settled.message_id: 1})
+    api = await web.get(f"/api/messages/{mid}", headers=alice.headers)
+    assert api.json()["status"] == "sent" and api.json()["hint"] == CONFIRMED_IN_SENT
+    page = await web.get(f"/messages/{mid}")
+    assert CONFIRMED_IN_SENT in page.text
