@@ -9,6 +9,7 @@ dropped before its reply, or a worker died after marking it ``sending`` (reaped)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -16,21 +17,26 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import ImapAccount, Message, utcnow
+from sendas.db.models import Campaign, ImapAccount, Message, utcnow
 from sendas.outbox.record import reap_expired
 from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, SettleConfig
-from sendas.schemas import MessageIn
+from sendas.schemas import AliasPatch, ImapCreate, MessageIn
+from sendas.services import aliases as alias_service
+from sendas.services import imap_accounts as imap_service
 from sendas.services import messages as message_service
+from sendas.services.campaigns.progress import campaign_out
 from sendas.services.common import Actor
 from tests.conftest import Person
 from tests.oauth.conftest import USER_EMAIL
 from tests.oauth.test_imap_xoauth2 import signed_in_with_imap
 from tests.oauth.test_web_flow import send, web
 from tests.outbox.conftest import (
+    FAST,
     make_alias,
     message,
     message_id_of,
@@ -39,6 +45,7 @@ from tests.outbox.conftest import (
     running_worker,
     wait_for,
 )
+from tests.outbox.test_campaign_completion import form_letter
 from tests.outbox.test_copy_to_sent import add_imap
 from tests.servers.dovecot import DovecotOAuthFactory
 from tests.servers.filing import filing_script
@@ -248,3 +255,57 @@ async def test_xoauth2_mailbox_settles_it_and_the_page_and_api_say_so(
     assert api.json()["status"] == "sent" and api.json()["hint"] == CONFIRMED_IN_SENT
     page = await web.get(f"/messages/{mid}")
     assert CONFIRMED_IN_SENT in page.text
+
+
+async def test_form_letter_counts_move_when_a_message_is_confirmed(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("letter", layout="special")
+    filing = filing_script(dovecot_server, account, SENT)["DATA_END"]
+
+    def file_and_drop_r1(received: Received) -> str | None:
+        filing(received)
+        return DROP if received.rcpt_tos == ["r1@example.org"] else None
+
+    server = await smtpd("none", script={"DATA_END": file_and_drop_r1})
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    campaign_id = form_letter(ctx, alice_actor, alias_id, 3)
+
+    def letter() -> Any:
+        with ctx.db.read() as s:
+            return campaign_out(s, s.get_one(Campaign, campaign_id))
+
+    # Rendered in a thread of the worker: no render processes to start on a busy machine.
+    async with running_worker(ctx, dataclasses.replace(FAST, render_processes=0)):
+        await wait_for(lambda: letter().counts.get("sent") == 3, within=30)
+
+    done = letter()
+    assert done.status == "completed"
+    assert done.counts.get("unknown", 0) == 0
+    with ctx.db.read() as s:
+        hints = [m.hint for m in s.query(Message).filter(Message.campaign_id == campaign_id)]
+    assert hints.count(CONFIRMED_IN_SENT) == 1
+    assert len(server.recorder.messages) == 3  # nothing sent twice
+
+
+def test_changing_the_smtp_server_forgets_whether_it_files_copies(
+    ctx: AppContext, alice_actor: Actor
+) -> None:
+    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
+                      password=SecretStr("pw"))  # fmt: skip
+    with ctx.db.write() as s:
+        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True
+
+    class Port:
+        port = 2525
+
+    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    with ctx.db.write() as s:  # a change elsewhere keeps what was learnt
+        alias_service.update_alias(s, alice_actor, alias_id, AliasPatch(delay_ms=10), None)
+    assert account_flag(ctx, imap_id) is True
+    with ctx.db.write() as s:
+        patch = AliasPatch(smtp_server="127.0.0.1:2526", smtp_password=SecretStr("pw"))
+        alias_service.update_alias(s, alice_actor, alias_id, patch, ctx.secrets)
+    assert account_flag(ctx, imap_id) is None

@@ -119,7 +119,10 @@ def update_imap_account(
     session: Session, actor: Actor, account_id: int, data: ImapPatch, box: SecretBox
 ) -> ImapAccount:
     acc = get_imap_account(session, actor, account_id)
+    mailbox = (acc.imap_host, acc.imap_port, acc.username, acc.sent_folder)
     apply_fields(acc, data, box)
+    if mailbox != (acc.imap_host, acc.imap_port, acc.username, acc.sent_folder):
+        acc.files_sent_copy = None  # another mailbox: whether it files its own copy is unknown
     session.flush()
     audit(
         session,
