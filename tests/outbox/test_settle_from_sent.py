@@ -31,7 +31,7 @@ from sendas.services import imap_accounts as imap_service
 from sendas.services import messages as message_service
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.common import Actor
-from tests.conftest import Person
+from tests.conftest import Person, make_person
 from tests.oauth.conftest import USER_EMAIL
 from tests.oauth.test_imap_xoauth2 import signed_in_with_imap
 from tests.oauth.test_web_flow import send, web
@@ -254,7 +254,7 @@ async def test_xoauth2_mailbox_settles_it_and_the_page_and_api_say_so(
     api = await web.get(f"/api/messages/{mid}", headers=alice.headers)
     assert api.json()["status"] == "sent" and api.json()["hint"] == CONFIRMED_IN_SENT
     page = await web.get(f"/messages/{mid}")
-    assert CONFIRMED_IN_SENT in page.text
+    assert f"<strong>Note:</strong> {CONFIRMED_IN_SENT}" in page.text
 
 
 async def test_form_letter_counts_move_when_a_message_is_confirmed(
@@ -309,3 +309,39 @@ def test_changing_the_smtp_server_forgets_whether_it_files_copies(
         patch = AliasPatch(smtp_server="127.0.0.1:2526", smtp_password=SecretStr("pw"))
         alias_service.update_alias(s, alice_actor, alias_id, patch, ctx.secrets)
     assert account_flag(ctx, imap_id) is None
+
+
+@pytest.mark.postgres
+async def test_two_settlers_at_once_on_postgresql(
+    postgres_url: str, tmp_path: Path, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
+                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
+    pg = AppContext.build(settings)
+    try:
+        person = make_person(pg, "pat@example.test")
+        actor = Actor(person.id, person.email, False)
+        account = dovecot_server.add_account("pg", layout="special")
+        server = await smtpd("none")
+        imap_id = add_imap(pg, actor, dovecot_server, account, account.password)
+        alias_id = make_alias(pg, actor, server, imap_account_id=imap_id)
+        filed, missing = (crashed_before_sending(pg, actor, alias_id) for _ in range(2))
+        # The server filed the first one (as if accepted) before the worker died.
+        raw = message(pg, filed).raw or b""
+        imap = dovecot_server.connect(account)
+        try:
+            assert imap.append(f'"{SENT}"', "(\\Seen)", None, raw)[0] == "OK"
+        finally:
+            imap.logout()
+        with pg.db.write() as s:
+            assert reap_expired(s, utcnow()) == 2
+
+        a, b = direct_settler(pg), direct_settler(pg)
+        results = await asyncio.gather(a.settle_once(), b.settle_once())
+        assert sum(r[0] for r in results) == 1 and sum(r[1] for r in results) == 0
+        assert message(pg, filed).status == "sent"
+        assert message(pg, filed).hint == CONFIRMED_IN_SENT
+        left = message(pg, missing)
+        assert left.status == "unknown" and (left.hint or "").startswith("Not found in")
+    finally:
+        pg.close()
