@@ -34,6 +34,11 @@ def message_id_of(raw: bytes) -> str | None:
     return found.group(1).decode("ascii", "replace") if found else None
 
 
+def searchable(message_id: str) -> bool:
+    """Whether ``message_id`` can be searched for (ASCII, no quote or control character)."""
+    return bool(message_id) and message_id.isascii() and not _UNSAFE.search(message_id)
+
+
 def _failure(exc: OSError | imaplib.IMAP4.error, what: str) -> TransportError:
     if isinstance(exc, TimeoutError):
         return MailTimeoutError(f"the server did not answer in time during {what}", step=STEP)
@@ -92,7 +97,7 @@ def find_by_message_ids(
     assert imap is not None
     found: dict[str, list[int]] = {}
     for message_id in message_ids:
-        if not message_id or _UNSAFE.search(message_id) or not message_id.isascii():
+        if not searchable(message_id):
             found[message_id] = []
             continue
         try:
@@ -114,6 +119,8 @@ class SentLookup:
 
     folder: str
     found: frozenset[str]
+    searched: frozenset[str]
+    """The Message-IDs actually searched for (one that cannot go into a command is not)."""
 
 
 def _look_up_blocking(
@@ -125,7 +132,8 @@ def _look_up_blocking(
         session.login()
         folder = session.find_sent()
         uids = find_by_message_ids(session, folder, message_ids)
-        return SentLookup(folder.name, frozenset(m for m, u in uids.items() if u))
+        found = frozenset(m for m, u in uids.items() if u)
+        return SentLookup(folder.name, found, frozenset(filter(searchable, message_ids)))
     finally:
         session.close()
 

@@ -220,8 +220,12 @@ class _Recorder:
                 f"Could not look for this message in the Sent folder of {group.label} at "
                 f"{_when(now)}: {check.error}. {_DECIDE}"
             )
-            return self._stays(session, item, hint, now + every)
+            # Tried again, less and less often: after as long again as it has been unknown.
+            return self._stays(session, item, hint, now + max(every, now - item.since))
         folder = check.lookup.folder
+        if item.message_id not in check.lookup.searched:
+            hint = f"This message has no Message-ID that can be looked for in {folder}. {_DECIDE}"
+            return self._stays(session, item, hint, now + timedelta(days=3650))
         if item.message_id in check.lookup.found:
             mark_sent(session, message)
             message.hint = CONFIRMED_IN_SENT
@@ -249,7 +253,6 @@ class _Recorder:
             "known to file its own copy of accepted mail, so the message may still have been "
             f"accepted. {_DECIDE}"
         )
-        # Looked at less and less often: after as long again as it has been unknown.
         return self._stays(session, item, hint, now + max(every, now - item.since))
 
     @staticmethod
