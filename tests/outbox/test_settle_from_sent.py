@@ -110,8 +110,9 @@ def crashed_before_sending(ctx: AppContext, actor: Actor, alias_id: int) -> int:
 
 
 def account_flag(ctx: AppContext, imap_id: int) -> bool | None:
+    """What the API shows (``GET /api/imap-accounts/{id}``): does the server file copies?"""
     with ctx.db.read() as s:
-        return s.get_one(ImapAccount, imap_id).files_sent_copy
+        return imap_service.imap_out(s.get_one(ImapAccount, imap_id)).files_sent_copy
 
 
 def sent_ids(dovecot: Any, account: Any) -> Counter[str]:

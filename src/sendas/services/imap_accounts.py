@@ -29,6 +29,7 @@ def imap_out(acc: ImapAccount) -> ImapOut:
         password_set=acc.password_enc is not None,
         last_test=acc.last_test,
         created_at=acc.created_at,
+        files_sent_copy=acc.files_sent_copy,
     )
 
 
