@@ -198,6 +198,27 @@ class Settings(BaseSettings):
         description="Most SMTP connections one alias (or the outgoing settings) may use at "
         "once (its max_connections, allowed above 1 only without a delay).",
     )
+    # --- settling unknown messages from the Sent folder (sendas.outbox.settle_from_sent) ---
+    settle_every_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=86_400,
+        description="How often a worker looks for unknown messages in their aliases' Sent "
+        "folders (one IMAP connection per account per look).",
+    )
+    settle_batch: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Most unknown messages one look checks; the rest wait for the next.",
+    )
+    settle_after_seconds: float = Field(
+        default=180.0,
+        gt=0,
+        description="An unknown message still missing from the Sent folder this long after it "
+        "was last on the wire goes back to the queue, when the mailbox files its own copy of "
+        "accepted mail (it was never accepted); otherwise it stays unknown.",
+    )
 
     @property
     def effective_database_url(self) -> str:

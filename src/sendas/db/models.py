@@ -127,6 +127,9 @@ class ImapAccount(Base):
     )
     last_test: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    # Does the mail server file its own copy of accepted mail in Sent? None: not known yet;
+    # learnt after a send (our Message-ID found there before our copy).
+    files_sent_copy: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class SmtpColumns:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from sendas.errors import ReauthRequired, TransportError
 from sendas.imap.endpoint import ImapEndpoint
+from sendas.imap.folders import Folder
+from sendas.imap.search import find_by_message_id, message_id_of
 from sendas.imap.session import ImapSession
 from sendas.schemas import ConnectionTestResult
 
@@ -19,7 +21,11 @@ log = logging.getLogger("sendas.imap")
 
 # A copy the outbox does not attempt (the provider files its own) is recorded as "skipped"
 # by the outbox itself; an attempt ends in one of these.
-AppendStatus = Literal["appended", "failed"]
+AppendStatus = Literal["appended", "failed", "skipped"]
+
+FILED_BY_SERVER = (
+    "the mail server filed its own copy in {folder} (found by Message-ID): not copied twice"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class AppendOutcome:
     server_reply: str = ""
     hint: str = ""
     needs_reauth: bool = False
+    # With ``check_filed``: was a copy with our Message-ID already there before the APPEND
+    # (the server files its own copies)? None when not looked at.
+    filed_by_server: bool | None = None
 
     @classmethod
     def from_error(cls, error: TransportError) -> AppendOutcome:
@@ -81,31 +90,58 @@ async def find_sent_folder(endpoint: ImapEndpoint) -> str:
     return await asyncio.to_thread(_find_sent_blocking, endpoint, asyncio.get_running_loop())
 
 
+def _filed_already(session: ImapSession, folder: Folder, raw: bytes) -> bool | None:
+    """Is a message with ``raw``'s Message-ID in ``folder`` already? None when it cannot be
+    told (no Message-ID, the search refused): the copy is then made as usual."""
+    message_id = message_id_of(raw)
+    if message_id is None:
+        return None
+    try:
+        return bool(find_by_message_id(session, folder, message_id))
+    except TransportError:
+        if session.broken:
+            raise
+        return None
+
+
 def _append_blocking(
-    endpoint: ImapEndpoint, raw: bytes, loop: asyncio.AbstractEventLoop
+    endpoint: ImapEndpoint, raw: bytes, loop: asyncio.AbstractEventLoop, check_filed: bool
 ) -> AppendOutcome:
     session = ImapSession(endpoint, loop=loop)
     try:
         session.connect()
         session.login()
         folder = session.find_sent()
+        filed = _filed_already(session, folder, raw) if check_filed else None
+        if filed:
+            reason = FILED_BY_SERVER.format(folder=folder.name)
+            return AppendOutcome("skipped", reason=reason, folder=folder.name, filed_by_server=True)
         uid = session.append(folder, raw)
         return AppendOutcome(
-            "appended", reason=f"copied to {folder.name}", folder=folder.name, uid=uid
+            "appended",
+            reason=f"copied to {folder.name}",
+            folder=folder.name,
+            uid=uid,
+            filed_by_server=filed,
         )
     finally:
         session.close()
 
 
-async def append_to_sent(endpoint: ImapEndpoint, raw: bytes) -> AppendOutcome:
+async def append_to_sent(
+    endpoint: ImapEndpoint, raw: bytes, *, check_filed: bool = False
+) -> AppendOutcome:
     """APPEND ``raw`` (the exact bytes sent, CRLF line ends) to Sent with ``\\Seen``.
+
+    With ``check_filed``, Sent is first searched for ``raw``'s Message-ID: a server that
+    filed its own copy gets none from us (status ``skipped``, ``filed_by_server`` True).
 
     Never raises for a server or network failure: the send already succeeded, so the
     outcome says ``failed`` with the reason, step and hint instead.
     """
     try:
         loop = asyncio.get_running_loop()
-        outcome = await asyncio.to_thread(_append_blocking, endpoint, raw, loop)
+        outcome = await asyncio.to_thread(_append_blocking, endpoint, raw, loop, check_filed)
     except TransportError as exc:
         outcome = AppendOutcome.from_error(exc)
     except Exception as exc:  # a copy to Sent must never turn a sent message into an error

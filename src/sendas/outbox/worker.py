@@ -35,6 +35,7 @@ from sendas.outbox.driver import LaneDriver, reauth_reason
 from sendas.outbox.lanes import acquire_lanes, lane_needs_attention
 from sendas.outbox.record import reap_expired, record_sent_copy
 from sendas.outbox.render import Renderer
+from sendas.outbox.settle_from_sent import SentSettler, SettleConfig, remember_filing
 from sendas.outbox.state import DriverContext
 from sendas.outbox.txqueue import TxQueue
 from sendas.sandbox import Limits
@@ -85,6 +86,10 @@ class Worker:
             self.cfg, self.id, ctx.secrets, token_providers, self._tx, self._renderer,
             self._stopping, self._start_copy, outbound=ctx.settings.outbound_policy,
         )  # fmt: skip
+        self._settler = SentSettler(
+            self._tx.run, ctx.secrets, SettleConfig.from_settings(ctx.settings),
+            token_providers=token_providers, outbound=ctx.settings.outbound_policy,
+        )  # fmt: skip
 
     # --- control --------------------------------------------------------------------------
 
@@ -106,6 +111,7 @@ class Worker:
         )  # fmt: skip
         beat.start()
         log.info("outbox worker %s started", self.id)
+        settling = asyncio.create_task(self._settler.run(self._stopping), name="settle-from-sent")
         try:
             while not self._stopping.is_set():
                 try:
@@ -117,6 +123,8 @@ class Worker:
         finally:
             self._stopping.set()
             await self._drain()  # beating on: a drain can take an SMTP timeout
+            settling.cancel()  # an IMAP look-up in flight is simply made again later
+            await asyncio.gather(settling, return_exceptions=True)
             await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()
@@ -180,11 +188,12 @@ class Worker:
         self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
     ) -> None:
         async with self._copy_slots:
-            outcome = await append_to_sent(imap, raw)
+            outcome = await append_to_sent(imap, raw, check_filed=True)
         detail = outcome.reason or outcome.hint
 
         def record(s: Session) -> None:
             record_sent_copy(s, message_id, outcome.status, detail)
+            remember_filing(s, lane, outcome.filed_by_server)
             if outcome.step == "login" and not outcome.needs_reauth:
                 sent_copy_login_refused(s, message_id, imap.host, imap.port)
 

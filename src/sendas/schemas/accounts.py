@@ -197,6 +197,8 @@ class ImapOut(BaseModel):
     password_set: bool
     last_test: StoredTestResult
     created_at: datetime
+    # Learnt by the outbox after a send (None: not known yet); read-only.
+    files_sent_copy: bool | None = None
 
 
 # --- database outgoing settings ------------------------------------------------------------

@@ -7,7 +7,7 @@ concurrent requests; a partial unique index backs it up in the database.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, ImapAccount, User
@@ -329,9 +329,12 @@ def update_alias(
         raise ValidationFailed.one(
             "is_default", "an alias stays default until you make another alias the default"
         )
+    sends_to = (alias.smtp_host, alias.smtp_port, alias.imap_account_id)
     warnings = apply_fields(
         session, alias, data, box, creating=False, max_connections_cap=max_connections_cap
     )
+    if sends_to != (alias.smtp_host, alias.smtp_port, alias.imap_account_id):
+        _forget_filing(session, alias.imap_account_id)
     if data.is_default and not alias.is_default:
         _clear_default(session, actor.id)
         alias.is_default = True
@@ -346,6 +349,15 @@ def update_alias(
         detail={"fields": sorted(data.model_fields_set)},
     )
     return alias, warnings
+
+
+def _forget_filing(session: Session, account_id: int | None) -> None:
+    """Another SMTP server (or mailbox) for the alias: whether the server files its own copy
+    in that mailbox's Sent is not known any more (the outbox learns it again at a send)."""
+    if account_id is not None:
+        session.execute(
+            update(ImapAccount).where(ImapAccount.id == account_id).values(files_sent_copy=None)
+        )
 
 
 def make_default(session: Session, actor: Actor, alias_id: int) -> Alias:

@@ -29,6 +29,7 @@ def imap_out(acc: ImapAccount) -> ImapOut:
         password_set=acc.password_enc is not None,
         last_test=acc.last_test,
         created_at=acc.created_at,
+        files_sent_copy=acc.files_sent_copy,
     )
 
 
@@ -119,7 +120,10 @@ def update_imap_account(
     session: Session, actor: Actor, account_id: int, data: ImapPatch, box: SecretBox
 ) -> ImapAccount:
     acc = get_imap_account(session, actor, account_id)
+    mailbox = (acc.imap_host, acc.imap_port, acc.username, acc.sent_folder)
     apply_fields(acc, data, box)
+    if mailbox != (acc.imap_host, acc.imap_port, acc.username, acc.sent_folder):
+        acc.files_sent_copy = None  # another mailbox: whether it files its own copy is unknown
     session.flush()
     audit(
         session,

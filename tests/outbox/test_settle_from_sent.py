@@ -1,0 +1,348 @@
+"""Settling ``unknown`` messages from the mailbox, against a real Dovecot.
+
+A "filing" SMTP server (tests/servers/filing.py) files every message it accepts in the
+Dovecot account's Sent folder before it answers, as Gmail and Microsoft 365 do. A message
+is left ``unknown`` the ways it happens: the server accepted the data and the connection
+dropped before its reply, or a worker died after marking it ``sending`` (reaped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import update
+
+from sendas.config import Settings
+from sendas.context import AppContext
+from sendas.db.models import Campaign, ImapAccount, Message, utcnow
+from sendas.outbox.record import reap_expired
+from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, SettleConfig
+from sendas.schemas import AliasPatch, ImapCreate, MessageIn
+from sendas.services import aliases as alias_service
+from sendas.services import imap_accounts as imap_service
+from sendas.services import messages as message_service
+from sendas.services.campaigns.progress import campaign_out
+from sendas.services.common import Actor
+from tests.conftest import Person, make_person
+from tests.oauth.conftest import USER_EMAIL
+from tests.oauth.test_imap_xoauth2 import signed_in_with_imap
+from tests.oauth.test_web_flow import send, web
+from tests.outbox.conftest import (
+    FAST,
+    make_alias,
+    message,
+    message_id_of,
+    queue,
+    received_ids,
+    running_worker,
+    wait_for,
+)
+from tests.outbox.test_campaign_completion import form_letter
+from tests.outbox.test_copy_to_sent import add_imap
+from tests.servers.dovecot import DovecotOAuthFactory
+from tests.servers.filing import filing_script
+from tests.servers.oauth_server import OAuthServerFactory
+from tests.servers.smtpd import DROP, Received, SmtpdFactory
+
+__all__ = ["web"]  # the fixture, for the XOAUTH2 test
+
+SENT = "Sent Items"  # the Sent folder of a Dovecot account laid out "special"
+SETTLE_AFTER = 1.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        embedded_worker=False,
+        smtp_timeout=3.0,
+        settle_every_seconds=0.1,
+        settle_after_seconds=SETTLE_AFTER,
+    )
+
+
+def direct_settler(ctx: AppContext) -> SentSettler:
+    """A settler driven by the test, pass by pass (no worker running)."""
+
+    async def run(fn: Any) -> Any:
+        def tx() -> Any:
+            with ctx.db.write() as s:
+                return fn(s)
+
+        return await asyncio.to_thread(tx)
+
+    cfg = SettleConfig(every_seconds=0.1, after_seconds=SETTLE_AFTER, timeout=5.0)
+    return SentSettler(
+        run, ctx.secrets, cfg, token_providers=None, outbound=ctx.settings.outbound_policy
+    )
+
+
+def due_now(ctx: AppContext, message_id: int) -> None:
+    """Make the next check of ``message_id`` due (the settler spaces its checks out)."""
+    with ctx.db.write() as s:
+        s.execute(
+            update(Message)
+            .where(Message.id == message_id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1), updated_at=Message.updated_at)
+        )
+
+
+def crashed_before_sending(ctx: AppContext, actor: Actor, alias_id: int) -> int:
+    """A message a worker marked ``sending`` and then died with, before a byte of it went
+    out: queued and claimed by "a dead worker" in one transaction (no live worker sees it
+    queued); the next reap makes it ``unknown`` as after a SIGKILL."""
+    with ctx.db.write() as s:
+        body = MessageIn(alias_id=alias_id, to=["lost@example.org"], subject="Lost", text="x\n")
+        mid = message_service.send_message(s, actor, body).id
+        row = s.get_one(Message, mid)
+        row.status = "sending"
+        row.lease_owner = "dead-host:1:0000"
+        row.lease_expires_at = utcnow() - timedelta(seconds=1)
+    return mid
+
+
+def account_flag(ctx: AppContext, imap_id: int) -> bool | None:
+    """What the API shows (``GET /api/imap-accounts/{id}``): does the server file copies?"""
+    with ctx.db.read() as s:
+        return imap_service.imap_out(s.get_one(ImapAccount, imap_id)).files_sent_copy
+
+
+def sent_ids(dovecot: Any, account: Any) -> Counter[str]:
+    return Counter(message_id_of(m.raw) for m in dovecot.read_mailbox(account, SENT))
+
+
+async def test_accepted_then_dropped_is_confirmed_sent_from_the_sent_folder(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("confirm", layout="special")
+    # The server files the message, then drops the link instead of answering 250.
+    server = await smtpd("none", script=filing_script(dovecot_server, account, SENT, then=DROP))
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    [mid] = queue(ctx, alice_actor, alias_id, 1)
+
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, mid).status == "sent")
+
+    settled = message(ctx, mid)
+    assert settled.hint == CONFIRMED_IN_SENT
+    assert settled.sent_at is not None
+    assert settled.sent_copy == "skipped" and SENT in (settled.sent_copy_detail or "")
+    assert received_ids(server.recorder) == Counter({settled.message_id: 1})
+    assert server.recorder.messages[0].dropped  # it never heard the 250
+    assert sent_ids(dovecot_server, account) == Counter({settled.message_id: 1})
+
+
+async def test_never_accepted_goes_back_to_queued_and_is_delivered_once(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("requeue", layout="special")
+    server = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    assert account_flag(ctx, imap_id) is None
+    [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
+
+    async with running_worker(ctx):
+        # The first send teaches sendas that this server files its own copy.
+        await wait_for(lambda: message(ctx, first).sent_copy is not None)
+        copied = message(ctx, first)
+        assert copied.sent_copy == "skipped", copied.sent_copy_detail
+        assert "filed its own copy" in (copied.sent_copy_detail or "")
+        assert account_flag(ctx, imap_id) is True
+
+        lost = crashed_before_sending(ctx, alice_actor, alias_id)
+        await wait_for(lambda: message(ctx, lost).sent_copy is not None, within=30)
+
+    delivered = message(ctx, lost)
+    assert delivered.status == "sent"
+    assert delivered.hint != CONFIRMED_IN_SENT  # it was sent again, not found
+    assert received_ids(server.recorder) == Counter({copied.message_id: 1, delivered.message_id: 1})
+    # One copy each in Sent: the server's; ours were not appended.
+    assert sent_ids(dovecot_server, account) == Counter(
+        {copied.message_id: 1, delivered.message_id: 1}
+    )
+
+
+async def test_server_that_does_not_file_copies_leaves_it_unknown_with_what_was_checked(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("nofile", layout="special")
+
+    def drop_the_second(received: Received) -> str | None:
+        return DROP if b"Subject: Second" in received.data else None
+
+    server = await smtpd("none", script={"DATA_END": drop_the_second})
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
+
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, first).sent_copy is not None)
+        assert message(ctx, first).sent_copy == "appended"
+        assert account_flag(ctx, imap_id) is False  # no copy was there before ours
+        [second] = queue(ctx, alice_actor, alias_id, 1, subject="Second")
+        await wait_for(lambda: (message(ctx, second).hint or "").startswith("Not found"))
+
+    # Past the settling time it still is not queued again: this server may have accepted it.
+    await asyncio.sleep(SETTLE_AFTER)
+    due_now(ctx, second)
+    assert await direct_settler(ctx).settle_once() == (0, 0)
+    left = message(ctx, second)
+    assert left.status == "unknown"
+    assert left.hint is not None
+    assert f"Not found in {SENT} of {account.username} on 127.0.0.1" in left.hint
+    assert "not known to file its own copy" in left.hint and " UTC" in left.hint
+    assert received_ids(server.recorder)[left.message_id] == 1
+
+
+async def test_imap_login_refused_leaves_it_unknown_with_the_reason(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("refused", layout="special")
+    server = await smtpd("none")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, "not-the-password")
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    mid = crashed_before_sending(ctx, alice_actor, alias_id)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+
+    assert await direct_settler(ctx).settle_once() == (0, 0)
+    left = message(ctx, mid)
+    assert left.status == "unknown"
+    assert left.hint is not None
+    assert left.hint.startswith(
+        f"Could not look for this message in the Sent folder of {account.username}"
+    )
+    assert "(login)" in left.hint and "not-the-password" not in left.hint
+    assert server.recorder.messages == []  # nothing was sent while checking
+
+
+async def test_xoauth2_mailbox_settles_it_and_the_page_and_api_say_so(
+    ctx: AppContext,
+    web: httpx.AsyncClient,
+    admin: Person,
+    alice: Person,
+    oauth_server: OAuthServerFactory,
+    dovecot_oauth: DovecotOAuthFactory,
+    smtpd: SmtpdFactory,
+) -> None:
+    server = oauth_server("google")
+    dovecot = dovecot_oauth(server, USER_EMAIL)
+    # A signed-in alias whose IMAP account has no password: it logs in with the token.
+    _, dovecot, mail, alias_id, _ = await signed_in_with_imap(
+        ctx, web, admin, alice, server, dovecot, smtpd
+    )
+    mailbox = dovecot.mailbox_of(USER_EMAIL)
+    mail.recorder.script.update(filing_script(dovecot, mailbox, SENT, then=DROP))
+    mid = await send(web, alice, alias_id, "settled over xoauth2")
+
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, mid).status == "sent", within=30)
+
+    settled = message(ctx, mid)
+    assert settled.hint == CONFIRMED_IN_SENT
+    assert received_ids(mail.recorder) == Counter({settled.message_id: 1})
+    assert sent_ids(dovecot, mailbox) == Counter({settled.message_id: 1})
+    api = await web.get(f"/api/messages/{mid}", headers=alice.headers)
+    assert api.json()["status"] == "sent" and api.json()["hint"] == CONFIRMED_IN_SENT
+    page = await web.get(f"/messages/{mid}")
+    assert f"<strong>Note:</strong> {CONFIRMED_IN_SENT}" in page.text
+
+
+async def test_form_letter_counts_move_when_a_message_is_confirmed(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    account = dovecot_server.add_account("letter", layout="special")
+    filing = filing_script(dovecot_server, account, SENT)["DATA_END"]
+
+    def file_and_drop_r1(received: Received) -> str | None:
+        filing(received)
+        return DROP if received.rcpt_tos == ["r1@example.org"] else None
+
+    server = await smtpd("none", script={"DATA_END": file_and_drop_r1})
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    campaign_id = form_letter(ctx, alice_actor, alias_id, 3)
+
+    def letter() -> Any:
+        with ctx.db.read() as s:
+            return campaign_out(s, s.get_one(Campaign, campaign_id))
+
+    # Rendered in a thread of the worker: no render processes to start on a busy machine.
+    async with running_worker(ctx, dataclasses.replace(FAST, render_processes=0)):
+        await wait_for(lambda: letter().counts.get("sent") == 3, within=30)
+
+    done = letter()
+    assert done.status == "completed"
+    assert done.counts.get("unknown", 0) == 0
+    with ctx.db.read() as s:
+        hints = [m.hint for m in s.query(Message).filter(Message.campaign_id == campaign_id)]
+    assert hints.count(CONFIRMED_IN_SENT) == 1
+    assert len(server.recorder.messages) == 3  # nothing sent twice
+
+
+def test_changing_the_smtp_server_forgets_whether_it_files_copies(
+    ctx: AppContext, alice_actor: Actor
+) -> None:
+    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
+                      password=SecretStr("pw"))  # fmt: skip
+    with ctx.db.write() as s:
+        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True
+
+    class Port:
+        port = 2525
+
+    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    with ctx.db.write() as s:  # a change elsewhere keeps what was learnt
+        alias_service.update_alias(s, alice_actor, alias_id, AliasPatch(delay_ms=10), None)
+    assert account_flag(ctx, imap_id) is True
+    with ctx.db.write() as s:
+        patch = AliasPatch(smtp_server="127.0.0.1:2526", smtp_password=SecretStr("pw"))
+        alias_service.update_alias(s, alice_actor, alias_id, patch, ctx.secrets)
+    assert account_flag(ctx, imap_id) is None
+
+
+@pytest.mark.postgres
+async def test_two_settlers_at_once_on_postgresql(
+    postgres_url: str, tmp_path: Path, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
+                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
+    pg = AppContext.build(settings)
+    try:
+        person = make_person(pg, "pat@example.test")
+        actor = Actor(person.id, person.email, False)
+        account = dovecot_server.add_account("pg", layout="special")
+        server = await smtpd("none")
+        imap_id = add_imap(pg, actor, dovecot_server, account, account.password)
+        alias_id = make_alias(pg, actor, server, imap_account_id=imap_id)
+        filed, missing = (crashed_before_sending(pg, actor, alias_id) for _ in range(2))
+        # The server filed the first one (as if accepted) before the worker died.
+        raw = message(pg, filed).raw or b""
+        imap = dovecot_server.connect(account)
+        try:
+            assert imap.append(f'"{SENT}"', "(\\Seen)", None, raw)[0] == "OK"
+        finally:
+            imap.logout()
+        with pg.db.write() as s:
+            assert reap_expired(s, utcnow()) == 2
+
+        a, b = direct_settler(pg), direct_settler(pg)
+        results = await asyncio.gather(a.settle_once(), b.settle_once())
+        assert sum(r[0] for r in results) == 1 and sum(r[1] for r in results) == 0
+        assert message(pg, filed).status == "sent"
+        assert message(pg, filed).hint == CONFIRMED_IN_SENT
+        left = message(pg, missing)
+        assert left.status == "unknown" and (left.hint or "").startswith("Not found in")
+    finally:
+        pg.close()
