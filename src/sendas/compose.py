@@ -10,6 +10,7 @@ keep Bcc out of the headers while putting it in the envelope.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -120,7 +121,7 @@ def compose(
 
     all_addresses = [from_address, *([reply_to] if reply_to else []), *to, *cc, *bcc]
     smtputf8 = not all(a.isascii() for a in all_addresses)
-    date_value = format_datetime(date or datetime.now(UTC))
+    date_value = format_datetime(date) if date is not None else _date_now()
     message_id = make_msgid(domain=_idna(from_address.rpartition("@")[2]))
 
     data = None
@@ -160,6 +161,20 @@ def compose(
         message_id=message_id,
         smtputf8=smtputf8,
     )
+
+
+_last_date: tuple[int, str] = (0, "")
+
+
+def _date_now() -> str:
+    """The Date header value for now. It has whole seconds, so it is formatted once per
+    second, not once per message (``format_datetime`` costs as much as a header block)."""
+    global _last_date
+    second = int(time.time())
+    if _last_date[0] != second:
+        stamp = datetime.fromtimestamp(second, UTC)
+        _last_date = (second, format_datetime(stamp))
+    return _last_date[1]
 
 
 def _build_stdlib(

@@ -227,7 +227,7 @@ def _has_long_line(data: bytes) -> bool:
     """A line longer than the email package's 7bit limit (78), in CRLF-only ``data``.
 
     Split, not a regex: ``[^\r\n]{79}`` backtracks at every offset (0.7 ms for 5 KB)."""
-    return any(len(line) > MAX_LINE + 1 for line in data.split(b"\n"))  # + 1: the CR
+    return max(map(len, data.split(b"\n"))) > MAX_LINE + 1  # + 1: the CR; map: no Python loop
 
 
 def _attachment_part(filename: str, content_type: str, data: bytes) -> _Part:

@@ -22,7 +22,14 @@ from sendas.errors import (
 )
 from sendas.smtp.hints import hint_for
 from sendas.smtp.replies import ReplyKind, SmtpCode
-from sendas.smtp.wire import MalformedReply, Reply, check_line, is_last_line, parse_reply
+from sendas.smtp.wire import (
+    MalformedReply,
+    Reply,
+    check_line,
+    is_last_line,
+    one_line_reply,
+    parse_reply,
+)
 
 Mark = Callable[[str, str], None]
 """``mark(step, detail)``: a step succeeded (the session times it and tells its observer)."""
@@ -109,7 +116,10 @@ class SmtpIO:
         return await self.read(step)
 
     async def raw_reply(self) -> Reply:
-        lines = [check_line(await self.reader.readuntil(b"\n"))]
+        line = await self.reader.readuntil(b"\n")
+        if line[3:4] == b" ":  # the usual one-line reply (parse_reply checks its code)
+            return one_line_reply(line)
+        lines = [check_line(line)]
         while not is_last_line(lines[-1]):
             lines.append(check_line(await self.reader.readuntil(b"\n")))
         return parse_reply(lines)

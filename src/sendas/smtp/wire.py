@@ -54,6 +54,23 @@ def parse_reply(lines: list[bytes]) -> Reply:
     return Reply(code, text)
 
 
+_ONE_LINE: dict[bytes, Reply] = {}
+_ONE_LINE_MAX = 512
+
+
+def one_line_reply(line: bytes) -> Reply:
+    """The reply of a single (last) line such as ``250 2.0.0 Ok``. A server repeats a few
+    such lines thousands of times in a run, so each is parsed once and kept (a bounded
+    table, emptied when full: per-message texts such as queue ids just pass through)."""
+    reply = _ONE_LINE.get(line)
+    if reply is None:
+        reply = parse_reply([line])
+        if len(_ONE_LINE) >= _ONE_LINE_MAX:
+            _ONE_LINE.clear()
+        _ONE_LINE[line] = reply
+    return reply
+
+
 def is_last_line(line: bytes) -> bool:
     """A reply's last line has a space (or nothing) after the code, not a hyphen."""
     return line[3:4] != b"-"
