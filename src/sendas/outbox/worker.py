@@ -30,6 +30,7 @@ from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
 from sendas.outbox.audit import sent_copy_login_refused
 from sendas.outbox.beat import Heartbeat
+from sendas.outbox.bounces.watch import BounceWatch
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver, reauth_reason
 from sendas.outbox.lanes import acquire_lanes, lane_needs_attention
@@ -105,6 +106,7 @@ class Worker:
             self._holding, lambda lost: loop.call_soon_threadsafe(self._lost, lost),
         )  # fmt: skip
         beat.start()
+        bounces = self._start_bounce_watch()
         log.info("outbox worker %s started", self.id)
         try:
             while not self._stopping.is_set():
@@ -117,10 +119,19 @@ class Worker:
         finally:
             self._stopping.set()
             await self._drain()  # beating on: a drain can take an SMTP timeout
+            if bounces is not None:
+                await bounces
             await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()
             log.info("outbox worker %s stopped", self.id)
+
+    def _start_bounce_watch(self) -> asyncio.Task[None] | None:
+        """The INBOX watch for bounces (sendas.outbox.bounces), stopped with the worker."""
+        if not self.ctx.settings.bounce_scan:
+            return None
+        watch = BounceWatch(self.ctx, self.id, self._stopping, self._shared.token_providers)
+        return asyncio.create_task(watch.run(), name="bounce watch")
 
     async def _drain(self) -> None:
         tasks = list(self._lanes.values())
