@@ -25,7 +25,13 @@ from sendas.db.models import Alias, BounceMailbox, ImapAccount, utcnow
 from sendas.endpoints import TokenProviders, alias_imap_endpoint, imap_uses_alias_token
 from sendas.errors import TransportError
 from sendas.imap.endpoint import ImapEndpoint
-from sendas.outbox.bounces.scan import MAILBOX, ScanLimits, mailbox_row, scan_account
+from sendas.outbox.bounces.scan import (
+    MAILBOX,
+    RoundResult,
+    ScanLimits,
+    mailbox_row,
+    scan_account,
+)
 
 log = logging.getLogger("sendas.outbox.bounces")
 
@@ -146,7 +152,7 @@ class BounceWatch:
             if len(self._rounds) >= self.settings.bounce_max_accounts:
                 break
             if w.account_id not in self._rounds:
-                task = asyncio.create_task(self._round(w), name=f"bounces {w.account_id}")
+                task = asyncio.create_task(self._run_round(w), name=f"bounces {w.account_id}")
                 self._rounds[w.account_id] = task
                 task.add_done_callback(self._forget(w.account_id))
 
@@ -156,7 +162,24 @@ class BounceWatch:
 
         return done
 
-    async def _round(self, w: Watched) -> None:
+    async def _run_round(self, w: Watched) -> None:
+        await self.round(w)
+
+    async def round_for(self, account_id: int) -> RoundResult | None:
+        """One round over ``account_id`` now (None: not watched, or another worker holds it)."""
+
+        def listing() -> list[Watched]:
+            with self.ctx.db.read() as s:
+                return watched_accounts(s)
+
+        for w in await asyncio.to_thread(listing):
+            if w.account_id == account_id:
+                return await self.round(w)
+        return None
+
+    async def round(self, w: Watched) -> RoundResult | None:
+        """Claim the account, read its INBOX (see :func:`scan_account`), let it go. Failures
+        are logged and kept in ``bounce_mailboxes.last_error``; None when nothing ran."""
         db = self.ctx.db
 
         def take() -> ImapEndpoint | None:
@@ -172,10 +195,11 @@ class BounceWatch:
                 )  # fmt: skip
 
         error: str | None = None
+        result: RoundResult | None = None
         try:
             endpoint = await asyncio.to_thread(take)
             if endpoint is None:
-                return
+                return None
             loop = asyncio.get_running_loop()
             result = await asyncio.to_thread(
                 scan_account, db, endpoint, w.account_id, w.user_id, self.limits,
@@ -193,6 +217,7 @@ class BounceWatch:
             error = "unexpected error (see the worker's log)"
             log.exception("bounces: account %s: round failed", w.account_id)
         await asyncio.to_thread(self._release, w.account_id, error)
+        return result
 
     def _release(self, account_id: int, error: str | None) -> None:
         with self.ctx.db.write() as s:
