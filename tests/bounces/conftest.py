@@ -20,11 +20,13 @@ from sendas.context import AppContext
 from sendas.db.models import Message, Suppression
 from sendas.outbox.bounces.scan import RoundResult
 from sendas.outbox.bounces.watch import BounceWatch
-from sendas.schemas import ImapCreate
+from sendas.schemas import AliasCreate, ImapCreate
+from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
 from sendas.services.common import Actor
-from tests.outbox.conftest import alice_actor, make_alias  # noqa: F401 (fixture)
+from tests.outbox.conftest import alice_actor  # noqa: F401 (fixture)
 from tests.servers.dovecot import DovecotAccount, DovecotServer
+from tests.servers.smtpd import PASSWORD, USER
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -57,9 +59,17 @@ class Mailbox:
 
 
 def link_mailbox(
-    ctx: AppContext, actor: Actor, dovecot: DovecotServer, alias_server: Any, **alias: Any
+    ctx: AppContext,
+    actor: Actor,
+    dovecot: DovecotServer,
+    smtp_port: int,
+    *,
+    credentials: bool = True,
+    name: str = "Work",
 ) -> Mailbox:
-    """A new Dovecot account, its IMAP account, and an alias sending from its address."""
+    """A new Dovecot account, its IMAP account, and an alias sending from its address to
+    the SMTP server on ``smtp_port`` (plain text; with the aiosmtpd fixture's login, or
+    none for a relay that takes mail from 127.0.0.1)."""
     account = dovecot.add_account("bounces", layout="special")  # copies go to "Sent Items"
     data = ImapCreate(
         imap_server=f"{dovecot.host}:{dovecot.imaps_port}",
@@ -68,12 +78,23 @@ def link_mailbox(
         password=SecretStr(account.password),
         ca_bundle=dovecot.ca_pem,
     )
+    login: dict[str, Any] = {}
+    if credentials:
+        login = {"smtp_username": USER, "smtp_password": SecretStr(PASSWORD),
+                 "allow_plaintext_auth": True}  # fmt: skip
     with ctx.db.write() as s:
         imap_id = imap_service.create_imap_account(s, actor, data, ctx.secrets).id
-    alias_id = make_alias(
-        ctx, actor, alias_server, from_address=account.username, imap_account_id=imap_id, **alias
-    )
-    return Mailbox(dovecot, account, imap_id, alias_id)
+        alias, _ = alias_service.create_alias(
+            s,
+            actor,
+            AliasCreate(
+                description=name, alias_name=name, from_address=account.username,
+                smtp_server=f"127.0.0.1:{smtp_port}", tls="none", imap_account_id=imap_id,
+                **login,
+            ),
+            ctx.secrets,
+        )  # fmt: skip
+    return Mailbox(dovecot, account, imap_id, alias.id)
 
 
 def sample(name: str, m: Message, recipient: str | None = None, **extra: str) -> bytes:
@@ -124,7 +145,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def mailbox_factory(ctx: AppContext, alice_actor: Actor, dovecot_server: DovecotServer) -> Any:  # noqa: F811
-    def make(alias_server: Any, **alias: Any) -> Mailbox:
-        return link_mailbox(ctx, alice_actor, dovecot_server, alias_server, **alias)
+    def make(alias_server: Any, **options: Any) -> Mailbox:
+        return link_mailbox(ctx, alice_actor, dovecot_server, alias_server.port, **options)
 
     return make
