@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from sendas.api import create_app
 from sendas.context import AppContext
 from sendas.db.models import BounceMailbox, Message
 from sendas.services.common import Actor
@@ -16,6 +17,7 @@ from tests.bounces.conftest import api_message, sample, suppressed, watch_round
 from tests.conftest import Person
 from tests.outbox.conftest import all_final, message, queue, running_worker, wait_for
 from tests.servers.smtpd import SmtpdFactory
+from tests.web.test_connection_result import log_in
 
 M365_NOT_FOUND = {
     "status": "5.1.10",
@@ -121,7 +123,7 @@ async def test_a_restart_does_not_handle_a_bounce_twice_and_a_new_uidvalidity_is
 
 async def test_a_soft_bounce_marks_the_message_without_suppressing(
     ctx: AppContext, client: TestClient, alice: Person, alice_actor: Actor,
-    smtpd: SmtpdFactory, mailbox_factory: Any,
+    admin: Person, smtpd: SmtpdFactory, mailbox_factory: Any,
 ) -> None:  # fmt: skip
     box = mailbox_factory(await smtpd("none", pipelining=True))
     [ann] = await send(ctx, alice_actor, box.alias_id, [["ann@example.org"]])
@@ -134,6 +136,16 @@ async def test_a_soft_bounce_marks_the_message_without_suppressing(
     assert a["recipient_results"]["ann@example.org"]["permanent"] is False
     assert "temporary" in a["hint"]
     assert suppressed(ctx, alice.id) == {}
+
+    # The message page and the list's filter show it as a user sees them.
+    with TestClient(create_app(ctx.settings, ctx=ctx), follow_redirects=False) as web:
+        log_in(web, alice)
+        page = web.get(f"/messages/{ann.id}")
+        assert page.status_code == 200
+        assert "st-bounced" in page.text and "4.4.7 QUEUE.Expired" in page.text
+        listed = web.get("/sent?status=bounced")
+        assert listed.status_code == 200 and f"/messages/{ann.id}" in listed.text
+        assert f"/messages/{ann.id}" not in web.get("/sent?status=sent").text
 
 
 async def test_one_email_to_three_is_bounced_only_when_all_three_bounced(
