@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from sendas.api import create_app
 from sendas.context import AppContext
 from sendas.db.models import BounceMailbox, Message
+from sendas.outbox.counts import full_counts
 from sendas.services.common import Actor
 from tests.bounces.conftest import api_message, sample, suppressed, watch_round
 from tests.conftest import Person
@@ -189,3 +190,36 @@ async def test_a_bounce_of_another_users_message_changes_nothing(
     assert result.bounces == 1 and result.bounced_messages == []
     assert api_message(client, bob.headers, bobs.id)["status"] == "sent"
     assert suppressed(ctx, bob.id) == {} and suppressed(ctx, alice.id) == {}
+
+
+async def test_a_form_letters_counts_move_from_sent_to_bounced(
+    ctx: AppContext, client: TestClient, alice: Person, alice_actor: Actor,
+    smtpd: SmtpdFactory, mailbox_factory: Any,
+) -> None:  # fmt: skip
+    box = mailbox_factory(await smtpd("none", pipelining=True))
+    letter = {
+        "alias_id": box.alias_id,
+        "subject": "Hello {{ first }}",
+        "text": "Dear {{ first }}",
+        "recipients": [
+            {"email": "ann@example.org", "fields": {"first": "Ann"}},
+            {"email": "ben@example.org", "fields": {"first": "Ben"}},
+        ],
+    }
+    r = client.post("/api/campaigns", json=letter, headers=alice.headers)
+    assert r.status_code == 202, r.text
+    campaign_id = r.json()["id"]
+    with ctx.db.read() as s:
+        ids = list(s.scalars(select(Message.id).where(Message.campaign_id == campaign_id)))
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=90)  # render processes start first
+    assert {message(ctx, i).status for i in ids} == {"sent"}
+    ben = next(m for m in (message(ctx, i) for i in ids) if m.recipients == ["ben@example.org"])
+    box.deliver(sample("m365_ndr.eml", ben, **M365_NOT_FOUND))
+    await watch_round(ctx, box.imap_account_id)
+
+    seen = client.get(f"/api/campaigns/{campaign_id}", headers=alice.headers).json()
+    assert seen["counts"]["sent"] == 1 and seen["counts"]["bounced"] == 1
+    with ctx.db.read() as s:
+        assert full_counts(s, campaign_id) == {"sent": 1, "bounced": 1}
+    assert list(suppressed(ctx, alice.id)) == ["ben@example.org"]
