@@ -120,7 +120,8 @@ class Worker:
             self._stopping.set()
             await self._drain()  # beating on: a drain can take an SMTP timeout
             if bounces is not None:
-                await bounces
+                with contextlib.suppress(Exception):  # it logs its own failures
+                    await bounces
             await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()

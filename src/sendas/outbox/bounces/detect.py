@@ -30,7 +30,7 @@ _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _MSGID = re.compile(rb"^(?:Original-)?Message-ID:[ \t]*(<[^>\s]{1,490}>)", re.I | re.M)
 _DAEMONS = ("mailer-daemon", "postmaster")
 # Headers other than Auto-Submitted that auto-responders are known to set.
-_AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-auto-response-suppress-not")
+_AUTO_HEADERS = ("x-autoreply", "x-autorespond")
 
 
 @dataclass(frozen=True)
