@@ -22,6 +22,9 @@ from sendas.services import users as user_service
 # at import, before any Settings() is built, so that the CLI, `sendas serve` and the worker
 # subprocesses (which inherit os.environ) see it too. Tests of the refusal override it.
 os.environ["SENDAS_OUTBOUND_ALLOW"] = "127.0.0.0/8,::1/128"
+# The bounce watch (sendas.outbox.bounces) would log in to every linked Dovecot INBOX from
+# every worker a test runs; tests/bounces turns it on where it is under test.
+os.environ.setdefault("SENDAS_BOUNCE_SCAN", "false")
 
 pytest_plugins = [
     "tests.servers.smtpd",

@@ -219,6 +219,46 @@ class Settings(BaseSettings):
         "was last on the wire goes back to the queue, when the mailbox files its own copy of "
         "accepted mail (it was never accepted); otherwise it stays unknown.",
     )
+    # The bounce watch (sendas.outbox.bounces): the outbox worker reads linked IMAP INBOXes.
+    bounce_scan: bool = Field(
+        default=True,
+        description="The outbox worker watches the INBOX of every IMAP account linked to an "
+        "alias for bounces (read-only: nothing is deleted, moved or flagged).",
+    )
+    bounce_poll_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description="Seconds between bounce-watch rounds of an account (without IDLE, the "
+        "polling interval).",
+    )
+    bounce_idle_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=1740,
+        description="Seconds a round waits in IMAP IDLE for new mail where the server offers "
+        "it (0: never idle, poll only).",
+    )
+    bounce_max_accounts: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="IMAP accounts one worker watches at once (one connection each).",
+    )
+    bounce_max_messages: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Messages a bounce-watch pass reads from one INBOX; the rest wait for "
+        "the next round.",
+    )
+    bounce_max_message_bytes: int = Field(
+        default=262144,
+        ge=4096,
+        le=10485760,
+        description="Bytes of each INBOX message the bounce watch reads (the first part of a "
+        "larger one: a bounce's report and returned headers come first).",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -39,6 +39,6 @@ DONE = tuple(s for s in MessageStatus if s not in ACTIVE)
 """Nothing more will happen to the message by itself."""
 FINISHED = (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED)
 """The form letter will send nothing more."""
-IN_USE = tuple(s for s in MessageStatus if s != MessageStatus.BOUNCED)
-"""The statuses the outbox records today (bounces are not detected yet): progress counts and
-the pages' filters offer these."""
+IN_USE = tuple(MessageStatus)
+"""The statuses the outbox records (``bounced``: the bounce watch, sendas.outbox.bounces):
+progress counts and the pages' filters offer these."""

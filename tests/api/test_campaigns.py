@@ -316,6 +316,7 @@ def test_counts_rate_and_completion(client: TestClient, ctx: AppContext, alice: 
         "failed": 0,
         "unknown": 0,
         "cancelled": 0,
+        "bounced": 0,
     }
     assert body["status"] == "running"
     assert body["rate"] > 0 and body["eta_seconds"] is not None

@@ -273,6 +273,8 @@ class Message(Base):
         Index("ix_messages_user_created", "user_id", "created_at"),
         # The per-user cap on messages waiting (sendas.services.quotas) counts by status.
         Index("ix_messages_user_status", "user_id", "status"),
+        # A bounce names the message it returns by Message-ID (sendas.outbox.bounces.apply).
+        Index("ix_messages_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -399,3 +401,23 @@ class Suppression(Base):
         ForeignKey("messages.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class BounceMailbox(Base):
+    """What the bounce scanner handled in one mailbox of an IMAP account: the UIDs up to
+    ``last_uid`` under ``uidvalidity`` (a new UIDVALIDITY starts over; marking is idempotent),
+    and which worker watches it until when (one connection per account)."""
+
+    __tablename__ = "bounce_mailboxes"
+    __table_args__ = (UniqueConstraint("imap_account_id", "mailbox"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    imap_account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"))
+    mailbox: Mapped[str] = mapped_column(String(255))
+    # IMAP UIDs and UIDVALIDITY are 32-bit unsigned: past INTEGER's range on PostgreSQL.
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    scanned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)

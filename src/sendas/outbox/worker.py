@@ -30,6 +30,7 @@ from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
 from sendas.outbox.audit import sent_copy_login_refused
 from sendas.outbox.beat import Heartbeat
+from sendas.outbox.bounces.watch import BounceWatch
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver, reauth_reason
 from sendas.outbox.lanes import acquire_lanes, lane_needs_attention
@@ -110,6 +111,7 @@ class Worker:
             self._holding, lambda lost: loop.call_soon_threadsafe(self._lost, lost),
         )  # fmt: skip
         beat.start()
+        bounces = self._start_bounce_watch()
         log.info("outbox worker %s started", self.id)
         settling = asyncio.create_task(self._settler.run(self._stopping), name="settle-from-sent")
         try:
@@ -125,10 +127,20 @@ class Worker:
             await self._drain()  # beating on: a drain can take an SMTP timeout
             settling.cancel()  # an IMAP look-up in flight is simply made again later
             await asyncio.gather(settling, return_exceptions=True)
+            if bounces is not None:
+                with contextlib.suppress(Exception):  # it logs its own failures
+                    await bounces
             await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()
             log.info("outbox worker %s stopped", self.id)
+
+    def _start_bounce_watch(self) -> asyncio.Task[None] | None:
+        """The INBOX watch for bounces (sendas.outbox.bounces), stopped with the worker."""
+        if not self.ctx.settings.bounce_scan:
+            return None
+        watch = BounceWatch(self.ctx, self.id, self._stopping, self._shared.token_providers)
+        return asyncio.create_task(watch.run(), name="bounce watch")
 
     async def _drain(self) -> None:
         tasks = list(self._lanes.values())

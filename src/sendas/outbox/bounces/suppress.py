@@ -1,0 +1,48 @@
+"""Put a hard-bounced address on its owner's suppression list (``suppressions``).
+
+The list's pages, API and form-letter skipping live in :mod:`sendas.services.suppressions`;
+this is only the scanner's insert, kept here so the two do not depend on each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from sendas.db.models import Suppression
+
+SOURCE = "bounce"
+
+
+def suppress_bounced(
+    session: Session,
+    user_id: int,
+    address: str,
+    reason: str,
+    message_id: int | None,
+    now: datetime,
+) -> bool:
+    """Add ``address`` (stored lower case) for ``user_id``; False when it is listed already
+    (by a bounce or by hand: the first entry and its reason stay). Idempotent, so a bounce
+    handled again after a UIDVALIDITY change adds nothing."""
+    key = address.strip().lower()
+    existing = session.scalar(
+        select(Suppression.id).where(Suppression.user_id == user_id, Suppression.address == key)
+    )
+    if existing is not None:
+        return False
+    # A savepoint: a concurrent insert of the same address loses on the unique key alone.
+    with session.begin_nested():
+        session.add(
+            Suppression(
+                user_id=user_id,
+                address=key,
+                source=SOURCE,
+                reason=reason[:2000],
+                message_id=message_id,
+                created_at=now,
+            )
+        )
+    return True
