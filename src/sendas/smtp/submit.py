@@ -269,6 +269,7 @@ class SubmitStream:
         """Nothing more will be fed: the stream ends once every reply is read."""
         self._closed = True
         self._fed_event.set()
+        self._result_event.set()
 
     def start(self) -> None:
         """Run the stream in a task of its own (:meth:`run` inline otherwise)."""
@@ -289,13 +290,14 @@ class SubmitStream:
         return self._fed - self._taken
 
     async def next(self) -> Outcome | None:
-        """The next envelope's outcome, in feed order; None once closed and all taken."""
+        """The next envelope's outcome, in feed order; None once closed and all taken (a
+        stream whose link is gone answers "not sent" to what is fed until it is closed)."""
         while True:
             index = self._taken
             if index in self._results:
                 self._taken += 1
                 return self._results.pop(index)
-            if index >= self._fed and (self._closed or self._done):
+            if index >= self._fed and self._closed:
                 return None
             if self._done and index < self._fed:
                 self._results[index] = not_sent()  # never reached the socket
