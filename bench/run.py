@@ -1,6 +1,6 @@
 """sendas benchmarks against anchors measured in the same run, all on 127.0.0.1.
 
-    .venv/bin/python bench/run.py [--quick] [--only a,b,c,d,e] [--messages N]
+    .venv/bin/python bench/run.py [--quick] [--only a,b,c,d,e,f] [--messages N]
                                   [--processes N] [--a-postgres]
 
 Scenarios (issue 4, item 7); every one is bounded and stops by itself:
@@ -14,7 +14,8 @@ a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue 
    ``--a-postgres`` on PostgreSQL: extra rows, same rounds.
    The three run in interleaved rounds (``--rounds``, 3) on one sink and their medians are
    compared: single runs on a shared 2-core machine drift by tens of percent.
-b  the same over a 20 ms round trip (bench/proxy.py), 1 connection: sendas vs nodemailer.
+b  the same over a 20 ms round trip (bench/proxy.py): 1 connection vs nodemailer with 1, and a
+   relay alias with max_connections 5 vs nodemailer with a pool of 5.
 c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with the kernel's
    receive time (tests/servers/stamping_sink.py): smallest gap and total vs 199 x 50 ms; one
    worker on SQLite, and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private
@@ -22,6 +23,8 @@ c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with 
 d  500 aliases x 10 messages at delay_ms=1000, one worker: wall time.
 e  enqueue 1,000,000 recipients from a CSV (bench/enqueue_csv.py, own process): seconds and
    peak RSS.
+f  SIGKILL at full speed: ``unknown`` left per kill of a worker sending on loopback, over 5
+   kills, printed with the window (SENDAS_SEND_WINDOW).
 
 sendas is timed from the moment its work becomes available: campaigns are queued paused,
 the worker is started and left idle, then every campaign is resumed at once (t0); the end
@@ -607,27 +610,82 @@ def scenario_a_precomposed(tmp: Path, count: int, node: float | None) -> None:
 
 
 def scenario_b(tmp: Path, count: int) -> None:
-    say(f"b: 20 ms round trip, {count} messages, 1 connection")
-    with smtp_sink() as sink, delay_proxy(sink, 10.0) as port:
-        site = Site(tmp / "b")
+    """20 ms round trip: one alias with 1 connection vs nodemailer with 1, then a relay
+    alias with max_connections 5 vs nodemailer with a pool of 5 (same proxy, same sink)."""
+    for conns, target in ((1, ">= 2.0x"), (5, ">= 1.2x")):
+        say(f"b: 20 ms round trip, {count} messages, {conns} connection(s)")
+        with smtp_sink() as sink, delay_proxy(sink, 10.0) as port:
+            site = Site(tmp / f"b{conns}")
+            try:
+                [alias_id] = site.aliases(1, port, 0, conns)
+                site.campaign(alias_id, csv_file(tmp / f"b{conns}.csv", count))
+                seconds, _, counts = site.run(count)
+            finally:
+                site.close()
+            ours = counts.get("sent", 0) / seconds
+            node = nodemailer(port, count, 1, conns)
+        say(f"   sendas {ours:.1f}/s, nodemailer {node or 0:.1f}/s")
+        label = f"b 20 ms RTT {count} msgs, {conns} conn"
+        if conns > 1:
+            label += f" (1 relay alias x {conns})"
+        RESULTS.append(
+            Result(
+                label,
+                f"{ours:.1f} msg/s",
+                f"{node:.1f} msg/s" if node else "-",
+                ratio(ours, node),
+                target,
+            )
+        )
+
+
+def scenario_f(tmp: Path, count: int, kills: int) -> None:
+    """SIGKILL at full speed: a ``sendas worker`` sending a form letter on loopback is
+    killed ``kills`` times mid-window; after each kill the dead worker's ``sending`` rows
+    are reaped (as a live worker would once its leases ran out) and counted: only what
+    may have reached the server becomes ``unknown``, the rest of its claims comes back."""
+    from sendas.db.models import utcnow
+    from sendas.outbox.record import reap_expired
+
+    window = Settings().send_window
+    say(f"f: SIGKILL at full speed, {kills} kills, window {window}")
+    per_kill: list[int] = []
+    with smtp_sink() as port:
+        site = Site(tmp / "f")
         try:
             [alias_id] = site.aliases(1, port, 0)
-            site.campaign(alias_id, csv_file(tmp / "b.csv", count))
-            seconds, _, counts = site.run(count)
+            site.campaign(alias_id, csv_file(tmp / "f.csv", count))
+            site.resume_all()
+            for _ in range(kills):
+                per_kill.append(_kill_once(site, reap_expired, utcnow))
         finally:
             site.close()
-        ours = counts.get("sent", 0) / seconds
-        node = nodemailer(port, count, 1)
-    say(f"   sendas {ours:.1f}/s, nodemailer {node or 0:.1f}/s")
+    say(f"   unknown per kill: {per_kill}")
     RESULTS.append(
         Result(
-            f"b 20 ms RTT {count} msgs, 1 conn",
-            f"{ours:.1f} msg/s",
-            f"{node:.1f} msg/s" if node else "-",
-            ratio(ours, node),
-            ">= 1.8x",
+            f"f unknown per SIGKILL at full speed (window {window})",
+            f"{statistics.median(per_kill):.0f} ({min(per_kill)}-{max(per_kill)}) per kill",
+            "-",
+            "-",
+            f"<= {window}",
+            f"{kills} kills: {per_kill}",
         )
     )
+
+
+def _kill_once(site: Site, reap: Callable[..., int], now: Callable[[], datetime]) -> int:
+    """One worker started, killed once it sent a few hundred; the unknown it left."""
+    counts = site.outcome()[0]
+    sent = counts.get("sent", 0)
+    cmd = [SENDAS, "worker", "--poll-interval", "0.05", "--lease-seconds", "1"]
+    proc = subprocess.Popen(cmd, env=site.env)
+    end = time.monotonic() + DEADLINE
+    while site.outcome()[0].get("sent", 0) < sent + 300 and time.monotonic() < end:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    with site.ctx.db.write() as s:
+        return reap(s, now() + timedelta(seconds=30))
 
 
 def _gaps(path: Path) -> tuple[float, float, int]:
@@ -811,7 +869,7 @@ def _scenario_a_main(tmp: Path, count: int, rounds: int, args: argparse.Namespac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
-    parser.add_argument("--only", default="abcde", help="scenarios to run, e.g. 'ac'")
+    parser.add_argument("--only", default="abcdef", help="scenarios to run, e.g. 'ac'")
     parser.add_argument("--messages", type=int, help="messages for scenario a")
     parser.add_argument(
         "--rounds",
@@ -838,6 +896,7 @@ def main() -> None:
         "c": 200,
         "d": (100, 10) if quick else (500, 10),
         "e": 100_000 if quick else 1_000_000,
+        "f": 3_000 if quick else 10_000,
     }
     only = set(args.only.replace(",", ""))
     steps: list[tuple[str, Callable[[Path], None]]] = [
@@ -845,6 +904,7 @@ def main() -> None:
         ("b", lambda t: scenario_b(t, counts["b"])),
         ("d", lambda t: scenario_d(t, *counts["d"])),
         ("e", lambda t: scenario_e(t, counts["e"])),
+        ("f", lambda t: scenario_f(t, counts["f"], 5)),
     ]
     with tempfile.TemporaryDirectory(prefix="sendas-bench-") as name:
         tmp = Path(name)

@@ -259,6 +259,21 @@ class Settings(BaseSettings):
         description="Bytes of each INBOX message the bounce watch reads (the first part of a "
         "larger one: a bounce's report and returned headers come first).",
     )
+    send_window: int = Field(
+        default=32,
+        ge=1,
+        le=1000,
+        description="Messages one connection of a lane without delay has marked 'sending' and "
+        "not yet recorded, at most: the pipelined window (a worker killed mid-send leaves at "
+        "most this many 'unknown' per connection).",
+    )
+    group_commit_ms: float = Field(
+        default=3.0,
+        ge=0,
+        le=1000,
+        description="Milliseconds a lane without delay gathers the replies that arrive before "
+        "recording them in one commit (overlapping with the wire).",
+    )
 
     @property
     def effective_database_url(self) -> str:

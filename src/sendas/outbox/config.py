@@ -55,6 +55,15 @@ class OutboxConfig:
     """SMTP connections one lane (without delay) may use at once, whatever its alias says
     (``SENDAS_MAX_CONNECTIONS_CAP``)."""
 
+    send_window: int = 32
+    """Messages one connection of a lane without delay holds ``sending`` and not yet
+    recorded, at most (``SENDAS_SEND_WINDOW``): the pipelined window. They are marked in
+    chunks just ahead of the wire, so a worker killed mid-send leaves at most this many
+    ``unknown``; the rest of its claim is still ``queued`` (a lease) and comes back."""
+    group_commit_ms: float = 3.0
+    """Replies arriving within this long are recorded in one commit
+    (``SENDAS_GROUP_COMMIT_MS``)."""
+
     def __post_init__(self) -> None:
         if min(self.lease_seconds, self.poll_interval, self.beat_seconds) <= 0:
             raise ValueError("lease_seconds, beat_seconds and poll_interval must be positive")
@@ -64,6 +73,8 @@ class OutboxConfig:
             raise ValueError("batch_seconds must be positive")
         if self.render_processes < 0:
             raise ValueError("render_processes cannot be negative")
+        if self.send_window < 1 or self.group_commit_ms < 0:
+            raise ValueError("send_window must be at least 1, group_commit_ms not negative")
         if self.max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if self.max_attempts < 1:

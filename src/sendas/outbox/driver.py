@@ -1,6 +1,8 @@
-"""One lane driven by one worker: its SMTP connection, claims (the next batch claimed and
-rendered ahead), pipelined batches when the alias has no delay, paced single submissions
-otherwise, and recording what the server answered.
+"""One lane driven by one worker: its SMTP connection, claims (the next one claimed and
+rendered ahead), a sliding window of pipelined messages when the alias has no delay
+(:mod:`~sendas.outbox.window`; extra connections: :mod:`~sendas.outbox.pool`), paced
+single submissions otherwise (:mod:`~sendas.outbox.paced`), and recording what the server
+answered.
 
 Slots are reserved in the lane's row when claiming (``next_send_at``), planned from the
 previous planned start (no drift), and never earlier than ``delay_ms`` after the previous
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -28,6 +30,7 @@ from sendas.errors import (
     ReplyError,
     TransportError,
 )
+from sendas.outbox import pool
 from sendas.outbox.claims import (
     Claim,
     ClaimedMessage,
@@ -42,8 +45,9 @@ from sendas.outbox.outcomes import backoff
 from sendas.outbox.paced import Ahead, send_paced
 from sendas.outbox.record import RecordRequest, record_many
 from sendas.outbox.state import DriverContext, LaneState, Prefetched
+from sendas.outbox.stops import ExtraGone, LaneStop, Refused
+from sendas.outbox.window import Window
 from sendas.smtp import (
-    Envelope,
     ReplyKind,
     SmtpEndpoint,
     SmtpSession,
@@ -64,29 +68,14 @@ def reauth_reason(auth: str) -> str:
     )
 
 
-class _LaneStop(Exception):
-    """The lane cannot go on now (paused, needs attention, unreachable)."""
-
-
-class _ExtraGone(Exception):
-    """An extra connection of a pool could not be opened: the pool shrinks, the lane goes on
-    (a server limiting connections per client must not pause the working ones)."""
-
-
-class _Refused(Exception):
-    """The outbound policy refuses the alias's server: its claimed messages fail."""
-
-    def __init__(self, error: OutboundRefused) -> None:
-        self.error = error
-
-
 class LaneDriver:
     """Drives one lane for its worker; :meth:`run` returns when the lane is handed back.
 
     A lane without delay whose alias allows ``max_connections`` above 1 gets that many
     connections, like a pool: this driver's own, and one more driver per extra connection
-    (:meth:`run_extra`), each claiming, marking and recording its own batches under the
-    same lane lease. With a delay only this driver's connection sends (exact pacing)."""
+    (:func:`~sendas.outbox.pool.run_extra`), each claiming, marking and recording its own
+    messages under the same lane lease. With a delay only this driver's connection sends
+    (exact pacing)."""
 
     def __init__(
         self, ctx: DriverContext, lane: str, *, pool: LaneDriver | None = None, index: int = 0
@@ -111,22 +100,22 @@ class LaneDriver:
                 if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
                     turn_over = True
                     break
-                claim, rendered = await self._next_claim()
+                claim, rendered = await self.next_claim()
                 if claim is None:
                     break
                 if not claim.messages:
                     continue
                 self.st.delay_ms = claim.delay_ms
-                self._grow(claim)
-                await self._send_claim(claim, rendered)
-        except _LaneStop:
+                pool.grow(self, claim)
+                await self.send_claim(claim, rendered, self._accept(held_since))
+        except LaneStop:
             pass
         except Exception:
             log.exception("lane %s stopped on an unexpected error", lane)
         finally:
             self.lane_over.set()
-            await self._close()
-            if self.extras:  # they finish the batches they hold first
+            await self.close()
+            if self.extras:  # they finish the windows they hold first
                 await asyncio.gather(*self.extras.values(), return_exceptions=True)
             owner, floor = self.ctx.owner, self.st.next_floor
             try:
@@ -135,58 +124,41 @@ class LaneDriver:
                 log.exception("could not hand back lane %s", lane)
         return turn_over
 
-    def _grow(self, claim: Claim) -> None:
-        """Open the pool's missing connections (a lane without delay that allows more)."""
-        size = min(claim.max_connections, self.pool_limit or claim.max_connections)
-        if claim.delay_ms > 0 or size <= 1:
-            return
-        for index in range(1, size):
-            task = self.extras.get(index)
-            if task is None or task.done():
-                extra = LaneDriver(self.ctx, self.st.name, pool=self, index=index)
-                self.extras[index] = asyncio.create_task(
-                    extra.run_extra(), name=f"lane {self.st.name} connection {index + 1}"
-                )
+    def _accept(self, held_since: float) -> Callable[[Claim], bool]:
+        """Whether the lane's first connection goes on with a claim in its window: no delay,
+        and not held past its turn (the pool grows with the claim's max_connections)."""
 
-    async def run_extra(self) -> None:
-        """One more connection of the lane: send its own batches until the lane is done,
-        nothing is ready, or the lane's claims say fewer connections (or a delay)."""
-        try:
-            while not self.ctx.stopping.is_set() and not self.lane_over.is_set():
-                claim, rendered = await self._next_claim()
-                if claim is None:
-                    break
-                if not claim.messages:
-                    continue
-                if claim.delay_ms > 0 or self.index >= claim.max_connections:
-                    ids = [m.id for m in claim.messages]
-                    self.ctx.held.update(ids)
-                    await self._give_back(ids)
-                    break
-                await self._send_claim(claim, rendered)
-        except _ExtraGone:
-            pass
-        except _LaneStop:
-            self.lane_over.set()  # paused or needs attention: the lane as a whole stops
-        except Exception:
-            log.exception("lane %s: connection %d stopped", self.st.name, self.index + 1)
-        finally:
-            await self._close()
+        def accept(claim: Claim) -> bool:
+            if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
+                return False
+            pool.grow(self, claim)
+            return pool.fits(self, claim)
 
-    async def _send_claim(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
+        return accept
+
+    async def send_claim(
+        self,
+        claim: Claim,
+        rendered: dict[int, Rendered | str],
+        accept: Callable[[Claim], bool] | None = None,
+    ) -> None:
+        """Send a claim: paced one at a time with a delay, else through a sliding window
+        that goes on with the lane's next claims while ``accept`` says so."""
         ids = [m.id for m in claim.messages]
         self.ctx.held.update(ids)
         try:
             if claim.delay_ms > 0:
                 await send_paced(self, claim)
             else:
-                await self._send_pipelined(claim, rendered)
-        except _Refused as refused:
+                session = await self.ensure_session(claim.endpoint)
+                more = accept or partial(pool.fits, self)
+                await Window(self, session).run(claim, rendered, more)
+        except Refused as refused:
             await self._fail_refused(claim, refused.error)
         finally:
-            await self._give_back(ids)
+            await self.give_back(ids)
 
-    async def _give_back(self, ids: list[int]) -> None:
+    async def give_back(self, ids: list[int]) -> None:
         """Release those of ``ids`` still held (claimed, never marked sending)."""
         leftover = [i for i in ids if i in self.ctx.held]
         self.ctx.held.difference_update(ids)
@@ -195,19 +167,19 @@ class LaneDriver:
                 partial(release_messages, owner=self.ctx.owner, ids=leftover, was_sending=False)
             )
 
-    async def _close(self) -> None:
+    async def close(self) -> None:
         await self._drop_prefetch()
         if self.st.session is not None:
             await self.st.session.close()
 
-    async def _next_claim(self) -> tuple[Claim | None, dict[int, Rendered | str]]:
+    async def next_claim(self) -> tuple[Claim | None, dict[int, Rendered | str]]:
         task, self.st.prefetch = self.st.prefetch, None
         if task is not None:
             got = await task
             return got if got is not None else (None, {})
         return await self._claim(), {}
 
-    async def _claim_ahead(self) -> Prefetched | None:
+    async def claim_ahead(self) -> Prefetched | None:
         claim = await self._claim()
         if claim is None:
             return None
@@ -215,15 +187,7 @@ class LaneDriver:
         return claim, await self.render(claim.messages) if claim.delay_ms == 0 else {}
 
     async def _drop_prefetch(self) -> None:
-        """The lane stops: give back what was claimed ahead, and what was marked sending
-        ahead (never submitted)."""
-        marked, self.st.marked_ahead = self.st.marked_ahead, None
-        if marked is not None:
-            sending = [m.id for m in marked[1]]
-            self.ctx.held.difference_update(sending)
-            await self.ctx.tx.run(
-                partial(release_messages, owner=self.ctx.owner, ids=sending, was_sending=True)
-            )
+        """The lane stops: give back what was claimed ahead."""
         task, self.st.prefetch = self.st.prefetch, None
         if task is None:
             return
@@ -289,25 +253,16 @@ class LaneDriver:
             try:
                 await self._unless_stopping(session, session.open())
             except OutboundRefused as exc:
-                raise _Refused(exc) from None
+                raise Refused(exc) from None
             except TransportError as exc:
                 if self.pool is not None:
-                    self._shrink_pool(exc)
-                    raise _ExtraGone from None
+                    pool.shrink(self, exc)
+                    raise ExtraGone from None
                 await self._lane_failure(exc, endpoint)
-                raise _LaneStop from None
+                raise LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
-
-    def _shrink_pool(self, exc: TransportError) -> None:
-        """This extra connection could not be opened: the lane keeps the ones before it until
-        it is handed back (then the next hold tries the full pool again)."""
-        assert self.pool is not None
-        limit = self.pool.pool_limit
-        self.pool.pool_limit = self.index if limit is None else min(limit, self.index)
-        log.warning("lane %s: connection %d not opened (%s); %d kept", self.st.name,
-                    self.index + 1, exc, self.pool.pool_limit)  # fmt: skip
 
     async def _fail_refused(self, claim: Claim, error: OutboundRefused) -> None:
         """The server's address is refused by the outbound policy (a setting, not a passing
@@ -334,7 +289,7 @@ class LaneDriver:
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
             session.abort()  # a reply may still be due: the stream is out of step
-            raise _LaneStop
+            raise LaneStop
         work.result()
 
     async def _lane_failure(
@@ -428,74 +383,16 @@ class LaneDriver:
                         claim.imap, message_id, raw[message_id], lane, claim.endpoint.auth
                     )
         if rec.needs_attention or rec.pause_until is not None:
-            raise _LaneStop
-        if rec.reconnect:
-            if self.st.session is not None:
-                await self.st.session.close()
+            raise LaneStop
+        if rec.reconnect and self.st.session is not None:
+            # The link broke: counted once, however many commits its outcomes take.
+            await self.st.session.close()
             self.st.session = None
             self.st.reconnects += 1
             if self.st.reconnects >= RECONNECTS_BEFORE_PAUSE:
                 self.st.reconnects = 0
                 await self._lane_failure(_dropped())
-                raise _LaneStop
-
-    async def _send_pipelined(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
-        session = await self.ensure_session(claim.endpoint)
-        marked = self.st.marked_ahead
-        if marked is not None and marked[0] is claim:
-            self.st.marked_ahead = None
-            batch = marked[1]
-        else:
-            batch = await self.mark_sending(claim.messages, rendered=rendered)
-        if not batch:
-            return
-        if not self.ctx.stopping.is_set():
-            # The next batch is claimed and rendered while this one is in flight, so that
-            # the link does not idle between batches.
-            self.st.prefetch = asyncio.create_task(self._claim_ahead())
-        envelopes = [Envelope(m.envelope_from, m.recipients, m.raw) for m in batch]
-        answers: list[SubmitResult | TransportError]
-        began = time.monotonic()
-        try:
-            answers = await session.submit_many(envelopes)
-        except TransportError as exc:
-            answers = [exc] * len(batch)
-        self.st.last_used = time.monotonic()
-        items = list(zip(batch, answers, strict=True))
-        if all(isinstance(a, SubmitResult) and a.delivered and not a.rejected for a in answers):
-            self.st.note_batch(len(batch), self.st.last_used - began)
-            await self._record_and_mark_ahead(claim, items)
-        else:
-            await self.record(claim, items)
-
-    async def _record_and_mark_ahead(
-        self,
-        claim: Claim,
-        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
-    ) -> None:
-        """Every message of the batch went through: record it and mark the next batch
-        (claimed and rendered meanwhile) sending in one commit, so the link waits for one
-        commit between batches, not two. A batch with any refusal or error is recorded
-        alone first: its answers may pause the lane before anything more is marked."""
-        task = self.st.prefetch
-        ahead = None
-        if task is not None:
-            await asyncio.wait({task})  # the link needs the next batch anyway
-            if not task.cancelled() and task.exception() is None:
-                ahead = task.result()
-        if ahead is None or not ahead[0].messages or ahead[0].delay_ms > 0:
-            await self.record(claim, items)
-            return
-        upcoming, rendered = ahead
-        record = asyncio.ensure_future(self.record(claim, items))
-        mark = asyncio.ensure_future(self.mark_sending(upcoming.messages, rendered=rendered))
-        recorded, marked = await asyncio.gather(record, mark, return_exceptions=True)
-        if not isinstance(marked, BaseException):
-            self.st.marked_ahead = (upcoming, marked)  # _drop_prefetch gives it back if need be
-        if isinstance(recorded, BaseException):
-            raise recorded
-        if isinstance(marked, BaseException):
-            raise marked
+                raise LaneStop
 
 
 def _dropped() -> TransportError:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.net.policy import OutboundPolicy
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.claims import Claim, Rendered
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.render import Renderer
 from sendas.outbox.txqueue import TxQueue
@@ -34,8 +34,6 @@ class LaneState:
     commit_lead: float = 0.005  # seconds; recent time to commit "sending"
     # The next batch of a lane without delay, claimed and rendered while one is in flight.
     prefetch: asyncio.Task[Prefetched | None] | None = None
-    # That batch, already marked sending (in the commit that recorded the previous one).
-    marked_ahead: tuple[Claim, list[ClaimedMessage]] | None = None
     per_message: float | None = None  # seconds on the wire per pipelined message, smoothed
 
     def batch_limit(self, cfg: OutboxConfig) -> int:

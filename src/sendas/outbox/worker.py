@@ -51,6 +51,8 @@ def config_from_settings(settings: Settings) -> OutboxConfig:
         beat_seconds=settings.worker_heartbeat_seconds,
         smtp_timeout=settings.smtp_timeout,
         max_connections=settings.max_connections_cap,
+        send_window=settings.send_window,
+        group_commit_ms=settings.group_commit_ms,
     )
 
 

@@ -19,7 +19,7 @@ from sendas.smtp.replies import (
     pause_until,
 )
 from sendas.smtp.session import SmtpSession, StepObserver
-from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult
+from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult, SubmitStream
 
 __all__ = [
     "AuthKind",
@@ -33,6 +33,7 @@ __all__ = [
     "StartGate",
     "StepObserver",
     "SubmitResult",
+    "SubmitStream",
     "TlsMode",
     "TokenProvider",
     "classify",

@@ -24,7 +24,14 @@ from sendas.smtp.auth import authenticate
 from sendas.smtp.connect import establish
 from sendas.smtp.endpoint import EffectiveTls, SmtpEndpoint
 from sendas.smtp.io import QUIT_TIMEOUT, SmtpIO, closed_hint, reply_error
-from sendas.smtp.submit import Envelope, Outcome, StartGate, Submission, SubmitResult
+from sendas.smtp.submit import (
+    CHUNK_WINDOW,
+    Envelope,
+    Outcome,
+    StartGate,
+    SubmitResult,
+    SubmitStream,
+)
 from sendas.smtp.wire import Reply, needs_smtputf8
 
 StepObserver = Callable[[str, float, str], None]
@@ -152,27 +159,38 @@ class SmtpSession:
         ``start_gate`` is awaited after the commands are prepared and right before the
         first write (pacing); :attr:`mail_sent_at` then says when MAIL FROM went out.
         """
+        run = self.stream(start_gate=start_gate)
+        for envelope in batch:
+            run.feed(envelope)
+        run.close()
+        try:
+            await run.run()
+        finally:
+            self.end_stream(run)
+        results: list[Outcome] = []
+        while (outcome := await run.next()) is not None:
+            results.append(outcome)
+        return results
+
+    def stream(
+        self, *, window: int = CHUNK_WINDOW, start_gate: StartGate | None = None
+    ) -> SubmitStream:
+        """A :class:`SubmitStream` over this connection: feed envelopes, take outcomes in
+        order as the replies arrive. Run it (``start()`` or ``await run()``), then hand it
+        to :meth:`end_stream`; one stream at a time."""
+        io = self._io
+        if io is None or not io.usable:
+            raise MailConnectionError("the SMTP session is not open", step="mail_from")
         self.mail_sent_at = None
-        todo, results = submit.prepare(batch, self.extensions)
-        if todo:
-            io = self._io
-            if io is None or not io.usable:
-                raise MailConnectionError("the SMTP session is not open", step="mail_from")
-            if start_gate is not None:
-                await start_gate()
-            run = Submission(io, results, self._in_transaction)
-            try:
-                with io.watched():
-                    if self.supports_pipelining and "CHUNKING" in self.extensions:
-                        await run.chunked(todo)
-                    elif self.supports_pipelining:
-                        await run.pipelined(todo)
-                    else:
-                        await run.lockstep(todo)
-            finally:
-                self._in_transaction = run.in_transaction
-                self.mail_sent_at = run.mail_sent_at
-        return [r if r is not None else submit.not_sent() for r in results]
+        return SubmitStream(
+            io, self.extensions, in_transaction=self._in_transaction, window=window,
+            start_gate=start_gate,
+        )  # fmt: skip
+
+    def end_stream(self, run: SubmitStream) -> None:
+        """Take over what a finished stream knows of the connection."""
+        self._in_transaction = run.in_transaction
+        self.mail_sent_at = run.mail_sent_at
 
     # --- closing ------------------------------------------------------------------------
 

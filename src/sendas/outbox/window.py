@@ -1,0 +1,177 @@
+"""A lane without delay sends through a sliding window over one connection: the link never
+idles between batches, and a crash leaves only what may have reached the server ``unknown``.
+
+Three tasks share the window. The feeder marks claimed messages ``sending`` in small
+chunks just ahead of the wire (at most ``send_window`` marked and not yet recorded) and
+feeds them to the connection's :class:`~sendas.smtp.SubmitStream`; the next claim is
+claimed and rendered meanwhile. The reader takes the outcomes in order as the replies
+arrive. The recorder stores them in group commits (``group_commit_ms``) while the wire goes
+on. Claimed messages not yet marked stay ``queued`` under their lease: a worker killed now
+leaves them to come back, and at most the window ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.stops import LaneStop
+from sendas.smtp import Envelope, Outcome, SmtpSession
+
+if TYPE_CHECKING:
+    from sendas.outbox.driver import LaneDriver
+
+log = logging.getLogger("sendas.outbox")
+
+NOTE_EVERY = 20
+"""Outcomes per measure of the link's speed (which sizes the claims)."""
+
+Item = tuple[Claim, ClaimedMessage, Outcome]
+
+
+class Window:
+    """One stretch of pipelined sending by one connection of a lane."""
+
+    def __init__(self, driver: LaneDriver, session: SmtpSession) -> None:
+        self.d = driver
+        self.cfg = driver.ctx.cfg
+        self.session = session
+        self.stream = session.stream(window=self.cfg.send_window)
+        self.flight: deque[tuple[Claim, ClaimedMessage]] = deque()  # fed, outcome not taken
+        self.outstanding = 0  # marked sending (or being marked), not yet recorded
+        self.room = asyncio.Event()
+        self.pending: list[Item] = []  # outcomes taken, not yet recorded
+        self.got = asyncio.Event()
+        self.reading_done = False
+        self.stop = False  # feed nothing more (the lane must stop, or the link is gone)
+        self.failure: BaseException | None = None
+        self.claimed: list[int] = []
+
+    async def run(
+        self, claim: Claim, rendered: dict[int, Rendered | str], accept: Callable[[Claim], bool]
+    ) -> None:
+        """Send ``claim`` and the lane's next claims while ``accept`` says so; record every
+        outcome; give back what was claimed and never marked. Raises :class:`LaneStop`
+        when an outcome says the lane must stop (after recording the rest)."""
+        self.stream.start()
+        reader = asyncio.create_task(self._read())
+        recorder = asyncio.create_task(self._record_loop())
+        try:
+            await self._feed(claim, rendered, accept)
+        except BaseException as exc:
+            self.failure = self.failure or exc
+        finally:
+            self.stream.close()
+            await asyncio.gather(self.stream.wait(), reader, return_exceptions=True)
+            await asyncio.gather(recorder, return_exceptions=True)
+            self.session.end_stream(self.stream)
+            await self.d.give_back(self.claimed)
+        if self.failure is not None:
+            raise self.failure
+
+    # --- feeding ---
+
+    def _halted(self) -> bool:
+        d = self.d
+        return (
+            self.stop
+            or d.ctx.stopping.is_set()
+            or d.lane_over.is_set()
+            or not self.session.usable
+            or d.st.session is not self.session
+        )
+
+    async def _feed(
+        self, claim: Claim, rendered: dict[int, Rendered | str], accept: Callable[[Claim], bool]
+    ) -> None:
+        d = self.d
+        current: Claim | None = claim
+        while current is not None:
+            ids = [m.id for m in current.messages]
+            self.claimed.extend(ids)
+            d.ctx.held.update(ids)
+            if current.messages and (
+                self._halted() or not accept(current) or current.endpoint != d.st.endpoint
+            ):
+                return  # given back by run
+            if not d.ctx.stopping.is_set():
+                # The next claim is claimed and rendered while this one is on the wire.
+                d.st.prefetch = asyncio.create_task(d.claim_ahead())
+            await self._feed_claim(current, rendered)
+            if self._halted():
+                return
+            current, rendered = await d.next_claim()
+
+    async def _feed_claim(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
+        window = self.cfg.send_window
+        step = max(1, window // 4)
+        messages = claim.messages
+        for start in range(0, len(messages), step):
+            part = messages[start : start + step]
+            while self.outstanding + len(part) > window and not self._halted():
+                self.room.clear()
+                await self.room.wait()
+            if self._halted():
+                return
+            self.outstanding += len(part)
+            marked: list[ClaimedMessage] = []
+            try:
+                marked = await self.d.mark_sending(part, rendered=rendered)
+            finally:
+                self.outstanding -= len(part) - len(marked)
+            for m in marked:  # fed even if the link broke meanwhile: then "not sent"
+                self.flight.append((claim, m))
+                self.stream.feed(Envelope(m.envelope_from, m.recipients, m.raw))
+
+    # --- reading and recording ---
+
+    async def _read(self) -> None:
+        count, since = 0, time.monotonic()
+        try:
+            while (outcome := await self.stream.next()) is not None:
+                claim, message = self.flight.popleft()
+                self.pending.append((claim, message, outcome))
+                self.got.set()
+                count += 1
+                if count >= NOTE_EVERY:
+                    now = time.monotonic()
+                    self.d.st.note_batch(count, now - since)
+                    count, since = 0, now
+        finally:
+            self.reading_done = True
+            self.got.set()
+
+    async def _record_loop(self) -> None:
+        while True:
+            if not self.pending:
+                if self.reading_done:
+                    return
+                self.got.clear()
+                await self.got.wait()
+                continue
+            if not self.reading_done and self.cfg.group_commit_ms > 0:
+                # Replies arriving meanwhile join this commit; the wire goes on.
+                await asyncio.sleep(self.cfg.group_commit_ms / 1000)
+            items, self.pending = self.pending, []
+            await self._record(items)
+
+    async def _record(self, items: list[Item]) -> None:
+        by_claim: dict[int, tuple[Claim, list[tuple[ClaimedMessage, Outcome]]]] = {}
+        for claim, message, outcome in items:
+            by_claim.setdefault(id(claim), (claim, []))[1].append((message, outcome))
+        for claim, outcomes in by_claim.values():
+            try:
+                await self.d.record(claim, outcomes)
+            except LaneStop as exc:
+                self.failure, self.stop = self.failure or exc, True
+            except Exception as exc:
+                log.exception("lane %s: recording outcomes failed", self.d.st.name)
+                self.failure, self.stop = self.failure or exc, True
+            finally:
+                self.outstanding -= len(outcomes)
+                self.room.set()
