@@ -213,16 +213,20 @@ class Workers:
             )
         self.procs.append(proc)
 
-    def kill_one(self, rng: random.Random, holders: set[int]) -> None:
-        """SIGKILL one at random: one holding a lane (mid-submission) when there is one; a
-        worker still importing (seconds on a loaded machine) would die having done nothing."""
+    def kill_one(self, rng: random.Random, holders: set[int]) -> bool:
+        """SIGKILL one of those holding a lane (mid-submission), at random; False when none
+        does yet. Killing a worker still importing (seconds on a loaded machine) would only
+        starve the letter: with kills every few seconds no worker would ever get going."""
         busy = [p for p in self.procs if p.pid in holders]
-        victim = rng.choice(busy or self.procs)
+        if not busy:
+            return False
+        victim = rng.choice(busy)
         _kill_group(victim, signal.SIGKILL)
         victim.wait()
         self.procs.remove(victim)
         self.start()
         self.timeline.add(f"SIGKILL worker pid {victim.pid}; started pid {self.procs[-1].pid}")
+        return True
 
     def reap(self) -> None:
         """Replace the workers that ended by themselves (and say so: they should not)."""
@@ -386,14 +390,16 @@ def chaos_phase(
     plan = Plan(sorted([(0.15, "smtp"), (0.35, "postgres"), (0.6, "smtp")]))
     end = time.monotonic() + args.chaos_seconds
     next_kill = time.monotonic() + rng.uniform(*args.kill_every)
-    progress = 0.0
+    progress, shown = 0.0, 0
     while time.monotonic() < end:
         workers.reap()
         counts = letter.statuses()
         if counts is not None:
             progress = 1 - sum(counts[s] for s in ACTIVE) / letter.total
-        if time.monotonic() >= next_kill:
-            workers.kill_one(rng, letter.lane_holders())
+            if int(progress * 20) > shown:  # every 5 %
+                shown = int(progress * 20)
+                say(f"    {progress:.0%} decided: {dict(sorted(counts.items()))}")
+        if time.monotonic() >= next_kill and workers.kill_one(rng, letter.lane_holders()):
             next_kill = time.monotonic() + rng.uniform(*args.kill_every)
         event = plan.due(progress)
         if event == "smtp":
