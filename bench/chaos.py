@@ -21,7 +21,8 @@ before the reply) and files it in the login's Sent folder on the Dovecot, as Gma
 Then the faults stop, and the script waits (--timeout) until nothing is queued, sending or
 retrying, and a little more (--settle-wait) for ``unknown`` messages to be settled from the
 Sent folders. It counts at the server and in the database and prints the figures and the
-timeline of what it did; the exit status is 1 when a message was lost or duplicated.
+timeline of what it did; the exit status is 1 when a message was lost or duplicated,
+2 when messages were still waiting at the timeout (reported apart, not as lost).
 The random choices come from --seed (printed; given one, the same chaos is planned again,
 though timings differ from run to run).
 """
@@ -477,7 +478,8 @@ def _reason(reply: str | None, hint: str | None) -> str:
 
 
 def figures(letter: Letter, record: Path) -> int:
-    """Print the counts; 1 when a message was lost or duplicated."""
+    """Print the counts; 1 when a message was lost or duplicated, 2 when some were still
+    waiting at the timeout."""
     kinds, by_mid = server_record(record)
     with letter.ctx.db.read() as s:
         rows = s.execute(
@@ -492,8 +494,12 @@ def figures(letter: Letter, record: Path) -> int:
     status = Counter(r.status for r in rows)
     once = [r for r in rows if accepted(r.message_id) == 1]
     dup = [r for r in rows if accepted(r.message_id) > 1]
+    # Still queued at the timeout is not lost: it is reported apart (and exits 2).
+    unfinished = [r for r in rows if r.status in ACTIVE]
     lost = [
-        r for r in rows if accepted(r.message_id) == 0 and r.status not in ("failed", "unknown")
+        r
+        for r in rows
+        if accepted(r.message_id) == 0 and r.status not in ("failed", "unknown", *ACTIVE)
     ]
     failed = Counter(_reason(r.server_reply, r.hint) for r in rows if r.status == "failed")
     unknown = [r for r in rows if r.status == "unknown"]
@@ -519,6 +525,8 @@ def figures(letter: Letter, record: Path) -> int:
     print(f"settled from the mailbox       {settled:6d}  ('{SETTLED_HINT}')")
     print(f"lost                           {len(lost):6d}  (must be 0)")
     print(f"duplicated                     {len(dup):6d}  (must be 0)")
+    if unfinished:
+        print(f"unfinished at the timeout      {len(unfinished):6d}  (queued, sending or retrying)")
     print(f"database statuses              {dict(sorted(status.items()))}")
     print(f"server events                  {dict(sorted(kinds.items()))}")
     if failed_yet_accepted:
@@ -537,7 +545,7 @@ def figures(letter: Letter, record: Path) -> int:
             )
             for line in by_mid.get(r.message_id, []):
                 print(f"      server: {line}")
-    return 1 if lost or dup else 0
+    return 1 if lost or dup else 2 if unfinished else 0
 
 
 # --- main -------------------------------------------------------------------------------------
