@@ -22,13 +22,14 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check --quiet
 
 LINT_PATHS := $(wildcard src tests bench)
 
-.PHONY: help run test lint bench clean system-packages venv
+.PHONY: help run test lint bench chaos clean system-packages venv
 
 help:
 	@echo "make run    install into $(VENV) and start sendas serve (http://127.0.0.1:8025)"
 	@echo "make test   system packages, dev install, ruff, mypy, pytest (PYTEST_ARGS=...)"
 	@echo "make lint   ruff check, ruff format --check, mypy"
 	@echo "make bench  run bench/run.py"
+	@echo "make chaos  run bench/chaos.py (CHAOS_ARGS=...; needs root for Dovecot)"
 	@echo "make clean  remove $(VENV) and caches (keeps var/, your data)"
 
 run: $(RUN_STAMP)
@@ -51,6 +52,11 @@ bench: $(DEV_STAMP) system-packages
 		echo "+ npm ci --prefix bench"; npm ci --prefix bench --no-audit --no-fund; \
 	fi
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Kills workers, the SMTP server and PostgreSQL under a 10,000-recipient form letter and counts
+# what arrived (bench/chaos.py); exits non-zero when a message was lost or duplicated.
+chaos: $(DEV_STAMP) system-packages
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts \
