@@ -204,6 +204,35 @@ async def test_server_that_does_not_file_copies_leaves_it_unknown_with_what_was_
     assert received_ids(server.recorder)[left.message_id] == 1
 
 
+async def test_a_filing_server_learnt_through_one_alias_does_not_resend_for_another(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    """Two aliases share one IMAP account but send through different SMTP servers: what was
+    learnt through the filing one must not send again a message of the other (which may
+    have accepted it without filing a copy)."""
+    account = dovecot_server.add_account("shared", layout="special")
+    filing = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
+    plain = await smtpd("none")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    filer = make_alias(ctx, alice_actor, filing, imap_account_id=imap_id, name="Filer")
+    other = make_alias(ctx, alice_actor, plain, imap_account_id=imap_id, name="Other")
+    [first] = queue(ctx, alice_actor, filer, 1, subject="First")
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, first).sent_copy is not None)
+    assert account_flag(ctx, imap_id) is True
+
+    lost = crashed_before_sending(ctx, alice_actor, other)
+    with ctx.db.write() as s:
+        reap_expired(s, utcnow())
+    await asyncio.sleep(SETTLE_AFTER)
+    due_now(ctx, lost)
+    assert await direct_settler(ctx).settle_once() == (0, 0)
+    left = message(ctx, lost)
+    assert left.status == "unknown", left.hint
+    assert "not known to file its own copy" in (left.hint or "")
+    assert not plain.recorder.messages  # never sent again
+
+
 async def test_imap_login_refused_leaves_it_unknown_with_the_reason(
     ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
 ) -> None:

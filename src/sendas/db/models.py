@@ -256,7 +256,7 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     # Recipients left out because they are on the owner's suppression list (migration
-    # 0016): {"count": n, "addresses": the first ones}; NULL, none. JSON, so that code
+    # 0015): {"count": n, "addresses": the first ones}; NULL, none. JSON, so that code
     # written against an older schema still inserts letters (the ORM leaves it out).
     suppressed_skips: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 

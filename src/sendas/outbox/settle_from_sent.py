@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from sendas.config import Settings
@@ -112,6 +112,7 @@ def _since(updated_at: datetime, lease_expires_at: datetime | None) -> datetime:
 
 def _account_group(
     alias: Alias,
+    sole_server: bool,
     box: SecretBox,
     cfg: SettleConfig,
     token_providers: TokenProviders | None,
@@ -120,7 +121,12 @@ def _account_group(
     account = alias.imap_account
     assert account is not None  # picked by its imap_account_id
     label = f"{account.username} on {account.imap_host}"
-    files_copy = files_own_sent_copy(alias.smtp_host) or account.files_sent_copy is True
+    # What was learnt is about the account's mail as one SMTP server files it: trusted only
+    # while every alias using the account sends through that server (else a "yes" learnt
+    # through one could send again what another server did accept).
+    files_copy = files_own_sent_copy(alias.smtp_host) or (
+        account.files_sent_copy is True and sole_server
+    )
     if not account.password_enc and not imap_uses_alias_token(alias, account):
         return _Group(label, files_copy, None, "the IMAP account has no password")
     try:
@@ -128,6 +134,19 @@ def _account_group(
     except ValueError as exc:
         return _Group(label, files_copy, None, f"the IMAP account cannot be used: {exc}")
     return _Group(label, files_copy, endpoint, None)
+
+
+def _sole_server(session: Session, alias: Alias) -> bool:
+    """Whether every alias linked to ``alias``'s IMAP account sends through its server."""
+    others = session.scalar(
+        select(func.count())
+        .select_from(Alias)
+        .where(
+            Alias.imap_account_id == alias.imap_account_id,
+            (Alias.smtp_host != alias.smtp_host) | (Alias.smtp_port != alias.smtp_port),
+        )
+    )
+    return not others
 
 
 @dataclass
@@ -160,15 +179,16 @@ class _Picker:
             .where(m.id.in_([r.id for r in rows]))
             .values(next_attempt_at=claim, updated_at=m.updated_at)
         )
-        groups: dict[tuple[int, int | None], _Group] = {}
+        groups: dict[tuple[int, int | None, str, int], _Group] = {}
         for row in rows:
             alias = session.get_one(Alias, row.alias_id)
             token = alias.id if imap_uses_alias_token(alias, alias.imap_account) else None
-            key = (alias.imap_account_id or 0, token)
+            key = (alias.imap_account_id or 0, token, alias.smtp_host, alias.smtp_port)
             if key not in groups:
                 groups[key] = _account_group(
-                    alias, self.box, self.cfg, self.token_providers, self.outbound
-                )
+                    alias, _sole_server(session, alias), self.box, self.cfg,
+                    self.token_providers, self.outbound,
+                )  # fmt: skip
             since = _since(row.updated_at, row.lease_expires_at)
             groups[key].items.append(_Item(row.id, row.message_id, since))
         return list(groups.values())

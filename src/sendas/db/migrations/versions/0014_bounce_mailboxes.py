@@ -1,7 +1,7 @@
 """Bounces: messages found by Message-ID, and what the scanner handled per mailbox.
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0014"
-down_revision: str | None = "0011"
+down_revision: str | None = "0013"
 branch_labels = None
 depends_on = None
 

@@ -2,8 +2,8 @@
 ``suppressed_skips``, ``{"count": n, "addresses": [the first ones]}`` (NULL: none, as for
 every existing letter).
 
-Revision ID: 0016
-Revises: 0011
+Revision ID: 0015
+Revises: 0014
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
-down_revision: str | None = "0011"
+revision = "0015"
+down_revision: str | None = "0014"
 branch_labels = None
 depends_on = None
 
