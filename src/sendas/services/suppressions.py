@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Suppression
@@ -72,15 +73,19 @@ def add_suppression(session: Session, actor: Actor, data: SuppressionIn) -> Supp
     """Add an address by hand. Raises :class:`ValidationFailed` for ``address`` when it is
     on the list already (whatever put it there): nothing is written."""
     address = normalise(data.address)
+    listed = ValidationFailed(
+        [FieldProblem(("body", "address"), "this address is on your suppression list already")]
+    )
     if find(session, actor.id, address) is not None:
-        raise ValidationFailed(
-            [FieldProblem(("body", "address"), "this address is on your suppression list already")]
-        )
+        raise listed
     row = Suppression(
         user_id=actor.id, address=address, source="manual", reason=data.reason or None
     )
-    session.add(row)
-    session.flush()
+    try:  # a bounce (or a second click) may have listed it meanwhile: the same answer
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        raise listed from None
     audit(session, actor, "suppression.add", "suppression", row.id, owner_id=actor.id)
     return row
 

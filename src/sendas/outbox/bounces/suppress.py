@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Suppression
@@ -33,16 +34,19 @@ def suppress_bounced(
     )
     if existing is not None:
         return False
-    # A savepoint: a concurrent insert of the same address loses on the unique key alone.
-    with session.begin_nested():
-        session.add(
-            Suppression(
-                user_id=user_id,
-                address=key,
-                source=SOURCE,
-                reason=reason[:2000],
-                message_id=message_id,
-                created_at=now,
-            )
-        )
+    row = Suppression(
+        user_id=user_id,
+        address=key,
+        source=SOURCE,
+        reason=reason[:2000],
+        message_id=message_id,
+        created_at=now,
+    )
+    # In a savepoint: an entry added meanwhile (by hand, or another worker) wins on the
+    # unique key, and only this insert is undone, not the bounce being recorded.
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
     return True
