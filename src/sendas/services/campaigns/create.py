@@ -2,7 +2,8 @@
 
 The recipients are read twice and never held: the first pass validates every row
 (addresses, column counts, merge fields) without touching the database and renders it,
-within the per-recipient limits, in the check processes (:mod:`.check`); the second pass
+within the per-recipient limits, in the check processes (:mod:`.check`), or here when the
+letter is plain text with holes (:mod:`sendas.merge_plain`); the second pass
 inserts the message rows, each with its rendered subject, in chunks inside one write
 transaction, so a campaign appears with all of its recipients or not at all. Only the
 subjects are held between the passes (one per recipient, at most
