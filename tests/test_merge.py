@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from sendas.context import AppContext
 from sendas.db.models import Message
@@ -225,7 +226,9 @@ def test_large_csv_is_enqueued_without_holding_it(ctx: AppContext, alice: Person
     assert created.total == n and created.invalid_count == 1
     with ctx.db.read() as s:
         assert s.scalar(select(func.count()).where(Message.campaign_id == created.id)) == n
-        last = s.scalars(select(Message).order_by(Message.id.desc()).limit(1)).one()
+        last = s.scalars(
+            select(Message).options(selectinload(Message.body)).order_by(Message.id.desc()).limit(1)
+        ).one()
     assert last.to_addrs == [f"user{n - 1}@example.com"]
     assert last.merge_fields == {
         "first": f"First{n - 1}",

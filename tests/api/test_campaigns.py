@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import selectinload
 
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Lane, Message
@@ -56,7 +57,9 @@ def upload(client: TestClient, who: Person, csv_text: str, **form: Any) -> Any:
 
 def message_rows(ctx: AppContext) -> list[Message]:
     with ctx.db.read() as s:
-        return list(s.scalars(select(Message).order_by(Message.id)))
+        return list(
+            s.scalars(select(Message).options(selectinload(Message.body)).order_by(Message.id))
+        )
 
 
 def count_messages(ctx: AppContext) -> int:

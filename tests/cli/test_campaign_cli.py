@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from typer.testing import CliRunner
 
 from sendas.cli import app
@@ -212,5 +213,5 @@ def test_excel_csv_with_a_chosen_column_and_the_caps(
     assert r.exit_code == 0, r.output
     assert "skipped line 3: 'nobody' is not a valid email address" in " ".join(r.stderr.split())
     with ctx.db.read() as s:
-        [message] = s.scalars(select(Message))
+        [message] = s.scalars(select(Message).options(selectinload(Message.body)))
     assert message.merge_fields == {"nom": "Zoë", "first_name": "Zoë"}

@@ -19,6 +19,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from sendas.config import Settings
 from sendas.context import AppContext
@@ -123,7 +124,7 @@ def statuses(ctx: AppContext, ids: list[int] | None = None) -> dict[int, str]:
 
 def message(ctx: AppContext, message_id: int) -> Message:
     with ctx.db.read() as s:
-        return s.get_one(Message, message_id)
+        return s.get_one(Message, message_id, options=[selectinload(Message.body)])
 
 
 async def wait_for(predicate: Callable[[], bool], within: float = 15.0) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from sendas.context import AppContext
-from sendas.db.models import Message
+from sendas.db.models import Message, MessageBody
 from sendas.schemas import CampaignTemplatesIn, RecipientIn
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.recipients import json_rows
@@ -36,7 +36,9 @@ def _letter(ctx: AppContext, actor: Actor, alias_id: int, count: int) -> list[in
         )
         if count > 1:
             s.execute(
-                update(Message).where(Message.id == ids[1]).values(merge_fields={"n": "10000"})
+                update(MessageBody)
+                .where(MessageBody.message_id == ids[1])
+                .values(merge_fields={"n": "10000"})
             )
     return ids
 

@@ -264,7 +264,8 @@ class Campaign(Base):
 class Message(Base):
     """One submission: a single email, one recipient of a form letter, or automated mail.
 
-    ``raw`` holds the exact bytes submitted, so the copy to Sent matches what was sent.
+    The composed bytes and a form letter's values live in :class:`MessageBody` (written
+    once), so that the many status updates of this row stay small.
     """
 
     __tablename__ = "messages"
@@ -298,9 +299,6 @@ class Message(Base):
     bcc_addrs: Mapped[list[str]] = mapped_column(JSON, default=list)
     subject: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str] = mapped_column(String(500), default="")
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
-    # A form letter's recipient values; the message is rendered and composed when first sent.
-    merge_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -314,6 +312,41 @@ class Message(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Loaded when read (one SELECT by key): lists of messages never touch the bodies.
+    body: Mapped[MessageBody | None] = relationship(
+        lazy="select", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    @property
+    def raw(self) -> bytes | None:
+        """The exact bytes submitted (None: a form letter's message not rendered yet)."""
+        return self.body.raw if self.body is not None else None
+
+    @property
+    def merge_fields(self) -> dict[str, Any] | None:
+        """A form letter's recipient values (None for other messages)."""
+        return self.body.merge_fields if self.body is not None else None
+
+
+class MessageBody(Base):
+    """A message's bytes and a form letter's values, apart from its status row.
+
+    Written once: at enqueue (a single email's composed bytes, a form letter's values),
+    and a form letter's ``raw`` when it is rendered, as it is first sent. Claiming, marking
+    and recording outcomes update ``messages`` only, never this ~5 KB row.
+    """
+
+    __tablename__ = "message_bodies"
+
+    message_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    # The exact bytes submitted, so the copy to Sent matches what was sent.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # A form letter's recipient values; the message is rendered and composed when first sent.
+    merge_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class Lane(Base):

@@ -34,7 +34,16 @@ from sendas.outbox.config import OutboxConfig
 from sendas.outbox.counts import Moves
 from sendas.outbox.lanes import lane_alias_id
 from sendas.outbox.outcomes import pending_recipients
-from sendas.outbox.tables import LANE, MSG, chunks, running_campaign, update_ids, update_rows
+from sendas.outbox.tables import (
+    BODY,
+    LANE,
+    MSG,
+    chunks,
+    running_campaign,
+    store_raw,
+    update_ids,
+    update_rows,
+)
 from sendas.sandbox import Limits
 from sendas.secrets import SecretBox
 from sendas.smtp import SmtpEndpoint
@@ -91,9 +100,11 @@ class Claim:
 # --- statements ----------------------------------------------------------------------------
 
 _CLAIM_COLUMNS = [MSG.c[name] for name in (
-    "id", "raw", "message_id", "recipients", "recipient_results", "attempts",
-    "envelope_from", "campaign_id", "to_addrs", "merge_fields", "status",
+    "id", "message_id", "recipients", "recipient_results", "attempts",
+    "envelope_from", "campaign_id", "to_addrs", "status",
 )]  # fmt: skip
+# The bodies (bytes, a form letter's values) are read beside the status row, never written.
+_BODY_COLUMNS = [BODY.c.raw, BODY.c.merge_fields]
 _CLAIM_LANE = (
     select(LANE.c.owner, LANE.c.needs_attention, LANE.c.paused_until, LANE.c.next_send_at)
     .where(LANE.c.name == bindparam("lane"))
@@ -101,7 +112,8 @@ _CLAIM_LANE = (
 )
 _UPDATE_LANE = update(LANE).where(LANE.c.name == bindparam("_lane"))  # SET: the other keys
 _CLAIM_MESSAGES = (
-    select(*_CLAIM_COLUMNS)
+    select(*_CLAIM_COLUMNS, *_BODY_COLUMNS)
+    .select_from(MSG.outerjoin(BODY, BODY.c.message_id == MSG.c.id))
     .where(
         MSG.c.status == bindparam("status"),
         MSG.c.lane == bindparam("lane"),
@@ -358,12 +370,12 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
                "server_reply": None, "hint": hint, "lease_owner": None,
                "lease_expires_at": None, "updated_at": now}
               for r in requests for i, hint in r.unrenderable.items() if i in ours]  # fmt: skip
-    # A rendered form letter is stored and marked in one write of its row (with the ~5 KB
-    # body, each write of a row costs).
-    rendered = [{"id": i, "raw": x.raw, "subject": x.subject, "message_id": x.message_id,
-                 **sending}
+    # A rendered form letter: its subject and Message-ID set as it is marked; its bytes
+    # go to its body (store_raw), written once.
+    rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id, **sending}
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     update_rows(session, failed + rendered)
+    store_raw(session, {i: x.raw for r in requests for i, x in r.rendered.items() if i in ours})
     stored = {row["id"] for row in rendered}
     update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
                **sending)  # fmt: skip

@@ -13,20 +13,20 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import Connection, Table, text
 from sqlalchemy.orm import Session
 
 from sendas.compose import Composed, Content, Sender, compose, needs_smtputf8
-from sendas.db.models import Message, utcnow
+from sendas.db.models import Message, MessageBody, utcnow
 from sendas.outbox.counts import init_counts
 from sendas.outbox.lanes import SYSTEM_LANE, alias_lane
 from sendas.statuses import MessageStatus
 
 INSERT_CHUNK = 5_000
 _FORM_LETTER_COLUMNS = (
-    "user_id", "alias_id", "campaign_id", "lane", "kind", "status", "envelope_from",
+    "id", "user_id", "alias_id", "campaign_id", "lane", "kind", "status", "envelope_from",
     "recipients", "to_addrs", "cc_addrs", "bcc_addrs", "subject", "message_id",
-    "merge_fields", "attempts", "next_attempt_at", "created_at", "updated_at",
+    "attempts", "next_attempt_at", "created_at", "updated_at",
 )  # fmt: skip
 
 
@@ -65,7 +65,7 @@ def enqueue(
         bcc_addrs=list(content.bcc),
         subject=content.subject,
         message_id=composed.message_id,
-        raw=composed.data,
+        body=MessageBody(raw=composed.data),
         attempts=0,
         next_attempt_at=now,
         created_at=now,
@@ -74,6 +74,34 @@ def enqueue(
     session.add(message)
     session.flush()
     return message
+
+
+def _sql(conn: Connection, table: str, columns: tuple[str, ...]) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+class _Ids:
+    """Message ids for rows inserted in bulk, known before the insert so that each body
+    row can name its message without a round trip per row."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
+        if self.sqlite:
+            # The write transaction holds the database's one write lock: nobody else
+            # inserts, and the ids after the largest are the ones SQLite would pick.
+            self.last = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM messages")
+                            .scalar_one())  # fmt: skip
+
+    def take(self, n: int) -> list[int]:
+        if self.sqlite:
+            first, self.last = self.last + 1, self.last + n
+            return list(range(first, self.last + 1))
+        return list(self.conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('messages', 'id')) "
+                 "FROM generate_series(1, :n)"), {"n": n},
+        ).scalars())  # fmt: skip
 
 
 def enqueue_form_letter(
@@ -98,28 +126,37 @@ def enqueue_form_letter(
     assert isinstance(table, Table)
     conn = session.connection()
     dialect = conn.dialect
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table.name} ({', '.join(_FORM_LETTER_COLUMNS)}) "
-        f"VALUES ({', '.join([mark] * len(_FORM_LETTER_COLUMNS))})"
-    )
+    messages_sql = _sql(conn, table.name, _FORM_LETTER_COLUMNS)
+    bodies_sql = _sql(conn, MessageBody.__tablename__, ("message_id", "merge_fields"))
     to_db = table.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = to_db(now) if to_db is not None else now
     head = (user_id, alias_id, campaign_id, alias_lane(alias_id), "campaign",
             MessageStatus.QUEUED.value, from_address)  # fmt: skip
+    tail = (0, stamp, stamp, stamp)
     encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    chunk: list[tuple[Any, ...]] = []
+    ids = _Ids(conn)
     total = 0
+
+    def insert(chunk: list[tuple[str, str, str]]) -> None:
+        # Each row: the recipient as a JSON list, its fields as JSON, the subject.
+        taken = ids.take(len(chunk))
+        conn.exec_driver_sql(messages_sql, [
+            (i, *head, addresses, addresses, "[]", "[]", subject, "", *tail)
+            for i, (addresses, _, subject) in zip(taken, chunk, strict=True)
+        ])  # fmt: skip
+        conn.exec_driver_sql(
+            bodies_sql, [(i, fields) for i, (_, fields, _) in zip(taken, chunk, strict=True)]
+        )
+
+    chunk: list[tuple[str, str, str]] = []
     for email, fields, subject in recipients:
-        addresses = encode([email])
-        chunk.append((*head, addresses, addresses, "[]", "[]", subject, "", encode(fields), 0,
-                      stamp, stamp, stamp))  # fmt: skip
+        chunk.append((encode([email]), encode(fields), subject))
         if len(chunk) >= INSERT_CHUNK:
-            conn.exec_driver_sql(sql, chunk)
+            insert(chunk)
             total += len(chunk)
             chunk = []
     if chunk:
-        conn.exec_driver_sql(sql, chunk)
+        insert(chunk)
         total += len(chunk)
     init_counts(session, campaign_id, total, now)
     return total

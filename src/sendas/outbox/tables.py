@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import Table, bindparam, exists, or_, update
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Campaign, Lane, Message
+from sendas.db.models import Campaign, Lane, Message, MessageBody
 from sendas.statuses import CampaignStatus
 
 MSG: Table = Message.metadata.tables[Message.__tablename__]
 CAMPAIGN: Table = Campaign.metadata.tables[Campaign.__tablename__]
 LANE: Table = Lane.metadata.tables[Lane.__tablename__]
+BODY: Table = MessageBody.metadata.tables[MessageBody.__tablename__]
 _BY_ID = update(MSG).where(MSG.c.id == bindparam("_id"))  # SET: the other keys
 _BY_IDS = update(MSG).where(MSG.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -44,6 +45,16 @@ def update_ids(session: Session, ids: Sequence[int], **values: Any) -> None:
     """UPDATE messages SET ``values`` WHERE id IN ``ids`` (500 at a time)."""
     for chunk in chunks(ids):
         session.execute(_BY_IDS, {"ids": chunk, **values})
+
+
+_BODY_RAW = update(BODY).where(BODY.c.message_id == bindparam("_id"))
+
+
+def store_raw(session: Session, raw: dict[int, bytes]) -> None:
+    """Write rendered form letters' bytes into their bodies (one executemany), the one
+    write of ``raw`` a form letter's message gets; the status row stays narrow."""
+    if raw:
+        session.execute(_BODY_RAW, [{"_id": i, "raw": data} for i, data in raw.items()])
 
 
 def running_campaign() -> Any:

@@ -2,7 +2,8 @@
 
 The recipients are read twice and never held: the first pass validates every row
 (addresses, column counts, merge fields) without touching the database and renders it,
-within the per-recipient limits, in the check processes (:mod:`.check`); the second pass
+within the per-recipient limits, in the check processes (:mod:`.check`), or here when the
+letter is plain text with holes (:mod:`sendas.merge_plain`); the second pass
 inserts the message rows, each with its rendered subject, in chunks inside one write
 transaction, so a campaign appears with all of its recipients or not at all. Only the
 subjects are held between the passes (one per recipient, at most
@@ -26,6 +27,7 @@ from sendas.db.engine import Database
 from sendas.db.models import Alias, Campaign
 from sendas.errors import FieldProblem, NotFound, TemplateError, ValidationFailed
 from sendas.merge import Recipient, Templates, compile_templates
+from sendas.merge_plain import PlainLetter, plain_letter
 from sendas.outbox.enqueue import enqueue_form_letter
 from sendas.schemas import CampaignCreated, CampaignTemplatesIn, InvalidLine
 from sendas.services.aliases import default_alias, get_alias
@@ -44,6 +46,7 @@ MAX_KEPT = 100  # skipped lines recorded with the letter
 # A suppression list up to this size is read once and held (about 100 bytes an address);
 # a longer one is looked up per chunk of rows (about 12 µs a row on SQLite).
 SUPPRESSIONS_HELD = 20_000
+PLAIN_CHUNK = 5_000  # good rows held at once while a plain letter is checked
 
 
 @dataclass
@@ -135,6 +138,10 @@ def _nobody_left(scan: _Scan) -> str:
     return "no valid recipient to send to"
 
 
+_Checked = tuple[Row, str | None]
+"""A good row and its subject when the letter is plain (else rendered by a check process)."""
+
+
 class _SuppressionFilter:
     """Drops the rows whose address is on the owner's suppression list: the ``held``
     list, or one query per chunk in a short read transaction of its own (the scan holds
@@ -143,18 +150,18 @@ class _SuppressionFilter:
     def __init__(self, db: Database, user_id: int, held: set[str] | None) -> None:
         self.db, self.user_id, self.held = db, user_id, held
 
-    def keep(self, chunk: list[Row], scan: _Scan) -> list[Row]:
+    def keep(self, chunk: list[_Checked], scan: _Scan) -> list[_Checked]:
         found = self.held
         if found is None:
             with self.db.read() as s:
-                found = suppressed_among(s, self.user_id, (r.email for r in chunk))
+                found = suppressed_among(s, self.user_id, (r.email for r, _ in chunk))
         if not found:
             return chunk
         kept = []
-        for row in chunk:
+        for row, subject in chunk:
             address = normalise(row.email)
             if address not in found:
-                kept.append(row)
+                kept.append((row, subject))
                 continue
             scan.suppressed += 1
             kept_ones = scan.suppressed_addresses
@@ -180,7 +187,11 @@ class _Checking:
         self.checker = check.checker(settings)
         self.where, self.list_field = where, field
         self.until = check.deadline(settings)
-        self.chunk: list[Row] = []
+        # Good rows in order, each with its subject when the letter is plain (computed here)
+        # or None (rendered by a check process); ``slow`` counts the latter.
+        self.chunk: list[_Checked] = []
+        self.slow = 0
+        self.plain: PlainLetter | bool | None = False  # False: not looked at yet
         self.suppressions: _SuppressionFilter | None = None
 
     def scan(self, templates: Templates, rows: RowSource) -> _Scan:
@@ -199,22 +210,42 @@ class _Checking:
             if isinstance(problem, BadRow):
                 scan.bad(problem)
                 continue
-            self.chunk.append(row)
+            subject = self._plain_subject(row)
+            self.chunk.append((row, subject))
+            self.slow += subject is None
             if self.limits is not None:
                 check_letter_size(scan.valid + len(self.chunk), self.limits, self.list_field)
-            if len(self.chunk) >= check.CHUNK:
+            if self.slow >= check.CHUNK or len(self.chunk) >= PLAIN_CHUNK:
                 self._render(scan)
         self._render(scan)
         return scan
 
+    def _plain_subject(self, row: Row) -> str | None:
+        """The row's subject when the letter is plain text with holes (no render needed)."""
+        if self.plain is False:
+            sample = Recipient(row.email, row.fields)
+            self.plain = plain_letter(*self.letter, self.checker.limits, sample)
+        if isinstance(self.plain, PlainLetter):
+            return self.plain.subject(row.email, row.fields)
+        return None
+
     def _render(self, scan: _Scan) -> None:
-        chunk, self.chunk = self.chunk, []
+        chunk, self.chunk, self.slow = self.chunk, [], 0
         if chunk and self.suppressions is not None:
             chunk = self.suppressions.keep(chunk, scan)
         if not chunk:
             return
-        outcomes = self.checker.many(self.letter, [(r.email, r.fields) for r in chunk], self.until)
-        for row, outcome in zip(chunk, outcomes, strict=False):
+        slow = [(r.email, r.fields) for r, subject in chunk if subject is None]
+        outcomes = iter(self.checker.many(self.letter, slow, self.until) if slow else [])
+        for row, subject in chunk:
+            outcome = check.Outcome(subject) if subject is not None else next(outcomes, None)
+            if outcome is None:
+                raise ValidationFailed.one(
+                    self.list_field,
+                    "rendering every recipient took longer than "
+                    f"{self.settings.template_check_seconds:g} s (SENDAS_TEMPLATE_CHECK_SECONDS)",
+                    "template_error",
+                )
             if outcome.subject is None:
                 scan.bad(
                     BadRow(row.line, row.email, outcome.problem or "cannot render"), render=True
@@ -222,13 +253,6 @@ class _Checking:
             else:
                 scan.valid += 1
                 scan.subjects.write(f"{row.line}\t{json.dumps(outcome.subject)}\n")
-        if len(outcomes) < len(chunk):
-            raise ValidationFailed.one(
-                self.list_field,
-                "rendering every recipient took longer than "
-                f"{self.settings.template_check_seconds:g} s (SENDAS_TEMPLATE_CHECK_SECONDS)",
-                "template_error",
-            )
 
 
 def _store(
