@@ -2,7 +2,7 @@
 (``files_sent_copy``: NULL not known yet, true, false), learnt after a send.
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision: str | None = "0011"
+down_revision: str | None = "0012"
 branch_labels = None
 depends_on = None
 
