@@ -2,8 +2,9 @@
 ``delay_ms`` after the previous actual start of the lane (the delivery promise on pacing).
 
 Slots are planned from the previous planned slot (no drift). The commit that marks a
-message ``sending`` is made a little ahead of its slot, so that its latency does not delay
-the start; form letters are rendered one slot ahead.
+message ``sending`` is made a little ahead of its slot (at most ``MAX_COMMIT_LEAD``), so
+that its latency does not delay the start; on a short delay it is the commit recording the
+message before. Form letters are rendered one slot ahead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING
 from sendas.db.models import utcnow
 from sendas.errors import TransportError
 from sendas.outbox import pacing
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, release_messages
 from sendas.outbox.lanes import unreserve
 from sendas.smtp import Envelope, SubmitResult
 
@@ -34,10 +36,20 @@ MIN_COMMIT_LEAD = 0.012
 so that the commit is over when the slot comes (a crash in between makes it ``unknown``):
 a start missed by a slow commit (an fsync spike) could never be made up, since the next
 gap may not be shorter."""
-MAX_COMMIT_LEAD = 0.05
+MAX_COMMIT_LEAD = 0.1
+"""Never marked longer than this before the slot: what a crash may leave ``unknown``
+unsent. A message whose slot is this close when the one before it is recorded is marked
+in that same commit, a whole gap ahead: on a short delay one commit per message, not two
+squeezed into the gap one behind the other (the mark waiting for the record)."""
 
 Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
 """Form letters of a paced claim being rendered ahead of their slots, by message id."""
+
+
+@dataclass
+class _Run:
+    ahead: Ahead = field(default_factory=dict)
+    marked: ClaimedMessage | None = None  # the next message, marked sending with a record
 
 
 def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | None) -> None:
@@ -49,49 +61,44 @@ def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | No
 
 
 async def send_paced(driver: LaneDriver, claim: Claim) -> None:
-    ahead: Ahead = {}
+    run = _Run()
+    waiting = [m.id for m in claim.messages]
+    driver.ctx.waiting.update(waiting)
     try:
-        await _send_paced(driver, claim, ahead)
+        await _send_paced(driver, claim, run)
     finally:
-        for task in ahead.values():
+        driver.ctx.waiting.difference_update(waiting)
+        for task in run.ahead.values():
             task.cancel()
-        await asyncio.gather(*ahead.values(), return_exceptions=True)
+        await asyncio.gather(*run.ahead.values(), return_exceptions=True)
+        if run.marked is not None:  # marked ahead, never submitted: queued again
+            ids = [run.marked.id]
+            driver.ctx.held.difference_update(ids)
+            await driver.ctx.tx.run(
+                partial(release_messages, owner=driver.ctx.owner, ids=ids, was_sending=True)
+            )
 
 
-async def _send_paced(driver: LaneDriver, claim: Claim, ahead: Ahead) -> None:
+async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
     delay = claim.delay_ms / 1000
     following = [*claim.messages[1:], None]
     for m, after in zip(claim.messages, following, strict=True):
         if driver.ctx.stopping.is_set():
             return
-        _render_ahead(driver, ahead, m)
-        _render_ahead(driver, ahead, after)
-        # Slots are planned from the previous planned slot (no drift). The commit that
-        # marks the message sending is made a little ahead of the slot, so that its
-        # latency does not delay the start; the start itself waits for the slot, and
-        # for delay_ms (plus a hair) after the previous actual start.
+        _render_ahead(driver, run.ahead, m)
+        _render_ahead(driver, run.ahead, after)
+        # Slots are planned from the previous planned slot (no drift); the start waits
+        # for the slot, and for delay_ms (plus a hair) after the previous actual start.
         target = m.slot or utcnow()
-        lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
-        if not await _sleep_until(driver, target - timedelta(seconds=lead)):
+        ready = run.marked or await _mark(driver, claim, run, m, target, delay)
+        if ready is None:
             return
         session = await driver.ensure_session(claim.endpoint)
-        began = time.monotonic()
-        ready = await driver.mark_sending([m], ahead)
-        if not ready:
-            # Paused, cancelled or taken meanwhile: the rest of this claim is likely
-            # the same form letter. Give it back (see _drive) with its slots.
-            await driver.ctx.tx.run(
-                partial(unreserve, lane=driver.st.name, owner=driver.ctx.owner,
-                        next_send_at=driver.st.next_floor)
-            )  # fmt: skip
-            return
-        m = ready[0]
-        took = time.monotonic() - began
-        driver.st.commit_lead = 0.8 * driver.st.commit_lead + 0.2 * took
         start = time.monotonic() + (target - utcnow()).total_seconds()
         # The previous start may have been late: never start closer than delay_ms.
         gate = pacing.start_gate(start, previous_start=driver.st.last_start_mono, delay=delay)
-        envelope = Envelope(m.envelope_from, m.recipients, m.raw)
+        envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw)
+        run.marked = None
         answer: SubmitResult | TransportError
         try:
             (answer,) = await session.submit_many([envelope], start_gate=gate)
@@ -100,7 +107,73 @@ async def _send_paced(driver: LaneDriver, claim: Claim, ahead: Ahead) -> None:
         if session.mail_sent_at is not None:
             _started(driver, session.mail_sent_at)
         driver.st.last_used = time.monotonic()
-        await driver.record(claim, [(m, answer)])
+        if after is not None and _near(driver, after):
+            if not await _record_and_mark(driver, claim, run, (ready, answer), after):
+                return
+        else:
+            await driver.record(claim, [(ready, answer)])
+
+
+async def _mark(
+    driver: LaneDriver, claim: Claim, run: _Run, m: ClaimedMessage, target: datetime, delay: float
+) -> ClaimedMessage | None:
+    """Mark ``m`` sending a little ahead of its slot, so that the commit's latency does
+    not delay the start; None if the claim ends here."""
+    lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
+    if not await _sleep_until(driver, target - timedelta(seconds=lead)):
+        return None
+    await driver.ensure_session(claim.endpoint)
+    began = time.monotonic()
+    ready = await driver.mark_sending([m], run.ahead)
+    if not ready:
+        await _unreserve(driver)
+        return None
+    took = time.monotonic() - began
+    driver.st.commit_lead = 0.8 * driver.st.commit_lead + 0.2 * took
+    driver.ctx.waiting.discard(m.id)  # sending: the heartbeat renews it now
+    return ready[0]
+
+
+def _near(driver: LaneDriver, after: ClaimedMessage) -> bool:
+    """The next slot is close enough to mark its message with this record."""
+    if after.slot is None or driver.ctx.stopping.is_set():
+        return False
+    return (after.slot - utcnow()).total_seconds() <= MAX_COMMIT_LEAD
+
+
+async def _record_and_mark(
+    driver: LaneDriver,
+    claim: Claim,
+    run: _Run,
+    item: tuple[ClaimedMessage, SubmitResult | TransportError],
+    after: ClaimedMessage,
+) -> bool:
+    """Record ``item`` and mark ``after`` sending in one group commit; False if ``after``
+    is no longer ours (the claim ends). An answer that stops the lane raises after both,
+    and ``send_paced`` gives ``after`` back."""
+    record = asyncio.ensure_future(driver.record(claim, [item]))
+    mark = asyncio.ensure_future(driver.mark_sending([after], run.ahead))
+    recorded, marked = await asyncio.gather(record, mark, return_exceptions=True)
+    if not isinstance(marked, BaseException) and marked:
+        run.marked = marked[0]
+        driver.ctx.waiting.discard(after.id)
+    if isinstance(recorded, BaseException):
+        raise recorded
+    if isinstance(marked, BaseException):
+        raise marked
+    if run.marked is None:
+        await _unreserve(driver)
+        return False
+    return True
+
+
+async def _unreserve(driver: LaneDriver) -> None:
+    """Paused, cancelled or taken meanwhile: the rest of this claim is likely the same
+    form letter. Give it back (see _drive) with its slots."""
+    await driver.ctx.tx.run(
+        partial(unreserve, lane=driver.st.name, owner=driver.ctx.owner,
+                next_send_at=driver.st.next_floor)
+    )  # fmt: skip
 
 
 def _started(driver: LaneDriver, began: float) -> None:
