@@ -27,6 +27,7 @@ from sendas.smtp import Envelope, SubmitResult
 if TYPE_CHECKING:
     from sendas.outbox.driver import LaneDriver
 
+log = logging.getLogger("sendas.outbox")
 starts_log = logging.getLogger("sendas.outbox.starts")
 """At INFO: one line per paced submission, ``<lane> <time.time()>`` of the moment its MAIL
 FROM was handed to the socket (what pacing promises on; tests read it)."""
@@ -38,9 +39,7 @@ a start missed by a slow commit (an fsync spike) could never be made up, since t
 gap may not be shorter."""
 MAX_COMMIT_LEAD = 0.1
 """Never marked longer than this before the slot: what a crash may leave ``unknown``
-unsent. A message whose slot is this close when the one before it is recorded is marked
-in that same commit, a whole gap ahead: on a short delay one commit per message, not two
-squeezed into the gap one behind the other (the mark waiting for the record)."""
+unsent (on a 50 ms delay, two messages)."""
 
 Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
 """Form letters of a paced claim being rendered ahead of their slots, by message id."""
@@ -48,8 +47,15 @@ Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
 
 @dataclass
 class _Run:
+    """One paced claim in progress: the next message is marked sending by a task of its
+    own, timed by its slot, while the one before waits for its slot or goes out; a clean
+    outcome is recorded beside the next submissions rather than before them."""
+
     ahead: Ahead = field(default_factory=dict)
-    marked: ClaimedMessage | None = None  # the next message, marked sending with a record
+    marks: dict[int, asyncio.Task[ClaimedMessage | None]] = field(default_factory=dict)
+    committing: set[int] = field(default_factory=set)  # marks past their sleep
+    marked: dict[int, ClaimedMessage] = field(default_factory=dict)  # sending, not submitted
+    records: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | None) -> None:
@@ -67,16 +73,28 @@ async def send_paced(driver: LaneDriver, claim: Claim) -> None:
     try:
         await _send_paced(driver, claim, run)
     finally:
+        await _wind_up(driver, run)
         driver.ctx.waiting.difference_update(waiting)
-        for task in run.ahead.values():
-            task.cancel()
-        await asyncio.gather(*run.ahead.values(), return_exceptions=True)
-        if run.marked is not None:  # marked ahead, never submitted: queued again
-            ids = [run.marked.id]
-            driver.ctx.held.difference_update(ids)
-            await driver.ctx.tx.run(
-                partial(release_messages, owner=driver.ctx.owner, ids=ids, was_sending=True)
-            )
+
+
+async def _wind_up(driver: LaneDriver, run: _Run) -> None:
+    """The claim ends: marks not committing yet are dropped, the others awaited; what was
+    marked and never submitted is queued again; every outcome is recorded."""
+    for task in run.ahead.values():
+        task.cancel()
+    for message_id, mark in run.marks.items():
+        if message_id not in run.committing:
+            mark.cancel()
+    await asyncio.gather(*run.ahead.values(), *run.marks.values(), return_exceptions=True)
+    if run.marked:
+        ids = list(run.marked)
+        driver.ctx.held.difference_update(ids)
+        await driver.ctx.tx.run(
+            partial(release_messages, owner=driver.ctx.owner, ids=ids, was_sending=True)
+        )
+    for outcome in await asyncio.gather(*run.records, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("lane %s: recording an outcome failed: %r", driver.st.name, outcome)
 
 
 async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
@@ -87,18 +105,26 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
             return
         _render_ahead(driver, run.ahead, m)
         _render_ahead(driver, run.ahead, after)
+        mark = run.marks.get(m.id) or _start_mark(driver, run, m)
+        session = await driver.ensure_session(claim.endpoint)
+        ready = await mark
+        run.marks.pop(m.id, None)
+        if ready is None:
+            # Paused, cancelled or taken meanwhile: the rest of this claim is likely the
+            # same form letter. Give it back (see _drive) with its slots.
+            await driver.ctx.tx.run(
+                partial(unreserve, lane=driver.st.name, owner=driver.ctx.owner,
+                        next_send_at=driver.st.next_floor)
+            )  # fmt: skip
+            return
+        if after is not None:
+            _start_mark(driver, run, after)  # timed by its own slot
         # Slots are planned from the previous planned slot (no drift); the start waits
         # for the slot, and for delay_ms (plus a hair) after the previous actual start.
-        target = m.slot or utcnow()
-        ready = run.marked or await _mark(driver, claim, run, m, target, delay)
-        if ready is None:
-            return
-        session = await driver.ensure_session(claim.endpoint)
-        start = time.monotonic() + (target - utcnow()).total_seconds()
-        # The previous start may have been late: never start closer than delay_ms.
+        start = time.monotonic() + ((m.slot or utcnow()) - utcnow()).total_seconds()
         gate = pacing.start_gate(start, previous_start=driver.st.last_start_mono, delay=delay)
         envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw)
-        run.marked = None
+        run.marked.pop(ready.id, None)
         answer: SubmitResult | TransportError
         try:
             (answer,) = await session.submit_many([envelope], start_gate=gate)
@@ -107,73 +133,57 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
         if session.mail_sent_at is not None:
             _started(driver, session.mail_sent_at)
         driver.st.last_used = time.monotonic()
-        if after is not None and _near(driver, after):
-            if not await _record_and_mark(driver, claim, run, (ready, answer), after):
-                return
-        else:
-            await driver.record(claim, [(ready, answer)])
+        await _record(driver, claim, run, ready, answer)
+
+
+def _start_mark(
+    driver: LaneDriver, run: _Run, m: ClaimedMessage
+) -> asyncio.Task[ClaimedMessage | None]:
+    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow())))
+    run.marks[m.id] = task
+    return task
 
 
 async def _mark(
-    driver: LaneDriver, claim: Claim, run: _Run, m: ClaimedMessage, target: datetime, delay: float
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime
 ) -> ClaimedMessage | None:
     """Mark ``m`` sending a little ahead of its slot, so that the commit's latency does
-    not delay the start; None if the claim ends here."""
-    lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
-    if not await _sleep_until(driver, target - timedelta(seconds=lead)):
+    not delay the start; None if it is no longer ours."""
+    lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD)
+    if not await _sleep_until(driver, slot - timedelta(seconds=lead)):
         return None
-    await driver.ensure_session(claim.endpoint)
+    run.committing.add(m.id)
     began = time.monotonic()
     ready = await driver.mark_sending([m], run.ahead)
     if not ready:
-        await _unreserve(driver)
         return None
     took = time.monotonic() - began
     driver.st.commit_lead = 0.8 * driver.st.commit_lead + 0.2 * took
     driver.ctx.waiting.discard(m.id)  # sending: the heartbeat renews it now
+    run.marked[m.id] = ready[0]
     return ready[0]
 
 
-def _near(driver: LaneDriver, after: ClaimedMessage) -> bool:
-    """The next slot is close enough to mark its message with this record."""
-    if after.slot is None or driver.ctx.stopping.is_set():
-        return False
-    return (after.slot - utcnow()).total_seconds() <= MAX_COMMIT_LEAD
-
-
-async def _record_and_mark(
+async def _record(
     driver: LaneDriver,
     claim: Claim,
     run: _Run,
-    item: tuple[ClaimedMessage, SubmitResult | TransportError],
-    after: ClaimedMessage,
-) -> bool:
-    """Record ``item`` and mark ``after`` sending in one group commit; False if ``after``
-    is no longer ours (the claim ends). An answer that stops the lane raises after both,
-    and ``send_paced`` gives ``after`` back."""
-    record = asyncio.ensure_future(driver.record(claim, [item]))
-    mark = asyncio.ensure_future(driver.mark_sending([after], run.ahead))
-    recorded, marked = await asyncio.gather(record, mark, return_exceptions=True)
-    if not isinstance(marked, BaseException) and marked:
-        run.marked = marked[0]
-        driver.ctx.waiting.discard(after.id)
-    if isinstance(recorded, BaseException):
-        raise recorded
-    if isinstance(marked, BaseException):
-        raise marked
-    if run.marked is None:
-        await _unreserve(driver)
-        return False
-    return True
-
-
-async def _unreserve(driver: LaneDriver) -> None:
-    """Paused, cancelled or taken meanwhile: the rest of this claim is likely the same
-    form letter. Give it back (see _drive) with its slots."""
-    await driver.ctx.tx.run(
-        partial(unreserve, lane=driver.st.name, owner=driver.ctx.owner,
-                next_send_at=driver.st.next_floor)
-    )  # fmt: skip
+    m: ClaimedMessage,
+    answer: SubmitResult | TransportError,
+) -> None:
+    """A clean delivery is recorded beside the next submissions (its commit is not on
+    the next slot's path); any other answer first, with the ones before it, since it
+    may pause or reconnect the lane before the next message goes."""
+    for task in [t for t in run.records if t.done()]:
+        run.records.remove(task)
+        task.result()  # a failed record stops the lane, as it would have inline
+    if isinstance(answer, SubmitResult) and answer.delivered and not answer.rejected:
+        run.records.append(asyncio.ensure_future(driver.record(claim, [(m, answer)])))
+        return
+    records, run.records = run.records, []
+    for task in records:
+        await task
+    await driver.record(claim, [(m, answer)])
 
 
 def _started(driver: LaneDriver, began: float) -> None:
