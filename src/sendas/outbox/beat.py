@@ -61,7 +61,9 @@ class Heartbeat:
         if not lanes and not message_ids:
             return
         until = utcnow() + timedelta(seconds=self._lease)
+        # A lease taken less than half a beat ago lasts until the next beat and more.
+        fresh = until - timedelta(seconds=self._every / 2)
         with self._db.write() as session:
-            lost = heartbeat(session, self._owner, lanes, message_ids, until)
+            lost = heartbeat(session, self._owner, lanes, message_ids, until, fresh)
         if lost:
             self._on_lost(lost)

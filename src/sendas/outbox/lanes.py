@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, exists, literal, or_, select, update
+from sqlalchemy import String, bindparam, cast, exists, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, Lane, Message, SystemOutgoing
 from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
-from sendas.outbox.tables import running_campaign
+from sendas.outbox.tables import LANE, MSG, running_campaign
 from sendas.statuses import READY
 
 SYSTEM_LANE = "system"
@@ -200,35 +200,67 @@ def release_held(session: Session, lanes: Sequence[str]) -> None:
         )
 
 
+_LOCK_LANES = (
+    select(LANE.c.name)
+    .where(LANE.c.owner == bindparam("owner"), LANE.c.name.in_(bindparam("names", expanding=True)))
+    .with_for_update(skip_locked=True)
+)
+_RENEW_LANES = (
+    update(LANE)
+    .where(LANE.c.name.in_(bindparam("names", expanding=True)))
+    .values(owner_expires_at=bindparam("until"))
+)
+_LOCK_MESSAGES = (
+    select(MSG.c.id)
+    .where(
+        MSG.c.id.in_(bindparam("ids", expanding=True)),
+        MSG.c.lease_owner == bindparam("owner"),
+        or_(MSG.c.lease_expires_at.is_(None), MSG.c.lease_expires_at < bindparam("fresh")),
+    )
+    .with_for_update(skip_locked=True)
+)
+_RENEW_MESSAGES = (
+    update(MSG)
+    .where(MSG.c.id.in_(bindparam("ids", expanding=True)))
+    .values(lease_expires_at=bindparam("until"))
+)
+_OWNED = select(LANE.c.name).where(
+    LANE.c.owner == bindparam("owner"), LANE.c.name.in_(bindparam("names", expanding=True))
+)
+
+
 def heartbeat(
-    session: Session, owner: str, lanes: Sequence[str], message_ids: Sequence[int], until: datetime
+    session: Session,
+    owner: str,
+    lanes: Sequence[str],
+    message_ids: Sequence[int],
+    until: datetime,
+    fresh: datetime | None = None,
 ) -> set[str]:
     """Renew this worker's claims (its lanes and the messages it holds); return the lanes
-    among ``lanes`` that are no longer its own (taken over after missed beats).
+    among ``lanes`` that are no longer its own (taken over after missed beats). A message
+    whose lease already runs past ``fresh`` (claimed or marked since the last beat) is
+    left alone: each renewal rewrites the message's row.
 
     Runs beside the worker's own write transactions (its heartbeat thread): rows they hold
     locked are skipped, not waited for (no deadlock); they are being renewed or handed back
-    by those transactions, and the next beat catches the rest."""
+    by those transactions, and the next beat catches the rest. The statements are built
+    once, with expanding parameters: building an ``IN`` of thousands of values costs more
+    CPU than running it, and this transaction holds SQLite's write lock meanwhile."""
     names = list(lanes)
     if names:
-        mine = (Lane.owner == owner, Lane.name.in_(names))
-        free = session.scalars(select(Lane.name).where(*mine).with_for_update(skip_locked=True))
-        renew = list(free)
+        renew = list(session.scalars(_LOCK_LANES, {"owner": owner, "names": names}))
         if renew:
-            session.execute(update(Lane).where(Lane.name.in_(renew)).values(owner_expires_at=until))
+            session.execute(_RENEW_LANES, {"names": renew, "until": until})
     ids = list(message_ids)
     for start in range(0, len(ids), 500):
-        held = (Message.id.in_(ids[start : start + 500]), Message.lease_owner == owner)
-        got = list(
-            session.scalars(select(Message.id).where(*held).with_for_update(skip_locked=True))
-        )
+        params = {"ids": ids[start : start + 500], "owner": owner, "fresh": fresh or until}
+        got = list(session.scalars(_LOCK_MESSAGES, params))
         if got:
-            session.execute(
-                update(Message).where(Message.id.in_(got)).values(lease_expires_at=until)
-            )
+            session.execute(_RENEW_MESSAGES, {"ids": got, "until": until})
     if not names:
         return set()
-    return set(names) - set(session.scalars(select(Lane.name).where(*mine)))
+    return set(names) - set(session.scalars(_OWNED, {"owner": owner, "names": names}))
 
 
 def _iso(at: datetime | None) -> str:

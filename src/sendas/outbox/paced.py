@@ -2,8 +2,9 @@
 ``delay_ms`` after the previous actual start of the lane (the delivery promise on pacing).
 
 Slots are planned from the previous planned slot (no drift). The commit that marks a
-message ``sending`` is made a little ahead of its slot, so that its latency does not delay
-the start; form letters are rendered one slot ahead.
+message ``sending`` is made a little ahead of its slot (at most ``MAX_COMMIT_LEAD``), so
+that its latency does not delay the start; on a short delay it is the commit recording the
+message before. Form letters are rendered one slot ahead.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -18,13 +20,14 @@ from typing import TYPE_CHECKING
 from sendas.db.models import utcnow
 from sendas.errors import TransportError
 from sendas.outbox import pacing
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, release_messages
 from sendas.outbox.lanes import unreserve
 from sendas.smtp import Envelope, SubmitResult
 
 if TYPE_CHECKING:
     from sendas.outbox.driver import LaneDriver
 
+log = logging.getLogger("sendas.outbox")
 starts_log = logging.getLogger("sendas.outbox.starts")
 """At INFO: one line per paced submission, ``<lane> <time.time()>`` of the moment its MAIL
 FROM was handed to the socket (what pacing promises on; tests read it)."""
@@ -34,10 +37,25 @@ MIN_COMMIT_LEAD = 0.012
 so that the commit is over when the slot comes (a crash in between makes it ``unknown``):
 a start missed by a slow commit (an fsync spike) could never be made up, since the next
 gap may not be shorter."""
-MAX_COMMIT_LEAD = 0.05
+MAX_COMMIT_LEAD = 0.1
+"""Never marked longer than this before the slot: what a crash may leave ``unknown``
+unsent (on a 50 ms delay, two messages)."""
 
 Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
 """Form letters of a paced claim being rendered ahead of their slots, by message id."""
+
+
+@dataclass
+class _Run:
+    """One paced claim in progress: the next message is marked sending by a task of its
+    own, timed by its slot, while the one before waits for its slot or goes out; a clean
+    outcome is recorded beside the next submissions rather than before them."""
+
+    ahead: Ahead = field(default_factory=dict)
+    marks: dict[int, asyncio.Task[ClaimedMessage | None]] = field(default_factory=dict)
+    committing: set[int] = field(default_factory=set)  # marks past their sleep
+    marked: dict[int, ClaimedMessage] = field(default_factory=dict)  # sending, not submitted
+    records: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | None) -> None:
@@ -49,49 +67,64 @@ def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | No
 
 
 async def send_paced(driver: LaneDriver, claim: Claim) -> None:
-    ahead: Ahead = {}
+    run = _Run()
+    waiting = [m.id for m in claim.messages]
+    driver.ctx.waiting.update(waiting)
     try:
-        await _send_paced(driver, claim, ahead)
+        await _send_paced(driver, claim, run)
     finally:
-        for task in ahead.values():
-            task.cancel()
-        await asyncio.gather(*ahead.values(), return_exceptions=True)
+        await _wind_up(driver, run)
+        driver.ctx.waiting.difference_update(waiting)
 
 
-async def _send_paced(driver: LaneDriver, claim: Claim, ahead: Ahead) -> None:
+async def _wind_up(driver: LaneDriver, run: _Run) -> None:
+    """The claim ends: marks not committing yet are dropped, the others awaited; what was
+    marked and never submitted is queued again; every outcome is recorded."""
+    for task in run.ahead.values():
+        task.cancel()
+    for message_id, mark in run.marks.items():
+        if message_id not in run.committing:
+            mark.cancel()
+    await asyncio.gather(*run.ahead.values(), *run.marks.values(), return_exceptions=True)
+    if run.marked:
+        ids = list(run.marked)
+        driver.ctx.held.difference_update(ids)
+        await driver.ctx.tx.run(
+            partial(release_messages, owner=driver.ctx.owner, ids=ids, was_sending=True)
+        )
+    for outcome in await asyncio.gather(*run.records, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            log.error("lane %s: recording an outcome failed: %r", driver.st.name, outcome)
+
+
+async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
     delay = claim.delay_ms / 1000
     following = [*claim.messages[1:], None]
     for m, after in zip(claim.messages, following, strict=True):
         if driver.ctx.stopping.is_set():
             return
-        _render_ahead(driver, ahead, m)
-        _render_ahead(driver, ahead, after)
-        # Slots are planned from the previous planned slot (no drift). The commit that
-        # marks the message sending is made a little ahead of the slot, so that its
-        # latency does not delay the start; the start itself waits for the slot, and
-        # for delay_ms (plus a hair) after the previous actual start.
-        target = m.slot or utcnow()
-        lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD, delay / 2)
-        if not await _sleep_until(driver, target - timedelta(seconds=lead)):
-            return
+        _render_ahead(driver, run.ahead, m)
+        _render_ahead(driver, run.ahead, after)
+        mark = run.marks.get(m.id) or _start_mark(driver, run, m)
         session = await driver.ensure_session(claim.endpoint)
-        began = time.monotonic()
-        ready = await driver.mark_sending([m], ahead)
-        if not ready:
-            # Paused, cancelled or taken meanwhile: the rest of this claim is likely
-            # the same form letter. Give it back (see _drive) with its slots.
+        ready = await mark
+        run.marks.pop(m.id, None)
+        if ready is None:
+            # Paused, cancelled or taken meanwhile: the rest of this claim is likely the
+            # same form letter. Give it back (see _drive) with its slots.
             await driver.ctx.tx.run(
                 partial(unreserve, lane=driver.st.name, owner=driver.ctx.owner,
                         next_send_at=driver.st.next_floor)
             )  # fmt: skip
             return
-        m = ready[0]
-        took = time.monotonic() - began
-        driver.st.commit_lead = 0.8 * driver.st.commit_lead + 0.2 * took
-        start = time.monotonic() + (target - utcnow()).total_seconds()
-        # The previous start may have been late: never start closer than delay_ms.
+        if after is not None:
+            _start_mark(driver, run, after)  # timed by its own slot
+        # Slots are planned from the previous planned slot (no drift); the start waits
+        # for the slot, and for delay_ms (plus a hair) after the previous actual start.
+        start = time.monotonic() + ((m.slot or utcnow()) - utcnow()).total_seconds()
         gate = pacing.start_gate(start, previous_start=driver.st.last_start_mono, delay=delay)
-        envelope = Envelope(m.envelope_from, m.recipients, m.raw)
+        envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw)
+        run.marked.pop(ready.id, None)
         answer: SubmitResult | TransportError
         try:
             (answer,) = await session.submit_many([envelope], start_gate=gate)
@@ -100,7 +133,57 @@ async def _send_paced(driver: LaneDriver, claim: Claim, ahead: Ahead) -> None:
         if session.mail_sent_at is not None:
             _started(driver, session.mail_sent_at)
         driver.st.last_used = time.monotonic()
-        await driver.record(claim, [(m, answer)])
+        await _record(driver, claim, run, ready, answer)
+
+
+def _start_mark(
+    driver: LaneDriver, run: _Run, m: ClaimedMessage
+) -> asyncio.Task[ClaimedMessage | None]:
+    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow())))
+    run.marks[m.id] = task
+    return task
+
+
+async def _mark(
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime
+) -> ClaimedMessage | None:
+    """Mark ``m`` sending a little ahead of its slot, so that the commit's latency does
+    not delay the start; None if it is no longer ours."""
+    lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD)
+    if not await _sleep_until(driver, slot - timedelta(seconds=lead)):
+        return None
+    run.committing.add(m.id)
+    began = time.monotonic()
+    ready = await driver.mark_sending([m], run.ahead)
+    if not ready:
+        return None
+    took = time.monotonic() - began
+    driver.st.commit_lead = 0.8 * driver.st.commit_lead + 0.2 * took
+    driver.ctx.waiting.discard(m.id)  # sending: the heartbeat renews it now
+    run.marked[m.id] = ready[0]
+    return ready[0]
+
+
+async def _record(
+    driver: LaneDriver,
+    claim: Claim,
+    run: _Run,
+    m: ClaimedMessage,
+    answer: SubmitResult | TransportError,
+) -> None:
+    """A clean delivery is recorded beside the next submissions (its commit is not on
+    the next slot's path); any other answer first, with the ones before it, since it
+    may pause or reconnect the lane before the next message goes."""
+    for task in [t for t in run.records if t.done()]:
+        run.records.remove(task)
+        task.result()  # a failed record stops the lane, as it would have inline
+    if isinstance(answer, SubmitResult) and answer.delivered and not answer.rejected:
+        run.records.append(asyncio.ensure_future(driver.record(claim, [(m, answer)])))
+        return
+    records, run.records = run.records, []
+    for task in records:
+        await task
+    await driver.record(claim, [(m, answer)])
 
 
 def _started(driver: LaneDriver, began: float) -> None:

@@ -69,6 +69,10 @@ class DriverContext:
     # A sent message's copy to Sent: (imap, message id, raw, lane, the alias's auth).
     start_copy: Callable[[ImapEndpoint, int, bytes, str, str], None]
     held: set[int] = field(default_factory=set)  # message ids claimed (the heartbeat renews)
+    # Those of ``held`` claimed by a paced lane and not marked sending yet: they wait for
+    # their slots under the lane's lease (only its owner claims from it, on one connection),
+    # so the heartbeat does not renew them (ten seconds of slots of every paced lane).
+    waiting: set[int] = field(default_factory=set)
     failures: dict[str, int] = field(default_factory=dict)  # lane -> failed connections
     # Which server addresses the aliases may reach (the settings'); strict unless told.
     outbound: OutboundPolicy = field(default_factory=OutboundPolicy)

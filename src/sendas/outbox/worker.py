@@ -180,9 +180,9 @@ class Worker:
             self._lanes.pop(lane, None)
 
     def _holding(self) -> tuple[list[str], list[int]]:
-        """What the heartbeat renews; called from its thread. Copying a dict's keys or a set
-        of ints holds the GIL throughout, so it sees a consistent state."""
-        return list(self._lanes), list(self._shared.held)
+        """What the heartbeat renews; called from its thread. Copying a dict's keys or the
+        difference of two sets of ints holds the GIL throughout: a consistent state."""
+        return list(self._lanes), list(self._shared.held - self._shared.waiting)
 
     def _lost(self, lanes: set[str]) -> None:
         # Our beats did not reach the database in time: the lane's driver finds it gone at
