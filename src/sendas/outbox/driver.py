@@ -183,8 +183,22 @@ class LaneDriver:
         claim = await self._claim()
         if claim is None:
             return None
-        self.ctx.held.update(m.id for m in claim.messages)
-        return claim, await self.render(claim.messages) if claim.delay_ms == 0 else {}
+        ids = [m.id for m in claim.messages]
+        self.ctx.held.update(ids)
+        if claim.delay_ms > 0:
+            return claim, {}
+        try:
+            return claim, await self.render(claim.messages)
+        except BaseException:
+            # Held ids are renewed by the heartbeat: give them back, or they would stay
+            # claimed for as long as this worker lives.
+            self.ctx.held.difference_update(ids)
+            await asyncio.shield(
+                self.ctx.tx.run(
+                    partial(release_messages, owner=self.ctx.owner, ids=ids, was_sending=False)
+                )
+            )
+            raise
 
     async def _drop_prefetch(self) -> None:
         """The lane stops: give back what was claimed ahead."""

@@ -17,9 +17,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, release_messages
 from sendas.outbox.stops import LaneStop
 from sendas.smtp import Envelope, Outcome, SmtpSession
 
@@ -124,9 +125,26 @@ class Window:
                 marked = await self.d.mark_sending(part, rendered=rendered)
             finally:
                 self.outstanding -= len(part) - len(marked)
-            for m in marked:  # fed even if the link broke meanwhile: then "not sent"
+            if marked and self._halted():
+                # Told to stop (a pause, a refusal, the link gone) while they were being
+                # marked: none of them was written, so they go back to the queue.
+                await self._unmark(marked)
+                return
+            for m in marked:
                 self.flight.append((claim, m))
                 self.stream.feed(Envelope(m.envelope_from, m.recipients, m.raw))
+
+    async def _unmark(self, marked: list[ClaimedMessage]) -> None:
+        ids = [m.id for m in marked]
+        d = self.d
+        try:
+            await d.ctx.tx.run(
+                partial(release_messages, owner=d.ctx.owner, ids=ids, was_sending=True)
+            )
+        finally:
+            d.ctx.held.difference_update(ids)
+            self.outstanding -= len(ids)
+            self.room.set()
 
     # --- reading and recording ---
 
