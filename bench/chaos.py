@@ -334,7 +334,9 @@ def create_letter(
                 ),
                 ctx.secrets,
             )
-            login, password = f"alias{k}@example.com", f"smtp pw {k} {random.random():.6f}"
+            # The SMTP login is the mailbox's (as at Gmail): only then does a copy missing
+            # from its Sent folder mean the server never accepted the message.
+            login, password = account.username, f"smtp pw {k} {random.random():.6f}"
             smtp_users[login] = {"password": password, "sent": str(folder)}
             alias, _ = alias_service.create_alias(
                 s,
@@ -342,7 +344,7 @@ def create_letter(
                 AliasCreate(
                     description=f"alias {k}",
                     alias_name=f"Alias {k}",
-                    from_address=login,
+                    from_address=f"alias{k}@example.com",
                     smtp_server=f"127.0.0.1:{port}",
                     smtp_username=login,
                     smtp_password=SecretStr(password),

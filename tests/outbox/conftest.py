@@ -64,6 +64,7 @@ def make_alias(
     delay_ms: int = 0,
     name: str = "Work",
     from_address: str | None = None,
+    smtp_username: str = USER,
     **extra: Any,
 ) -> int:
     data = AliasCreate(
@@ -73,7 +74,7 @@ def make_alias(
         smtp_server=f"127.0.0.1:{server.port}",
         tls="none",
         allow_plaintext_auth=True,
-        smtp_username=USER,
+        smtp_username=smtp_username,
         smtp_password=SecretStr(PASSWORD),
         delay_ms=delay_ms,
         **extra,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from sqlalchemy import update
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import Campaign, ImapAccount, Message, utcnow
+from sendas.db.models import Alias, Campaign, ImapAccount, Message, utcnow
 from sendas.outbox.record import reap_expired
 from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, SettleConfig
 from sendas.schemas import AliasPatch, ImapCreate, MessageIn
@@ -50,7 +51,7 @@ from tests.outbox.test_copy_to_sent import add_imap
 from tests.servers.dovecot import DovecotOAuthFactory
 from tests.servers.filing import filing_script
 from tests.servers.oauth_server import OAuthServerFactory
-from tests.servers.smtpd import DROP, Received, SmtpdFactory
+from tests.servers.smtpd import DROP, PASSWORD, Received, SmtpdFactory, SmtpdServer
 
 __all__ = ["web"]  # the fixture, for the XOAUTH2 test
 
@@ -69,10 +70,18 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
-def direct_settler(ctx: AppContext) -> SentSettler:
-    """A settler driven by the test, pass by pass (no worker running)."""
+def direct_settler(
+    ctx: AppContext, before_recording: Callable[[], None] | None = None
+) -> SentSettler:
+    """A settler driven by the test, pass by pass (no worker running). ``before_recording``
+    runs between a pass's look in Sent and the recording of what it found."""
+    calls = Counter[str]()
 
     async def run(fn: Any) -> Any:
+        calls["run"] += 1
+        if calls["run"] % 2 == 0 and before_recording is not None:
+            await asyncio.to_thread(before_recording)
+
         def tx() -> Any:
             with ctx.db.write() as s:
                 return fn(s)
@@ -83,6 +92,16 @@ def direct_settler(ctx: AppContext) -> SentSettler:
     return SentSettler(
         run, ctx.secrets, cfg, token_providers=None, outbound=ctx.settings.outbound_policy
     )
+
+
+def mailbox_alias(
+    ctx: AppContext, actor: Actor, server: SmtpdServer, account: Any, imap_id: int, **kw: Any
+) -> int:
+    """An alias whose SMTP login is the IMAP account's mailbox (as at Gmail: the user name is
+    the address; here in capitals, names compare case-insensitively)."""
+    login = account.username.upper()
+    server.recorder.users[login] = PASSWORD
+    return make_alias(ctx, actor, server, imap_account_id=imap_id, smtp_username=login, **kw)
 
 
 def due_now(ctx: AppContext, message_id: int) -> None:
@@ -147,7 +166,7 @@ async def test_never_accepted_goes_back_to_queued_and_is_delivered_once(
     account = dovecot_server.add_account("requeue", layout="special")
     server = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
     imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
     assert account_flag(ctx, imap_id) is None
     [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
 
@@ -214,8 +233,8 @@ async def test_a_filing_server_learnt_through_one_alias_does_not_resend_for_anot
     filing = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
     plain = await smtpd("none")
     imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    filer = make_alias(ctx, alice_actor, filing, imap_account_id=imap_id, name="Filer")
-    other = make_alias(ctx, alice_actor, plain, imap_account_id=imap_id, name="Other")
+    filer = mailbox_alias(ctx, alice_actor, filing, account, imap_id, name="Filer")
+    other = mailbox_alias(ctx, alice_actor, plain, account, imap_id, name="Other")
     [first] = queue(ctx, alice_actor, filer, 1, subject="First")
     async with running_worker(ctx):
         await wait_for(lambda: message(ctx, first).sent_copy is not None)
@@ -231,6 +250,118 @@ async def test_a_filing_server_learnt_through_one_alias_does_not_resend_for_anot
     assert left.status == "unknown", left.hint
     assert "not known to file its own copy" in (left.hint or "")
     assert not plain.recorder.messages  # never sent again
+
+
+@pytest.mark.parametrize("why", ["learnt", "provider"])
+async def test_a_filing_server_does_not_resend_when_the_imap_account_is_another_mailbox(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any, why: str
+) -> None:
+    """The alias logs in as one mailbox (bob@gmail.com) while its IMAP account is another
+    (a company mailbox linked to read bounces, a shared mailbox it "sends as"): the server
+    files its copy in the login's own Sent, so one missing from this account's proves
+    nothing and the message must not be sent a second time."""
+    account = dovecot_server.add_account("elsewhere", layout="special")
+    server = await smtpd("none")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)  # login: USER
+    with ctx.db.write() as s:
+        if why == "learnt":  # a "yes" learnt for the account
+            s.get_one(ImapAccount, imap_id).files_sent_copy = True
+        else:  # a provider known to file its own copy (no connection to it is made here)
+            s.get_one(Alias, alias_id).smtp_host = "smtp.gmail.com"
+    lost = crashed_before_sending(ctx, alice_actor, alias_id)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+
+    await asyncio.sleep(SETTLE_AFTER)  # past the settling time
+    for _ in range(2):
+        due_now(ctx, lost)
+        assert await direct_settler(ctx).settle_once() == (0, 0)
+    left = message(ctx, lost)
+    assert left.status == "unknown", left.hint
+    assert f"Not found in {SENT} of {account.username}" in (left.hint or "")
+    assert "not the sending login's mailbox" in (left.hint or "")
+    assert "a missing copy proves nothing" in (left.hint or "")
+    assert not server.recorder.messages  # never sent again
+
+
+async def test_a_yes_learnt_with_another_login_on_the_same_server_is_not_trusted(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    """Two aliases of one IMAP account send through one server with different logins: the
+    "yes" may have been learnt through the other login, whose mail the server files
+    elsewhere."""
+    account = dovecot_server.add_account("twologins", layout="special")
+    server = await smtpd("none")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    mine = mailbox_alias(ctx, alice_actor, server, account, imap_id, name="Mine")
+    make_alias(ctx, alice_actor, server, imap_account_id=imap_id, name="Other")
+    with ctx.db.write() as s:
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True
+    lost = crashed_before_sending(ctx, alice_actor, mine)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+
+    await asyncio.sleep(SETTLE_AFTER)
+    due_now(ctx, lost)
+    assert await direct_settler(ctx).settle_once() == (0, 0)
+    left = message(ctx, lost)
+    assert left.status == "unknown", left.hint
+    assert "not known to file its own copy" in (left.hint or "")
+    assert not server.recorder.messages
+
+
+async def test_a_slow_pass_does_not_record_over_a_message_claimed_again(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    """Worker A looks in Sent; before it records "not found", the message was queued again,
+    sent, became unknown again and was claimed by worker B. A's result is about the earlier
+    attempt: recorded, it would queue the message a third time."""
+    account = dovecot_server.add_account("stale", layout="special")
+    server = await smtpd("none")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
+    with ctx.db.write() as s:
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True  # a missing copy would count
+    lost = crashed_before_sending(ctx, alice_actor, alias_id)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+    await asyncio.sleep(SETTLE_AFTER)
+    due_now(ctx, lost)
+    b_claim = utcnow() + timedelta(hours=1)
+
+    def meanwhile() -> None:
+        with ctx.db.write() as s:
+            row = s.get_one(Message, lost)
+            assert row.status == "unknown"  # as A's picker left it
+            row.hint = "Unknown again after the second attempt."
+            row.next_attempt_at = b_claim  # B's claim
+
+    assert await direct_settler(ctx, before_recording=meanwhile).settle_once() == (0, 0)
+    left = message(ctx, lost)
+    assert left.status == "unknown"
+    assert left.hint == "Unknown again after the second attempt."
+    assert left.next_attempt_at == b_claim
+    assert not server.recorder.messages
+
+
+def test_changing_the_smtp_login_forgets_whether_it_files_copies(
+    ctx: AppContext, alice_actor: Actor
+) -> None:
+    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
+                      password=SecretStr("pw"))  # fmt: skip
+    with ctx.db.write() as s:
+        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True
+
+    class Port:
+        port = 2525
+
+    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    with ctx.db.write() as s:
+        patch = AliasPatch(smtp_username="someone.else@example.test", smtp_password=SecretStr("p"))
+        alias_service.update_alias(s, alice_actor, alias_id, patch, ctx.secrets)
+    assert account_flag(ctx, imap_id) is None
 
 
 async def test_imap_login_refused_leaves_it_unknown_with_the_reason(

@@ -7,8 +7,9 @@ account's Sent folder by Message-ID (``UID SEARCH HEADER Message-ID``):
 * found: the server accepted it -> ``sent``, hinted :data:`CONFIRMED_IN_SENT`;
 * not found :attr:`SettleConfig.after_seconds` after it was last on the wire, on a mailbox
   that files its own copy of accepted mail (Gmail, Microsoft 365..., or learnt after a send:
-  ``ImapAccount.files_sent_copy``) -> it was never accepted: ``queued`` again, same bytes and
-  Message-ID, sent once;
+  ``ImapAccount.files_sent_copy``) and that is the SMTP login's own mailbox (the IMAP user
+  name is the SMTP user name, or the alias's sign-in token is used for IMAP) -> it was never
+  accepted: ``queued`` again, same bytes and Message-ID, sent once;
 * otherwise it stays ``unknown`` and its hint says what was checked and when.
 
 Bounded: at most :attr:`SettleConfig.batch` messages per pass, one pass every
@@ -80,11 +81,23 @@ class SettleConfig:
         )
 
 
+_MAY_BE_ACCEPTED = (
+    "This mail server is not known to file its own copy of accepted mail, so the message "
+    "may still have been accepted."
+)
+_OTHER_MAILBOX = (
+    "The IMAP account is not the sending login's mailbox (its user name is not the alias's "
+    "SMTP user name), so a missing copy proves nothing: the message may still have been "
+    "accepted."
+)
+
+
 @dataclass(frozen=True)
 class _Item:
     id: int
     message_id: str
     since: datetime  # when it was last possibly on the wire
+    claim: datetime  # the next_attempt_at the picker wrote: the row is still the one checked
 
 
 @dataclass
@@ -95,6 +108,7 @@ class _Group:
     files_copy: bool
     endpoint: ImapEndpoint | None
     problem: str | None
+    not_filing: str = _MAY_BE_ACCEPTED  # why a missing copy does not mean "never accepted"
     items: list[_Item] = field(default_factory=list)
 
 
@@ -110,6 +124,19 @@ def _since(updated_at: datetime, lease_expires_at: datetime | None) -> datetime:
     return max(updated_at, lease_expires_at) if lease_expires_at else updated_at
 
 
+def _login(alias: Alias) -> str:
+    return alias.smtp_username.strip().casefold()
+
+
+def is_login_mailbox(alias: Alias, account: ImapAccount) -> bool:
+    """Whether ``account`` is the mailbox the alias's SMTP login files its sent mail into:
+    only then does a copy missing from its Sent folder say anything (an alias may send as
+    bob@gmail.com and read bounces in a company mailbox, or "Send As" a shared mailbox)."""
+    if imap_uses_alias_token(alias, account):
+        return True
+    return bool(_login(alias)) and account.username.strip().casefold() == _login(alias)
+
+
 def _account_group(
     alias: Alias,
     sole_server: bool,
@@ -121,29 +148,39 @@ def _account_group(
     account = alias.imap_account
     assert account is not None  # picked by its imap_account_id
     label = f"{account.username} on {account.imap_host}"
-    # What was learnt is about the account's mail as one SMTP server files it: trusted only
-    # while every alias using the account sends through that server (else a "yes" learnt
-    # through one could send again what another server did accept).
-    files_copy = files_own_sent_copy(alias.smtp_host) or (
+    # What was learnt is about the account's mail as one SMTP server and login file it:
+    # trusted only while every alias using the account sends through that server with that
+    # login (else a "yes" learnt through one could send again what another did accept).
+    files = files_own_sent_copy(alias.smtp_host) or (
         account.files_sent_copy is True and sole_server
     )
+    mine = is_login_mailbox(alias, account)
+    group = _Group(label, files and mine, None, None)
+    if files and not mine:
+        group.not_filing = _OTHER_MAILBOX
     if not account.password_enc and not imap_uses_alias_token(alias, account):
-        return _Group(label, files_copy, None, "the IMAP account has no password")
+        group.problem = "the IMAP account has no password"
+        return group
     try:
-        endpoint = alias_imap_endpoint(alias, account, box, cfg.timeout, token_providers, outbound)
+        group.endpoint = alias_imap_endpoint(
+            alias, account, box, cfg.timeout, token_providers, outbound
+        )
     except ValueError as exc:
-        return _Group(label, files_copy, None, f"the IMAP account cannot be used: {exc}")
-    return _Group(label, files_copy, endpoint, None)
+        group.problem = f"the IMAP account cannot be used: {exc}"
+    return group
 
 
 def _sole_server(session: Session, alias: Alias) -> bool:
-    """Whether every alias linked to ``alias``'s IMAP account sends through its server."""
+    """Whether every alias linked to ``alias``'s IMAP account sends through its server with
+    its SMTP login."""
     others = session.scalar(
         select(func.count())
         .select_from(Alias)
         .where(
             Alias.imap_account_id == alias.imap_account_id,
-            (Alias.smtp_host != alias.smtp_host) | (Alias.smtp_port != alias.smtp_port),
+            (Alias.smtp_host != alias.smtp_host)
+            | (Alias.smtp_port != alias.smtp_port)
+            | (func.lower(func.trim(Alias.smtp_username)) != _login(alias)),
         )
     )
     return not others
@@ -179,18 +216,19 @@ class _Picker:
             .where(m.id.in_([r.id for r in rows]))
             .values(next_attempt_at=claim, updated_at=m.updated_at)
         )
-        groups: dict[tuple[int, int | None, str, int], _Group] = {}
+        groups: dict[tuple[int, int | None, str, int, str], _Group] = {}
         for row in rows:
             alias = session.get_one(Alias, row.alias_id)
             token = alias.id if imap_uses_alias_token(alias, alias.imap_account) else None
-            key = (alias.imap_account_id or 0, token, alias.smtp_host, alias.smtp_port)
+            key = (alias.imap_account_id or 0, token, alias.smtp_host, alias.smtp_port,
+                   _login(alias))  # fmt: skip
             if key not in groups:
                 groups[key] = _account_group(
                     alias, _sole_server(session, alias), self.box, self.cfg,
                     self.token_providers, self.outbound,
                 )  # fmt: skip
             since = _since(row.updated_at, row.lease_expires_at)
-            groups[key].items.append(_Item(row.id, row.message_id, since))
+            groups[key].items.append(_Item(row.id, row.message_id, since, claim))
         return list(groups.values())
 
 
@@ -224,7 +262,7 @@ class _Recorder:
         for check in self.checked:
             for item in check.group.items:
                 message = session.get(Message, item.id, with_for_update=True)
-                if message is None or message.status != MessageStatus.UNKNOWN:
+                if message is None or not _still_claimed(message, item):
                     continue
                 outcome = self._record(session, message, item, check, now)
                 sent += outcome == MessageStatus.SENT
@@ -269,9 +307,7 @@ class _Recorder:
             )
             return self._stays(session, item, hint, max(due, now + every))
         hint = (
-            f"Not found in {folder} of {group.label} at {_when(now)}. This mail server is not "
-            "known to file its own copy of accepted mail, so the message may still have been "
-            f"accepted. {_DECIDE}"
+            f"Not found in {folder} of {group.label} at {_when(now)}. {group.not_filing} {_DECIDE}"
         )
         return self._stays(session, item, hint, now + max(every, now - item.since))
 
@@ -284,6 +320,12 @@ class _Recorder:
             .values(hint=hint, next_attempt_at=next_check, updated_at=Message.updated_at)
         )
         return MessageStatus.UNKNOWN
+
+
+def _still_claimed(message: Message, item: _Item) -> bool:
+    """The row is still the unknown message this pass claimed: not settled meanwhile, nor
+    queued, sent and unknown again (another worker's pass, then its own claim)."""
+    return message.status == MessageStatus.UNKNOWN and message.next_attempt_at == item.claim
 
 
 def _may_queue(session: Session, message: Message) -> bool:

@@ -329,11 +329,11 @@ def update_alias(
         raise ValidationFailed.one(
             "is_default", "an alias stays default until you make another alias the default"
         )
-    sends_to = (alias.smtp_host, alias.smtp_port, alias.imap_account_id)
+    sends_to = _sends_to(alias)
     warnings = apply_fields(
         session, alias, data, box, creating=False, max_connections_cap=max_connections_cap
     )
-    if sends_to != (alias.smtp_host, alias.smtp_port, alias.imap_account_id):
+    if sends_to != _sends_to(alias):
         _forget_filing(session, alias.imap_account_id)
     if data.is_default and not alias.is_default:
         _clear_default(session, actor.id)
@@ -351,8 +351,14 @@ def update_alias(
     return alias, warnings
 
 
+def _sends_to(alias: Alias) -> tuple[str, int, str, int | None]:
+    """What a learnt "the server files its own copy" is about: server, login and mailbox."""
+    login = alias.smtp_username.strip().casefold()
+    return alias.smtp_host, alias.smtp_port, login, alias.imap_account_id
+
+
 def _forget_filing(session: Session, account_id: int | None) -> None:
-    """Another SMTP server (or mailbox) for the alias: whether the server files its own copy
+    """Another SMTP server, login or mailbox for the alias: whether the server files its own copy
     in that mailbox's Sent is not known any more (the outbox learns it again at a send)."""
     if account_id is not None:
         session.execute(

@@ -17,10 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("imap_accounts", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("files_sent_copy", sa.Boolean(), nullable=True))
+    op.add_column("imap_accounts", sa.Column("files_sent_copy", sa.Boolean(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("imap_accounts", schema=None) as batch_op:
-        batch_op.drop_column("files_sent_copy")
+    # A plain DROP COLUMN (SQLite >= 3.35, PostgreSQL), as in 0012: a batch copy of the
+    # table would drop the old one with foreign keys on, which cascades or is refused.
+    op.execute("ALTER TABLE imap_accounts DROP COLUMN files_sent_copy")

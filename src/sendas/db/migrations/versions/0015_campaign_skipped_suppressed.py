@@ -18,10 +18,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("campaigns", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("suppressed_skips", sa.JSON(), nullable=True))
+    op.add_column("campaigns", sa.Column("suppressed_skips", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("campaigns", schema=None) as batch_op:
-        batch_op.drop_column("suppressed_skips")
+    # A plain DROP COLUMN (SQLite >= 3.35, PostgreSQL), as in 0012: a batch copy of the
+    # table would drop the old one with foreign keys on, which cascades or is refused.
+    op.execute("ALTER TABLE campaigns DROP COLUMN suppressed_skips")
