@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy.orm import selectinload
 
 from sendas.context import AppContext
 from sendas.db.models import Alias, Lane, Message
@@ -279,7 +280,7 @@ async def test_an_account_with_a_password_keeps_using_it(
 
 def _message(ctx: AppContext, message_id: int) -> Message:
     with ctx.db.read() as s:
-        row = s.get_one(Message, message_id)
+        row = s.get_one(Message, message_id, options=[selectinload(Message.body)])
         s.expunge(row)
         return row
 

@@ -233,4 +233,5 @@ def test_only_the_outbox_modules_that_keep_the_counts_write_message_statuses() -
         "outbox/settle.py",  # Moves in every function
         "outbox/enqueue.py",  # init_counts (single messages have no letter)
         "outbox/outcomes.py",  # recipient results, not the row
+        "outbox/bounces/apply.py",  # Moves from sent (or unknown) to bounced
     }
