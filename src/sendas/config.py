@@ -274,6 +274,13 @@ class Settings(BaseSettings):
         description="Milliseconds a lane without delay gathers the replies that arrive before "
         "recording them in one commit (overlapping with the wire).",
     )
+    db_retry_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="Seconds the outbox worker keeps trying a write whose database connection "
+        "was lost (a PostgreSQL restart) before giving up on it; 0 turns the retries off.",
+    )
 
     @property
     def effective_database_url(self) -> str:
