@@ -79,7 +79,7 @@ class Worker:
         self._cooldown: dict[str, float] = {}
         self._copies: set[asyncio.Task[None]] = set()
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
-        self._tx = TxQueue(ctx.db)
+        self._tx = TxQueue(ctx.db, retry_seconds=ctx.settings.db_retry_seconds)
         limits = Limits(ctx.settings.template_render_timeout, ctx.settings.template_max_output)
         self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes, limits)
         if token_providers is None:
@@ -194,9 +194,18 @@ class Worker:
     def _start_copy(
         self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
     ) -> None:
-        task = asyncio.create_task(self._copy(imap, message_id, raw, lane, auth))
+        task = asyncio.create_task(
+            self._copy(imap, message_id, raw, lane, auth), name=str(message_id)
+        )
         self._copies.add(task)
-        task.add_done_callback(self._copies.discard)
+        task.add_done_callback(self._copy_done)
+
+    def _copy_done(self, task: asyncio.Task[None]) -> None:
+        # The message is sent either way; only its copy's record is lost (never unretrieved).
+        self._copies.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the copy to Sent of message %s was not recorded", task.get_name(),
+                      exc_info=exc)  # fmt: skip
 
     async def _copy(
         self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
