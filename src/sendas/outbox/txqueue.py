@@ -70,6 +70,8 @@ class TxQueue:
     ) -> None:
         self._session = session or db.write
         self._retry_seconds = retry_seconds
+        # SQLite has no connection to lose; its OperationalError is a lock or a schema error.
+        self._networked = db.engine.dialect.name != "sqlite"
         self._max_group = max_group
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
@@ -155,22 +157,21 @@ class TxQueue:
             return entry.many(session, [item])[0]
 
     def _retrying(self, deadline: float, work: Callable[[], X]) -> X:
-        """``work()``, run again after a lost connection until ``deadline`` (monotonic)."""
+        """``work()``, run again after a lost connection (or one that could not be made: the
+        server restarting) until ``deadline`` (monotonic)."""
         pause = 0.1
         while True:
             try:
                 return work()
             except DBAPIError as exc:
-                if not _connection_lost(exc) or time.monotonic() + pause > deadline:
+                lost = exc.connection_invalidated or (
+                    self._networked and isinstance(exc, OperationalError)
+                )
+                if not lost or time.monotonic() + pause > deadline:
                     raise
                 log.warning("the database connection was lost; trying the transaction again")
             time.sleep(pause)  # the database thread: every write waits for the database anyway
             pause = min(pause * 2, 2.0)
-
-
-def _connection_lost(exc: DBAPIError) -> bool:
-    """A disconnect, or a connection that could not be made (the server restarting)."""
-    return exc.connection_invalidated or isinstance(exc, OperationalError)
 
 
 def _answers(entry: _Entry, values: list[Any]) -> list[tuple[bool, Any]]:
