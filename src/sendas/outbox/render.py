@@ -77,9 +77,7 @@ def _handle(state: _RenderState, context: None, item: RenderInput, limits: Limit
 
 def _overtime(item: RenderInput, limits: Limits) -> Result:
     # Killed past the limit: at send time that is load, retried (sendas.outbox.late).
-    return RenderLate(
-        f"The form letter could not be rendered for this recipient: {limits.timed_out()}"
-    )
+    return RenderLate(f"The form letter could not be rendered in time: {limits.timed_out()}")
 
 
 class _Slot(Protocol):

@@ -18,6 +18,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -194,17 +195,15 @@ class Worker:
     def _start_copy(
         self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
     ) -> None:
-        task = asyncio.create_task(
-            self._copy(imap, message_id, raw, lane, auth), name=str(message_id)
-        )
+        task = asyncio.create_task(self._copy(imap, message_id, raw, lane, auth))
         self._copies.add(task)
-        task.add_done_callback(self._copy_done)
+        task.add_done_callback(partial(self._copy_done, message_id))
 
-    def _copy_done(self, task: asyncio.Task[None]) -> None:
+    def _copy_done(self, message_id: int, task: asyncio.Task[None]) -> None:
         # The message is sent either way; only its copy's record is lost (never unretrieved).
         self._copies.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("the copy to Sent of message %s was not recorded", task.get_name(),
+            log.error("the copy to Sent of message %s was not recorded", message_id,
                       exc_info=exc)  # fmt: skip
 
     async def _copy(
