@@ -140,7 +140,8 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="Seconds a form letter may take to render for one recipient; past it the "
-        "recipient fails (and the render process is replaced).",
+        "recipient is reported by the check before a letter is queued, and retried later "
+        "(failing after the last attempt) when it is sent (the render process is replaced).",
     )
     template_max_output: int = Field(
         default=1_000_000,
