@@ -140,7 +140,8 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         description="Seconds a form letter may take to render for one recipient; past it the "
-        "recipient fails (and the render process is replaced).",
+        "recipient is reported by the check before a letter is queued, and retried later "
+        "(failing after the last attempt) when it is sent (the render process is replaced).",
     )
     template_max_output: int = Field(
         default=1_000_000,
@@ -273,6 +274,13 @@ class Settings(BaseSettings):
         le=1000,
         description="Milliseconds a lane without delay gathers the replies that arrive before "
         "recording them in one commit (overlapping with the wire).",
+    )
+    db_retry_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=300,
+        description="Seconds the outbox worker keeps trying a write whose database connection "
+        "was lost (a PostgreSQL restart) before giving up on it; 0 turns the retries off.",
     )
 
     @property

@@ -187,3 +187,8 @@ class OutboundRefused(TransportError):
 
 class TemplateOverBudget(TemplateError):
     """Rendering one recipient took longer, or wrote more, than the limits allow."""
+
+
+class TemplateTimedOut(TemplateOverBudget):
+    """Rendering one recipient ran past the time limit. At send time that is load (the
+    recipient was rendered within limits at enqueue), so the outbox retries it later."""

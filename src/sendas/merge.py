@@ -154,7 +154,8 @@ def _render_part(part: _Part, context: dict[str, Any], email: str) -> str:
             wrote(len(chunk))
             chunks.append(chunk)
     except TemplateOverBudget as exc:
-        raise TemplateOverBudget(f"{part.name}: {exc}", field=part.name, recipient=email) from None
+        # type(exc): a time-out stays a TemplateTimedOut (the outbox retries those).
+        raise type(exc)(f"{part.name}: {exc}", field=part.name, recipient=email) from None
     except jinja2.UndefinedError as exc:
         raise TemplateError(
             f"{part.name}: {exc.message} (recipient {email})",

@@ -28,7 +28,7 @@ from jinja2.filters import FILTERS
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace
 
-from sendas.errors import TemplateOverBudget
+from sendas.errors import TemplateOverBudget, TemplateTimedOut
 
 MAX_SEQUENCE = 100_000
 """Items (or characters) one ``*`` or ``+`` may build."""
@@ -48,8 +48,8 @@ class Limits:
     seconds: float = 2.0
     max_output: int = 1_000_000
 
-    def timed_out(self) -> TemplateOverBudget:
-        return TemplateOverBudget(
+    def timed_out(self) -> TemplateTimedOut:
+        return TemplateTimedOut(
             f"the template took longer than {self.seconds:g} s to render for this recipient"
         )
 

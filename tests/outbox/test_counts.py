@@ -230,6 +230,7 @@ def test_only_the_outbox_modules_that_keep_the_counts_write_message_statuses() -
     assert writers == {
         "outbox/claims.py",  # Moves in claim_batch, mark_many, release_messages
         "outbox/record.py",  # Moves in record_many, reap_expired
+        "outbox/late.py",  # Moves in defer_late
         "outbox/settle.py",  # Moves in every function
         "outbox/enqueue.py",  # init_counts (single messages have no letter)
         "outbox/outcomes.py",  # recipient results, not the row

@@ -26,13 +26,14 @@ from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, SystemOutgoing, utcnow
 from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
-from sendas.errors import SendasError
+from sendas.errors import SendasError, TemplateTimedOut
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.net.policy import OutboundPolicy
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.counts import Moves
 from sendas.outbox.lanes import lane_alias_id
+from sendas.outbox.late import RenderLate
 from sendas.outbox.outcomes import pending_recipients
 from sendas.outbox.tables import (
     BODY,
@@ -151,6 +152,9 @@ def render_many(
         for item in batch:
             try:
                 raw = _render(session, item, limits)
+            except TemplateTimedOut as exc:  # load, not the template: retried (outbox.late)
+                done.append(RenderLate(f"The form letter could not be rendered in time: {exc}"))
+                continue
             except (SendasError, ImportError, ValueError) as exc:
                 done.append(f"The form letter could not be rendered for this recipient: {exc}")
                 continue

@@ -41,6 +41,7 @@ from sendas.outbox.claims import (
     release_messages,
 )
 from sendas.outbox.lanes import lane_needs_attention, pause_lane, release_lane
+from sendas.outbox.late import RenderLate, defer_late
 from sendas.outbox.outcomes import backoff
 from sendas.outbox.paced import Ahead, send_paced
 from sendas.outbox.record import RecordRequest, record_many
@@ -364,7 +365,12 @@ class LaneDriver:
         rendered.update(await self.render(missing))
         good = {i: r for i, r in rendered.items() if isinstance(r, Rendered)}
         bad = {i: r for i, r in rendered.items() if isinstance(r, str)}
-        ids = [m.id for m in messages if m.id not in bad]
+        late = {i: str(r) for i, r in bad.items() if isinstance(r, RenderLate)}
+        if late:  # out of time under load: retried later (they are no longer ours)
+            bad = {i: r for i, r in bad.items() if i not in late}
+            owner, now, cfg = self.ctx.owner, utcnow(), self.ctx.cfg
+            await self.ctx.tx.run(lambda s: defer_late(s, owner, late, now, cfg))
+        ids = [m.id for m in messages if m.id not in bad and m.id not in late]
         request = MarkRequest(self.ctx.owner, ids, utcnow(), self.ctx.cfg.lease_seconds, good, bad)
         marked: list[int] = await self.ctx.tx.run_batched(mark_many, request)
         ours = set(marked)

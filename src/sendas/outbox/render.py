@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from sendas.db.engine import make_engine
 from sendas.outbox.claims import Rendered, RenderInput, render_many
+from sendas.outbox.late import RenderLate
 from sendas.render_process import RenderProcess, Work
 from sendas.sandbox import Limits
 
@@ -75,7 +76,8 @@ def _handle(state: _RenderState, context: None, item: RenderInput, limits: Limit
 
 
 def _overtime(item: RenderInput, limits: Limits) -> Result:
-    return f"The form letter could not be rendered for this recipient: {limits.timed_out()}"
+    # Killed past the limit: at send time that is load, retried (sendas.outbox.late).
+    return RenderLate(f"The form letter could not be rendered in time: {limits.timed_out()}")
 
 
 class _Slot(Protocol):

@@ -7,6 +7,11 @@ submitting it), while 500 lanes reaching their slots together cost one commit, n
 If one operation fails, the group is rolled back and each operation runs in its own
 transaction, so one bad row never takes the others down.
 
+A transaction that fails because the connection was lost (a PostgreSQL restart) is run
+again, a few times within ``retry_seconds``: the outbox's transactions re-check the owner
+and status of every row they change, so running one again (even after a commit whose
+answer was lost) does not apply it twice; an outcome the server gave is then still stored.
+
 Operations of one kind can also be *coalesced* (:meth:`TxQueue.run_batched`): the requests
 waiting together are handed to one function as a list, so 500 lanes marking a message
 ``sending`` cost one SELECT and one UPDATE, not 500 of each.
@@ -16,11 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
@@ -29,6 +37,7 @@ log = logging.getLogger("sendas.outbox")
 
 T = TypeVar("T")
 R = TypeVar("R")
+X = TypeVar("X")
 Many = Callable[[Session, list[Any]], list[Any]]
 """Runs several requests of one kind; one result per request, in order."""
 
@@ -57,8 +66,12 @@ class TxQueue:
         max_group: int = 500,
         session: Callable[[], AbstractContextManager[Session]] | None = None,
         name: str = "sendas-db",
+        retry_seconds: float = 0.0,
     ) -> None:
         self._session = session or db.write
+        self._retry_seconds = retry_seconds
+        # SQLite has no connection to lose; its OperationalError is a lock or a schema error.
+        self._networked = db.engine.dialect.name != "sqlite"
         self._max_group = max_group
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
@@ -116,10 +129,10 @@ class TxQueue:
                 return
 
     def _apply(self, group: list[_Entry]) -> list[list[tuple[bool, Any]]]:
+        deadline = time.monotonic() + self._retry_seconds  # one budget for the whole group
         if len(group) > 1 or len(group[0].items) > 1:
             try:
-                with self._session() as session:
-                    return [_answers(e, e.many(session, e.items)) for e in group]
+                return self._retrying(deadline, partial(self._all, group))
             except Exception:
                 log.debug("group commit failed; running its operations one by one")
         results: list[list[tuple[bool, Any]]] = []
@@ -127,12 +140,38 @@ class TxQueue:
             answers: list[tuple[bool, Any]] = []
             for item in entry.items:
                 try:
-                    with self._session() as session:
-                        answers.append((True, entry.many(session, [item])[0]))
+                    answers.append(
+                        (True, self._retrying(deadline, partial(self._one, entry, item)))
+                    )
                 except Exception as exc:
                     answers.append((False, exc))
             results.append(answers)
         return results
+
+    def _all(self, group: list[_Entry]) -> list[list[tuple[bool, Any]]]:
+        with self._session() as session:
+            return [_answers(e, e.many(session, e.items)) for e in group]
+
+    def _one(self, entry: _Entry, item: Any) -> Any:
+        with self._session() as session:
+            return entry.many(session, [item])[0]
+
+    def _retrying(self, deadline: float, work: Callable[[], X]) -> X:
+        """``work()``, run again after a lost connection (or one that could not be made: the
+        server restarting) until ``deadline`` (monotonic)."""
+        pause = 0.1
+        while True:
+            try:
+                return work()
+            except DBAPIError as exc:
+                lost = exc.connection_invalidated or (
+                    self._networked and isinstance(exc, OperationalError)
+                )
+                if not lost or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("the database connection was lost; trying the transaction again")
+            time.sleep(pause)  # the database thread: every write waits for the database anyway
+            pause = min(pause * 2, 2.0)
 
 
 def _answers(entry: _Entry, values: list[Any]) -> list[tuple[bool, Any]]:

@@ -18,6 +18,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -79,7 +80,7 @@ class Worker:
         self._cooldown: dict[str, float] = {}
         self._copies: set[asyncio.Task[None]] = set()
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
-        self._tx = TxQueue(ctx.db)
+        self._tx = TxQueue(ctx.db, retry_seconds=ctx.settings.db_retry_seconds)
         limits = Limits(ctx.settings.template_render_timeout, ctx.settings.template_max_output)
         self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes, limits)
         if token_providers is None:
@@ -196,7 +197,14 @@ class Worker:
     ) -> None:
         task = asyncio.create_task(self._copy(imap, message_id, raw, lane, auth))
         self._copies.add(task)
-        task.add_done_callback(self._copies.discard)
+        task.add_done_callback(partial(self._copy_done, message_id))
+
+    def _copy_done(self, message_id: int, task: asyncio.Task[None]) -> None:
+        # The message is sent either way; only its copy's record is lost (never unretrieved).
+        self._copies.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the copy to Sent of message %s was not recorded", message_id,
+                      exc_info=exc)  # fmt: skip
 
     async def _copy(
         self, imap: ImapEndpoint, message_id: int, raw: bytes, lane: str, auth: str
