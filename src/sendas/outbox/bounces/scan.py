@@ -118,7 +118,8 @@ def scan_account(
         scan = _Pass(db, inbox, account_id, user_id, limits, result, waits)
         more = scan.run()
         idle_ok = "IDLE" in session.capabilities and limits.idle_seconds > 0
-        if not more and idle_ok and not stop.is_set():
+        # A pass held at a bounce waiting for its record: no IDLE, the next round retries it.
+        if not more and result.waiting is None and idle_ok and not stop.is_set():
             result.idled = True
             if inbox.idle(limits.idle_seconds, stop):
                 scan.run()
