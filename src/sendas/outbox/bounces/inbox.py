@@ -43,6 +43,7 @@ class Inbox:
         _, found = self.imap.response("UIDVALIDITY")
         value = found[-1] if found else None
         self.uidvalidity = int(value) if isinstance(value, bytes) and value.isdigit() else 0
+        self.imap.untagged_responses.pop("EXISTS", None)  # later ones: mail since EXAMINE
         return self.uidvalidity
 
     def uids_after(self, last_uid: int) -> list[int]:
@@ -81,6 +82,8 @@ class Inbox:
         imaplib (3.11) has no IDLE, so the exchange is read straight from the socket; a
         notification that imaplib had already buffered only waits for the next round.
         """
+        if self.imap.untagged_responses.pop("EXISTS", None):
+            return True  # announced during the pass (imaplib kept it): no need to wait
         sock = self.imap.socket()
         self.imap.send(_IDLE_TAG + b" IDLE\r\n")
         reader = _Lines(sock)
