@@ -260,6 +260,20 @@ class Settings(BaseSettings):
         description="Bytes of each INBOX message the bounce watch reads (the first part of a "
         "larger one: a bounce's report and returned headers come first).",
     )
+    bounce_lookback_days: int = Field(
+        default=7,
+        ge=0,
+        le=3650,
+        description="An INBOX the bounce watch sees for the first time (or under a new "
+        "UIDVALIDITY) is read from the messages received in this many days (0: all of it).",
+    )
+    bounce_pending_wait_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        le=86400,
+        description="A bounce of a message whose send is not recorded yet (still sending) "
+        "holds the INBOX pass at it this long at most; then it is handled as it stands.",
+    )
     send_window: int = Field(
         default=32,
         ge=1,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,11 +45,13 @@ class Mailbox:
     def address(self) -> str:
         return self.account.username
 
-    def deliver(self, raw: bytes) -> None:
-        """File ``raw`` in the INBOX, as the receiving server does with a bounce."""
+    def deliver(self, raw: bytes, received: float | None = None) -> None:
+        """File ``raw`` in the INBOX, as the receiving server does with a bounce, received
+        now or at ``received`` (a Unix time: the message's IMAP internal date)."""
         imap = self.dovecot.connect(self.account)
+        when = time.time() if received is None else received
         try:
-            typ, data = imap.append("INBOX", "", imaplib.Time2Internaldate(0), raw)
+            typ, data = imap.append("INBOX", "", imaplib.Time2Internaldate(when), raw)
             assert typ == "OK", data
         finally:
             with contextlib.suppress(Exception):

@@ -131,8 +131,7 @@ class Worker:
             settling.cancel()  # an IMAP look-up in flight is simply made again later
             await asyncio.gather(settling, return_exceptions=True)
             if bounces is not None:
-                with contextlib.suppress(Exception):  # it logs its own failures
-                    await bounces
+                await self._stop_bounce_watch(bounces)
             await asyncio.to_thread(beat.stop)
             await self._tx.close()
             await self._renderer.close()
@@ -144,6 +143,16 @@ class Worker:
             return None
         watch = BounceWatch(self.ctx, self.id, self._stopping, self._shared.token_providers)
         return asyncio.create_task(watch.run(), name="bounce watch")
+
+    async def _stop_bounce_watch(self, bounces: asyncio.Task[None]) -> None:
+        """Wait for the watch's rounds, bounded: a round's blocking IMAP steps each take up
+        to the timeout; past the bound it is cancelled (its thread ends on its own)."""
+        done, _ = await asyncio.wait([bounces], timeout=self.cfg.smtp_timeout + 5)
+        if not done:
+            log.warning("bounce watch still busy at shutdown: cancelled")
+            bounces.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):  # it logs its failures
+            await bounces
 
     async def _drain(self) -> None:
         tasks = list(self._lanes.values())

@@ -34,6 +34,11 @@ from sendas.outbox.counts import Moves
 from sendas.statuses import MessageStatus
 
 HANDED_OVER = (MessageStatus.SENT, MessageStatus.UNKNOWN, MessageStatus.BOUNCED)
+# A message on the wire whose outcome is not committed yet (the window's group commit, a
+# paced record, a record that failed and is retried): its bounce waits for the record.
+# ``queued``/``retrying`` are not waited for: nothing of theirs is out, or a retry may be
+# hours away (longer than any wait worth holding the INBOX for).
+UNRECORDED = (MessageStatus.SENDING,)
 HARD_HINT = (
     "The recipient's server returned this message as undeliverable (a permanent failure): "
     "the address is on your suppression list, so form letters skip it. Check the address."
@@ -88,6 +93,21 @@ def apply_report(session: Session, user_id: int, report: Report, now: datetime) 
             done.bounced.append(m.id)
     moves.apply(session, now)
     return done
+
+
+def unrecorded(session: Session, user_id: int, report: Report) -> list[int]:
+    """The ids of ``user_id``'s messages ``report`` returns whose send is not recorded yet."""
+    if report.kind != "bounce" or not report.message_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Message.id).where(
+                Message.message_id.in_(report.message_ids),
+                Message.user_id == user_id,
+                Message.status.in_(UNRECORDED),
+            )
+        ).all()
+    )
 
 
 def _match(recipients: list[str], failures: tuple[Failure, ...]) -> dict[str, Failure]:

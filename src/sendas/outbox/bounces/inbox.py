@@ -13,12 +13,14 @@ import socket
 import ssl
 import threading
 import time
+from datetime import date
 
 from sendas.errors import MailConnectionError
 from sendas.imap.folders import quote_mailbox
 
 _IDLE_TAG = b"BNCIDLE"
 _SLICE = 1.0  # seconds between checks of the stop flag while idling
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 
 
 class InboxError(MailConnectionError):
@@ -41,16 +43,28 @@ class Inbox:
         _, found = self.imap.response("UIDVALIDITY")
         value = found[-1] if found else None
         self.uidvalidity = int(value) if isinstance(value, bytes) and value.isdigit() else 0
+        self.imap.untagged_responses.pop("EXISTS", None)  # later ones: mail since EXAMINE
         return self.uidvalidity
 
     def uids_after(self, last_uid: int) -> list[int]:
         """The UIDs above ``last_uid``, ascending (``n:*`` also answers the highest UID when
         none is above, so that one is dropped)."""
-        typ, data = self.imap.uid("SEARCH", f"UID {last_uid + 1}:*")
+        return [u for u in self._search(f"UID {last_uid + 1}:*") if u > last_uid]
+
+    def start_since(self, day: date) -> int:
+        """The last UID to skip so that a pass reads the messages received on or after
+        ``day`` (by internal date): the one below the first of them, else the highest UID
+        (asked first, so a message arriving meanwhile is not skipped); 0 when empty."""
+        highest = max(self._search("UID *"), default=0)
+        since = self._search(f"SINCE {day.day}-{_MONTHS[day.month - 1]}-{day.year}")
+        return min(since) - 1 if since else highest
+
+    def _search(self, criteria: str) -> list[int]:
+        typ, data = self.imap.uid("SEARCH", criteria)
         if typ != "OK":
             raise InboxError("the server refused to search the mailbox", step="bounces")
         words = data[0].split() if data and isinstance(data[0], bytes) else []
-        return sorted(u for u in (int(w) for w in words if w.isdigit()) if u > last_uid)
+        return sorted(int(w) for w in words if w.isdigit())
 
     def fetch(self, uid: int, max_bytes: int) -> bytes | None:
         """The first ``max_bytes`` of message ``uid`` (None: it is gone)."""
@@ -68,6 +82,8 @@ class Inbox:
         imaplib (3.11) has no IDLE, so the exchange is read straight from the socket; a
         notification that imaplib had already buffered only waits for the next round.
         """
+        if self.imap.untagged_responses.pop("EXISTS", None):
+            return True  # announced during the pass (imaplib kept it): no need to wait
         sock = self.imap.socket()
         self.imap.send(_IDLE_TAG + b" IDLE\r\n")
         reader = _Lines(sock)

@@ -29,6 +29,7 @@ from sendas.outbox.bounces.scan import (
     MAILBOX,
     RoundResult,
     ScanLimits,
+    Waits,
     mailbox_row,
     scan_account,
 )
@@ -50,6 +51,8 @@ def limits_from_settings(settings: Settings) -> ScanLimits:
         max_messages=settings.bounce_max_messages,
         max_message_bytes=settings.bounce_max_message_bytes,
         idle_seconds=settings.bounce_idle_seconds,
+        lookback_days=settings.bounce_lookback_days,
+        pending_wait_seconds=settings.bounce_pending_wait_seconds,
     )
 
 
@@ -123,6 +126,7 @@ class BounceWatch:
         self.limits = limits_from_settings(ctx.settings)
         self._stop = threading.Event()  # seen by the blocking rounds (IDLE checks it)
         self._rounds: dict[int, asyncio.Task[None]] = {}
+        self._waits = Waits()  # bounces waiting for their send's record, across rounds
 
     @property
     def lease_seconds(self) -> float:
@@ -203,7 +207,7 @@ class BounceWatch:
             loop = asyncio.get_running_loop()
             result = await asyncio.to_thread(
                 scan_account, db, endpoint, w.account_id, w.user_id, self.limits,
-                stop=self._stop, loop=loop,
+                stop=self._stop, loop=loop, waits=self._waits,
             )  # fmt: skip
             if result.bounces:
                 log.info(
