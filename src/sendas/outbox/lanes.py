@@ -224,8 +224,12 @@ _RENEW_MESSAGES = (
     .where(MSG.c.id.in_(bindparam("ids", expanding=True)))
     .values(lease_expires_at=bindparam("until"))
 )
-_OWNED = select(LANE.c.name).where(
-    LANE.c.owner == bindparam("owner"), LANE.c.name.in_(bindparam("names", expanding=True))
+# Lanes another worker owns now. A lane with no owner was handed back by this worker
+# after the beat took its snapshot (its driver finished meanwhile): not a takeover.
+_TAKEN = select(LANE.c.name).where(
+    LANE.c.owner.is_not(None),
+    LANE.c.owner != bindparam("owner"),
+    LANE.c.name.in_(bindparam("names", expanding=True)),
 )
 
 
@@ -238,7 +242,7 @@ def heartbeat(
     fresh: datetime | None = None,
 ) -> set[str]:
     """Renew this worker's claims (its lanes and the messages it holds); return the lanes
-    among ``lanes`` that are no longer its own (taken over after missed beats). A message
+    among ``lanes`` that another worker owns now (taken over after missed beats). A message
     whose lease already runs past ``fresh`` (claimed or marked since the last beat) is
     left alone: each renewal rewrites the message's row.
 
@@ -260,7 +264,7 @@ def heartbeat(
             session.execute(_RENEW_MESSAGES, {"ids": got, "until": until})
     if not names:
         return set()
-    return set(names) - set(session.scalars(_OWNED, {"owner": owner, "names": names}))
+    return set(session.scalars(_TAKEN, {"owner": owner, "names": names}))
 
 
 def _iso(at: datetime | None) -> str:
