@@ -275,7 +275,7 @@ class Settings(BaseSettings):
         "holds the INBOX pass at it this long at most; then it is handled as it stands.",
     )
     send_window: int = Field(
-        default=32,
+        default=64,
         ge=1,
         le=1000,
         description="Messages one connection of a lane without delay has marked 'sending' and "

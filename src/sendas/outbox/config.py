@@ -55,7 +55,7 @@ class OutboxConfig:
     """SMTP connections one lane (without delay) may use at once, whatever its alias says
     (``SENDAS_MAX_CONNECTIONS_CAP``)."""
 
-    send_window: int = 32
+    send_window: int = 64
     """Messages one connection of a lane without delay holds ``sending`` and not yet
     recorded, at most (``SENDAS_SEND_WINDOW``): the pipelined window. They are marked in
     chunks just ahead of the wire, so a worker killed mid-send leaves at most this many
