@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import Engine
 
-from sendas.db.engine import Database, make_engine
+from sendas.db.engine import Database
 from sendas.db.migrate import upgrade
 from sendas.db.models import Alias, Campaign, Message, User
 from sendas.outbox.counts import full_counts, read_counts
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sendas.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def test_existing_letters_get_their_counts(engine: Engine) -> None:

@@ -4,26 +4,11 @@ letter's messages or fail on the alias that links the IMAP account."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 from sqlalchemy import Engine, text
 
-from sendas.db.engine import Database, make_engine
+from sendas.db.engine import Database
 from sendas.db.migrate import downgrade, upgrade
 from sendas.db.models import Alias, Campaign, ImapAccount, Message, User
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'sendas.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    engine = make_engine(url)
-    yield engine
-    engine.dispose()
 
 
 def _letter_with_messages(db: Database) -> None:
