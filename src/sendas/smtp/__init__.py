@@ -19,7 +19,8 @@ from sendas.smtp.replies import (
     pause_until,
 )
 from sendas.smtp.session import SmtpSession, StepObserver
-from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult, SubmitStream
+from sendas.smtp.stream import SubmitStream
+from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult
 
 __all__ = [
     "AuthKind",

@@ -3,8 +3,8 @@ number of submissions over the same connection, pipelined (RFC 2920) when offere
 
 Hand-written on asyncio streams rather than aiosmtplib: aiosmtplib has no PIPELINING and
 waits one round trip per command, which the outbox's throughput target rules out. The work
-is done by :mod:`~sendas.smtp.connect`, :mod:`~sendas.smtp.auth`,
-:mod:`~sendas.smtp.submit` and :mod:`~sendas.smtp.io`; this class holds the state.
+is done by :mod:`~sendas.smtp.connect`, :mod:`~sendas.smtp.auth`, :mod:`~sendas.smtp.submit`,
+:mod:`~sendas.smtp.stream` and :mod:`~sendas.smtp.io`; this class holds the state.
 
 Errors are the classes of :mod:`sendas.errors`, each with ``step``, ``code``,
 ``server_reply`` and ``hint``. No secret (password, token, AUTH payload) ever reaches an
@@ -24,14 +24,8 @@ from sendas.smtp.auth import authenticate
 from sendas.smtp.connect import establish
 from sendas.smtp.endpoint import EffectiveTls, SmtpEndpoint
 from sendas.smtp.io import QUIT_TIMEOUT, SmtpIO, closed_hint, reply_error
-from sendas.smtp.submit import (
-    CHUNK_WINDOW,
-    Envelope,
-    Outcome,
-    StartGate,
-    SubmitResult,
-    SubmitStream,
-)
+from sendas.smtp.stream import CHUNK_WINDOW, SubmitStream
+from sendas.smtp.submit import Envelope, Outcome, StartGate, SubmitResult
 from sendas.smtp.wire import Reply, needs_smtputf8
 
 StepObserver = Callable[[str, float, str], None]
