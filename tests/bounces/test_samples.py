@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -172,6 +173,38 @@ async def test_one_email_to_three_is_bounced_only_when_all_three_bounced(
     assert all_three["status"] == "bounced"
     assert {r["status"] for r in all_three["recipient_results"].values()} == {"bounced"}
     assert sorted(suppressed(ctx, alice.id)) == rcpts
+
+
+@pytest.mark.parametrize(
+    ("layout", "reported"),
+    [
+        ("gmail_not_found.eml", "ben@xn--bcher-kva.example.org"),
+        ("m365_ndr.eml", "Ben@Bücher.example.org"),  # an RFC 6533 (SMTPUTF8) report
+    ],
+)
+async def test_either_spelling_of_an_idn_domain_bounces_and_suppresses_one_mailbox(
+    ctx: AppContext, client: TestClient, alice: Person, alice_actor: Actor,
+    smtpd: SmtpdFactory, mailbox_factory: Any, layout: str, reported: str,
+) -> None:  # fmt: skip
+    """The envelope holds the punycode spelling; a report may use either. The list keeps
+    the Unicode one, as an address added by hand (so a later letter to either skips it)."""
+    box = mailbox_factory(await smtpd("none", pipelining=True))
+    [m] = await send(
+        ctx, alice_actor, box.alias_id, [["ann@example.org", "ben@bücher.example.org"]]
+    )
+    envelope = "ben@xn--bcher-kva.example.org"
+    assert m.recipients == ["ann@example.org", envelope]
+    box.deliver(sample(layout, m, reported, **M365_NOT_FOUND))
+    await watch_round(ctx, box.imap_account_id)
+
+    one = api_message(client, alice.headers, m.id)
+    assert one["recipient_results"][envelope]["status"] == "bounced"
+    assert one["recipient_results"]["ann@example.org"]["status"] == "sent"
+    assert list(suppressed(ctx, alice.id)) == ["ben@bücher.example.org"]
+    r = client.post(
+        "/api/suppressions", json={"address": "BEN@bücher.example.org"}, headers=alice.headers
+    )
+    assert r.status_code == 422, r.text  # the same mailbox: listed already
 
 
 async def test_a_bounce_of_another_users_message_changes_nothing(

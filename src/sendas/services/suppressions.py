@@ -1,9 +1,11 @@
 """The suppression list: addresses a user's form letters skip.
 
 Entries come from hard bounces (written by the bounce scanner) or are added by the user;
-the user may remove either kind. Addresses are kept in lower case, so ``Ann@Example.org``
-and ``ann@example.org`` are one entry. Single emails (compose, the API's messages) are
-not checked against the list: the sender named the recipient on purpose.
+the user may remove either kind. Addresses are kept in lower case with a Unicode domain
+(:func:`sendas.addresses.mailbox_key`), so ``Ann@Example.org`` and ``ann@example.org`` are
+one entry, and so are ``ann@bücher.example`` and ``ann@xn--bcher-kva.example``. Single
+emails (compose, the API's messages) are not checked against the list: the sender named the
+recipient on purpose.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sendas.addresses import mailbox_key, spellings
 from sendas.db.models import Suppression
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.schemas import SuppressionIn, SuppressionOut, SuppressionPage
@@ -26,7 +29,7 @@ LOOKUP_CHUNK = 500
 
 def normalise(address: str) -> str:
     """The form an address is stored and compared in."""
-    return address.strip().lower()
+    return mailbox_key(address)
 
 
 def suppression_out(row: Suppression) -> SuppressionOut:
@@ -102,12 +105,13 @@ def remove_suppression(session: Session, actor: Actor, suppression_id: int) -> S
 
 
 def find(session: Session, user_id: int, address: str) -> Suppression | None:
-    """The user's entry for ``address`` (any case), or None."""
-    return session.scalar(
-        select(Suppression).where(
-            Suppression.user_id == user_id, Suppression.address == normalise(address)
-        )
-    )
+    """The user's entry for ``address`` (any case, either spelling of its domain), or None."""
+    return session.scalars(
+        select(Suppression)
+        .where(Suppression.user_id == user_id, Suppression.address.in_(spellings(address)))
+        .order_by(Suppression.id)
+        .limit(1)
+    ).first()
 
 
 def has_any(session: Session, user_id: int) -> bool:
@@ -123,18 +127,19 @@ def whole_list(session: Session, user_id: int, at_most: int) -> set[str] | None:
             select(Suppression.address).where(Suppression.user_id == user_id).limit(at_most + 1)
         )
     )
-    return None if len(rows) > at_most else set(rows)
+    return None if len(rows) > at_most else {normalise(a) for a in rows}
 
 
 def suppressed_among(session: Session, user_id: int, addresses: Iterable[str]) -> set[str]:
-    """Which of ``addresses`` are on the user's list, in lower case (compare with
-    :func:`normalise`). One indexed query per :data:`LOOKUP_CHUNK` distinct addresses."""
-    wanted = sorted({normalise(a) for a in addresses})
+    """Which of ``addresses`` are on the user's list, as :func:`normalise` keys (compare
+    with it). One indexed query per :data:`LOOKUP_CHUNK` distinct spellings."""
+    wanted = sorted({s for a in addresses for s in spellings(a)})
     found: set[str] = set()
     for start in range(0, len(wanted), LOOKUP_CHUNK):
         chunk = wanted[start : start + LOOKUP_CHUNK]
         found.update(
-            session.scalars(
+            normalise(a)
+            for a in session.scalars(
                 select(Suppression.address).where(
                     Suppression.user_id == user_id, Suppression.address.in_(chunk)
                 )

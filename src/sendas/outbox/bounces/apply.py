@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sendas.addresses import mailbox_key
 from sendas.db.models import Message
 from sendas.outbox.bounces.detect import Failure, Report
 from sendas.outbox.bounces.suppress import suppress_bounced
@@ -84,7 +85,7 @@ def apply_report(session: Session, user_id: int, report: Report, now: datetime) 
                 if failure.permanent and suppress_bounced(
                     session, user_id, recipient, failure.summary, m.id, now
                 ):
-                    done.suppressed.append(recipient.lower())
+                    done.suppressed.append(mailbox_key(recipient))
         if changed:
             m.recipient_results = results
         if m.status != MessageStatus.BOUNCED and _all_failed(m.recipients, results):
@@ -111,8 +112,9 @@ def unrecorded(session: Session, user_id: int, report: Report) -> list[int]:
 
 
 def _match(recipients: list[str], failures: tuple[Failure, ...]) -> dict[str, Failure]:
-    by_address = {f.address: f for f in failures}
-    matched = {r: by_address[r.lower()] for r in recipients if r.lower() in by_address}
+    # A report may spell an IDN domain in punycode where the message used Unicode, or back.
+    by_address = {mailbox_key(f.address): f for f in failures}
+    matched = {r: by_address[k] for r in recipients if (k := mailbox_key(r)) in by_address}
     failed = [f for f in failures if f.action == "failed"]
     if not matched and len(recipients) == 1 and len({f.address for f in failed}) == 1:
         matched = {recipients[0]: failed[0]}

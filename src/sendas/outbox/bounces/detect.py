@@ -14,6 +14,7 @@ import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.header import Header, decode_header
 from email.message import Message
 from email.parser import BytesParser, HeaderParser
 from email.policy import compat32
@@ -112,7 +113,13 @@ def _status_blocks(msg: Message) -> Iterator[Message]:
 
 
 def _field(block: Message, name: str) -> str:
-    return " ".join(str(block.get(name, "")).split())
+    value = block.get(name, "")
+    if isinstance(value, Header):  # 8-bit text: an RFC 6533 report's UTF-8 address
+        value = "".join(
+            part.decode("utf-8", "replace") if isinstance(part, bytes) else part
+            for part, _ in decode_header(value)
+        )
+    return " ".join(str(value).split())
 
 
 def _typed_address(value: str) -> str:

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from sendas.addresses import mailbox_key, spellings
 from sendas.db.models import Suppression
 
 SOURCE = "bounce"
@@ -25,13 +26,16 @@ def suppress_bounced(
     message_id: int | None,
     now: datetime,
 ) -> bool:
-    """Add ``address`` (stored lower case) for ``user_id``; False when it is listed already
-    (by a bounce or by hand: the first entry and its reason stay). Idempotent, so a bounce
-    handled again after a UIDVALIDITY change adds nothing."""
-    key = address.strip().lower()
-    existing = session.scalar(
-        select(Suppression.id).where(Suppression.user_id == user_id, Suppression.address == key)
-    )
+    """Add ``address`` (as its :func:`~sendas.addresses.mailbox_key`: lower case, Unicode
+    domain) for ``user_id``; False when it is listed already, in either spelling of its
+    domain (by a bounce or by hand: the first entry and its reason stay). Idempotent, so a
+    bounce handled again after a UIDVALIDITY change adds nothing."""
+    key = mailbox_key(address)
+    existing = session.scalars(
+        select(Suppression.id)
+        .where(Suppression.user_id == user_id, Suppression.address.in_(spellings(address)))
+        .limit(1)
+    ).first()
     if existing is not None:
         return False
     row = Suppression(

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sendas.addresses import mailbox_key
 from sendas.errors import ValidationFailed
 from sendas.services.campaigns.recipients import BadRow, CsvRows
 
 MAX_SHOWN = 20  # bad lines listed on the page; the rest are counted
 LOOKUP_CHUNK = 500  # addresses per suppression-list lookup
 
-# Which of these addresses (as given) are on the owner's suppression list (lower case).
+# Which of these addresses (as given) are on the owner's suppression list (as mailbox keys).
 SuppressedAmong = Callable[[list[str]], set[str]]
 
 
@@ -71,4 +72,4 @@ def summarize(rows: CsvRows, suppressed_among: SuppressedAmong | None = None) ->
 
 def _count(suppressed_among: SuppressedAmong, emails: list[str]) -> int:
     found = suppressed_among(emails)
-    return sum(1 for e in emails if e.strip().lower() in found) if found else 0
+    return sum(1 for e in emails if mailbox_key(e) in found) if found else 0
