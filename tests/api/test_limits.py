@@ -20,6 +20,7 @@ from sendas.api import create_app
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Message
+from sendas.services.campaigns import create
 from tests.conftest import Person
 
 CHUNK = 16 * 1024
@@ -256,6 +257,35 @@ async def test_a_list_over_the_limit_is_refused_before_it_is_rendered(
     [problem] = r.json()["detail"]
     assert "SENDAS_MESSAGES_PER_HOUR" in problem["msg"]
     assert rows(ctx, Message) == 0
+
+
+@pytest.mark.parametrize("held", [True, False])
+async def test_a_letter_at_the_limit_with_suppressed_extras_is_queued(
+    api: httpx.AsyncClient,
+    ctx: AppContext,
+    alice: Person,
+    monkeypatch: pytest.MonkeyPatch,
+    held: bool,
+) -> None:
+    """Suppressed rows are skipped, not queued: the size check counts what will be queued,
+    whether the owner's list is held in memory or looked up per chunk."""
+    if not held:
+        monkeypatch.setattr(create, "SUPPRESSIONS_HELD", 1)
+    ctx.settings.max_queued_messages = 3
+    alias_id = await new_alias(api, alice)
+    for address in ("r3@example.com", "R4@example.com"):
+        r = await api.post("/api/suppressions", json={"address": address}, headers=alice.headers)
+        assert r.status_code == 201, r.text
+    # Six rows, two suppressed: four to queue is past the limit, refused, nothing queued.
+    r = await api.post("/api/campaigns", json=letter(alias_id, 6), headers=alice.headers)
+    assert r.status_code == 422, r.text
+    assert "SENDAS_MAX_QUEUED_MESSAGES" in r.json()["detail"][0]["msg"]
+    assert (rows(ctx, Message), rows(ctx, Campaign)) == (0, 0)
+    # Five rows, two suppressed: three to queue, at the limit.
+    r = await api.post("/api/campaigns", json=letter(alias_id, 5), headers=alice.headers)
+    assert r.status_code == 202, r.text
+    assert (r.json()["total"], r.json()["skipped_suppressed"]) == (3, 2)
+    assert (rows(ctx, Message), rows(ctx, Campaign)) == (3, 1)
 
 
 async def test_attachment_total_names_the_field_and_setting(

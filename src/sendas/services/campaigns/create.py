@@ -193,6 +193,7 @@ class _Checking:
         self.slow = 0
         self.plain: PlainLetter | bool | None = False  # False: not looked at yet
         self.suppressions: _SuppressionFilter | None = None
+        self.screened = 0  # leading rows of ``chunk`` the suppression filter has kept
 
     def scan(self, templates: Templates, rows: RowSource) -> _Scan:
         scan = _Scan()
@@ -214,11 +215,32 @@ class _Checking:
             self.chunk.append((row, subject))
             self.slow += subject is None
             if self.limits is not None:
-                check_letter_size(scan.valid + len(self.chunk), self.limits, self.list_field)
+                self._check_size(scan, self.limits)
             if self.slow >= check.CHUNK or len(self.chunk) >= PLAIN_CHUNK:
                 self._render(scan)
         self._render(scan)
         return scan
+
+    def _check_size(self, scan: _Scan, limits: Limits) -> None:
+        """Refuse a letter larger than the per-user limits, counting what will be queued:
+        before refusing, the pending rows on the suppression list are dropped (they are
+        skipped, not sent)."""
+        try:
+            check_letter_size(scan.valid + len(self.chunk), limits, self.list_field)
+        except ValidationFailed:
+            if self.suppressions is None or self.screened == len(self.chunk):
+                raise
+            self._screen(scan)
+            check_letter_size(scan.valid + len(self.chunk), limits, self.list_field)
+
+    def _screen(self, scan: _Scan) -> None:
+        """Drop the pending rows on the suppression list that were not looked at yet."""
+        if self.suppressions is not None and self.screened < len(self.chunk):
+            pending = self.chunk[self.screened :]
+            kept = self.suppressions.keep(pending, scan)
+            self.slow -= sum(s is None for _, s in pending) - sum(s is None for _, s in kept)
+            self.chunk[self.screened :] = kept
+        self.screened = len(self.chunk)
 
     def _plain_subject(self, row: Row) -> str | None:
         """The row's subject when the letter is plain text with holes (no render needed)."""
@@ -230,9 +252,8 @@ class _Checking:
         return None
 
     def _render(self, scan: _Scan) -> None:
-        chunk, self.chunk, self.slow = self.chunk, [], 0
-        if chunk and self.suppressions is not None:
-            chunk = self.suppressions.keep(chunk, scan)
+        self._screen(scan)
+        chunk, self.chunk, self.slow, self.screened = self.chunk, [], 0, 0
         if not chunk:
             return
         slow = [(r.email, r.fields) for r, subject in chunk if subject is None]
