@@ -10,23 +10,30 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
 from sendas.db.models import utcnow
 from sendas.outbox.lanes import heartbeat
+from sendas.outbox.txqueue import networked, retrying
 
 log = logging.getLogger("sendas.outbox")
 
 Snapshot = Callable[[], tuple[list[str], list[int]]]
+T = TypeVar("T")
 
 
 class Heartbeat:
     """A daemon thread beating for ``owner`` until :meth:`stop`.
 
     ``snapshot`` returns the lanes and message ids held now; ``on_lost`` is called (from
-    this thread) with lanes found taken over by another worker."""
+    this thread) with lanes found taken over by another worker. A beat whose connection was
+    lost is tried again within ``retry_seconds`` (``SENDAS_DB_RETRY_SECONDS``)."""
 
     def __init__(
         self,
@@ -36,8 +43,11 @@ class Heartbeat:
         lease: float,
         snapshot: Snapshot,
         on_lost: Callable[[set[str]], object],
+        *,
+        retry_seconds: float = 0.0,
     ) -> None:
         self._db, self._owner, self._every, self._lease = db, owner, every, lease
+        self._retry_seconds = retry_seconds
         self._snapshot, self._on_lost = snapshot, on_lost
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sendas-heartbeat", daemon=True)
@@ -63,7 +73,19 @@ class Heartbeat:
         until = utcnow() + timedelta(seconds=self._lease)
         # A lease taken less than half a beat ago lasts until the next beat and more.
         fresh = until - timedelta(seconds=self._every / 2)
-        with self._db.write() as session:
-            lost = heartbeat(session, self._owner, lanes, message_ids, until, fresh)
+        lost = self._write(lambda s: heartbeat(s, self._owner, lanes, message_ids, until, fresh))
         if lost:
             self._on_lost(lost)
+
+    def _write(self, fn: Callable[[Session], T]) -> T:
+        """``fn`` in a write transaction, run again on a new connection when the connection
+        was lost, within ``retry_seconds``: a short PostgreSQL restart must not cost the
+        worker its leases (the renewal re-checks the owner of every row, so a second run
+        after a commit whose answer was lost changes nothing more)."""
+
+        def once() -> T:
+            with self._db.write() as session:
+                return fn(session)
+
+        deadline = time.monotonic() + self._retry_seconds
+        return retrying(once, deadline, networked=networked(self._db))

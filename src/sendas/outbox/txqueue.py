@@ -70,8 +70,7 @@ class TxQueue:
     ) -> None:
         self._session = session or db.write
         self._retry_seconds = retry_seconds
-        # SQLite has no connection to lose; its OperationalError is a lock or a schema error.
-        self._networked = db.engine.dialect.name != "sqlite"
+        self._networked = networked(db)
         self._max_group = max_group
         self._pending: list[_Entry] = []
         self._wakeup = asyncio.Event()
@@ -157,21 +156,30 @@ class TxQueue:
             return entry.many(session, [item])[0]
 
     def _retrying(self, deadline: float, work: Callable[[], X]) -> X:
-        """``work()``, run again after a lost connection (or one that could not be made: the
-        server restarting) until ``deadline`` (monotonic)."""
-        pause = 0.1
-        while True:
-            try:
-                return work()
-            except DBAPIError as exc:
-                lost = exc.connection_invalidated or (
-                    self._networked and isinstance(exc, OperationalError)
-                )
-                if not lost or time.monotonic() + pause > deadline:
-                    raise
-                log.warning("the database connection was lost; trying the transaction again")
-            time.sleep(pause)  # the database thread: every write waits for the database anyway
-            pause = min(pause * 2, 2.0)
+        return retrying(work, deadline, networked=self._networked)
+
+
+def networked(db: Database) -> bool:
+    """Whether ``db`` has a connection to lose: SQLite has none, and its OperationalError is
+    a lock or a schema error, never tried again."""
+    return db.engine.dialect.name != "sqlite"
+
+
+def retrying(work: Callable[[], X], deadline: float, *, networked: bool) -> X:
+    """``work()``, run again after a lost connection (or one that could not be made: the
+    server restarting) until ``deadline`` (monotonic); other errors are raised at once.
+    Blocks the calling thread between tries: call it from a database thread."""
+    pause = 0.1
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            lost = exc.connection_invalidated or (networked and isinstance(exc, OperationalError))
+            if not lost or time.monotonic() + pause > deadline:
+                raise
+            log.warning("the database connection was lost; trying the transaction again")
+        time.sleep(pause)  # the database thread: every write waits for the database anyway
+        pause = min(pause * 2, 2.0)
 
 
 def _answers(entry: _Entry, values: list[Any]) -> list[tuple[bool, Any]]:

@@ -112,6 +112,7 @@ class Worker:
         beat = Heartbeat(
             self.ctx.db, self.id, self.cfg.heartbeat_seconds, self.cfg.lease_seconds,
             self._holding, lambda lost: loop.call_soon_threadsafe(self._lost, lost),
+            retry_seconds=self.ctx.settings.db_retry_seconds,
         )  # fmt: skip
         beat.start()
         bounces = self._start_bounce_watch()
