@@ -201,7 +201,7 @@ async def test_server_that_does_not_file_copies_leaves_it_unknown_with_what_was_
 
     server = await smtpd("none", script={"DATA_END": drop_the_second})
     imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
     [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
 
     async with running_worker(ctx):
@@ -283,6 +283,29 @@ async def test_a_filing_server_does_not_resend_when_the_imap_account_is_another_
     assert "not the sending login's mailbox" in (left.hint or "")
     assert "a missing copy proves nothing" in (left.hint or "")
     assert not server.recorder.messages  # never sent again
+
+
+async def test_filing_is_learnt_only_through_the_sending_logins_own_mailbox(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+) -> None:
+    """The server files its copy into the login's mailbox; an alias whose IMAP account is
+    another mailbox learns nothing from it (the rule the settler trusts it by), while the
+    login's own mailbox does."""
+    account = dovecot_server.add_account("notmine", layout="special")
+    filing = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
+    other = make_alias(ctx, alice_actor, filing, imap_account_id=imap_id)  # login: USER
+    [first] = queue(ctx, alice_actor, other, 1, subject="First")
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, first).sent_copy is not None)
+    assert message(ctx, first).sent_copy == "skipped"  # the server's copy was there
+    assert account_flag(ctx, imap_id) is None  # not written: another login's mailbox
+
+    own = mailbox_alias(ctx, alice_actor, filing, account, imap_id, name="Own")
+    [second] = queue(ctx, alice_actor, own, 1, subject="Second")
+    async with running_worker(ctx):
+        await wait_for(lambda: message(ctx, second).sent_copy is not None)
+    assert account_flag(ctx, imap_id) is True
 
 
 async def test_a_yes_learnt_with_another_login_on_the_same_server_is_not_trusted(

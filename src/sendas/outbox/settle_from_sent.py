@@ -378,11 +378,16 @@ class SentSettler:
 def remember_filing(session: Session, lane: str, filed: bool | None) -> None:
     """After a copy to Sent on ``lane`` (``alias:<id>``): remember on the alias's IMAP
     account whether the server had filed its own copy. A "yes" always wins; a "no" is only
-    written while nothing is known (a server may file its copy a moment late)."""
+    written while nothing is known (a server may file its copy a moment late). Only for the
+    sending login's own mailbox (:func:`is_login_mailbox`): a server files its copy there,
+    so what another mailbox's Sent held says nothing about the server."""
     if filed is None or not lane.startswith("alias:"):
         return
-    account_id = select(Alias.imap_account_id).where(Alias.id == int(lane.split(":", 1)[1]))
-    query = update(ImapAccount).where(ImapAccount.id == account_id.scalar_subquery())
+    alias = session.get(Alias, int(lane.split(":", 1)[1]))
+    account = alias.imap_account if alias is not None else None
+    if alias is None or account is None or not is_login_mailbox(alias, account):
+        return
+    query = update(ImapAccount).where(ImapAccount.id == account.id)
     if not filed:
         query = query.where(ImapAccount.files_sent_copy.is_(None))
     session.execute(query.values(files_sent_copy=filed))
