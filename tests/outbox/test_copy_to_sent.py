@@ -6,9 +6,18 @@ beside the message and never turns a sent message into a failed one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
 from sendas.context import AppContext
+from sendas.db.models import AuditEvent
+from sendas.outbox import worker
 from sendas.schemas import ImapCreate
 from sendas.services import imap_accounts as imap_service
 from sendas.services.common import Actor
@@ -90,3 +99,44 @@ async def test_deleting_an_alias_cancels_its_waiting_mail(
     for mid in ids:
         gone = message(ctx, mid)
         assert gone.status == "cancelled" and gone.hint and "deleted" in gone.hint
+
+
+async def test_a_record_retried_after_its_commit_writes_one_audit_row(
+    ctx: AppContext,
+    alice_actor: Actor,
+    smtpd: SmtpdFactory,
+    dovecot_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The record of a refused copy commits, then its answer is lost with the connection:
+    the write queue runs it again, and the refusal is audited once, not twice."""
+    server = await smtpd("none", pipelining=True)
+    account = dovecot_server.add_account("twiceaudit", layout="plain")
+    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, "not-the-password")
+    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    [mid] = queue(ctx, alice_actor, alias_id, 1)
+    calls: list[int] = []
+    real_record, real_write = worker.record_sent_copy, ctx.db.write
+
+    def record(session: Session, *args: Any) -> None:
+        calls.append(1)
+        real_record(session, *args)
+
+    @contextmanager
+    def write() -> Iterator[Session]:
+        before = len(calls)
+        with real_write() as session:
+            yield session
+        if before == 0 and len(calls) == 1:  # committed; the answer "lost"
+            raise OperationalError(
+                "COMMIT", {}, ConnectionError("lost"), connection_invalidated=True
+            )
+
+    monkeypatch.setattr(worker, "record_sent_copy", record)
+    monkeypatch.setattr(ctx.db, "write", write)
+    async with running_worker(ctx):
+        await wait_for(lambda: len(calls) >= 2 and copy_recorded(ctx, mid))
+    assert message(ctx, mid).sent_copy == "failed"
+    with ctx.db.read() as s:
+        refused = s.scalars(select(AuditEvent).where(AuditEvent.action == "imap.auth_failed"))
+        assert [e.target_id for e in refused] == [imap_id]

@@ -3,6 +3,7 @@ copy to Sent. The detail names the server, never a secret."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, AuditEvent, Message, SystemOutgoing
@@ -51,3 +52,11 @@ def sent_copy_login_refused(session: Session, message_id: int, host: str, port: 
             detail={"server": host_port(host, port), "during": "copy to Sent", "step": "login"},
         )
     )
+
+
+def sent_copy_unrecorded(session: Session, message_id: int) -> bool:
+    """Whether the outcome of ``message_id``'s copy to Sent is not stored yet. Asked before
+    storing it: a record run again after a commit whose answer was lost (the write queue
+    retries a lost connection) finds it stored, and writes no second audit row."""
+    stored = session.scalar(select(Message.sent_copy).where(Message.id == message_id))
+    return stored is None

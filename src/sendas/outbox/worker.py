@@ -29,7 +29,7 @@ from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
 from sendas.oauth.tokens import AliasTokens
-from sendas.outbox.audit import sent_copy_login_refused
+from sendas.outbox.audit import sent_copy_login_refused, sent_copy_unrecorded
 from sendas.outbox.beat import Heartbeat
 from sendas.outbox.bounces.watch import BounceWatch
 from sendas.outbox.config import OutboxConfig
@@ -224,9 +224,12 @@ class Worker:
         detail = outcome.reason or outcome.hint
 
         def record(s: Session) -> None:
+            refused = outcome.step == "login" and not outcome.needs_reauth
+            # Retried after a lost answer, the copy is recorded already: one audit row.
+            audit_refusal = refused and sent_copy_unrecorded(s, message_id)
             record_sent_copy(s, message_id, outcome.status, detail)
             remember_filing(s, lane, outcome.filed_by_server)
-            if outcome.step == "login" and not outcome.needs_reauth:
+            if audit_refusal:
                 sent_copy_login_refused(s, message_id, imap.host, imap.port)
 
         await self._tx.run(record)
