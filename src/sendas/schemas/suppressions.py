@@ -25,7 +25,9 @@ class SuppressionIn(Strict):
 
 class SuppressionOut(BaseModel):
     id: int
-    address: str = Field(description="Lower case: one entry per mailbox.")
+    address: str = Field(
+        description="Lower case, an internationalised domain in Unicode: one entry per mailbox."
+    )
     source: SuppressionSource = Field(
         description="``bounce``: a hard bounce came back; ``manual``: added by the user."
     )

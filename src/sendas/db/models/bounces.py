@@ -27,7 +27,7 @@ class Suppression(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    # Lower case (sendas.services.suppressions normalises it): one entry per mailbox.
+    # Lower case, Unicode domain (sendas.addresses.mailbox_key): one entry per mailbox.
     address: Mapped[str] = mapped_column(String(320))
     source: Mapped[str] = mapped_column(String(16), default="bounce")  # bounce | manual
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
