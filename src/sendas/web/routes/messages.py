@@ -39,7 +39,6 @@ router = APIRouter()
 # The filters offered.
 STATUSES = IN_USE
 COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
-MAX_UPLOAD = 25 * 1024 * 1024  # a form letter's CSV, on the page
 READ_CHUNK = 64 * 1024
 
 
