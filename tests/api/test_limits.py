@@ -328,7 +328,7 @@ async def test_content_length_over_the_cap_is_413_unread(
     )
     assert r.status_code == 413
     assert r.json()["setting"] == "SENDAS_MAX_REQUEST_BYTES"
-    assert "SENDAS_MAX_REQUEST_BYTES" in r.json()["detail"]
+    assert "larger than 8 KB (SENDAS_MAX_REQUEST_BYTES)" in r.json()["detail"]
     assert body.pulled == 0
 
 

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sendas.context import AppContext
 from sendas.services.common import Actor
 from tests.bounces.conftest import api_message, link_mailbox, suppressed, watch_round
-from tests.bounces.relay_postfix import RelayPostfix
 from tests.conftest import Person
 from tests.outbox.conftest import all_final, message, queue, running_worker, wait_for
 from tests.servers.dovecot import DovecotServer
+from tests.servers.postfix import relay_postfix, start_relay
 from tests.servers.smtpd import SmtpdFactory
 
 UNKNOWN = "nobody@example.org"
@@ -33,9 +33,9 @@ async def test_a_postfix_dsn_for_an_unknown_recipient_marks_and_suppresses(
     smtpd: SmtpdFactory, dovecot_server: DovecotServer,
 ) -> None:  # fmt: skip
     mx = await smtpd("none", script={"RCPT": refuse_unknown})
-    postfix = RelayPostfix(mx.port)
+    postfix = relay_postfix()
     try:
-        port = await asyncio.to_thread(postfix.start)
+        port = await asyncio.to_thread(start_relay, postfix, mx.port)
         box = link_mailbox(ctx, alice_actor, dovecot_server, port, credentials=False)
         [mid] = queue(ctx, alice_actor, box.alias_id, 1, to=[UNKNOWN], subject="Invoice")
         async with running_worker(ctx):

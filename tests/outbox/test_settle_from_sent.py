@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ from tests.outbox.conftest import (
 )
 from tests.outbox.test_campaign_completion import form_letter
 from tests.outbox.test_copy_to_sent import add_imap
-from tests.servers.dovecot import DovecotOAuthFactory
+from tests.servers.dovecot import DovecotAccount, DovecotOAuthFactory, DovecotServer
 from tests.servers.filing import filing_script
 from tests.servers.oauth_server import OAuthServerFactory
 from tests.servers.smtpd import DROP, PASSWORD, Received, SmtpdFactory, SmtpdServer
@@ -94,16 +96,6 @@ def direct_settler(
     )
 
 
-def mailbox_alias(
-    ctx: AppContext, actor: Actor, server: SmtpdServer, account: Any, imap_id: int, **kw: Any
-) -> int:
-    """An alias whose SMTP login is the IMAP account's mailbox (as at Gmail: the user name is
-    the address; here in capitals, names compare case-insensitively)."""
-    login = account.username.upper()
-    server.recorder.users[login] = PASSWORD
-    return make_alias(ctx, actor, server, imap_account_id=imap_id, smtp_username=login, **kw)
-
-
 def due_now(ctx: AppContext, message_id: int) -> None:
     """Make the next check of ``message_id`` due (the settler spaces its checks out)."""
     with ctx.db.write() as s:
@@ -134,18 +126,97 @@ def account_flag(ctx: AppContext, imap_id: int) -> bool | None:
         return imap_service.imap_out(s.get_one(ImapAccount, imap_id)).files_sent_copy
 
 
+async def reaped(ctx: AppContext, actor: Actor, alias_id: int, *, due: bool = True) -> int:
+    """A message of ``alias_id`` left ``unknown`` by a worker that died while sending it
+    (:func:`crashed_before_sending`, then reaped); with ``due``, past the settling time and
+    due for its check."""
+    lost = crashed_before_sending(ctx, actor, alias_id)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+    if due:
+        await asyncio.sleep(SETTLE_AFTER)
+        due_now(ctx, lost)
+    return lost
+
+
+@dataclass
+class SentBox:
+    """A Dovecot account laid out "special" (its Sent folder is :data:`SENT`), linked as the
+    actor's IMAP account ``imap_id``."""
+
+    ctx: AppContext
+    actor: Actor
+    dovecot: DovecotServer
+    account: DovecotAccount
+    imap_id: int
+
+    def filing(self, *, then: Any = None) -> dict[str, Callable[[Received], Any]]:
+        """The script of an SMTP server that files what it accepts in this Sent folder."""
+        return filing_script(self.dovecot, self.account, SENT, then=then)
+
+    def alias(self, server: SmtpdServer, *, mailbox_login: bool = False, **kw: Any) -> int:
+        """An alias sending through ``server`` with this IMAP account; with
+        ``mailbox_login``, its SMTP login is this mailbox (as at Gmail: the user name is
+        the address; here in capitals, names compare case-insensitively), else the
+        aiosmtpd fixture's user."""
+        if mailbox_login:
+            kw["smtp_username"] = self.account.username.upper()
+            server.recorder.users[kw["smtp_username"]] = PASSWORD
+        return make_alias(self.ctx, self.actor, server, imap_account_id=self.imap_id, **kw)
+
+    def files_copies(self) -> bool | None:
+        return account_flag(self.ctx, self.imap_id)
+
+    def sent_ids(self) -> Counter[str]:
+        return sent_ids(self.dovecot, self.account)
+
+
+def link_sent_box(
+    ctx: AppContext, actor: Actor, dovecot: DovecotServer, prefix: str, password: str | None = None
+) -> SentBox:
+    """A new Dovecot account linked as ``actor``'s IMAP account, with its own password or
+    ``password``."""
+    account = dovecot.add_account(prefix, layout="special")
+    imap_id = add_imap(ctx, actor, dovecot, account, password or account.password)
+    return SentBox(ctx, actor, dovecot, account, imap_id)
+
+
+@pytest.fixture
+def sent_box(
+    ctx: AppContext, alice_actor: Actor, dovecot_server: DovecotServer
+) -> Callable[..., SentBox]:
+    """``sent_box(prefix, password=None)``: :func:`link_sent_box` for alice."""
+    return functools.partial(link_sent_box, ctx, alice_actor, dovecot_server)
+
+
+@pytest.fixture
+def offline_alias(ctx: AppContext, alice_actor: Actor) -> tuple[int, int]:
+    """(IMAP account, alias) of alice with no server behind them, the account learnt to
+    file copies of its own."""
+    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
+                      password=SecretStr("pw"))  # fmt: skip
+    with ctx.db.write() as s:
+        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
+        s.get_one(ImapAccount, imap_id).files_sent_copy = True
+
+    class Port:
+        port = 2525
+
+    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    return imap_id, alias_id
+
+
 def sent_ids(dovecot: Any, account: Any) -> Counter[str]:
     return Counter(message_id_of(m.raw) for m in dovecot.read_mailbox(account, SENT))
 
 
 async def test_accepted_then_dropped_is_confirmed_sent_from_the_sent_folder(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
-    account = dovecot_server.add_account("confirm", layout="special")
+    box = sent_box("confirm")
     # The server files the message, then drops the link instead of answering 250.
-    server = await smtpd("none", script=filing_script(dovecot_server, account, SENT, then=DROP))
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    server = await smtpd("none", script=box.filing(then=DROP))
+    alias_id = box.alias(server)
     [mid] = queue(ctx, alice_actor, alias_id, 1)
 
     async with running_worker(ctx):
@@ -157,17 +228,16 @@ async def test_accepted_then_dropped_is_confirmed_sent_from_the_sent_folder(
     assert settled.sent_copy == "skipped" and SENT in (settled.sent_copy_detail or "")
     assert received_ids(server.recorder) == Counter({settled.message_id: 1})
     assert server.recorder.messages[0].dropped  # it never heard the 250
-    assert sent_ids(dovecot_server, account) == Counter({settled.message_id: 1})
+    assert box.sent_ids() == Counter({settled.message_id: 1})
 
 
 async def test_never_accepted_goes_back_to_queued_and_is_delivered_once(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
-    account = dovecot_server.add_account("requeue", layout="special")
-    server = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
-    assert account_flag(ctx, imap_id) is None
+    box = sent_box("requeue")
+    server = await smtpd("none", script=box.filing())
+    alias_id = box.alias(server, mailbox_login=True)
+    assert box.files_copies() is None
     [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
 
     async with running_worker(ctx):
@@ -176,7 +246,7 @@ async def test_never_accepted_goes_back_to_queued_and_is_delivered_once(
         copied = message(ctx, first)
         assert copied.sent_copy == "skipped", copied.sent_copy_detail
         assert "filed its own copy" in (copied.sent_copy_detail or "")
-        assert account_flag(ctx, imap_id) is True
+        assert box.files_copies() is True
 
         lost = crashed_before_sending(ctx, alice_actor, alias_id)
         await wait_for(lambda: message(ctx, lost).sent_copy is not None, within=30)
@@ -186,28 +256,25 @@ async def test_never_accepted_goes_back_to_queued_and_is_delivered_once(
     assert delivered.hint != CONFIRMED_IN_SENT  # it was sent again, not found
     assert received_ids(server.recorder) == Counter({copied.message_id: 1, delivered.message_id: 1})
     # One copy each in Sent: the server's; ours were not appended.
-    assert sent_ids(dovecot_server, account) == Counter(
-        {copied.message_id: 1, delivered.message_id: 1}
-    )
+    assert box.sent_ids() == Counter({copied.message_id: 1, delivered.message_id: 1})
 
 
 async def test_server_that_does_not_file_copies_leaves_it_unknown_with_what_was_checked(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
-    account = dovecot_server.add_account("nofile", layout="special")
+    box = sent_box("nofile")
 
     def drop_the_second(received: Received) -> str | None:
         return DROP if b"Subject: Second" in received.data else None
 
     server = await smtpd("none", script={"DATA_END": drop_the_second})
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
+    alias_id = box.alias(server, mailbox_login=True)
     [first] = queue(ctx, alice_actor, alias_id, 1, subject="First")
 
     async with running_worker(ctx):
         await wait_for(lambda: message(ctx, first).sent_copy is not None)
         assert message(ctx, first).sent_copy == "appended"
-        assert account_flag(ctx, imap_id) is False  # no copy was there before ours
+        assert box.files_copies() is False  # no copy was there before ours
         [second] = queue(ctx, alice_actor, alias_id, 1, subject="Second")
         await wait_for(lambda: (message(ctx, second).hint or "").startswith("Not found"))
 
@@ -218,33 +285,28 @@ async def test_server_that_does_not_file_copies_leaves_it_unknown_with_what_was_
     left = message(ctx, second)
     assert left.status == "unknown"
     assert left.hint is not None
-    assert f"Not found in {SENT} of {account.username} on 127.0.0.1" in left.hint
+    assert f"Not found in {SENT} of {box.account.username} on 127.0.0.1" in left.hint
     assert "not known to file its own copy" in left.hint and " UTC" in left.hint
     assert received_ids(server.recorder)[left.message_id] == 1
 
 
 async def test_a_filing_server_learnt_through_one_alias_does_not_resend_for_another(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
     """Two aliases share one IMAP account but send through different SMTP servers: what was
     learnt through the filing one must not send again a message of the other (which may
     have accepted it without filing a copy)."""
-    account = dovecot_server.add_account("shared", layout="special")
-    filing = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
+    box = sent_box("shared")
+    filing = await smtpd("none", script=box.filing())
     plain = await smtpd("none")
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    filer = mailbox_alias(ctx, alice_actor, filing, account, imap_id, name="Filer")
-    other = mailbox_alias(ctx, alice_actor, plain, account, imap_id, name="Other")
+    filer = box.alias(filing, mailbox_login=True, name="Filer")
+    other = box.alias(plain, mailbox_login=True, name="Other")
     [first] = queue(ctx, alice_actor, filer, 1, subject="First")
     async with running_worker(ctx):
         await wait_for(lambda: message(ctx, first).sent_copy is not None)
-    assert account_flag(ctx, imap_id) is True
+    assert box.files_copies() is True
 
-    lost = crashed_before_sending(ctx, alice_actor, other)
-    with ctx.db.write() as s:
-        reap_expired(s, utcnow())
-    await asyncio.sleep(SETTLE_AFTER)
-    due_now(ctx, lost)
+    lost = await reaped(ctx, alice_actor, other)
     assert await direct_settler(ctx).settle_once() == (0, 0)
     left = message(ctx, lost)
     assert left.status == "unknown", left.hint
@@ -254,79 +316,71 @@ async def test_a_filing_server_learnt_through_one_alias_does_not_resend_for_anot
 
 @pytest.mark.parametrize("why", ["learnt", "provider"])
 async def test_a_filing_server_does_not_resend_when_the_imap_account_is_another_mailbox(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any, why: str
+    ctx: AppContext,
+    alice_actor: Actor,
+    smtpd: SmtpdFactory,
+    sent_box: Callable[..., SentBox],
+    why: str,
 ) -> None:
     """The alias logs in as one mailbox (bob@gmail.com) while its IMAP account is another
     (a company mailbox linked to read bounces, a shared mailbox it "sends as"): the server
     files its copy in the login's own Sent, so one missing from this account's proves
     nothing and the message must not be sent a second time."""
-    account = dovecot_server.add_account("elsewhere", layout="special")
+    box = sent_box("elsewhere")
     server = await smtpd("none")
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)  # login: USER
+    alias_id = box.alias(server)  # login: USER
     with ctx.db.write() as s:
         if why == "learnt":  # a "yes" learnt for the account
-            s.get_one(ImapAccount, imap_id).files_sent_copy = True
+            s.get_one(ImapAccount, box.imap_id).files_sent_copy = True
         else:  # a provider known to file its own copy (no connection to it is made here)
             s.get_one(Alias, alias_id).smtp_host = "smtp.gmail.com"
-    lost = crashed_before_sending(ctx, alice_actor, alias_id)
-    with ctx.db.write() as s:
-        assert reap_expired(s, utcnow()) == 1
-
-    await asyncio.sleep(SETTLE_AFTER)  # past the settling time
+    lost = await reaped(ctx, alice_actor, alias_id)
     for _ in range(2):
         due_now(ctx, lost)
         assert await direct_settler(ctx).settle_once() == (0, 0)
     left = message(ctx, lost)
     assert left.status == "unknown", left.hint
-    assert f"Not found in {SENT} of {account.username}" in (left.hint or "")
+    assert f"Not found in {SENT} of {box.account.username}" in (left.hint or "")
     assert "not the sending login's mailbox" in (left.hint or "")
     assert "a missing copy proves nothing" in (left.hint or "")
     assert not server.recorder.messages  # never sent again
 
 
 async def test_filing_is_learnt_only_through_the_sending_logins_own_mailbox(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
     """The server files its copy into the login's mailbox; an alias whose IMAP account is
     another mailbox learns nothing from it (the rule the settler trusts it by), while the
     login's own mailbox does."""
-    account = dovecot_server.add_account("notmine", layout="special")
-    filing = await smtpd("none", script=filing_script(dovecot_server, account, SENT))
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    other = make_alias(ctx, alice_actor, filing, imap_account_id=imap_id)  # login: USER
+    box = sent_box("notmine")
+    filing = await smtpd("none", script=box.filing())
+    other = box.alias(filing)  # login: the aiosmtpd fixture's user, not this mailbox
     [first] = queue(ctx, alice_actor, other, 1, subject="First")
     async with running_worker(ctx):
         await wait_for(lambda: message(ctx, first).sent_copy is not None)
     assert message(ctx, first).sent_copy == "skipped"  # the server's copy was there
-    assert account_flag(ctx, imap_id) is None  # not written: another login's mailbox
+    assert box.files_copies() is None  # not written: another login's mailbox
 
-    own = mailbox_alias(ctx, alice_actor, filing, account, imap_id, name="Own")
+    own = box.alias(filing, mailbox_login=True, name="Own")
     [second] = queue(ctx, alice_actor, own, 1, subject="Second")
     async with running_worker(ctx):
         await wait_for(lambda: message(ctx, second).sent_copy is not None)
-    assert account_flag(ctx, imap_id) is True
+    assert box.files_copies() is True
 
 
 async def test_a_yes_learnt_with_another_login_on_the_same_server_is_not_trusted(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
     """Two aliases of one IMAP account send through one server with different logins: the
     "yes" may have been learnt through the other login, whose mail the server files
     elsewhere."""
-    account = dovecot_server.add_account("twologins", layout="special")
+    box = sent_box("twologins")
     server = await smtpd("none")
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    mine = mailbox_alias(ctx, alice_actor, server, account, imap_id, name="Mine")
-    make_alias(ctx, alice_actor, server, imap_account_id=imap_id, name="Other")
+    mine = box.alias(server, mailbox_login=True, name="Mine")
+    box.alias(server, name="Other")
     with ctx.db.write() as s:
-        s.get_one(ImapAccount, imap_id).files_sent_copy = True
-    lost = crashed_before_sending(ctx, alice_actor, mine)
-    with ctx.db.write() as s:
-        assert reap_expired(s, utcnow()) == 1
-
-    await asyncio.sleep(SETTLE_AFTER)
-    due_now(ctx, lost)
+        s.get_one(ImapAccount, box.imap_id).files_sent_copy = True
+    lost = await reaped(ctx, alice_actor, mine)
     assert await direct_settler(ctx).settle_once() == (0, 0)
     left = message(ctx, lost)
     assert left.status == "unknown", left.hint
@@ -335,22 +389,17 @@ async def test_a_yes_learnt_with_another_login_on_the_same_server_is_not_trusted
 
 
 async def test_a_slow_pass_does_not_record_over_a_message_claimed_again(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
     """Worker A looks in Sent; before it records "not found", the message was queued again,
     sent, became unknown again and was claimed by worker B. A's result is about the earlier
     attempt: recorded, it would queue the message a third time."""
-    account = dovecot_server.add_account("stale", layout="special")
+    box = sent_box("stale")
     server = await smtpd("none")
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = mailbox_alias(ctx, alice_actor, server, account, imap_id)
+    alias_id = box.alias(server, mailbox_login=True)
     with ctx.db.write() as s:
-        s.get_one(ImapAccount, imap_id).files_sent_copy = True  # a missing copy would count
-    lost = crashed_before_sending(ctx, alice_actor, alias_id)
-    with ctx.db.write() as s:
-        assert reap_expired(s, utcnow()) == 1
-    await asyncio.sleep(SETTLE_AFTER)
-    due_now(ctx, lost)
+        s.get_one(ImapAccount, box.imap_id).files_sent_copy = True  # a missing copy would count
+    lost = await reaped(ctx, alice_actor, alias_id)
     b_claim = utcnow() + timedelta(hours=1)
 
     def meanwhile() -> None:
@@ -369,18 +418,10 @@ async def test_a_slow_pass_does_not_record_over_a_message_claimed_again(
 
 
 def test_changing_the_smtp_login_forgets_whether_it_files_copies(
-    ctx: AppContext, alice_actor: Actor
+    ctx: AppContext, alice_actor: Actor, offline_alias: tuple[int, int]
 ) -> None:
-    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
-                      password=SecretStr("pw"))  # fmt: skip
-    with ctx.db.write() as s:
-        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
-        s.get_one(ImapAccount, imap_id).files_sent_copy = True
-
-    class Port:
-        port = 2525
-
-    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    imap_id, alias_id = offline_alias
+    assert account_flag(ctx, imap_id) is True
     with ctx.db.write() as s:
         patch = AliasPatch(smtp_username="someone.else@example.test", smtp_password=SecretStr("p"))
         alias_service.update_alias(s, alice_actor, alias_id, patch, ctx.secrets)
@@ -388,22 +429,19 @@ def test_changing_the_smtp_login_forgets_whether_it_files_copies(
 
 
 async def test_imap_login_refused_leaves_it_unknown_with_the_reason(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
-    account = dovecot_server.add_account("refused", layout="special")
+    box = sent_box("refused", "not-the-password")
     server = await smtpd("none")
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, "not-the-password")
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
-    mid = crashed_before_sending(ctx, alice_actor, alias_id)
-    with ctx.db.write() as s:
-        assert reap_expired(s, utcnow()) == 1
+    alias_id = box.alias(server)
+    mid = await reaped(ctx, alice_actor, alias_id, due=False)
 
     assert await direct_settler(ctx).settle_once() == (0, 0)
     left = message(ctx, mid)
     assert left.status == "unknown"
     assert left.hint is not None
     assert left.hint.startswith(
-        f"Could not look for this message in the Sent folder of {account.username}"
+        f"Could not look for this message in the Sent folder of {box.account.username}"
     )
     assert "(login)" in left.hint and "not-the-password" not in left.hint
     assert server.recorder.messages == []  # nothing was sent while checking
@@ -442,18 +480,17 @@ async def test_xoauth2_mailbox_settles_it_and_the_page_and_api_say_so(
 
 
 async def test_form_letter_counts_move_when_a_message_is_confirmed(
-    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, dovecot_server: Any
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory, sent_box: Callable[..., SentBox]
 ) -> None:
-    account = dovecot_server.add_account("letter", layout="special")
-    filing = filing_script(dovecot_server, account, SENT)["DATA_END"]
+    box = sent_box("letter")
+    filing = box.filing()["DATA_END"]
 
     def file_and_drop_r1(received: Received) -> str | None:
         filing(received)
         return DROP if received.rcpt_tos == ["r1@example.org"] else None
 
     server = await smtpd("none", script={"DATA_END": file_and_drop_r1})
-    imap_id = add_imap(ctx, alice_actor, dovecot_server, account, account.password)
-    alias_id = make_alias(ctx, alice_actor, server, imap_account_id=imap_id)
+    alias_id = box.alias(server)
     campaign_id = form_letter(ctx, alice_actor, alias_id, 3)
 
     def letter() -> Any:
@@ -474,18 +511,9 @@ async def test_form_letter_counts_move_when_a_message_is_confirmed(
 
 
 def test_changing_the_smtp_server_forgets_whether_it_files_copies(
-    ctx: AppContext, alice_actor: Actor
+    ctx: AppContext, alice_actor: Actor, offline_alias: tuple[int, int]
 ) -> None:
-    data = ImapCreate(imap_server="127.0.0.1:993", tls="implicit", username="me@example.test",
-                      password=SecretStr("pw"))  # fmt: skip
-    with ctx.db.write() as s:
-        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
-        s.get_one(ImapAccount, imap_id).files_sent_copy = True
-
-    class Port:
-        port = 2525
-
-    alias_id = make_alias(ctx, alice_actor, Port(), imap_account_id=imap_id)  # type: ignore[arg-type]
+    imap_id, alias_id = offline_alias
     with ctx.db.write() as s:  # a change elsewhere keeps what was learnt
         alias_service.update_alias(s, alice_actor, alias_id, AliasPatch(delay_ms=10), None)
     assert account_flag(ctx, imap_id) is True
@@ -505,14 +533,13 @@ async def test_two_settlers_at_once_on_postgresql(
     try:
         person = make_person(pg, "pat@example.test")
         actor = Actor(person.id, person.email, False)
-        account = dovecot_server.add_account("pg", layout="special")
+        box = link_sent_box(pg, actor, dovecot_server, "pg")
         server = await smtpd("none")
-        imap_id = add_imap(pg, actor, dovecot_server, account, account.password)
-        alias_id = make_alias(pg, actor, server, imap_account_id=imap_id)
+        alias_id = box.alias(server)
         filed, missing = (crashed_before_sending(pg, actor, alias_id) for _ in range(2))
         # The server filed the first one (as if accepted) before the worker died.
         raw = message(pg, filed).raw or b""
-        imap = dovecot_server.connect(account)
+        imap = dovecot_server.connect(box.account)
         try:
             assert imap.append(f'"{SENT}"', "(\\Seen)", None, raw)[0] == "OK"
         finally:

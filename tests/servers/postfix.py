@@ -1,4 +1,4 @@
-"""A private Postfix submission server for the test session.
+"""Private Postfix instances for the tests: one helper (:class:`PrivatePostfix`), two roles.
 
 ``postfix_server`` (session) runs the system's Postfix with its own ``config_directory``,
 ``queue_directory`` and ``data_directory`` in a temporary directory (``postfix -c DIR
@@ -12,6 +12,10 @@ start-fg``, so the master process is a child of the test run). One ``smtpd`` lis
   (``reject_sender_login_mismatch``: any other ``MAIL FROM`` gets ``553 5.7.1``);
 * every accepted message, whatever its recipients, is delivered by Postfix's ``virtual``
   agent into one maildir that ``received()`` reads.
+
+``relay_postfix()`` + ``start_relay()`` (per test, tests/bounces) run the same helper as a
+plain-text relay to one SMTP server (a test's aiosmtpd), open to 127.0.0.1: a recipient
+that server refuses with 550 makes Postfix write its own DSN, relayed to the same server.
 
 Postfix must run as root (its master drops privileges per service); otherwise the tests that
 need it skip (fail under ``CI=true``).
@@ -90,7 +94,7 @@ class PostfixServer:
             return ""
 
 
-MAIN_CF = """\
+COMMON_CF = """\
 # Private test instance: nothing here touches the system's Postfix.
 compatibility_level = 3.6
 queue_directory = {queue}
@@ -99,8 +103,8 @@ mail_owner = postfix
 setgid_group = postdrop
 maillog_file_prefixes = {root}
 maillog_file = {log}
-myhostname = sendas-postfix.test
-mydomain = sendas-postfix.test
+myhostname = {hostname}
+mydomain = {hostname}
 myorigin = $myhostname
 mydestination =
 inet_interfaces = 127.0.0.1
@@ -110,12 +114,18 @@ biff = no
 alias_maps =
 alias_database =
 smtp_host_lookup = native
-smtputf8_enable = yes
+smtputf8_enable = {smtputf8}
 # Deliver what the client submitted: no added From/Date/Message-ID, no address rewriting.
 local_header_rewrite_clients =
+smtpd_banner = $myhostname ESMTP {banner}
+smtpd_recipient_restrictions =
+smtpd_client_restrictions =
+smtpd_helo_restrictions =
+smtpd_error_sleep_time = 0
+"""
 
+SUBMISSION_CF = """\
 # Submission: STARTTLS, AUTH only under TLS, checked by the private Dovecot.
-smtpd_banner = $myhostname ESMTP sendas test Postfix
 smtpd_tls_security_level = may
 smtpd_tls_cert_file = {cert}
 smtpd_tls_key_file = {key}
@@ -131,10 +141,6 @@ broken_sasl_auth_clients = no
 smtpd_sender_login_maps = inline:{{ {from_address}={username} }}
 smtpd_sender_restrictions = reject_sender_login_mismatch
 smtpd_relay_restrictions = permit_sasl_authenticated, reject
-smtpd_recipient_restrictions =
-smtpd_client_restrictions =
-smtpd_helo_restrictions =
-smtpd_error_sleep_time = 0
 smtpd_soft_error_limit = 1000
 smtpd_hard_error_limit = 1000
 
@@ -148,6 +154,17 @@ virtual_gid_maps = static:{gid}
 virtual_minimum_uid = 1
 virtual_mailbox_limit = 0
 message_size_limit = 52428800
+"""
+
+RELAY_CF = """\
+# Plain text both ways; relaying for 127.0.0.1 without authentication.
+smtpd_relay_restrictions = permit_mynetworks, reject
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+# Everything, the bounces Postfix writes included, goes to the test's server.
+relayhost = [{relay_host}]:{relay_port}
+default_transport = smtp
+relay_transport = smtp
 """
 
 MASTER_CF = """\
@@ -179,17 +196,40 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 """
 
 
-class PrivatePostfix:
-    """``postfix -c DIR start-fg`` in the background; ``postfix -c DIR stop`` at the end."""
+def _require_privileges() -> None:
+    """Skip (fail under ``CI=true``) where a private Postfix cannot run."""
+    if os.geteuid() != 0:
+        missing("root privileges to run a private Postfix")
+    for name in ("postfix", "nobody"):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            missing(f"the '{name}' OS user")
+    try:
+        grp.getgrnam("postdrop")
+    except KeyError:
+        missing("the 'postdrop' OS group (from postfix)")
 
-    def __init__(self, binary: str, dovecot: DovecotServer) -> None:
+
+class PrivatePostfix:
+    """``postfix -c DIR start-fg`` in the background with :data:`COMMON_CF` plus a role's own
+    lines (:data:`SUBMISSION_CF`, :data:`RELAY_CF`); :meth:`stop` runs ``postfix -c DIR stop``
+    and removes its directory."""
+
+    def __init__(self, binary: str, *, hostname: str, banner: str, smtputf8: bool = True) -> None:
+        _require_privileges()
         self.binary = binary
-        self.dovecot = dovecot
+        self.hostname = hostname
+        self.banner = banner
+        self.smtputf8 = smtputf8
         # Not pytest's tmp_path: Postfix's unprivileged daemons must reach the queue and maildir.
-        self.root = Path(tempfile.mkdtemp(prefix="sendas-postfix-"))
+        self.root = Path(tempfile.mkdtemp(prefix=f"{hostname.split('.')[0]}-"))
         self.root.chmod(0o755)
         self.config = self.root / "etc"
+        self.config.mkdir()
+        self.log = self.root / "postfix.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
 
     def _postfix(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -200,52 +240,18 @@ class PrivatePostfix:
             cwd=self.root,
         )
 
-    def start(self) -> PostfixServer:
-        if os.geteuid() != 0:
-            missing("root privileges to run a private Postfix")
-        for name in ("postfix", "nobody"):
-            try:
-                pwd.getpwnam(name)
-            except KeyError:
-                missing(f"the '{name}' OS user")
-        try:
-            grp.getgrnam("postdrop")
-        except KeyError:
-            missing("the 'postdrop' OS group (from postfix)")
-        nobody = pwd.getpwnam("nobody")
-
-        root = self.root
-        queue, data, mail = root / "queue", root / "data", root / "mail"
-        self.config.mkdir()
+    def start(self, role_cf: str) -> int:
+        """Start it with ``role_cf`` (already filled in) after the common main.cf lines; the
+        port its smtpd listens on."""
+        queue, data = self.root / "queue", self.root / "data"
         queue.mkdir()
         data.mkdir()
-        mail.mkdir()
         os.chown(data, pwd.getpwnam("postfix").pw_uid, -1)
-        os.chown(mail, nobody.pw_uid, nobody.pw_gid)
-        log = root / "postfix.log"
-
-        cert = self.dovecot.ca.issue_cert(HOST, "localhost")
-        cert_file, key_file = self.config / "smtpd.crt", self.config / "smtpd.key"
-        cert_file.write_bytes(b"".join(pem.bytes() for pem in cert.cert_chain_pems))
-        cert.private_key_pem.write_to_path(str(key_file))
-        key_file.chmod(0o600)
-
-        account = self.dovecot.add_account("smtp", layout="special")
-        settings = {
-            "root": root,
-            "queue": queue,
-            "data": data,
-            "log": log,
-            "cert": cert_file,
-            "key": key_file,
-            "auth_socket": self.dovecot.auth_socket,
-            "from_address": account.username,
-            "username": account.username,
-            "mail": mail,
-            "uid": nobody.pw_uid,
-            "gid": nobody.pw_gid,
-        }
-        (self.config / "main.cf").write_text(MAIN_CF.format(**settings))
+        common = COMMON_CF.format(
+            root=self.root, queue=queue, data=data, log=self.log, hostname=self.hostname,
+            banner=self.banner, smtputf8="yes" if self.smtputf8 else "no",
+        )  # fmt: skip
+        (self.config / "main.cf").write_text(common + "\n" + role_cf)
 
         last_error = ""
         # A port picked here may be taken before smtpd binds it; try a few.
@@ -259,28 +265,17 @@ class PrivatePostfix:
                 [self.binary, "-c", str(self.config), "start-fg"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                cwd=root,
+                cwd=self.root,
                 start_new_session=True,
             )
             if self._wait_ready(port):
-                break
-            last_error = self._output() + "\n" + tail(log)
+                self.port = port
+                return port
+            last_error = self._output() + "\n" + tail(self.log)
             self.stop_process()
             if "in use" not in last_error:
                 raise RuntimeError(f"Postfix did not start:\n{last_error}")
-        else:
-            raise RuntimeError(f"Postfix found no free port:\n{last_error}")
-
-        return PostfixServer(
-            host=HOST,
-            port=port,
-            ca_pem=self.dovecot.ca_pem,
-            username=account.username,
-            password=account.password,
-            from_address=account.username,
-            maildir=mail / "sink",
-            log_file=log,
-        )
+        raise RuntimeError(f"Postfix found no free port:\n{last_error}")
 
     def _wait_ready(self, port: int, timeout: float = 30) -> bool:
         assert self.process is not None
@@ -302,6 +297,9 @@ class PrivatePostfix:
             return ""
         return self.process.stdout.read().decode(errors="replace")
 
+    def log_tail(self) -> str:
+        return tail(self.log)
+
     def stop_process(self) -> None:
         proc = self.process
         if proc is None:
@@ -316,12 +314,62 @@ class PrivatePostfix:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def start_submission(postfix: PrivatePostfix, dovecot: DovecotServer) -> PostfixServer:
+    """Start ``postfix`` as the submission server the module docstring describes: TLS with a
+    certificate from Dovecot's CA, SASL by Dovecot, delivery into one maildir."""
+    nobody = pwd.getpwnam("nobody")
+    mail = postfix.root / "mail"
+    mail.mkdir()
+    os.chown(mail, nobody.pw_uid, nobody.pw_gid)
+
+    cert = dovecot.ca.issue_cert(HOST, "localhost")
+    cert_file, key_file = postfix.config / "smtpd.crt", postfix.config / "smtpd.key"
+    cert_file.write_bytes(b"".join(pem.bytes() for pem in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(key_file))
+    key_file.chmod(0o600)
+
+    account = dovecot.add_account("smtp", layout="special")
+    role_cf = SUBMISSION_CF.format(
+        cert=cert_file, key=key_file, auth_socket=dovecot.auth_socket,
+        from_address=account.username, username=account.username,
+        mail=mail, uid=nobody.pw_uid, gid=nobody.pw_gid,
+    )  # fmt: skip
+    port = postfix.start(role_cf)
+    return PostfixServer(
+        host=HOST,
+        port=port,
+        ca_pem=dovecot.ca_pem,
+        username=account.username,
+        password=account.password,
+        from_address=account.username,
+        maildir=mail / "sink",
+        log_file=postfix.log,
+    )
+
+
+def relay_postfix() -> PrivatePostfix:
+    """A private Postfix for :func:`start_relay` (not started yet)."""
+    binary = need_binary("postfix", "/usr/sbin/postfix")
+    # No SMTPUTF8: the next hop (aiosmtpd) need not offer it for the DSN to be relayed.
+    return PrivatePostfix(
+        binary, hostname="relay-postfix.test", banner="sendas relay test Postfix", smtputf8=False
+    )
+
+
+def start_relay(postfix: PrivatePostfix, relay_port: int) -> int:
+    """Start ``postfix`` relaying everything, without authentication from 127.0.0.1, to the
+    SMTP server on ``relay_port``; the port it listens on. A recipient that server refuses
+    with 550 makes Postfix write its own bounce (DSN) to the envelope sender, relayed to the
+    same server."""
+    return postfix.start(RELAY_CF.format(relay_host=HOST, relay_port=relay_port))
+
+
 @pytest.fixture(scope="session")
 def postfix_server(dovecot_server: DovecotServer) -> Iterator[PostfixServer]:
     """A running private Postfix submission server (see the module docstring)."""
     binary = need_binary("postfix", "/usr/sbin/postfix")
-    server = PrivatePostfix(binary, dovecot_server)
+    server = PrivatePostfix(binary, hostname="sendas-postfix.test", banner="sendas test Postfix")
     try:
-        yield server.start()
+        yield start_submission(server, dovecot_server)
     finally:
         server.stop()

@@ -106,6 +106,8 @@ def test_compose_attachments_over_the_total_name_the_field(
     assert r.status_code == 422
     assert 'id="err-attachments"' in r.text and "SENDAS_MAX_ATTACHMENT_BYTES" in r.text
     assert "two.bin" in r.text  # the file where the total went past the limit
+    assert "more than 9.8 KB" in r.text  # SENDAS_MAX_ATTACHMENT_BYTES=10000, as on the page
+    assert "Up to 9.8 KB in total." in client.get("/compose").text
     with ctx.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Message)) == 0
     r = client.post("/compose", data=form, files=files[:1])

@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sendas.config import Settings
+from sendas.units import byte_size
 
 UPLOAD_PATHS = frozenset(
     {
@@ -32,20 +33,13 @@ UPLOAD_PATHS = frozenset(
 LOGIN_PATHS = frozenset({"/login", "/setup"})
 
 
-def megabytes(size: int) -> str:
-    """``25 MB`` for 25 MiB; kilobytes below one."""
-    if size < 1024 * 1024:
-        return f"{size / 1024:g} KB"
-    return f"{size / (1024 * 1024):g} MB"
-
-
 class BodyTooLarge(HTTPException):
     """A request body over its cap; ``setting`` names the variable that sets it."""
 
     def __init__(self, limit: int, setting: str) -> None:
         self.limit = limit
         self.setting = setting
-        detail = f"the request is larger than {megabytes(limit)} ({setting}); nothing was done"
+        detail = f"the request is larger than {byte_size(limit)} ({setting}); nothing was done"
         super().__init__(413, detail=detail)
 
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from sendas.errors import RateLimited, ValidationFailed
 from sendas.net.tls_modes import tls_label
 from sendas.statuses import CampaignStatus, MessageStatus
+from sendas.units import byte_size
 from sendas.validation import field_problems
 from sendas.web.help import step_help_url
 from sendas.web.security import new_csrf_token
@@ -41,17 +42,8 @@ def _when(value: Any) -> Markup | str:
     return str(value)
 
 
-def _filesize(size: int) -> str:
-    """A byte count as people read it: ``812 bytes``, ``14.2 KB``, ``3.1 MB``."""
-    if size < 1024:
-        return f"{size} byte{'' if size == 1 else 's'}"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KB"
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
 TEMPLATES.env.filters["when"] = _when
-TEMPLATES.env.filters["filesize"] = _filesize
+TEMPLATES.env.filters["filesize"] = byte_size
 STATUS_LABELS: dict[str, str] = {s: s.value.capitalize() for s in (*MessageStatus, *CampaignStatus)}
 TEMPLATES.env.globals["status_labels"] = STATUS_LABELS
 TEMPLATES.env.globals["tls_label"] = tls_label

@@ -139,7 +139,7 @@ def test_the_byte_cap_is_checked_while_reading() -> None:
     assert messages(exc) == [
         (
             ("body", "file"),
-            "the file is larger than 0.0953674 MB (the limit is SENDAS_CSV_MAX_BYTES)",
+            "the file is larger than 97.7 KB (the limit is SENDAS_CSV_MAX_BYTES)",
         )
     ]
     assert reads.handed_out <= 100_000 + 64 * 1024  # stopped within one chunk of the cap

@@ -22,6 +22,7 @@ from typing import IO
 from sendas.config import Settings
 from sendas.errors import FieldProblem, TooLarge, ValidationFailed
 from sendas.merge import BUILTIN_NAMES
+from sendas.units import byte_size
 
 OpenBinary = Callable[[], AbstractContextManager[IO[bytes]]]
 
@@ -76,17 +77,13 @@ NO_LIMITS = CsvLimits()
 # --- reading bytes -------------------------------------------------------------------------------
 
 
-def _megabytes(limit: int) -> str:
-    return f"{limit / 2**20:g} MB"
-
-
 def file_too_large(max_bytes: int) -> TooLarge:
     """The error for a file over ``max_bytes`` (SENDAS_CSV_MAX_BYTES)."""
     return TooLarge(
         [
             FieldProblem(
                 ("body", "file"),
-                f"the file is larger than {_megabytes(max_bytes)} "
+                f"the file is larger than {byte_size(max_bytes)} "
                 "(the limit is SENDAS_CSV_MAX_BYTES)",
                 "too_large",
             )

@@ -18,17 +18,16 @@ from sendas.schemas import (
     SystemOutgoingTest,
     UserCreate,
     UserPatch,
-    parse_delay_ms,
-    parse_max_connections,
 )
 from sendas.schemas.fields import ObjectId
 from sendas.services import accounts, connection_test
 from sendas.services import oauth_clients as oauth_svc
 from sendas.services import system_outgoing as outgoing_svc
 from sendas.services import users as user_svc
-from sendas.web.deps import Form, PageNotFound, WebAdmin, WebCtx, checked, raw_text, text
+from sendas.web.deps import Form, PageNotFound, WebAdmin, WebCtx, raw_text, text
 from sendas.web.limits import refused_result, test_refused
 from sendas.web.render import field_errors, flash, form_errors, is_htmx, page, redirect
+from sendas.web.smtp_form import pacing_input, tls_input
 
 router = APIRouter(prefix="/admin")
 
@@ -59,23 +58,9 @@ def _outgoing_input(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         data.pop("from_address")
     if raw_text(form, "smtp_password"):
         data["smtp_password"] = raw_text(form, "smtp_password")
-    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
-    data["tls"] = tls
-    data["allow_plaintext_auth"] = tls == "none" and checked(form, "allow_plaintext_auth")
-    ca = raw_text(form, "ca_bundle").strip()
-    if ca:
-        data["ca_bundle"] = ca
-    elif checked(form, "clear_ca_bundle"):
-        data["ca_bundle"] = None
+    data.update(tls_input(form))
     errors: dict[str, str] = {}
-    try:
-        data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
-    except ValueError as exc:
-        errors["delay_ms"] = str(exc)
-    try:
-        data["max_connections"] = parse_max_connections(text(form, "max_connections"))
-    except ValueError as exc:
-        errors["max_connections"] = str(exc)
+    pacing_input(form, data, errors)
     return data, errors
 
 

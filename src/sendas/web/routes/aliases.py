@@ -20,8 +20,6 @@ from sendas.schemas import (
     AliasOut,
     AliasPatch,
     ConnectionTestResult,
-    parse_delay_ms,
-    parse_max_connections,
 )
 from sendas.schemas.fields import ObjectId, form_id
 from sendas.services import aliases as svc
@@ -41,6 +39,7 @@ from sendas.web.deps import (
 from sendas.web.limits import refused_result, test_refused
 from sendas.web.presets import PRESETS
 from sendas.web.render import field_errors, flash, is_htmx, page, redirect
+from sendas.web.smtp_form import pacing_input, tls_input
 
 router = APIRouter()
 
@@ -212,36 +211,14 @@ def alias_input(form: FormData, *, creating: bool) -> tuple[dict[str, Any], dict
     password = raw_text(form, "smtp_password")
     if password:
         data["smtp_password"] = password
-    data.update(_tls_input(form))
+    data.update(tls_input(form))
     if checked(form, "is_default"):
         data["is_default"] = True
-    try:
-        data["delay_ms"] = parse_delay_ms(text(form, "delay_ms"))
-    except ValueError as exc:
-        errors["delay_ms"] = str(exc)
-    try:
-        data["max_connections"] = parse_max_connections(text(form, "max_connections"))
-    except ValueError as exc:
-        errors["max_connections"] = str(exc)
+    pacing_input(form, data, errors)
     auth = text(form, "auth")
     if auth in ("password", "google", "microsoft"):
         data["auth"] = auth
     return data, errors
-
-
-def _tls_input(form: FormData) -> dict[str, Any]:
-    """TLS mode, plaintext permission and CA bundle from the form."""
-    tls = "none" if checked(form, "disable_tls") else (text(form, "tls") or "auto")
-    data: dict[str, Any] = {
-        "tls": tls,
-        "allow_plaintext_auth": checked(form, "allow_plaintext_auth") and tls == "none",
-    }
-    ca = raw_text(form, "ca_bundle").strip()
-    if ca:
-        data["ca_bundle"] = ca
-    elif checked(form, "clear_ca_bundle"):
-        data["ca_bundle"] = None
-    return data
 
 
 def _model_errors(data: dict[str, Any], *, creating: bool) -> dict[str, str]:

@@ -22,6 +22,7 @@ from sendas.services.common import Actor
 from sendas.services.message_view import MessageView, attachment, message_view
 from sendas.services.quotas import Limits
 from sendas.statuses import ACTIVE, IN_USE
+from sendas.units import byte_size
 from sendas.web.deps import Form, PageNotFound, WebActor, WebCtx, raw_text, text
 from sendas.web.render import (
     field_errors,
@@ -38,7 +39,6 @@ router = APIRouter()
 # The filters offered.
 STATUSES = IN_USE
 COMPOSE_FIELDS = ("alias_id", "to", "cc", "bcc", "subject", "text", "html", "attachments")
-MAX_UPLOAD = 25 * 1024 * 1024  # a form letter's CSV, on the page
 READ_CHUNK = 64 * 1024
 
 
@@ -67,6 +67,7 @@ def compose_page(request: Request, ctx: WebCtx, actor: WebActor) -> Response:
             "aliases": aliases,
             "v": {"alias_id": default},
             "errors": {},
+            "attachments_cap": ctx.settings.max_attachment_bytes,
         },
     )
 
@@ -85,7 +86,7 @@ async def _attachments(form: FormData, cap: int) -> list[dict[str, str]]:
             if total > cap:
                 raise ValidationFailed.one(
                     "attachments",
-                    f"the attachments add up to more than {cap / (1024 * 1024):g} MB "
+                    f"the attachments add up to more than {byte_size(cap)} "
                     f"(SENDAS_MAX_ATTACHMENT_BYTES) at {item.filename}",
                 )
             parts.append(chunk)
@@ -144,7 +145,12 @@ async def compose_send(request: Request, ctx: WebCtx, actor: WebActor, form: For
         return page(
             request,
             "mail/compose.html",
-            {"aliases": aliases, "v": values, "errors": errors},
+            {
+                "aliases": aliases,
+                "v": values,
+                "errors": errors,
+                "attachments_cap": limits.max_attachment_bytes,
+            },
             status_code=status_code,
             headers=headers,
         )
