@@ -3,8 +3,8 @@
 
 Slots are planned from the previous planned slot (no drift). The commit that marks a
 message ``sending`` is made a little ahead of its slot (at most ``MAX_COMMIT_LEAD``), so
-that its latency does not delay the start; on a short delay it is the commit recording the
-message before. Form letters are rendered one slot ahead, several per job on a long delay.
+that its latency does not delay the start; on a delay up to ``MAX_COMMIT_LEAD`` it is made
+as soon as the message before went out, beside the commit recording that one. Form letters are rendered one slot ahead, several per job on a long delay.
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
                         next_send_at=driver.st.next_floor)
             )  # fmt: skip
             return
-        if after is not None:
+        # On a short delay the next message is marked once this one is out (below).
+        eager = delay <= MAX_COMMIT_LEAD
+        if after is not None and not eager:
             _start_mark(driver, run, after)  # timed by its own slot
         # Slots are planned from the previous planned slot (no drift); the start waits
         # for the slot, and for delay_ms (plus a hair) after the previous actual start.
@@ -146,22 +148,30 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
             _started(driver, session.mail_sent_at)
         driver.st.last_used = time.monotonic()
         await _record(driver, claim, run, ready, answer)
+        if after is not None and eager:
+            # Marked now, a whole delay before its slot, in the commit recording this
+            # one: a commit slower than its lead (an fsync spike) would delay the start,
+            # and with it every later one of the lane; nor does it run during a start.
+            _start_mark(driver, run, after, eager=True)
 
 
 def _start_mark(
-    driver: LaneDriver, run: _Run, m: ClaimedMessage
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, *, eager: bool = False
 ) -> asyncio.Task[ClaimedMessage | None]:
-    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow())))
+    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow()), eager))
     run.marks[m.id] = task
     return task
 
 
 async def _mark(
-    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime, eager: bool = False
 ) -> ClaimedMessage | None:
-    """Mark ``m`` sending a little ahead of its slot, so that the commit's latency does
-    not delay the start; None if it is no longer ours."""
+    """Mark ``m`` sending a little ahead of its slot (``eager``: up to
+    ``MAX_COMMIT_LEAD``), so that the commit's latency does not delay the start; None if
+    it is no longer ours."""
     lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD)
+    if eager:
+        lead = MAX_COMMIT_LEAD
     if not await _sleep_until(driver, slot - timedelta(seconds=lead)):
         return None
     run.committing.add(m.id)
