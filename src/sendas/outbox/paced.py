@@ -4,7 +4,8 @@
 Slots are planned from the previous planned slot (no drift). The commit that marks a
 message ``sending`` is made a little ahead of its slot (at most ``MAX_COMMIT_LEAD``), so
 that its latency does not delay the start; on a delay up to ``MAX_COMMIT_LEAD`` it is made
-as soon as the message before went out, beside the commit recording that one. Form letters are rendered one slot ahead, several per job on a long delay.
+as soon as the message before went out, beside the commit recording that one. Form letters
+are rendered one slot ahead, several per job on a long delay.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
     for i, (m, after) in enumerate(zip(claim.messages, following, strict=True)):
         if driver.ctx.stopping.is_set():
             return
-        _render_ahead(driver, run.ahead, [m])
+        _render_ahead(driver, run.ahead, [m])  # the claim's first, alone: due at once
         if after is not None and after.id not in run.ahead:
             _render_ahead(driver, run.ahead, claim.messages[i + 1 : i + 1 + job])
         mark = run.marks.get(m.id) or _start_mark(driver, run, m)
