@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from sendas.context import AppContext
-from sendas.db.models import Campaign, Message
+from sendas.db.models import Campaign, Message, utcnow
+from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.counts import recount
 from sendas.schemas import CampaignTemplatesIn, RecipientIn
 from sendas.services import messages as message_service
@@ -109,3 +110,20 @@ async def test_resuming_a_letter_whose_last_messages_settled_while_paused_comple
         out = campaign_out(s, resume_campaign(s, alice_actor, campaign_id))
     assert out.status == "completed"
     assert snapshot(ctx, campaign_id)[0] == "completed"
+
+
+async def test_several_letters_finishing_in_one_commit_are_all_completed(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    # The worker records the outcomes of many lanes in one commit: the last messages of
+    # several form letters settle together, and every one of them is completed (one
+    # statement for all, which once failed and sent the whole group commit one by one).
+    server = await smtpd("none", pipelining=True)
+    aliases = [make_alias(ctx, alice_actor, server, name=f"Work{k}") for k in range(3)]
+    letters = [form_letter(ctx, alice_actor, alias_id, 2) for alias_id in aliases]
+    with ctx.db.write() as s:
+        s.execute(update(Message).where(Message.campaign_id.in_(letters)).values(status="sent"))
+        for campaign_id in letters:
+            recount(s, campaign_id)
+        complete_campaigns(s, letters, utcnow())
+    assert [snapshot(ctx, c)[0] for c in letters] == ["completed"] * 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import bindparam, exists, update
+from sqlalchemy import bindparam, exists, or_, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign, utcnow
@@ -19,9 +19,13 @@ from sendas.outbox.tables import CAMPAIGN
 from sendas.statuses import ACTIVE, CampaignStatus
 
 # The kept counts (sendas.outbox.counts) say whether any message may still go out: the
-# callers apply their moves before completing.
+# callers apply their moves before completing. The statuses are plain comparisons, not
+# IN: an IN list is an "expanding" parameter, which an executemany (several campaigns)
+# refuses - and a failed group commit is run again one operation per commit.
 _ANY_ACTIVE = exists().where(
-    COUNTS.c.campaign_id == bindparam("cid"), COUNTS.c.status.in_(ACTIVE), COUNTS.c.n > 0
+    COUNTS.c.campaign_id == bindparam("cid"),
+    or_(*(COUNTS.c.status == status for status in ACTIVE)),
+    COUNTS.c.n > 0,
 )
 _COMPLETE = (
     update(CAMPAIGN)

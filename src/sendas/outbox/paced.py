@@ -3,8 +3,9 @@
 
 Slots are planned from the previous planned slot (no drift). The commit that marks a
 message ``sending`` is made a little ahead of its slot (at most ``MAX_COMMIT_LEAD``), so
-that its latency does not delay the start; on a short delay it is the commit recording the
-message before. Form letters are rendered one slot ahead.
+that its latency does not delay the start; on a delay up to ``MAX_COMMIT_LEAD`` it is made
+as soon as the message before went out, beside the commit recording that one. Form letters
+are rendered one slot ahead, several per job on a long delay.
 """
 
 from __future__ import annotations
@@ -41,8 +42,15 @@ MAX_COMMIT_LEAD = 0.1
 """Never marked longer than this before the slot: what a crash may leave ``unknown``
 unsent (on a 50 ms delay, two messages)."""
 
+AHEAD_ITEM_MS = 25
+"""Form letters rendered ahead go to the render processes in jobs of one per this many ms
+of delay (at least one): each job is a round trip between the worker and a process, the
+cost that limits 500 lanes at one message a second, while a job stays short beside the
+slot it must be ready for (a form letter renders in a few ms)."""
+
 Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
-"""Form letters of a paced claim being rendered ahead of their slots, by message id."""
+"""Form letters of a paced claim being rendered ahead of their slots, by message id (the
+messages of one job share its task)."""
 
 
 @dataclass
@@ -58,12 +66,15 @@ class _Run:
     records: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def _render_ahead(driver: LaneDriver, ahead: Ahead, message: ClaimedMessage | None) -> None:
-    """Start rendering a paced message's form letter, due at its slot (the renderer
-    serves the earliest slots of all lanes first). Started one slot ahead, so that the
-    load is spread over time and the slot finds the message ready."""
-    if message is not None and message.render is not None and message.id not in ahead:
-        ahead[message.id] = asyncio.create_task(driver.render([message]))
+def _render_ahead(driver: LaneDriver, ahead: Ahead, messages: list[ClaimedMessage]) -> None:
+    """Start rendering the form letters among ``messages`` not started yet, in one job due
+    at the first one's slot (the renderer serves the earliest slots of all lanes first).
+    Started one slot ahead, so that the load is spread over time and the slot finds the
+    message ready."""
+    todo = [m for m in messages if m.render is not None and m.id not in ahead]
+    if todo:
+        task = asyncio.create_task(driver.render(todo))
+        ahead.update((m.id, task) for m in todo)
 
 
 async def send_paced(driver: LaneDriver, claim: Claim) -> None:
@@ -99,12 +110,14 @@ async def _wind_up(driver: LaneDriver, run: _Run) -> None:
 
 async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
     delay = claim.delay_ms / 1000
+    job = max(1, claim.delay_ms // AHEAD_ITEM_MS)
     following = [*claim.messages[1:], None]
-    for m, after in zip(claim.messages, following, strict=True):
+    for i, (m, after) in enumerate(zip(claim.messages, following, strict=True)):
         if driver.ctx.stopping.is_set():
             return
-        _render_ahead(driver, run.ahead, m)
-        _render_ahead(driver, run.ahead, after)
+        _render_ahead(driver, run.ahead, [m])  # the claim's first, alone: due at once
+        if after is not None and after.id not in run.ahead:
+            _render_ahead(driver, run.ahead, claim.messages[i + 1 : i + 1 + job])
         mark = run.marks.get(m.id) or _start_mark(driver, run, m)
         session = await driver.ensure_session(claim.endpoint)
         ready = await mark
@@ -117,7 +130,9 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
                         next_send_at=driver.st.next_floor)
             )  # fmt: skip
             return
-        if after is not None:
+        # On a short delay the next message is marked once this one is out (below).
+        eager = delay <= MAX_COMMIT_LEAD
+        if after is not None and not eager:
             _start_mark(driver, run, after)  # timed by its own slot
         # Slots are planned from the previous planned slot (no drift); the start waits
         # for the slot, and for delay_ms (plus a hair) after the previous actual start.
@@ -134,22 +149,30 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
             _started(driver, session.mail_sent_at)
         driver.st.last_used = time.monotonic()
         await _record(driver, claim, run, ready, answer)
+        if after is not None and eager:
+            # Marked now, a whole delay before its slot, in the commit recording this
+            # one: a commit slower than its lead (an fsync spike) would delay the start,
+            # and with it every later one of the lane; nor does it run during a start.
+            _start_mark(driver, run, after, eager=True)
 
 
 def _start_mark(
-    driver: LaneDriver, run: _Run, m: ClaimedMessage
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, *, eager: bool = False
 ) -> asyncio.Task[ClaimedMessage | None]:
-    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow())))
+    task = asyncio.ensure_future(_mark(driver, run, m, (m.slot or utcnow()), eager))
     run.marks[m.id] = task
     return task
 
 
 async def _mark(
-    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime
+    driver: LaneDriver, run: _Run, m: ClaimedMessage, slot: datetime, eager: bool = False
 ) -> ClaimedMessage | None:
-    """Mark ``m`` sending a little ahead of its slot, so that the commit's latency does
-    not delay the start; None if it is no longer ours."""
+    """Mark ``m`` sending a little ahead of its slot (``eager``: up to
+    ``MAX_COMMIT_LEAD``), so that the commit's latency does not delay the start; None if
+    it is no longer ours."""
     lead = min(max(MIN_COMMIT_LEAD, 4 * driver.st.commit_lead), MAX_COMMIT_LEAD)
+    if eager:
+        lead = MAX_COMMIT_LEAD
     if not await _sleep_until(driver, slot - timedelta(seconds=lead)):
         return None
     run.committing.add(m.id)
