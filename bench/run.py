@@ -640,7 +640,7 @@ def scenario_b(tmp: Path, count: int) -> None:
                 target,
             )
         )
-    _crash_at_rtt(tmp, max(count, 500))
+    _crash_at_rtt(tmp, max(count, 800))
 
 
 def _crash_at_rtt(tmp: Path, count: int, kills: int = 3) -> None:
@@ -659,7 +659,8 @@ def _crash_at_rtt(tmp: Path, count: int, kills: int = 3) -> None:
             site.campaign(alias_id, csv_file(tmp / "bf.csv", count))
             site.resume_all()
             for _ in range(kills):
-                per_kill.append(_kill_once(site, reap_expired, utcnow, sent=60))
+                # Past the first claims, marked before the link's speed was known.
+                per_kill.append(_kill_once(site, reap_expired, utcnow, sent=150))
         finally:
             site.close()
     say(f"   unknown per kill: {per_kill}")
