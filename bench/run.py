@@ -15,7 +15,8 @@ a  loopback, delay 0, ~5 KB messages through the whole outbox (campaign enqueue 
    The three run in interleaved rounds (``--rounds``, 3) on one sink and their medians are
    compared: single runs on a shared 2-core machine drift by tens of percent.
 b  the same over a 20 ms round trip (bench/proxy.py): 1 connection vs nodemailer with 1, and a
-   relay alias with max_connections 5 vs nodemailer with a pool of 5.
+   relay alias with max_connections 5 vs nodemailer with a pool of 5; then f's SIGKILL over
+   that round trip (1 connection, 3 kills): ``unknown`` per kill vs the window.
 c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with the kernel's
    receive time (tests/servers/stamping_sink.py): smallest gap and total vs 199 x 50 ms; one
    worker on SQLite, and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private
@@ -619,7 +620,9 @@ def scenario_b(tmp: Path, count: int) -> None:
             try:
                 [alias_id] = site.aliases(1, port, 0, conns)
                 site.campaign(alias_id, csv_file(tmp / f"b{conns}.csv", count))
-                seconds, _, counts = site.run(count)
+                # Idle first, as in a: render processes still importing on a loaded
+                # machine held the first messages for seconds (67/s instead of 190/s).
+                seconds, _, counts = site.run(count, until_idle=True)
             finally:
                 site.close()
             ours = counts.get("sent", 0) / seconds
@@ -637,6 +640,40 @@ def scenario_b(tmp: Path, count: int) -> None:
                 target,
             )
         )
+    _crash_at_rtt(tmp, max(count, 800))
+
+
+def _crash_at_rtt(tmp: Path, count: int, kills: int = 3) -> None:
+    """Scenario f's SIGKILL over the same 20 ms round trip (1 connection): ``unknown`` per
+    kill, against the window (SENDAS_SEND_WINDOW) it must stay within."""
+    from sendas.db.models import utcnow
+    from sendas.outbox.record import reap_expired
+
+    window = Settings().send_window
+    say(f"b: SIGKILL over a 20 ms round trip, {kills} kills, window {window}")
+    per_kill: list[int] = []
+    with smtp_sink() as sink, delay_proxy(sink, 10.0) as port:
+        site = Site(tmp / "bf")
+        try:
+            [alias_id] = site.aliases(1, port, 0)
+            site.campaign(alias_id, csv_file(tmp / "bf.csv", count))
+            site.resume_all()
+            for _ in range(kills):
+                # Past the first claims, marked before the link's speed was known.
+                per_kill.append(_kill_once(site, reap_expired, utcnow, sent=150))
+        finally:
+            site.close()
+    say(f"   unknown per kill: {per_kill}")
+    RESULTS.append(
+        Result(
+            f"b unknown per SIGKILL at 20 ms RTT (window {window})",
+            f"{statistics.median(per_kill):.0f} ({min(per_kill)}-{max(per_kill)}) per kill",
+            "-",
+            "-",
+            f"<= {window}",
+            f"{kills} kills: {per_kill}",
+        )
+    )
 
 
 def scenario_f(tmp: Path, count: int, kills: int) -> None:
@@ -673,14 +710,16 @@ def scenario_f(tmp: Path, count: int, kills: int) -> None:
     )
 
 
-def _kill_once(site: Site, reap: Callable[..., int], now: Callable[[], datetime]) -> int:
-    """One worker started, killed once it sent a few hundred; the unknown it left."""
+def _kill_once(
+    site: Site, reap: Callable[..., int], now: Callable[[], datetime], sent: int = 300
+) -> int:
+    """One worker started, killed once it sent ``sent`` more; the unknown it left."""
     counts = site.outcome()[0]
-    sent = counts.get("sent", 0)
+    before = counts.get("sent", 0)
     cmd = [SENDAS, "worker", "--poll-interval", "0.05", "--lease-seconds", "1"]
     proc = subprocess.Popen(cmd, env=site.env)
     end = time.monotonic() + DEADLINE
-    while site.outcome()[0].get("sent", 0) < sent + 300 and time.monotonic() < end:
+    while site.outcome()[0].get("sent", 0) < before + sent and time.monotonic() < end:
         time.sleep(0.05)
     proc.kill()
     proc.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,13 @@ log = logging.getLogger("sendas.outbox")
 
 NOTE_EVERY = 20
 """Outcomes per measure of the link's speed (which sizes the claims)."""
+AHEAD_SECONDS = 0.25
+"""Without CHUNKING a connection carries one message per round trip: a lane's first
+connection holds marked only what the link takes in this long (enough to cover a commit
+marking the next chunk), at least ``MIN_AHEAD``. Marked beyond that only waits in the
+queue, and a worker killed then leaves all of it ``unknown``: a full window at 20 ms, of
+which one message was on the wire."""
+MIN_AHEAD = 4
 
 Item = tuple[Claim, ClaimedMessage, Outcome]
 
@@ -108,15 +116,27 @@ class Window:
                 return
             current, rendered = await d.next_claim()
 
+    def _ahead(self) -> int:
+        """Messages held marked and not yet recorded, at most: the window, or on a link
+        taking one message per round trip what it takes in ``AHEAD_SECONDS`` (once its
+        speed is known: the first claims go as before). A pool's extra connection keeps the
+        window: when the lane ends it gives back what it claimed and did not mark, and the
+        lane would have to be taken (and connected) again for those."""
+        window, each = self.cfg.send_window, self.d.st.per_message
+        if each is None or self.d.pool is not None or "CHUNKING" in self.session.extensions:
+            return window
+        return min(window, max(MIN_AHEAD, math.ceil(AHEAD_SECONDS / max(each, 1e-6))))
+
     async def _feed_claim(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
-        window = self.cfg.send_window
-        # Half a window per commit: a smaller chunk means a commit per few messages, and
-        # those commits, not the wire, then bound the speed (window 32 marked 8 at a time
-        # ran at 0.6 of window 64 marked 32 at a time, loopback).
-        step = max(1, window // 2)
         messages = claim.messages
-        for start in range(0, len(messages), step):
-            part = messages[start : start + step]
+        start = 0
+        while start < len(messages):
+            window = self._ahead()
+            # Half a window per commit: a smaller chunk means a commit per few messages, and
+            # those commits, not the wire, then bound the speed (window 32 marked 8 at a time
+            # ran at 0.6 of window 64 marked 32 at a time, loopback).
+            part = messages[start : start + max(1, window // 2)]
+            start += len(part)
             while self.outstanding + len(part) > window and not self._halted():
                 self.room.clear()
                 await self.room.wait()
