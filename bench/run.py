@@ -59,7 +59,7 @@ from sqlalchemy import func, select, update
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import Campaign, Message
+from sendas.db.models import Campaign, Lane, Message
 from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn, UserCreate
 from sendas.services import aliases as alias_service
 from sendas.services import users as user_service
@@ -278,6 +278,14 @@ class Site:
                 or 0
             )
 
+    def lanes_by_worker(self) -> dict[str, int]:
+        """How many lanes each worker drives now (CPU-independent evidence of sharing)."""
+        with self.ctx.db.read() as s:
+            rows = s.execute(
+                select(Lane.owner, func.count()).where(Lane.owner.is_not(None)).group_by(Lane.owner)
+            )
+            return {str(owner): int(n) for owner, n in rows}
+
     def outcome(self) -> tuple[dict[str, int], float, float]:
         """Counts by status, and the first and last ``sent_at`` (epoch seconds)."""
         with self.ctx.db.read() as s:
@@ -322,8 +330,13 @@ class Site:
                 _wait_idle([p.pid for p in procs])
             t0 = self.resume_all()
             end = time.monotonic() + DEADLINE
+            most: dict[str, int] = {}  # worker -> most lanes it drove at once
             while self.remaining() and time.monotonic() < end:
+                for owner, n in self.lanes_by_worker().items():
+                    most[owner] = max(n, most.get(owner, 0))
                 time.sleep(0.2)
+        if workers > 1:
+            say(f"  most lanes each worker drove at once: {sorted(most.values(), reverse=True)}")
         counts, first, last = self.outcome()
         if counts.get("sent", 0) != total:
             say(f"  warning: {counts} (expected {total} sent)")

@@ -4,6 +4,9 @@
 Independent of the event loop and of the worker's write queue on purpose: a long SMTP
 reply, a slow batch commit or a busy loop must not cost a live worker its lanes, while a
 dead one (SIGKILL, a lost host) stops beating and is taken over after ``lease_seconds``.
+
+Each beat also announces the worker (``sendas.outbox.presence``): the live workers share
+the lanes. The first beat is at start, so that the others count a new worker at once.
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ from sqlalchemy.orm import Session
 from sendas.db.engine import Database
 from sendas.db.models import utcnow
 from sendas.outbox.lanes import heartbeat
+from sendas.outbox.presence import announce, sweep, withdraw
 from sendas.outbox.txqueue import networked, retrying
 
 log = logging.getLogger("sendas.outbox")
 
 Snapshot = Callable[[], tuple[list[str], list[int]]]
 T = TypeVar("T")
+SWEEP_EVERY = 60  # beats between two sweeps of dead workers' rows
 
 
 class Heartbeat:
@@ -50,30 +55,49 @@ class Heartbeat:
         self._retry_seconds = retry_seconds
         self._snapshot, self._on_lost = snapshot, on_lost
         self._stop = threading.Event()
+        self._beats = 0
         self._thread = threading.Thread(target=self._run, name="sendas-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop beating, then withdraw the announcement (the others stop counting us)."""
         self._stop.set()
         self._thread.join(timeout=self._every + 30)
+        try:
+            with self._db.write() as session:
+                withdraw(session, self._owner)
+        except Exception:
+            log.exception("withdrawing the worker's announcement failed (it expires)")
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every):
+        while True:
             try:
                 self.beat()
             except Exception:
                 log.exception("renewing the leases failed")
+            if self._stop.wait(self._every):
+                return
 
     def beat(self) -> None:
         lanes, message_ids = self._snapshot()
-        if not lanes and not message_ids:
-            return
-        until = utcnow() + timedelta(seconds=self._lease)
+        now = utcnow()
+        until = now + timedelta(seconds=self._lease)
         # A lease taken less than half a beat ago lasts until the next beat and more.
         fresh = until - timedelta(seconds=self._every / 2)
-        lost = self._write(lambda s: heartbeat(s, self._owner, lanes, message_ids, until, fresh))
+        self._beats += 1
+        sweeping = self._beats % SWEEP_EVERY == 1
+
+        def renew(session: Session) -> set[str]:
+            announce(session, self._owner, now, until)
+            if sweeping:
+                sweep(session, now)
+            if not lanes and not message_ids:
+                return set()
+            return heartbeat(session, self._owner, lanes, message_ids, until, fresh)
+
+        lost = self._write(renew)
         if lost:
             self._on_lost(lost)
 

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, exists, literal, or_, select, update
+from sqlalchemy import String, bindparam, cast, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, Lane, Message, SystemOutgoing
 from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
+from sendas.outbox.presence import other_live_workers
 from sendas.outbox.tables import LANE, MSG, running_campaign
 from sendas.statuses import READY
 
@@ -77,12 +78,9 @@ def _ready_exists(lane_expr: Any, now: datetime) -> Any:
     )
 
 
-def acquire_lanes(
-    session: Session, owner: str, now: datetime, cfg: OutboxConfig, *, skip: set[str], limit: int
-) -> list[str]:
-    """Take ownership of up to ``limit`` lanes that have work and are free; return them."""
-    if limit <= 0:
-        return []
+def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
+    """The lanes with work that can start now (the alias signed in, the database's own
+    settings complete), except ``skip``."""
     lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
     alias_ids = session.scalars(
         select(Alias.id).where(Alias.needs_reauth.is_(False), _ready_exists(lane_expr, now))
@@ -92,16 +90,73 @@ def acquire_lanes(
     configured = system is not None and system.smtp_host and system.from_address
     if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), now))):
         names.append(SYSTEM_LANE)
-    names = [n for n in names if n not in skip]
+    return [n for n in names if n not in skip]
+
+
+def _free_count(session: Session, owner: str, now: datetime, names: list[str]) -> int:
+    """How many of ``names`` this worker may take now (free, or left by a dead worker, and
+    not paused); rows of new lanes are inserted (free)."""
+    rows = session.execute(
+        select(Lane.name, Lane.owner, Lane.owner_expires_at, Lane.paused_until).where(
+            Lane.name.in_(names)
+        )
+    ).all()
+    _insert_lanes(session, sorted(set(names) - {r.name for r in rows}))
+    free = len(names) - len(rows)
+    for row in rows:
+        expired = row.owner_expires_at is not None and row.owner_expires_at < now
+        unowned = row.owner is None or row.owner == owner or expired
+        if unowned and (row.paused_until is None or row.paused_until <= now):
+            free += 1
+    return free
+
+
+# Lanes this worker holds, and lanes held by any live worker (a lease not run out).
+_HELD = select(
+    func.count().filter(LANE.c.owner == bindparam("owner")),
+    func.count().filter(
+        or_(LANE.c.owner == bindparam("owner"), LANE.c.owner_expires_at >= bindparam("now"))
+    ),
+).where(LANE.c.owner.is_not(None))
+
+
+def _fair_share(session: Session, owner: str, now: datetime, free: int) -> int:
+    """How many more lanes this worker takes: its share of the lanes with work (the ``free``
+    ones it may take, and those live workers drive) among the live workers, less what it
+    drives already; at least one when it drives none. Alone, it takes everything."""
+    others = other_live_workers(session, owner, now)
+    if others == 0:
+        return free
+    mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
+    share = -(-(free + held) // (others + 1))  # ceil
+    return max(share - mine, 0 if mine else 1)
+
+
+def acquire_lanes(
+    session: Session, owner: str, now: datetime, cfg: OutboxConfig, *, skip: set[str], limit: int
+) -> list[str]:
+    """Take ownership of up to ``limit`` lanes that have work and are free, at most this
+    worker's fair share among the live workers (``sendas.outbox.presence``); return them.
+
+    Lanes of a dead worker count as free once their lease ran out. A lane another worker
+    drives stays with it: a worker that started late gets its share as lanes are handed
+    back (``lane_hold_seconds``), since it takes one whenever it is below its share."""
+    if limit <= 0:
+        return []
+    names = _ready_lanes(session, now, skip)
     if not names:
         return []
-    known = set(session.scalars(select(Lane.name).where(Lane.name.in_(names))))
-    _insert_lanes(session, [n for n in names if n not in known])
-    free = or_(Lane.owner.is_(None), Lane.owner_expires_at < now, Lane.owner == owner)
+    free = _free_count(session, owner, now, names)
+    if free == 0:
+        return []
+    limit = min(limit, _fair_share(session, owner, now, free))
+    if limit <= 0:
+        return []
+    takeable = or_(Lane.owner.is_(None), Lane.owner_expires_at < now, Lane.owner == owner)
     not_paused = or_(Lane.paused_until.is_(None), Lane.paused_until <= now)
     lanes = session.scalars(
         select(Lane)
-        .where(Lane.name.in_(names), free, not_paused)
+        .where(Lane.name.in_(names), takeable, not_paused)
         .order_by(Lane.next_send_at.is_not(None), Lane.next_send_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

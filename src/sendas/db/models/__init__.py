@@ -8,7 +8,14 @@ from sendas.db.models.base import NAMING, Base, UtcDateTime, utcnow
 from sendas.db.models.bounces import BounceMailbox, Suppression
 from sendas.db.models.events import AuditEvent, RateEvent
 from sendas.db.models.oauth import OAuthClient, PendingSignIn
-from sendas.db.models.outbox import Campaign, CampaignCount, Lane, Message, MessageBody
+from sendas.db.models.outbox import (
+    Campaign,
+    CampaignCount,
+    Lane,
+    LiveWorker,
+    Message,
+    MessageBody,
+)
 
 __all__ = [
     "NAMING",
@@ -21,6 +28,7 @@ __all__ = [
     "CampaignCount",
     "ImapAccount",
     "Lane",
+    "LiveWorker",
     "Message",
     "MessageBody",
     "OAuthClient",

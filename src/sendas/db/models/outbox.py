@@ -1,5 +1,5 @@
-"""The outbox: form letters, messages (status rows apart from their bodies), lanes and
-per-letter counts."""
+"""The outbox: form letters, messages (status rows apart from their bodies), lanes,
+per-letter counts and the live workers."""
 
 from __future__ import annotations
 
@@ -165,3 +165,16 @@ class CampaignCount(Base):
     mark_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     recent_n: Mapped[int] = mapped_column(Integer, default=0)
     recent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class LiveWorker(Base):
+    """An outbox worker that announced itself: written by its heartbeat at every beat,
+    deleted when it stops cleanly. A row past ``expires_at`` is a dead worker (ignored,
+    swept now and then). Workers count the live ones to take their share of the lanes."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    beat_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime)
