@@ -4,6 +4,8 @@ alias with a delay use one."""
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import update
 
 from sendas.context import AppContext
@@ -18,7 +20,7 @@ from tests.outbox.conftest import (
     statuses,
     wait_for,
 )
-from tests.servers.smtpd import SmtpdFactory
+from tests.servers.smtpd import Received, SmtpdFactory
 
 
 async def test_relay_alias_opens_its_five_connections_and_sends_each_message_once(
@@ -36,6 +38,30 @@ async def test_relay_alias_opens_its_five_connections_and_sends_each_message_onc
     assert len(counts) == 400 and set(counts.values()) == {1}
     assert server.recorder.connections == 5
     assert server.recorder.most_open == 5
+
+
+async def test_a_pool_whose_first_connection_runs_dry_lets_the_others_finish_their_claims(
+    ctx: AppContext, alice_actor: Actor, smtpd: SmtpdFactory
+) -> None:
+    """A slow server: when the lane's first connection finds nothing left to claim, the
+    other connections still hold claimed messages. They send them; the lane is not handed
+    back with them given back, then taken and connected again for them."""
+    server = await smtpd("none", pipelining=True)
+
+    async def slowly(received: Received) -> None:
+        await asyncio.sleep(0.005)
+
+    server.recorder.script["DATA_END"] = slowly
+    alias_id = make_alias(ctx, alice_actor, server, max_connections=3)
+    ids = queue(ctx, alice_actor, alias_id, 600)
+
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == 600 and set(counts.values()) == {1}
+    assert server.recorder.connections == 3  # one pool, never opened again
 
 
 async def test_personal_alias_uses_one_connection(

@@ -16,13 +16,15 @@ with Gmail's base64 JSON error, then ``535 5.7.8``.
 ``recorder.script`` maps a command (``"MAIL"``, ``"RCPT"``, ``"AUTH"``, ``"DATA"``,
 ``"EHLO"``, ``"STARTTLS"``...) or ``"DATA_END"`` (the reply after the data) to a reply
 string, a list of lines, :data:`DROP` (close the connection without a reply) or a callable
-returning one of those or ``None`` (``None``: behave normally).
+returning one of those or ``None`` (``None``: behave normally); a ``"DATA_END"`` callable
+may also return an awaitable of one (a server slow to answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -207,6 +209,8 @@ class RecordingHandler:
         )
         self.recorder.messages.append(received)
         reply = self.recorder.reply_for("DATA_END", received)
+        if inspect.isawaitable(reply):
+            reply = await reply
         if reply == DROP:
             received.dropped = True
             server.transport.close()

@@ -104,6 +104,10 @@ class LaneDriver:
                     break
                 claim, rendered = await self.next_claim()
                 if claim is None:
+                    # Nothing left to claim, perhaps because the extras hold it: they send
+                    # what they claimed before the lane ends (ending it now would make them
+                    # give it back, and the lane be taken and connected again for it).
+                    await self._extras_finish()
                     break
                 if not claim.messages:
                     continue
@@ -117,14 +121,17 @@ class LaneDriver:
         finally:
             self.lane_over.set()
             await self.close()
-            if self.extras:  # they finish the windows they hold first
-                await asyncio.gather(*self.extras.values(), return_exceptions=True)
+            await self._extras_finish()  # they finish the windows they hold first
             owner, floor = self.ctx.owner, self.st.next_floor
             try:
                 await self.ctx.tx.run(lambda s: release_lane(s, lane, owner, floor))
             except Exception:
                 log.exception("could not hand back lane %s", lane)
         return turn_over
+
+    async def _extras_finish(self) -> None:
+        if self.extras:
+            await asyncio.gather(*self.extras.values(), return_exceptions=True)
 
     def _accept(self, held_since: float) -> Callable[[Claim], bool]:
         """Whether the lane's first connection goes on with a claim in its window: no delay,
