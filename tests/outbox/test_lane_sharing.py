@@ -172,3 +172,34 @@ async def test_a_killed_workers_lanes_go_to_the_other(
     counts = received_ids(server.recorder)
     assert max(counts.values()) == 1, "a message reached the server twice"
     assert len(counts) >= found["sent"]
+
+
+@pytest.mark.timeout(180)
+async def test_a_worker_started_late_gets_its_share_from_a_busy_one(
+    shared: tuple[AppContext, dict[str, str]],
+    smtpd: SmtpdFactory,
+    sendas_worker: SpawnWorker,
+    tmp_path: Path,
+) -> None:
+    """One worker drives all four lanes; a second one starts: the first hands back the two
+    beyond its share at their next claims (long before its lanes' hold time), and each
+    message still reaches the server once."""
+    ctx, env = shared
+    lanes, ids, server = await _aliases_with_mail(ctx, smtpd, 150)
+    logs = [tmp_path / "first.log", tmp_path / "late.log"]
+    procs = await _spawn(sendas_worker, env, logs[:1])
+    try:
+        await wait_for(lambda: len(live_workers(ctx)) == 1, within=60)
+        with ctx.db.write() as s:
+            release_held(s, lanes)
+        await wait_for(lambda: list(lane_owners(ctx, lanes).values()) == [4], within=60)
+        procs += await _spawn(sendas_worker, env, logs[1:])
+        await wait_for(lambda: sorted(lane_owners(ctx, lanes).values()) == [2, 2], within=60)
+        await wait_for(all_final(ctx, ids), within=120)
+    finally:
+        await _stop(procs)
+
+    assert "handing back 2 lane(s) for other workers" in logs[0].read_text()
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == len(ids) == 600 and max(counts.values()) == 1

@@ -90,6 +90,8 @@ class LaneDriver:
         self.pool = pool  # the lane's first driver (None: this is it)
         self.extras: dict[int, asyncio.Task[None]] = {}
         self.pool_limit: int | None = None  # fewer connections than allowed: the server said so
+        # The worker asks it to hand the lane back at the next claim (beyond its share).
+        self.hand_back = False
 
     async def run(self) -> bool:
         """Drive the lane until it has nothing ready, must stop, or was held long enough;
@@ -99,7 +101,7 @@ class LaneDriver:
         turn_over = False
         try:
             while not self.ctx.stopping.is_set() and not self.lane_over.is_set():
-                if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
+                if self._turn_over(held_since):
                     turn_over = True
                     break
                 claim, rendered = await self.next_claim()
@@ -129,6 +131,10 @@ class LaneDriver:
                 log.exception("could not hand back lane %s", lane)
         return turn_over
 
+    def _turn_over(self, held_since: float) -> bool:
+        """Hand the lane back now: held long enough, or asked to (other workers' turn)."""
+        return self.hand_back or time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds
+
     async def _extras_finish(self) -> None:
         if self.extras:
             await asyncio.gather(*self.extras.values(), return_exceptions=True)
@@ -138,7 +144,7 @@ class LaneDriver:
         and not held past its turn (the pool grows with the claim's max_connections)."""
 
         def accept(claim: Claim) -> bool:
-            if time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds:
+            if self._turn_over(held_since):
                 return False
             pool.grow(self, claim)
             return pool.fits(self, claim)

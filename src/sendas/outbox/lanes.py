@@ -132,6 +132,17 @@ def _fair_share(session: Session, owner: str, now: datetime, free: int) -> int:
     return max(share - mine, 0 if mine else 1)
 
 
+def excess_lanes(session: Session, owner: str, now: datetime) -> int:
+    """How many of the lanes this worker drives are beyond its share of the lanes live
+    workers drive (0 when alone): a worker that started late, or that came back, would
+    otherwise wait for lanes to be handed back after ``lane_hold_seconds``."""
+    others = other_live_workers(session, owner, now)
+    if others == 0:
+        return 0
+    mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
+    return max(mine - -(-held // (others + 1)), 0)
+
+
 def acquire_lanes(
     session: Session, owner: str, now: datetime, cfg: OutboxConfig, *, skip: set[str], limit: int
 ) -> list[str]:
@@ -139,8 +150,8 @@ def acquire_lanes(
     worker's fair share among the live workers (``sendas.outbox.presence``); return them.
 
     Lanes of a dead worker count as free once their lease ran out. A lane another worker
-    drives stays with it: a worker that started late gets its share as lanes are handed
-    back (``lane_hold_seconds``), since it takes one whenever it is below its share."""
+    drives stays with it: a worker that started late gets its share as the others hand
+    back their excess (``excess_lanes``), since it takes one whenever it is below its share."""
     if limit <= 0:
         return []
     names = _ready_lanes(session, now, skip)

@@ -34,7 +34,7 @@ from sendas.outbox.beat import Heartbeat
 from sendas.outbox.bounces.watch import BounceWatch
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.driver import LaneDriver, reauth_reason
-from sendas.outbox.lanes import acquire_lanes, lane_needs_attention
+from sendas.outbox.lanes import acquire_lanes, excess_lanes, lane_needs_attention
 from sendas.outbox.record import reap_expired, record_sent_copy
 from sendas.outbox.render import Renderer
 from sendas.outbox.settle_from_sent import SentSettler, SettleConfig, remember_filing
@@ -77,6 +77,8 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self._stopping = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._drivers: dict[str, LaneDriver] = {}
+        self._next_share_check = 0.0  # monotonic: when to look for lanes beyond our share
         self._cooldown: dict[str, float] = {}
         self._copies: set[asyncio.Task[None]] = set()
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
@@ -173,22 +175,41 @@ class Worker:
         limit = self.cfg.max_lanes - len(self._lanes)
         cfg, owner = self.cfg, self.id
 
-        def op(session: Session) -> list[str]:
-            reap_expired(session, now, owner)
-            return acquire_lanes(session, owner, now, cfg, skip=skip, limit=limit)
+        check_share = bool(self._lanes) and mono >= self._next_share_check
 
-        for name in await self._tx.run(op):
+        def op(session: Session) -> tuple[list[str], int]:
+            reap_expired(session, now, owner)
+            taken = acquire_lanes(session, owner, now, cfg, skip=skip, limit=limit)
+            return taken, excess_lanes(session, owner, now) if check_share else 0
+
+        taken, excess = await self._tx.run(op)
+        for name in taken:
             if name not in self._lanes and not self._stopping.is_set():
                 self._lanes[name] = asyncio.create_task(self._drive(name), name=f"lane {name}")
+        if excess:
+            self._hand_back(excess)
+
+    def _hand_back(self, count: int) -> None:
+        """Ask the drivers of ``count`` lanes (the longest driven) to hand them back at their
+        next claim, for the workers below their share; not again before the others have
+        had a lease's time to take them (no back and forth)."""
+        asked = [d for d in self._drivers.values() if not d.hand_back][:count]
+        for driver in asked:
+            driver.hand_back = True
+        log.info("handing back %d lane(s) for other workers: %s", len(asked),
+                 ", ".join(d.st.name for d in asked))  # fmt: skip
+        self._next_share_check = time.monotonic() + self.cfg.lease_seconds
 
     async def _drive(self, lane: str) -> None:
+        driver = self._drivers[lane] = LaneDriver(self._shared, lane)
         try:
-            if await LaneDriver(self._shared, lane).run():
+            if await driver.run():
                 # Handed back after a long hold: leave it alone for a moment so that other
                 # workers get their turn.
                 self._cooldown[lane] = time.monotonic() + 2 * self.cfg.poll_interval
         finally:
             self._lanes.pop(lane, None)
+            self._drivers.pop(lane, None)
 
     def _holding(self) -> tuple[list[str], list[int]]:
         """What the heartbeat renews; called from its thread. Copying a dict's keys or the
