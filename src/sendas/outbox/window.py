@@ -8,6 +8,11 @@ claimed and rendered meanwhile. The reader takes the outcomes in order as the re
 arrive. The recorder stores them in group commits (``group_commit_ms``) while the wire goes
 on. Claimed messages not yet marked stay ``queued`` under their lease: a worker killed now
 leaves them to come back, and at most the window ``unknown``.
+
+A commit costs about a millisecond of CPU whatever it holds (SQLite), more than recording or
+marking a message: so while the feeder waits for room, the recorder leaves the outcomes to
+it, and the feeder records them in the commit that marks its next chunk (the window's bound
+holds at that commit: what it records makes the room for what it marks).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class Window:
         self.room = asyncio.Event()
         self.pending: list[Item] = []  # outcomes taken, not yet recorded
         self.got = asyncio.Event()
+        self.need = 0  # the feeder waits for room for this many (0: it does not wait)
+        self.limit = self.cfg.send_window  # marked and not recorded, at most (see _ahead)
+        self.feeding = False  # the feeder is within a claim: it comes back for room soon
         self.reading_done = False
         self.stop = False  # feed nothing more (the lane must stop, or the link is gone)
         self.failure: BaseException | None = None
@@ -128,24 +136,32 @@ class Window:
         return min(window, max(MIN_AHEAD, math.ceil(AHEAD_SECONDS / max(each, 1e-6))))
 
     async def _feed_claim(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
+        self.feeding = True
+        try:
+            await self._feed_parts(claim, rendered)
+        finally:
+            self.feeding = False
+            self.got.set()  # the recorder looks again: the outcomes are its own now
+
+    async def _feed_parts(self, claim: Claim, rendered: dict[int, Rendered | str]) -> None:
         messages = claim.messages
         start = 0
         while start < len(messages):
-            window = self._ahead()
+            self.limit = self._ahead()
             # Half a window per commit: a smaller chunk means a commit per few messages, and
             # those commits, not the wire, then bound the speed (window 32 marked 8 at a time
             # ran at 0.6 of window 64 marked 32 at a time, loopback).
-            part = messages[start : start + max(1, window // 2)]
+            part = messages[start : start + max(1, self.limit // 2)]
             start += len(part)
-            while self.outstanding + len(part) > window and not self._halted():
-                self.room.clear()
-                await self.room.wait()
+            await self._wait_room(len(part))
             if self._halted():
                 return
+            # The outcomes taken meanwhile go in the same commit (see the module's doc).
+            items, self.pending = self.pending, []
             self.outstanding += len(part)
             marked: list[ClaimedMessage] = []
             try:
-                marked = await self.d.mark_sending(part, rendered=rendered)
+                marked = await self._record_and_mark(items, part, rendered)
             finally:
                 self.outstanding -= len(part) - len(marked)
             if marked and self._halted():
@@ -156,6 +172,33 @@ class Window:
             for m in marked:
                 self.flight.append((claim, m))
                 self.stream.feed(Envelope(m.envelope_from, m.recipients, m.raw))
+
+    async def _wait_room(self, size: int) -> None:
+        """Until ``size`` more fit in the window once the outcomes taken are recorded."""
+        self.need = size
+        try:
+            while not self._fits_after_recording() and not self._halted():
+                self.room.clear()
+                await self.room.wait()
+        finally:
+            self.need = 0
+
+    async def _record_and_mark(
+        self, items: list[Item], part: list[ClaimedMessage], rendered: dict[int, Rendered | str]
+    ) -> list[ClaimedMessage]:
+        """Record ``items`` and mark ``part`` sending: both requests reach the database
+        queue in the same turn of the loop, so they share a commit."""
+        if not items:
+            return await self.d.mark_sending(part, rendered=rendered)
+        recording = asyncio.ensure_future(self._record(items))
+        marking = asyncio.ensure_future(self.d.mark_sending(part, rendered=rendered))
+        try:
+            await asyncio.wait([recording, marking])  # _record keeps its failures to itself
+        except BaseException:
+            recording.cancel()
+            marking.cancel()
+            raise
+        return marking.result()
 
     async def _unmark(self, marked: list[ClaimedMessage]) -> None:
         ids = [m.id for m in marked]
@@ -178,6 +221,8 @@ class Window:
                 claim, message = self.flight.popleft()
                 self.pending.append((claim, message, outcome))
                 self.got.set()
+                if self.need and self._fits_after_recording():
+                    self.room.set()
                 count += 1
                 if count >= NOTE_EVERY:
                     now = time.monotonic()
@@ -187,10 +232,17 @@ class Window:
             self.reading_done = True
             self.got.set()
 
+    def _fits_after_recording(self) -> bool:
+        return self.outstanding - len(self.pending) + self.need <= self.limit
+
+    def _left_to_feeder(self) -> bool:
+        """The feeder is within a claim and records the outcomes with its next mark."""
+        return self.feeding and not self.reading_done and not self._halted()
+
     async def _record_loop(self) -> None:
         while True:
-            if not self.pending:
-                if self.reading_done:
+            if not self.pending or self._left_to_feeder():
+                if self.reading_done and not self.pending:
                     return
                 self.got.clear()
                 await self.got.wait()
@@ -198,6 +250,8 @@ class Window:
             if not self.reading_done and self.cfg.group_commit_ms > 0:
                 # Replies arriving meanwhile join this commit; the wire goes on.
                 await asyncio.sleep(self.cfg.group_commit_ms / 1000)
+                if self._left_to_feeder():
+                    continue
             items, self.pending = self.pending, []
             await self._record(items)
 
