@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sendas.context import AppContext
 from sendas.db.models import LiveWorker, utcnow
 from sendas.outbox import OutboxConfig
-from sendas.outbox.lanes import acquire_lanes, alias_lane, release_lane
+from sendas.outbox.beat import Heartbeat
+from sendas.outbox.lanes import acquire_lanes, alias_lane, excess_lanes, release_lane
 from sendas.outbox.presence import announce, sweep, withdraw
 from sendas.services.common import Actor
 from tests.conftest import make_person
@@ -122,3 +123,43 @@ def test_withdraw_and_sweep_remove_rows(db: AppContext) -> None:
         sweep(s, utcnow())
     with db.db.read() as s:
         assert list(s.scalars(select(LiveWorker.id))) == ["b"]
+
+
+def _excess(ctx: AppContext, worker: str, driving: set[str]) -> int:
+    with ctx.db.write() as s:
+        return excess_lanes(s, worker, utcnow(), driving)
+
+
+def test_a_worker_beyond_its_share_hands_back_only_what_no_free_lane_covers(
+    db: AppContext,
+) -> None:
+    """Alone: no excess. A second live worker with nothing: the first has two beyond its
+    share. While a lane with work is free, nothing is handed back (the second takes that
+    first), so lanes are not handed back just after being taken."""
+    lanes = _four_lanes(db)
+    _announce(db, "a")
+    mine = set(_acquire(db, "a"))
+    assert mine == set(lanes) and _excess(db, "a", mine) == 0  # alone
+    _announce(db, "b")
+    assert _excess(db, "a", mine) == 2
+    _release(db, "a", lanes[0])  # a hands one back: free, with work
+    assert _excess(db, "a", mine - {lanes[0]}) == 0
+    assert _acquire(db, "b") == [lanes[0]]
+    assert _excess(db, "a", mine - {lanes[0]}) == 1
+
+
+def test_a_retired_worker_is_not_counted_while_it_drains(db: AppContext) -> None:
+    """A stopping worker (draining its lanes) withdraws at its next beat although it goes on
+    renewing what it holds: the others no longer leave its share untaken."""
+    lanes = _four_lanes(db)
+    beat = Heartbeat(db.db, "draining", 1.0, 30.0, lambda: ([], []), lambda lost: None)
+    beat.beat()
+    _announce(db, "a")
+    first = _acquire(db, "a")
+    assert len(first) == 2  # two live workers: half each
+    beat.retire()
+    beat.beat()
+    with db.db.read() as s:
+        assert list(s.scalars(select(LiveWorker.id))) == ["a"]
+    rest = _acquire(db, "a", set(first))  # alone now: the rest too
+    assert sorted(first + rest) == sorted(lanes)

@@ -56,6 +56,7 @@ class Heartbeat:
         self._snapshot, self._on_lost = snapshot, on_lost
         self._stop = threading.Event()
         self._beats = 0
+        self._retired = False
         self._thread = threading.Thread(target=self._run, name="sendas-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -64,7 +65,8 @@ class Heartbeat:
     def stop(self) -> None:
         """Stop beating, then withdraw the announcement (the others stop counting us)."""
         self._stop.set()
-        self._thread.join(timeout=self._every + 30)
+        # A beat in progress may be retrying through a database restart.
+        self._thread.join(timeout=self._every + self._retry_seconds + 30)
         try:
             with self._db.write() as session:
                 withdraw(session, self._owner)
@@ -80,17 +82,27 @@ class Heartbeat:
             if self._stop.wait(self._every):
                 return
 
+    def retire(self) -> None:
+        """The worker stops taking lanes (it drains): the others stop counting it now,
+        while the beats go on renewing what it still holds."""
+        self._retired = True
+
     def beat(self) -> None:
         lanes, message_ids = self._snapshot()
-        now = utcnow()
-        until = now + timedelta(seconds=self._lease)
-        # A lease taken less than half a beat ago lasts until the next beat and more.
-        fresh = until - timedelta(seconds=self._every / 2)
         self._beats += 1
         sweeping = self._beats % SWEEP_EVERY == 1
 
         def renew(session: Session) -> set[str]:
-            announce(session, self._owner, now, until)
+            # Timed at each try: a try that succeeds after a retry must not write a lease
+            # that ran out meanwhile.
+            now = utcnow()
+            until = now + timedelta(seconds=self._lease)
+            # A lease taken less than half a beat ago lasts until the next beat and more.
+            fresh = until - timedelta(seconds=self._every / 2)
+            if self._retired:
+                withdraw(session, self._owner)
+            else:
+                announce(session, self._owner, now, until)
             if sweeping:
                 sweep(session, now)
             if not lanes and not message_ids:

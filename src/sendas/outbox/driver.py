@@ -92,16 +92,17 @@ class LaneDriver:
         self.pool_limit: int | None = None  # fewer connections than allowed: the server said so
         # The worker asks it to hand the lane back at the next claim (beyond its share).
         self.hand_back = False
+        self.held_since = time.monotonic()  # when this driver took the lane (run)
 
     async def run(self) -> bool:
         """Drive the lane until it has nothing ready, must stop, or was held long enough;
         then hand it back. True if handed back so that other workers get their turn."""
         lane = self.st.name
-        held_since = time.monotonic()
+        self.held_since = time.monotonic()
         turn_over = False
         try:
             while not self.ctx.stopping.is_set() and not self.lane_over.is_set():
-                if self._turn_over(held_since):
+                if self.turning_over():
                     turn_over = True
                     break
                 claim, rendered = await self.next_claim()
@@ -115,7 +116,7 @@ class LaneDriver:
                     continue
                 self.st.delay_ms = claim.delay_ms
                 pool.grow(self, claim)
-                await self.send_claim(claim, rendered, self._accept(held_since))
+                await self.send_claim(claim, rendered, self._accept())
         except LaneStop:
             pass
         except Exception:
@@ -131,20 +132,24 @@ class LaneDriver:
                 log.exception("could not hand back lane %s", lane)
         return turn_over
 
-    def _turn_over(self, held_since: float) -> bool:
-        """Hand the lane back now: held long enough, or asked to (other workers' turn)."""
-        return self.hand_back or time.monotonic() - held_since > self.ctx.cfg.lane_hold_seconds
+    def turning_over(self) -> bool:
+        """Hand the lane back now: held long enough, or asked to (other workers' turn).
+        The extra connections of a pool ask the lane's first driver."""
+        if self.pool is not None:
+            return self.pool.turning_over()
+        held = time.monotonic() - self.held_since
+        return self.hand_back or held > self.ctx.cfg.lane_hold_seconds
 
     async def _extras_finish(self) -> None:
         if self.extras:
             await asyncio.gather(*self.extras.values(), return_exceptions=True)
 
-    def _accept(self, held_since: float) -> Callable[[Claim], bool]:
+    def _accept(self) -> Callable[[Claim], bool]:
         """Whether the lane's first connection goes on with a claim in its window: no delay,
         and not held past its turn (the pool grows with the claim's max_connections)."""
 
         def accept(claim: Claim) -> bool:
-            if self._turn_over(held_since):
+            if self.turning_over():
                 return False
             pool.grow(self, claim)
             return pool.fits(self, claim)

@@ -132,12 +132,16 @@ def _fair_share(session: Session, owner: str, now: datetime, free: int) -> int:
     return max(share - mine, 0 if mine else 1)
 
 
-def excess_lanes(session: Session, owner: str, now: datetime) -> int:
-    """How many of the lanes this worker drives are beyond its share of the lanes live
-    workers drive (0 when alone): a worker that started late, or that came back, would
-    otherwise wait for lanes to be handed back after ``lane_hold_seconds``."""
+def excess_lanes(session: Session, owner: str, now: datetime, driving: set[str]) -> int:
+    """How many of the lanes this worker drives (``driving``) are beyond its share of the
+    lanes live workers drive (0 when alone, or while a lane with work is free: the workers
+    below their share take those first): a worker that started late, or that came back,
+    would otherwise wait for lanes to be handed back after ``lane_hold_seconds``."""
     others = other_live_workers(session, owner, now)
     if others == 0:
+        return 0
+    names = _ready_lanes(session, now, driving)
+    if names and _free_count(session, owner, now, names) > 0:
         return 0
     mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
     return max(mine - -(-held // (others + 1)), 0)

@@ -44,9 +44,10 @@ unsent (on a 50 ms delay, two messages)."""
 
 AHEAD_ITEM_MS = 25
 """Form letters rendered ahead go to the render processes in jobs of one per this many ms
-of delay (at least one): each job is a round trip between the worker and a process, the
-cost that limits 500 lanes at one message a second, while a job stays short beside the
-slot it must be ready for (a form letter renders in a few ms)."""
+of delay (at least one; fewer when the lane's letters render slowly, see ``job_size``):
+each job is a round trip between the worker and a process, the cost that limits 500 lanes
+at one message a second, while a job stays short beside the slot it must be ready for (a
+form letter renders in a few ms)."""
 
 Ahead = dict[int, "asyncio.Task[dict[int, Rendered | str]]"]
 """Form letters of a paced claim being rendered ahead of their slots, by message id (the
@@ -108,15 +109,25 @@ async def _wind_up(driver: LaneDriver, run: _Run) -> None:
             log.error("lane %s: recording an outcome failed: %r", driver.st.name, outcome)
 
 
+def job_size(delay_ms: int, each: float | None) -> int:
+    """Form letters per render job on a lane with ``delay_ms``: one per ``AHEAD_ITEM_MS``,
+    and no more than render in half a delay at ``each`` seconds apiece (a job's first
+    message waits for the whole job: a slow template must not make it miss its slot)."""
+    job = max(1, delay_ms // AHEAD_ITEM_MS)
+    if each is not None and each > 0:
+        job = min(job, max(1, int(delay_ms / 1000 / 2 / each)))
+    return job
+
+
 async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
     delay = claim.delay_ms / 1000
-    job = max(1, claim.delay_ms // AHEAD_ITEM_MS)
     following = [*claim.messages[1:], None]
     for i, (m, after) in enumerate(zip(claim.messages, following, strict=True)):
         if driver.ctx.stopping.is_set():
             return
         _render_ahead(driver, run.ahead, [m])  # the claim's first, alone: due at once
         if after is not None and after.id not in run.ahead:
+            job = job_size(claim.delay_ms, driver.ctx.renderer.each(driver.st.name))
             _render_ahead(driver, run.ahead, claim.messages[i + 1 : i + 1 + job])
         mark = run.marks.get(m.id) or _start_mark(driver, run, m)
         session = await driver.ensure_session(claim.endpoint)

@@ -34,7 +34,10 @@ def grow(driver: LaneDriver, claim: Claim) -> None:
 
 
 def fits(driver: LaneDriver, claim: Claim) -> bool:
-    """Whether this connection may send ``claim``: no delay, and within the pool's size."""
+    """Whether this connection may send ``claim``: no delay, within the pool's size, and
+    the lane is not being handed back (held long enough, or beyond the worker's share)."""
+    if driver.pool is not None and driver.turning_over():
+        return False
     return claim.delay_ms == 0 and driver.index < claim.max_connections
 
 
@@ -42,7 +45,9 @@ async def run_extra(driver: LaneDriver) -> None:
     """One more connection of the lane: send until the lane is done, nothing is ready, or
     the lane's claims say fewer connections (or a delay)."""
     try:
-        while not driver.ctx.stopping.is_set() and not driver.lane_over.is_set():
+        while not (
+            driver.ctx.stopping.is_set() or driver.lane_over.is_set() or driver.turning_over()
+        ):
             claim, rendered = await driver.next_claim()
             if claim is None:
                 break

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -110,6 +111,7 @@ class _Request:
     lane: str = field(compare=False)
     items: list[RenderInput] = field(compare=False)
     future: asyncio.Future[list[Result]] = field(compare=False)
+    started: float = field(default=0.0, compare=False)  # monotonic, given to a process
 
 
 class Renderer:
@@ -137,6 +139,7 @@ class Renderer:
         self._running: dict[asyncio.Future[list[Result]], _Request] = {}
         self._seq = itertools.count()
         self._closed = False
+        self._each: dict[str, float] = {}  # seconds per item in a process, by lane (smoothed)
 
     def start(self) -> None:
         """Start the processes now: importing sendas in them costs a second of CPU, which
@@ -174,6 +177,7 @@ class Renderer:
             if request.future.done():  # its driver stopped waiting
                 continue
             slot = self._free.pop()
+            request.started = time.monotonic()
             self._lanes[request.lane] += 1
             running = loop.run_in_executor(self._threads, slot.run, request.items)
             self._running[running] = request
@@ -181,9 +185,17 @@ class Renderer:
                 lambda f, s=slot, r=request: self._finished(s, r, f)  # type: ignore[misc]
             )
 
+    def each(self, lane: str) -> float | None:
+        """Seconds one of ``lane``'s form letters takes in a render process (smoothed; time
+        waiting for a free process not counted), or None before the first."""
+        return self._each.get(lane)
+
     def _finished(self, slot: _Slot, request: _Request, done: asyncio.Future[list[Result]]) -> None:
         self._running.pop(done, None)
         self._lanes[request.lane] -= 1
+        took = (time.monotonic() - request.started) / max(len(request.items), 1)
+        last = self._each.get(request.lane)
+        self._each[request.lane] = took if last is None else 0.7 * last + 0.3 * took
         self._free.append(slot)
         if not request.future.done():
             if done.cancelled():

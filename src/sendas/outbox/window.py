@@ -60,6 +60,7 @@ class Window:
         self.outstanding = 0  # marked sending (or being marked), not yet recorded
         self.room = asyncio.Event()
         self.pending: list[Item] = []  # outcomes taken, not yet recorded
+        self.recordings: set[asyncio.Future[None]] = set()  # the feeder's, in progress
         self.got = asyncio.Event()
         self.need = 0  # the feeder waits for room for this many (0: it does not wait)
         self.limit = self.cfg.send_window  # marked and not recorded, at most (see _ahead)
@@ -85,7 +86,7 @@ class Window:
         finally:
             self.stream.close()
             await asyncio.gather(self.stream.wait(), reader, return_exceptions=True)
-            await asyncio.gather(recorder, return_exceptions=True)
+            await asyncio.gather(recorder, *self.recordings, return_exceptions=True)
             self.session.end_stream(self.stream)
             await self.d.give_back(self.claimed)
         if self.failure is not None:
@@ -191,11 +192,14 @@ class Window:
         if not items:
             return await self.d.mark_sending(part, rendered=rendered)
         recording = asyncio.ensure_future(self._record(items))
+        self.recordings.add(recording)
+        recording.add_done_callback(self.recordings.discard)
         marking = asyncio.ensure_future(self.d.mark_sending(part, rendered=rendered))
         try:
             await asyncio.wait([recording, marking])  # _record keeps its failures to itself
         except BaseException:
-            recording.cancel()
+            # Cancelled (a stop past its grace time): the outcomes are still recorded (run
+            # awaits them), or the accepted messages would end up unknown.
             marking.cancel()
             raise
         return marking.result()

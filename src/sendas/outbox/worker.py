@@ -130,6 +130,7 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
         finally:
             self._stopping.set()
+            beat.retire()  # no lanes taken any more: not counted in the others' shares
             await self._drain()  # beating on: a drain can take an SMTP timeout
             settling.cancel()  # an IMAP look-up in flight is simply made again later
             await asyncio.gather(settling, return_exceptions=True)
@@ -176,11 +177,12 @@ class Worker:
         cfg, owner = self.cfg, self.id
 
         check_share = bool(self._lanes) and mono >= self._next_share_check
+        driving = set(self._lanes)
 
         def op(session: Session) -> tuple[list[str], int]:
             reap_expired(session, now, owner)
             taken = acquire_lanes(session, owner, now, cfg, skip=skip, limit=limit)
-            return taken, excess_lanes(session, owner, now) if check_share else 0
+            return taken, excess_lanes(session, owner, now, driving) if check_share else 0
 
         taken, excess = await self._tx.run(op)
         for name in taken:
@@ -193,7 +195,10 @@ class Worker:
         """Ask the drivers of ``count`` lanes (the longest driven) to hand them back at their
         next claim, for the workers below their share; not again before the others have
         had a lease's time to take them (no back and forth)."""
-        asked = [d for d in self._drivers.values() if not d.hand_back][:count]
+        already = sum(1 for d in self._drivers.values() if d.hand_back)  # not turned over yet
+        asked = [d for d in self._drivers.values() if not d.hand_back][: max(count - already, 0)]
+        if not asked:
+            return
         for driver in asked:
             driver.hand_back = True
         log.info("handing back %d lane(s) for other workers: %s", len(asked),
