@@ -787,7 +787,7 @@ def scenario_c(tmp: Path, count: int, postgres_url: str | None) -> None:
                 f"{total:.3f} s",
                 f"{ideal:.2f} s",
                 f"{off:+.2f}%",
-                "within 2%",
+                "within 1%",
             )
         )
 

@@ -129,7 +129,10 @@ def _serve(conn: Connection, work: Work[Any, Any, Any], limits: Limits, parent: 
     signal.signal(signal.SIGALRM, _on_alarm)
     state = work.setup(work.setup_arg)
     _cap_memory()
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:  # the parent died while this process started (a SIGKILLed worker)
+        return
     answers = _Answers(conn)
     while True:
         try:
