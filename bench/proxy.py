@@ -10,34 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
+from pathlib import Path
 
-
-async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-    async def deliver() -> None:
-        while True:
-            due, data = await queue.get()
-            if not data:
-                break
-            wait = due - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            writer.write(data)
-            await writer.drain()
-        writer.close()
-
-    task = asyncio.create_task(deliver())
-    try:
-        while True:
-            data = await reader.read(65536)
-            queue.put_nowait((time.monotonic() + delay, data))
-            if not data:
-                break
-    except ConnectionError:
-        queue.put_nowait((0.0, b""))
-    await task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.servers.delay_proxy import pump
 
 
 async def main(listen: int, target: int, delay: float) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
 import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ from sqlalchemy.orm import selectinload
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import Message
+from sendas.db.models import Message, utcnow
 from sendas.outbox import OutboxConfig, Worker
+from sendas.outbox.record import reap_expired
 from sendas.schemas import AliasCreate, MessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import messages as message_service
@@ -222,3 +225,30 @@ async def worker_started(log: Path, within: float = 30.0) -> None:
     while b"outbox worker" not in await asyncio.to_thread(log.read_bytes):
         assert time.monotonic() < deadline, "the worker did not start"
         await asyncio.sleep(0.05)
+
+
+async def spawn_workers(
+    sendas_worker: SpawnWorker, env: dict[str, str], logs: list[Path]
+) -> list[asyncio.subprocess.Process]:
+    """``sendas worker`` processes, one per log file (their stderr), once each has started."""
+    procs = []
+    for path in logs:
+        with path.open("wb") as err:
+            procs.append(await sendas_worker(env, "--poll-interval", "0.05", stderr=err))
+    for path in logs:
+        await worker_started(path)
+    return procs
+
+
+async def stop_workers(procs: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM to those still running (a clean stop), and wait for all."""
+    for proc in procs:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    await asyncio.gather(*(asyncio.wait_for(p.wait(), 30) for p in procs))
+
+
+def reap(ctx: AppContext) -> int:
+    """What a live worker does once a dead one's leases ran out (here: at once)."""
+    with ctx.db.write() as s:
+        return reap_expired(s, utcnow() + timedelta(seconds=30))

@@ -10,16 +10,14 @@ import os
 import random
 import signal
 import time
-from datetime import timedelta
 
 import pytest
 
 from sendas.context import AppContext
-from sendas.db.models import Message, utcnow
-from sendas.outbox.record import reap_expired
+from sendas.db.models import Message
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import SpawnWorker, make_alias, received_ids
+from tests.outbox.conftest import SpawnWorker, make_alias, reap, received_ids
 from tests.outbox.test_crash import form_letter
 from tests.servers.smtpd import SmtpdFactory
 
@@ -33,12 +31,6 @@ def states(ctx: AppContext) -> dict[int, tuple[str, str]]:
     with ctx.db.read() as s:
         return {i: (st, mid or "") for i, st, mid in
                 s.query(Message.id, Message.status, Message.message_id)}  # fmt: skip
-
-
-def reap(ctx: AppContext) -> int:
-    """What a live worker does once the dead one's leases ran out (here: at once)."""
-    with ctx.db.write() as s:
-        return reap_expired(s, utcnow() + timedelta(seconds=30))
 
 
 @pytest.mark.timeout(180)

@@ -10,7 +10,6 @@ the server and the workers' logs show, never on durations.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -31,9 +30,10 @@ from tests.outbox.conftest import (
     make_alias,
     queue,
     received_ids,
+    spawn_workers,
     statuses,
+    stop_workers,
     wait_for,
-    worker_started,
 )
 from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 from tests.servers.smtpd import SmtpdFactory, SmtpdServer
@@ -85,25 +85,6 @@ async def _aliases_with_mail(
     return lanes, ids, server
 
 
-async def _spawn(
-    sendas_worker: SpawnWorker, env: dict[str, str], logs: list[Path]
-) -> list[asyncio.subprocess.Process]:
-    procs = []
-    for path in logs:
-        with path.open("wb") as err:
-            procs.append(await sendas_worker(env, "--poll-interval", "0.05", stderr=err))
-    for path in logs:
-        await worker_started(path)
-    return procs
-
-
-async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
-    for proc in procs:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    await asyncio.gather(*(asyncio.wait_for(p.wait(), 30) for p in procs))
-
-
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("workers", [1, 2])
 async def test_live_workers_share_the_lanes_and_send_each_message_once(
@@ -116,7 +97,7 @@ async def test_live_workers_share_the_lanes_and_send_each_message_once(
     ctx, env = shared
     lanes, ids, server = await _aliases_with_mail(ctx, smtpd, 60)
     logs = [tmp_path / f"worker{k}.log" for k in range(workers)]
-    procs = await _spawn(sendas_worker, env, logs)
+    procs = await spawn_workers(sendas_worker, env, logs)
     try:
         await wait_for(lambda: len(live_workers(ctx)) == workers, within=60)
         with ctx.db.write() as s:
@@ -125,7 +106,7 @@ async def test_live_workers_share_the_lanes_and_send_each_message_once(
         await wait_for(lambda: sorted(lane_owners(ctx, lanes).values()) == expected, within=60)
         await wait_for(all_final(ctx, ids), within=120)
     finally:
-        await _stop(procs)
+        await stop_workers(procs)
 
     assert set(statuses(ctx, ids).values()) == {"sent"}
     counts = received_ids(server.recorder)
@@ -143,7 +124,7 @@ async def test_a_killed_workers_lanes_go_to_the_other(
     ctx, env = shared
     lanes, ids, server = await _aliases_with_mail(ctx, smtpd, 150)
     logs = [tmp_path / f"worker{k}.log" for k in range(2)]
-    procs = await _spawn(sendas_worker, env, logs)
+    procs = await spawn_workers(sendas_worker, env, logs)
     try:
         await wait_for(lambda: len(live_workers(ctx)) == 2, within=60)
         with ctx.db.write() as s:
@@ -156,7 +137,7 @@ async def test_a_killed_workers_lanes_go_to_the_other(
         await wait_for(all_final(ctx, ids), within=120)
         survivors = live_workers(ctx)
     finally:
-        await _stop(procs)
+        await stop_workers(procs)
 
     assert len(survivors) == 1 and survivors[0] != victim_id
     taken = [
@@ -187,17 +168,17 @@ async def test_a_worker_started_late_gets_its_share_from_a_busy_one(
     ctx, env = shared
     lanes, ids, server = await _aliases_with_mail(ctx, smtpd, 150)
     logs = [tmp_path / "first.log", tmp_path / "late.log"]
-    procs = await _spawn(sendas_worker, env, logs[:1])
+    procs = await spawn_workers(sendas_worker, env, logs[:1])
     try:
         await wait_for(lambda: len(live_workers(ctx)) == 1, within=60)
         with ctx.db.write() as s:
             release_held(s, lanes)
         await wait_for(lambda: list(lane_owners(ctx, lanes).values()) == [4], within=60)
-        procs += await _spawn(sendas_worker, env, logs[1:])
+        procs += await spawn_workers(sendas_worker, env, logs[1:])
         await wait_for(lambda: sorted(lane_owners(ctx, lanes).values()) == [2, 2], within=60)
         await wait_for(all_final(ctx, ids), within=120)
     finally:
-        await _stop(procs)
+        await stop_workers(procs)
 
     assert "handing back 2 lane(s) for other workers" in logs[0].read_text()
     assert set(statuses(ctx, ids).values()) == {"sent"}

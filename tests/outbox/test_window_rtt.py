@@ -9,17 +9,15 @@ import asyncio
 import math
 import signal
 import time
-from datetime import timedelta
 
 import pytest
 
 from sendas.context import AppContext
-from sendas.db.models import Message, utcnow
-from sendas.outbox.record import reap_expired
+from sendas.db.models import Message
 from sendas.outbox.window import AHEAD_SECONDS
 from sendas.services.common import Actor
 from tests.conftest import make_person
-from tests.outbox.conftest import SpawnWorker, make_alias, received_ids
+from tests.outbox.conftest import SpawnWorker, make_alias, reap, received_ids
 from tests.outbox.test_crash import form_letter
 from tests.servers.delay_proxy import delayed
 from tests.servers.smtpd import SmtpdFactory
@@ -38,11 +36,6 @@ def states(ctx: AppContext) -> dict[str, list[str]]:
         for status, mid in s.query(Message.status, Message.message_id):
             out.setdefault(status, []).append(mid or "")
         return out
-
-
-def reap(ctx: AppContext) -> int:
-    with ctx.db.write() as s:
-        return reap_expired(s, utcnow() + timedelta(seconds=30))
 
 
 @pytest.mark.timeout(180)

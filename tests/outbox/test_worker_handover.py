@@ -31,9 +31,10 @@ from tests.outbox.conftest import (
     queue,
     received_ids,
     sink_alias,
+    spawn_workers,
     statuses,
+    stop_workers,
     wait_for,
-    worker_started,
 )
 from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 from tests.servers.smtpd import SmtpdFactory
@@ -50,25 +51,6 @@ def _takeovers(logs: list[Path]) -> list[tuple[str, str, datetime, datetime]]:
                 (lane, owner, datetime.fromisoformat(expired), datetime.fromisoformat(now))
             )
     return found
-
-
-async def _spawn(
-    sendas_worker: SpawnWorker, env: dict[str, str], logs: list[Path]
-) -> list[asyncio.subprocess.Process]:
-    procs = []
-    for path in logs:
-        with path.open("wb") as err:
-            procs.append(await sendas_worker(env, "--poll-interval", "0.05", stderr=err))
-    for path in logs:
-        await worker_started(path)
-    return procs
-
-
-async def _stop(procs: list[asyncio.subprocess.Process]) -> None:
-    for proc in procs:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    await asyncio.gather(*(asyncio.wait_for(p.wait(), 30) for p in procs))
 
 
 @pytest.mark.postgres
@@ -89,7 +71,7 @@ async def test_a_killed_workers_lane_is_taken_over_after_its_lease_without_doubl
     total = 2000
     ids = queue(ctx, actor, alias_id, total)
     logs = [tmp_path / f"worker{k}.log" for k in range(3)]
-    procs = await _spawn(sendas_worker, env, logs)
+    procs = await spawn_workers(sendas_worker, env, logs)
     try:
         await wait_for(lambda: len(server.recorder.messages) >= 200, within=60)
         with ctx.db.read() as s:
@@ -104,7 +86,7 @@ async def test_a_killed_workers_lane_is_taken_over_after_its_lease_without_doubl
         await wait_for(all_final(ctx, ids), within=120)
         done_at = utcnow()
     finally:
-        await _stop(procs)
+        await stop_workers(procs)
 
     found = statuses(ctx, ids)
     by_status = Counter(found.values())
@@ -186,11 +168,11 @@ async def test_a_slow_but_alive_worker_keeps_its_lane(
     ids = queue(ctx, actor, sink_alias(ctx, actor, port, "slow", 0), 200)
     logs = [tmp_path / f"worker{k}.log" for k in range(2)]
     try:
-        procs = await _spawn(sendas_worker, env, logs)
+        procs = await spawn_workers(sendas_worker, env, logs)
         try:
             await wait_for(all_final(ctx, ids), within=60)
         finally:
-            await _stop(procs)
+            await stop_workers(procs)
     finally:
         server.close()
     assert set(statuses(ctx, ids).values()) == {"sent"}

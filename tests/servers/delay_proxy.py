@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def deliver() -> None:
@@ -43,8 +43,8 @@ async def delayed(target_port: int, one_way: float) -> AsyncIterator[int]:
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
         both = asyncio.gather(
-            _pump(client_r, server_w, one_way),
-            _pump(server_r, client_w, one_way),
+            pump(client_r, server_w, one_way),
+            pump(server_r, client_w, one_way),
             return_exceptions=True,
         )
         task = asyncio.ensure_future(both)
