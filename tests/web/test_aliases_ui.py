@@ -288,6 +288,7 @@ def test_connections_at_once_for_a_relay_and_refused_with_a_delay(
     page.get_by_role("button", name="Save").click()
     page.locator("#err-max_connections").filter(has_text=re.compile(".+")).wait_for()
     assert "delay" in page.locator("#err-max_connections").inner_text()
+    expect(field).to_be_focused()  # the page moves there once settled: type after that
     page.get_by_label("Delay Between Emails (milliseconds)").fill("0")
     page.get_by_label("SMTP Password").fill("relay secret")
     page.get_by_role("button", name="Save").click()

@@ -57,6 +57,9 @@ def test_compose_sends_and_status_turns_sent(
     page.get_by_role("button", name="Send").click()
     page.locator("#err-to").filter(has_text=re.compile(".+")).wait_for()
     assert page.get_by_label("To", exact=True).input_value() == "not an address"
+    # The page focuses the marked field once settled: typing elsewhere before that could
+    # land in it.
+    expect(page.get_by_label("To", exact=True)).to_be_focused()
 
     rcpt = "reader@example.org"
     page.get_by_label("To", exact=True).fill(rcpt)
