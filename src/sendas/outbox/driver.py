@@ -31,18 +31,10 @@ from sendas.errors import (
     TransportError,
 )
 from sendas.outbox import pool
-from sendas.outbox.claims import (
-    Claim,
-    ClaimedMessage,
-    ClaimRequest,
-    MarkRequest,
-    Rendered,
-    claim_many,
-    mark_many,
-    release_messages,
-)
+from sendas.outbox.claims import Claim, ClaimedMessage, ClaimRequest, Rendered, claim_many
 from sendas.outbox.lanes import lane_needs_attention, pause_lane, release_lane
 from sendas.outbox.late import RenderLate, defer_late
+from sendas.outbox.marking import MarkRequest, mark_many, release_messages
 from sendas.outbox.outcomes import backoff
 from sendas.outbox.paced import Ahead, send_paced
 from sendas.outbox.record import RecordRequest, record_many

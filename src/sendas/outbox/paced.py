@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 from sendas.db.models import utcnow
 from sendas.errors import TransportError
 from sendas.outbox import pacing
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, release_messages
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
 from sendas.outbox.lanes import unreserve
+from sendas.outbox.marking import release_messages
 from sendas.smtp import Envelope, SubmitResult
 
 if TYPE_CHECKING:

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sendas.outbox.claims import Claim, ClaimedMessage, Rendered, release_messages
+from sendas.outbox.claims import Claim, ClaimedMessage, Rendered
+from sendas.outbox.marking import release_messages
 from sendas.outbox.stops import LaneStop
 from sendas.smtp import Envelope, Outcome, SmtpSession
 
