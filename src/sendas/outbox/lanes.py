@@ -120,6 +120,15 @@ _HELD = select(
 ).where(LANE.c.owner.is_not(None))
 
 
+def _mine_and_share(
+    session: Session, owner: str, now: datetime, others: int, free: int
+) -> tuple[int, int]:
+    """The lanes this worker drives, and its share (rounded up) among itself and ``others``
+    live workers of the lanes they drive plus ``free`` ones."""
+    mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
+    return mine, -(-(free + held) // (others + 1))
+
+
 def _fair_share(session: Session, owner: str, now: datetime, free: int) -> int:
     """How many more lanes this worker takes: its share of the lanes with work (the ``free``
     ones it may take, and those live workers drive) among the live workers, less what it
@@ -127,8 +136,7 @@ def _fair_share(session: Session, owner: str, now: datetime, free: int) -> int:
     others = other_live_workers(session, owner, now)
     if others == 0:
         return free
-    mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
-    share = -(-(free + held) // (others + 1))  # ceil
+    mine, share = _mine_and_share(session, owner, now, others, free)
     return max(share - mine, 0 if mine else 1)
 
 
@@ -143,8 +151,8 @@ def excess_lanes(session: Session, owner: str, now: datetime, driving: set[str])
     names = _ready_lanes(session, now, driving)
     if names and _free_count(session, owner, now, names) > 0:
         return 0
-    mine, held = session.execute(_HELD, {"owner": owner, "now": now}).one()
-    return max(mine - -(-held // (others + 1)), 0)
+    mine, share = _mine_and_share(session, owner, now, others, 0)
+    return max(mine - share, 0)
 
 
 def acquire_lanes(
