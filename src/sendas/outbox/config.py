@@ -20,9 +20,12 @@ class OutboxConfig:
     """The heartbeat renews the claims this often (at most a third of ``lease_seconds``)."""
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
-    batch_size: int = 100
-    """Messages per pipelined batch on a lane without delay, at most (one commit marks them
-    sending, one records their outcomes)."""
+    batch_size: int = 400
+    """Messages one claim of a lane without delay takes, at most (``batch_seconds`` of the
+    link's time, when less). A claim leaves them ``queued`` under a lease, to be marked
+    ``sending`` a window's chunk at a time: a larger claim spreads a claim's fixed cost
+    (about a millisecond: the lane, the alias, its endpoint) over more messages, and
+    leaves nothing more ``unknown`` after a crash."""
     batch_seconds: float = 0.5
     """A pipelined batch is sized to take about this long on the wire, so that a slow link
     gets small batches: a worker killed mid-batch leaves at most one batch, about this much

@@ -19,7 +19,7 @@ from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.counts import Moves
 from sendas.outbox.outcomes import backoff
-from sendas.outbox.tables import MSG, chunks, update_rows
+from sendas.outbox.tables import MSG, chunks, unindexed, update_rows
 from sendas.statuses import READY, MessageStatus
 
 RETRY_HINT = "The worker was too busy to render this form letter in time; it tries again."
@@ -45,7 +45,7 @@ def defer_late(
     for chunk in chunks(sorted(late)):
         for message_id, status, attempts, campaign_id in session.execute(
             select(c.id, c.status, c.attempts, c.campaign_id)
-            .where(c.id.in_(chunk), c.lease_owner == owner, c.status.in_(READY))
+            .where(c.id.in_(chunk), c.lease_owner == owner, unindexed(c.status).in_(READY))
             .with_for_update(of=MSG)
         ):  # fmt: skip
             tries = attempts + 1

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import utcnow
@@ -19,14 +19,15 @@ from sendas.outbox.claims import Rendered
 from sendas.outbox.completion import complete_campaigns
 from sendas.outbox.counts import Moves
 from sendas.outbox.tables import (
+    CAMPAIGN,
     MSG,
     chunks,
-    running_campaign,
     store_raw,
+    unindexed,
     update_ids,
     update_rows,
 )
-from sendas.statuses import READY, MessageStatus
+from sendas.statuses import READY, CampaignStatus, MessageStatus
 
 
 @dataclass(frozen=True)
@@ -44,25 +45,45 @@ class MarkRequest:
 
 _Row = tuple[str, int | None]  # a message's status and form letter
 
+# Built once (expanding parameters): a statement built per call is compiled per call.
+_CLAIMED = (
+    select(MSG.c.id, MSG.c.status, MSG.c.campaign_id)
+    .where(
+        MSG.c.id.in_(bindparam("ids", expanding=True)),
+        MSG.c.lease_owner.in_(bindparam("owners", expanding=True)),
+        unindexed(MSG.c.status).in_(READY),
+    )
+    .with_for_update(of=MSG)
+)
+_RUNNING = select(CAMPAIGN.c.id).where(
+    CAMPAIGN.c.id.in_(bindparam("ids", expanding=True)),
+    CAMPAIGN.c.status == CampaignStatus.RUNNING,
+)
+
 
 def _still_ours(session: Session, requests: list[MarkRequest]) -> tuple[dict[int, _Row], set[int]]:
     """The wanted messages still claimed by these owners: (running ones with their status
-    and form letter, those of a held form letter)."""
-    owners = {r.owner for r in requests}
+    and form letter, those of a held form letter). A letter's status is read once, not
+    once per message."""
+    owners = sorted({r.owner for r in requests})
     wanted = [i for r in requests for i in (*r.ids, *r.unrenderable)]
-    c = MSG.c
+    found: dict[int, _Row] = {}
+    for chunk in chunks(wanted):
+        for message_id, status, campaign_id in session.execute(
+            _CLAIMED, {"ids": chunk, "owners": owners}
+        ):
+            found[message_id] = (status, campaign_id)
+    letters = sorted({c for _, c in found.values() if c is not None})
+    running = {
+        cid for chunk in chunks(letters) for (cid,) in session.execute(_RUNNING, {"ids": chunk})
+    }
     ours: dict[int, _Row] = {}
     held: set[int] = set()
-    for chunk in chunks(wanted):
-        for message_id, running, status, campaign_id in session.execute(
-            select(c.id, running_campaign(), c.status, c.campaign_id)
-            .where(c.id.in_(chunk), c.lease_owner.in_(owners), c.status.in_(READY))
-            .with_for_update(of=MSG)
-        ):  # fmt: skip
-            if running:
-                ours[message_id] = (status, campaign_id)
-            else:
-                held.add(message_id)
+    for message_id, row in found.items():
+        if row[1] is None or row[1] in running:
+            ours[message_id] = row
+        else:
+            held.add(message_id)
     return ours, held
 
 
@@ -85,15 +106,14 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
                "server_reply": None, "hint": hint, "lease_owner": None,
                "lease_expires_at": None, "updated_at": now}
               for r in requests for i, hint in r.unrenderable.items() if i in ours]  # fmt: skip
-    # A rendered form letter: its subject and Message-ID set as it is marked; its bytes
+    # A rendered form letter: its subject and Message-ID set as it is marked (the values
+    # all rows share are set by one IN statement: per row, only what differs); its bytes
     # go to its body (store_raw), written once.
-    rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id, **sending}
+    rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id}
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     update_rows(session, failed + rendered)
     store_raw(session, {i: x.raw for r in requests for i, x in r.rendered.items() if i in ours})
-    stored = {row["id"] for row in rendered}
-    update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
-               **sending)  # fmt: skip
+    update_ids(session, [i for r in requests for i in r.ids if i in ours], **sending)
     moves = Moves()
     failed_ids = [i for r in requests for i in r.unrenderable if i in ours]
     for i in failed_ids:
@@ -118,7 +138,8 @@ def release_messages(
     if not was_sending:  # claimed only: the status stays
         session.execute(
             update(MSG)
-            .where(MSG.c.id.in_(list(ids)), MSG.c.lease_owner == owner, MSG.c.status.in_(READY))
+            .where(MSG.c.id.in_(list(ids)), MSG.c.lease_owner == owner,
+                   unindexed(MSG.c.status).in_(READY))
             .values(lease_owner=None, lease_expires_at=None)
         )  # fmt: skip
         return
@@ -127,7 +148,7 @@ def release_messages(
         for (campaign_id,) in session.execute(
             update(MSG)
             .where(MSG.c.id.in_(chunk), MSG.c.lease_owner == owner,
-                   MSG.c.status == MessageStatus.SENDING)
+                   unindexed(MSG.c.status) == MessageStatus.SENDING)
             .values(status=MessageStatus.QUEUED, lease_owner=None, lease_expires_at=None)
             .returning(MSG.c.campaign_id)
         ):  # fmt: skip

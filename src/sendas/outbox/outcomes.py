@@ -63,7 +63,8 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 
 def pending_recipients(recipients: list[str], results: dict[str, Any] | None) -> list[str]:
-    results = results or {}
+    if not results:  # a first attempt: every recipient (most messages)
+        return list(recipients)
     return [r for r in recipients if (results.get(r) or {}).get("status") not in FINAL_RECIPIENT]
 
 

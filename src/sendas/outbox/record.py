@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Message
@@ -65,21 +65,23 @@ class _Held:
     campaign_id: int | None
 
 
+_HELD_ROWS = (
+    select(MSG.c.id, MSG.c.lease_owner, MSG.c.status, MSG.c.campaign_id)
+    .where(MSG.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
+
+
 def record_many(session: Session, requests: list[RecordRequest]) -> list[Recorded]:
     """Store the outcomes of many lanes at once: the rows are read (locked) in one query
     per 500 and written by one executemany per set of columns changed; the form letters
     finished by them are completed by one more."""
     ids = [c.id for r in requests for c, _ in r.items]
     held: dict[int, _Held] = {}
-    c = MSG.c
     for chunk in chunks(ids):
         held.update(
             (i, _Held(owner, status, campaign_id))
-            for i, owner, status, campaign_id in session.execute(
-                select(c.id, c.lease_owner, c.status, c.campaign_id)
-                .where(c.id.in_(chunk))
-                .with_for_update()
-            )
+            for i, owner, status, campaign_id in session.execute(_HELD_ROWS, {"ids": chunk})
         )
     updates: list[dict[str, Any]] = []
     done = [record_outcomes(session, r, held, updates) for r in requests]

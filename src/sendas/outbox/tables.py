@@ -57,6 +57,15 @@ def store_raw(session: Session, raw: dict[int, bytes]) -> None:
         session.execute(_BODY_RAW, [{"_id": i, "raw": data} for i, data in raw.items()])
 
 
+def unindexed(column: Any) -> Any:
+    """``column`` as an expression no index can answer (``column || ''``). A statement
+    that looks messages up by id and also checks their status must find them by primary
+    key: SQLite otherwise plans on ``ix_messages_claim`` (status first) and reads every
+    queued message for each statement (0.5 ms for 32 ids among 5,000 queued; a second at a
+    million). PostgreSQL plans on the ids either way."""
+    return column.concat("")
+
+
 def running_campaign() -> Any:
     """The message is not part of a form letter, or its form letter is running (Core)."""
     return or_(

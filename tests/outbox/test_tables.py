@@ -1,0 +1,84 @@
+"""Statements that name messages by id and also check their status find them by primary
+key (``tables.unindexed``): SQLite would otherwise plan them on ``ix_messages_claim`` and
+read every queued message of the database for each chunk marked ``sending``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import event, update
+
+from sendas.context import AppContext
+from sendas.db.models import Message, utcnow
+from sendas.outbox.config import OutboxConfig
+from sendas.outbox.late import defer_late
+from sendas.outbox.marking import MarkRequest, mark_many, release_messages
+from sendas.services.common import Actor
+from tests.conftest import make_person
+from tests.outbox.conftest import sink_alias
+from tests.outbox.test_crash import form_letter
+
+OWNER = "plan-test:1:abcd"
+
+
+@contextmanager
+def statements(ctx: AppContext) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL run on the engine meanwhile, with its parameters (the first set of an
+    executemany)."""
+    seen: list[tuple[str, Any]] = []
+
+    def note(_conn: Any, _cursor: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        seen.append((sql, params[0] if many else params))
+
+    event.listen(ctx.db.engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", note)
+
+
+def plans_by_id(ctx: AppContext, seen: list[tuple[str, Any]]) -> list[tuple[str, str]]:
+    """(statement, its query plan) of each statement naming messages by id."""
+    out = []
+    raw = ctx.db.engine.raw_connection()
+    try:
+        for sql, params in seen:
+            if "messages.id IN" not in sql:
+                continue
+            rows = raw.cursor().execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+            out.append((sql, " | ".join(str(r[-1]) for r in rows)))
+    finally:
+        raw.close()
+    return out
+
+
+def test_claimed_messages_are_found_by_primary_key_among_many_queued(
+    ctx: AppContext,
+) -> None:
+    person = make_person(ctx, "plans@example.com")
+    actor = Actor(person.id, person.email, False)
+    alias_id = sink_alias(ctx, actor, 2525, "plans", 0)
+    form_letter(ctx, actor, alias_id, 300)
+    lease = {"lease_owner": OWNER, "lease_expires_at": utcnow() + timedelta(minutes=5)}
+    with ctx.db.write() as s:
+        ids = [i for (i,) in s.execute(update(Message).values(**lease).returning(Message.id))]
+    now = utcnow()
+    steps: list[Callable[[Any], Any]] = [
+        lambda s: mark_many(s, [MarkRequest(OWNER, ids[:40], now, 60.0)]),
+        lambda s: release_messages(s, OWNER, ids[:20], was_sending=True),
+        lambda s: release_messages(s, OWNER, ids[40:80], was_sending=False),
+        lambda s: defer_late(s, OWNER, {i: "late" for i in ids[80:90]}, now, OutboxConfig()),
+    ]
+    with statements(ctx) as seen:
+        for step in steps:
+            with ctx.db.write() as s:
+                step(s)
+    plans = plans_by_id(ctx, seen)
+    # Each step names messages by id at least once (the select, or the update itself).
+    assert len(plans) >= len(steps), plans
+    for sql, plan in plans:
+        assert "ix_messages_claim" not in plan, (sql, plan)
+        assert "PRIMARY KEY" in plan, (sql, plan)
