@@ -60,6 +60,7 @@ from sqlalchemy import func, select, update
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Lane, Message
+from sendas.outbox.wake import wake_workers
 from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn, UserCreate
 from sendas.services import aliases as alias_service
 from sendas.services import users as user_service
@@ -264,8 +265,19 @@ class Site:
                 .where(Message.next_attempt_at > now + HOLD / 2)
                 .values(next_attempt_at=now)
             )
+            # As resuming a letter or queueing a message does (sendas.outbox.wake).
+            wake_workers(s)
             started = time.time()
         return started
+
+    def _checkpoint(self) -> None:
+        """Copy the set-up's pages (tens of MB of queued messages) from SQLite's log into the
+        database file before the clock starts: left pending, that copy fell on the first
+        commits after the release (the first lane was taken 0.1 s later), a cost of the
+        set-up, not of the sending."""
+        if self.ctx.db.is_sqlite:
+            with self.ctx.db.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def remaining(self) -> int:
         with self.ctx.db.read() as s:
@@ -324,6 +336,7 @@ class Site:
 
         Returns (seconds from release to the last sent_at, first sent_at - release, counts).
         """
+        self._checkpoint()
         with self.workers(workers) as procs:
             time.sleep(settle)  # imports, migrations check, first polls: not what we measure
             if until_idle:

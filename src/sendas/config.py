@@ -274,6 +274,14 @@ class Settings(BaseSettings):
         description="A bounce of a message whose send is not recorded yet (still sending) "
         "holds the INBOX pass at it this long at most; then it is handled as it stands.",
     )
+    worker_wake_ms: float = Field(
+        default=10.0,
+        ge=0,
+        le=1000,
+        description="While a worker waits for its next look for work, it checks this often "
+        "whether mail was just queued on this machine (a file's time in the data folder) and "
+        "looks at once if so (0: only at its polls).",
+    )
     send_window: int = Field(
         default=64,
         ge=1,

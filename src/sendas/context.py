@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sendas.config import Settings
 from sendas.db.engine import Database, make_engine
 from sendas.db.migrate import upgrade
+from sendas.outbox.wake import WAKE_FILE, touch_on_commit
 from sendas.private_files import private_dir
 from sendas.secrets import SecretBox, make_secret_box
 
@@ -24,9 +25,10 @@ class AppContext:
         engine = make_engine(settings.effective_database_url)
         if migrate:
             upgrade(engine)
-        return cls(
-            settings, Database(engine), make_secret_box(settings.secret_key, settings.key_file)
-        )
+        db = Database(engine)
+        # Workers on this machine poll at once when mail was queued (sendas.outbox.wake).
+        touch_on_commit(db.write_sessions, settings.data_dir / WAKE_FILE)
+        return cls(settings, db, make_secret_box(settings.secret_key, settings.key_file))
 
     def close(self) -> None:
         self.db.dispose()

@@ -71,6 +71,11 @@ class Database:
     def is_sqlite(self) -> bool:
         return is_sqlite(self.engine)
 
+    @property
+    def write_sessions(self) -> sessionmaker[Session]:
+        """The factory of :meth:`write`'s sessions (for session events)."""
+        return self._write
+
     @contextmanager
     def read(self) -> Iterator[Session]:
         with self._read() as session, session.begin():

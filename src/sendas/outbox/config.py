@@ -20,6 +20,9 @@ class OutboxConfig:
     """The heartbeat renews the claims this often (at most a third of ``lease_seconds``)."""
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
+    wake_seconds: float = 0.01
+    """While waiting for the next look, the wake file (:mod:`sendas.outbox.wake`) is checked
+    this often (``SENDAS_WORKER_WAKE_MS``; 0: never, poll only)."""
     batch_size: int = 400
     """Messages one claim of a lane without delay takes, at most (``batch_seconds`` of the
     link's time, when less). A claim leaves them ``queued`` under a lease, to be marked
@@ -72,6 +75,8 @@ class OutboxConfig:
             raise ValueError("lease_seconds, beat_seconds and poll_interval must be positive")
         if min(self.batch_size, self.first_batch, self.max_paced_batch, self.max_lanes) < 1:
             raise ValueError("batch sizes and max_lanes must be at least 1")
+        if self.wake_seconds < 0:
+            raise ValueError("wake_seconds cannot be negative")
         if self.batch_seconds <= 0:
             raise ValueError("batch_seconds must be positive")
         if self.render_processes < 0:

@@ -20,6 +20,7 @@ from sendas.compose import Composed, Content, Sender, compose, needs_smtputf8
 from sendas.db.models import Message, MessageBody, utcnow
 from sendas.outbox.counts import init_counts
 from sendas.outbox.lanes import SYSTEM_LANE, alias_lane
+from sendas.outbox.wake import wake_workers
 from sendas.statuses import MessageStatus
 
 INSERT_CHUNK = 5_000
@@ -51,6 +52,7 @@ def enqueue(
     kind: str = "single",
 ) -> Message:
     """Insert a ``queued`` message for the alias's lane (or the system lane without alias)."""
+    wake_workers(session)
     now = utcnow()
     message = Message(
         user_id=user_id,
@@ -122,6 +124,7 @@ def enqueue_form_letter(
     The rows go to the driver's ``executemany`` as plain tuples with the JSON and timestamps
     already encoded: SQLAlchemy's per-value type processing would cost more than the insert.
     """
+    wake_workers(session)
     table = Message.__table__
     assert isinstance(table, Table)
     conn = session.connection()

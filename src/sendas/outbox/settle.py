@@ -14,12 +14,14 @@ from sqlalchemy.orm import Session
 from sendas.db.models import Campaign, Message, utcnow
 from sendas.outbox.completion import complete_if_done
 from sendas.outbox.counts import Moves
+from sendas.outbox.wake import wake_workers
 from sendas.statuses import CANCELLABLE, CampaignStatus, MessageStatus
 
 
 def send_again(session: Session, message: Message) -> None:
     """Queue ``message`` again (the same bytes, the same Message-ID), reopening its form
     letter if that was completed: the worker only takes messages of running ones."""
+    wake_workers(session)
     now = utcnow()
     _moved(session, message, MessageStatus.QUEUED, now)
     message.status = MessageStatus.QUEUED

@@ -40,6 +40,7 @@ from sendas.outbox.render import Renderer
 from sendas.outbox.settle_from_sent import SentSettler, SettleConfig, remember_filing
 from sendas.outbox.state import DriverContext
 from sendas.outbox.txqueue import TxQueue
+from sendas.outbox.wake import WAKE_FILE, WakeWatch
 from sendas.sandbox import Limits
 
 log = logging.getLogger("sendas.outbox")
@@ -54,6 +55,7 @@ def config_from_settings(settings: Settings) -> OutboxConfig:
         max_connections=settings.max_connections_cap,
         send_window=settings.send_window,
         group_commit_ms=settings.group_commit_ms,
+        wake_seconds=settings.worker_wake_ms / 1000,
     )
 
 
@@ -120,14 +122,14 @@ class Worker:
         bounces = self._start_bounce_watch()
         log.info("outbox worker %s started", self.id)
         settling = asyncio.create_task(self._settler.run(self._stopping), name="settle-from-sent")
+        wake = WakeWatch(self.ctx.settings.data_dir / WAKE_FILE)
         try:
             while not self._stopping.is_set():
                 try:
                     await self._poll()
                 except Exception:
                     log.exception("outbox poll failed; trying again")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
+                await self._until_next_poll(wake)
         finally:
             self._stopping.set()
             beat.retire()  # no lanes taken any more: not counted in the others' shares
@@ -140,6 +142,21 @@ class Worker:
             await self._tx.close()
             await self._renderer.close()
             log.info("outbox worker %s stopped", self.id)
+
+    async def _until_next_poll(self, wake: WakeWatch) -> None:
+        """Wait ``poll_interval``, or less: until mail is queued on this machine (the wake
+        file), or the worker is told to stop."""
+        if not self.cfg.wake_seconds:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
+            return
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.cfg.poll_interval
+        # A plain sleep per look (a stop waits at most one): cheaper than a timed wait.
+        while not self._stopping.is_set() and (left := due - loop.time()) > 0:
+            await asyncio.sleep(min(self.cfg.wake_seconds, left))
+            if wake.changed():
+                return
 
     def _start_bounce_watch(self) -> asyncio.Task[None] | None:
         """The INBOX watch for bounces (sendas.outbox.bounces), stopped with the worker."""

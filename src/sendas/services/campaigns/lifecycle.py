@@ -13,6 +13,7 @@ from sendas.db.models import Campaign
 from sendas.errors import Conflict, NotFound
 from sendas.outbox import settle
 from sendas.outbox.completion import complete_if_done
+from sendas.outbox.wake import wake_workers
 from sendas.services.common import Actor, audit
 from sendas.statuses import CampaignStatus
 
@@ -41,6 +42,7 @@ def resume_campaign(session: Session, actor: Actor | None, campaign_id: int) -> 
     campaign.status = CampaignStatus.RUNNING
     campaign.paused_reason = None
     _audit(session, actor, campaign, "campaign.resume")
+    wake_workers(session)
     complete_if_done(session, campaign)  # its last messages may have settled while paused
     return campaign
 
