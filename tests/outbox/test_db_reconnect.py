@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.outbox import driver, worker
+from sendas.outbox import driver_writes, worker
 from sendas.services.common import Actor
 from tests.conftest import make_person
 from tests.outbox.conftest import make_alias, message, queue, running_worker, wait_for
@@ -78,8 +78,8 @@ async def test_mail_goes_out_once_and_is_recorded_when_the_connection_is_lost(
     actor = _actor(pg_ctx)
     ids = queue(pg_ctx, actor, make_alias(pg_ctx, actor, server), 3)
     calls: list[int] = []
-    real = getattr(driver, write)
-    monkeypatch.setattr(driver, write, _disconnecting(postgres_url, real, calls))
+    real = getattr(driver_writes, write)
+    monkeypatch.setattr(driver_writes, write, _disconnecting(postgres_url, real, calls))
     async with running_worker(pg_ctx):
         await wait_for(lambda: all(message(pg_ctx, i).status == "sent" for i in ids), within=60)
     assert len(calls) >= 2  # the first write was lost and made again

@@ -8,6 +8,11 @@ Slots are reserved in the lane's row when claiming (``next_send_at``), planned f
 previous planned start (no drift), and never earlier than ``delay_ms`` after the previous
 actual start. Form letters are rendered after the claim, away from the write transaction,
 and stored in the commit that marks them ``sending``.
+
+This module holds the lane's claiming, its turn and its connection; rendering, marking
+sending and recording are the mixin :class:`~sendas.outbox.driver_writes.DriverWrites`,
+and what a failed connection does to the lane is :mod:`~sendas.outbox.lane_failure`
+(split so that each stays small; the driver is still one object, no layer in between).
 """
 
 from __future__ import annotations
@@ -16,53 +21,28 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from datetime import datetime, timedelta
 from functools import partial
 
 from sendas.db.models import utcnow
-from sendas.errors import (
-    AuthError,
-    MailConnectionError,
-    OAuthError,
-    OutboundRefused,
-    ReauthRequired,
-    ReplyError,
-    TransportError,
-)
+from sendas.errors import OutboundRefused, TransportError
 from sendas.outbox import pool
-from sendas.outbox.claims import Claim, ClaimedMessage, ClaimRequest, Rendered, claim_many
-from sendas.outbox.lanes import lane_needs_attention, pause_lane, release_lane
-from sendas.outbox.late import RenderLate, defer_late
-from sendas.outbox.marking import MarkRequest, mark_many, release_messages
-from sendas.outbox.outcomes import backoff
-from sendas.outbox.paced import Ahead, send_paced
-from sendas.outbox.record import RecordRequest, record_many
+from sendas.outbox.claims import Claim, ClaimRequest, Rendered, claim_many
+from sendas.outbox.driver_writes import RECONNECTS_BEFORE_PAUSE, DriverWrites
+from sendas.outbox.lane_failure import lane_failure, reauth_reason
+from sendas.outbox.lanes import release_lane
+from sendas.outbox.marking import release_messages
+from sendas.outbox.paced import send_paced
 from sendas.outbox.state import DriverContext, LaneState, Prefetched
 from sendas.outbox.stops import ExtraGone, LaneStop, Refused
 from sendas.outbox.window import Window
-from sendas.smtp import (
-    ReplyKind,
-    SmtpEndpoint,
-    SmtpSession,
-    SubmitResult,
-    pause_until,
-)
+from sendas.smtp import SmtpEndpoint, SmtpSession
+
+__all__ = ["RECONNECTS_BEFORE_PAUSE", "LaneDriver", "reauth_reason"]
 
 log = logging.getLogger("sendas.outbox")
-RECONNECTS_BEFORE_PAUSE = 3
 
 
-def reauth_reason(auth: str) -> str:
-    """Why a signed-in alias's queue waits: the grant is gone until the owner reconnects."""
-    label = {"google": "Google", "microsoft": "Microsoft"}.get(auth, "provider")
-    return (
-        f"the {label} sign-in was revoked or has expired: reconnect the alias (Sign in with "
-        f"{label} again); its queued mail goes out afterwards"
-    )
-
-
-class LaneDriver:
+class LaneDriver(DriverWrites):
     """Drives one lane for its worker; :meth:`run` returns when the lane is handed back.
 
     A lane without delay whose alias allows ``max_connections`` above 1 gets that many
@@ -266,20 +246,11 @@ class LaneDriver:
                 if self.pool is not None:
                     pool.shrink(self, exc)
                     raise ExtraGone from None
-                await self._lane_failure(exc, endpoint)
+                await lane_failure(self.ctx, self.st.name, exc, endpoint)
                 raise LaneStop from None
             self.st.session, self.st.endpoint = session, endpoint
             self.st.last_used = time.monotonic()
         return session
-
-    async def _fail_refused(self, claim: Claim, error: OutboundRefused) -> None:
-        """The server's address is refused by the outbound policy (a setting, not a passing
-        failure): the claimed messages not yet sent fail, each with the reason."""
-        log.warning("lane %s: %s", self.st.name, error)
-        left = [m for m in claim.messages if m.id in self.ctx.held]
-        batch = await self.mark_sending(left)
-        if batch:
-            await self.record(claim, [(m, error) for m in batch])
 
     async def _unless_stopping(self, session: SmtpSession, step: Awaitable[object]) -> None:
         """Await a connection step (open, NOOP), given up when the worker stops: nothing is
@@ -299,117 +270,3 @@ class LaneDriver:
             session.abort()  # a reply may still be due: the stream is out of step
             raise LaneStop
         work.result()
-
-    async def _lane_failure(
-        self, exc: TransportError, endpoint: SmtpEndpoint | None = None
-    ) -> None:
-        """Opening the connection failed: flag, pause or back off the lane."""
-        lane, now = self.st.name, utcnow()
-        reason = " - ".join(x for x in (exc.server_reply or str(exc), exc.hint) if x)
-        kind = exc.kind if isinstance(exc, ReplyError) else None
-        if isinstance(exc, ReauthRequired):
-            reason = reauth_reason(endpoint.auth if endpoint is not None else "")
-        # A sign-in provider that is down (ProviderUnavailable, a connection error too) is a
-        # retry with backoff, never "needs attention": the grant itself is fine.
-        unreachable = isinstance(exc, MailConnectionError)
-        if not unreachable and (isinstance(exc, AuthError | OAuthError) or kind == ReplyKind.AUTH):
-            log.warning("lane %s: sign-in refused, the alias needs attention", lane)
-            await self.ctx.tx.run(lambda s: lane_needs_attention(s, lane, reason, now))
-            return
-        until: datetime | None = None
-        if kind in (ReplyKind.RATE_LIMIT, ReplyKind.QUOTA):
-            until = pause_until(kind or "", exc.code or 0, exc.server_reply, now)
-        if until is None:
-            failures = self.ctx.failures.get(lane, 0) + 1
-            self.ctx.failures[lane] = failures
-            wait = backoff(failures, self.ctx.cfg.reconnect_base, self.ctx.cfg.reconnect_max)
-            until = now + timedelta(seconds=wait)
-            reason = f"cannot reach the server: {reason}"
-        log.warning("lane %s paused until %s: %s", lane, until.isoformat(), reason)
-        final_until = until
-        await self.ctx.tx.run(lambda s: pause_lane(s, lane, final_until, reason))
-
-    async def render(self, messages: list[ClaimedMessage]) -> dict[int, Rendered | str]:
-        """Render the form letters among ``messages`` (outside any write transaction), the
-        ones due first (by slot) first."""
-        todo = [m.render for m in messages if m.render is not None]
-        if not todo:
-            return {}
-        slot = messages[0].slot
-        due = time.monotonic() + ((slot - utcnow()).total_seconds() if slot is not None else 0.0)
-        done = await self.ctx.renderer.render(todo, due, self.st.name)
-        return {item.id: out for item, out in zip(todo, done, strict=True)}
-
-    async def mark_sending(
-        self,
-        messages: list[ClaimedMessage],
-        ahead: Ahead | None = None,
-        rendered: dict[int, Rendered | str] | None = None,
-    ) -> list[ClaimedMessage]:
-        """Render what needs it (or take what was rendered ahead), then mark ``messages``
-        sending; return those still ours, ready to submit."""
-        wanted = {m.id for m in messages if m.render is not None}
-        rendered = {i: r for i, r in (rendered or {}).items() if i in wanted}
-        for message_id in wanted:
-            task = (ahead or {}).get(message_id)
-            if task is not None:
-                rendered.update(await task)
-        missing = [m for m in messages if m.render is not None and m.id not in rendered]
-        rendered.update(await self.render(missing))
-        good = {i: r for i, r in rendered.items() if isinstance(r, Rendered)}
-        bad = {i: r for i, r in rendered.items() if isinstance(r, str)}
-        late = {i: str(r) for i, r in bad.items() if isinstance(r, RenderLate)}
-        if late:  # out of time under load: retried later (they are no longer ours)
-            bad = {i: r for i, r in bad.items() if i not in late}
-            owner, now, cfg = self.ctx.owner, utcnow(), self.ctx.cfg
-            await self.ctx.tx.run(lambda s: defer_late(s, owner, late, now, cfg))
-        ids = [m.id for m in messages if m.id not in bad and m.id not in late]
-        request = MarkRequest(self.ctx.owner, ids, utcnow(), self.ctx.cfg.lease_seconds, good, bad)
-        marked: list[int] = await self.ctx.tx.run_batched(mark_many, request)
-        ours = set(marked)
-        self.ctx.held.difference_update(m.id for m in messages if m.id not in ours)
-        out = []
-        for m in messages:
-            if m.id in ours:
-                done = good.get(m.id)
-                out.append(m if done is None else replace(m, raw=done.raw, render=None))
-        return out
-
-    async def record(
-        self,
-        claim: Claim,
-        items: list[tuple[ClaimedMessage, SubmitResult | TransportError]],
-    ) -> None:
-        lane = self.st.name
-        request = RecordRequest(
-            self.ctx.owner, lane, items, utcnow(), self.ctx.cfg, claim.copy_skip_reason
-        )
-        rec = await self.ctx.tx.run_batched(record_many, request)
-        self.ctx.held.difference_update(m.id for m, _ in items)
-        if rec.sent:
-            self.ctx.failures.pop(lane, None)
-            self.st.reconnects = 0
-            if claim.imap is not None:
-                raw = {m.id: m.raw for m, _ in items}
-                for message_id in rec.sent:
-                    self.ctx.start_copy(
-                        claim.imap, message_id, raw[message_id], lane, claim.endpoint.auth
-                    )
-        if rec.needs_attention or rec.pause_until is not None:
-            raise LaneStop
-        if rec.reconnect and self.st.session is not None:
-            # The link broke: counted once, however many commits its outcomes take.
-            await self.st.session.close()
-            self.st.session = None
-            self.st.reconnects += 1
-            if self.st.reconnects >= RECONNECTS_BEFORE_PAUSE:
-                self.st.reconnects = 0
-                await self._lane_failure(_dropped())
-                raise LaneStop
-
-
-def _dropped() -> TransportError:
-    return MailConnectionError(
-        "the server keeps closing the connection", step="mail_from",
-        hint="The server closed the connection repeatedly; sending pauses and tries again.",
-    )  # fmt: skip

@@ -6,58 +6,29 @@ commands right after its predecessor's data, one round trip per message.
 When the server offers CHUNKING (RFC 3030) the data goes as ``BDAT <size> LAST`` with the
 exact bytes (no dot-stuffing); with PIPELINING too, a message's MAIL, RCPTs and BDAT go in
 one write, and several messages are written ahead of their replies (the window).
+
+The stream's three ways of writing are mixins, each in a module of its own:
+:mod:`~sendas.smtp.stream_lockstep`, :mod:`~sendas.smtp.stream_pipelined` and
+:mod:`~sendas.smtp.stream_chunked`, on :mod:`~sendas.smtp.stream_base` (the state and the
+steps they share). This module holds the caller's side (feed, next, close) and the loop
+that picks the mode; a stream is one object, so no call or await is added per message.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections import deque
-from dataclasses import dataclass
 
-from sendas.errors import (
-    DeliveryUnknown,
-    MailConnectionError,
-    TransportError,
-)
-from sendas.smtp.io import SmtpIO, reply_error
-from sendas.smtp.replies import SmtpCode
-from sendas.smtp.submit import (
-    Envelope,
-    Outcome,
-    Prepared,
-    Rejected,
-    StartGate,
-    SubmitResult,
-    prepare_one,
-)
-from sendas.smtp.wire import Reply
+from sendas.errors import TransportError
+from sendas.smtp.stream_base import CHUNK_WINDOW, not_sent, unknown
+from sendas.smtp.stream_chunked import Chunked
+from sendas.smtp.stream_lockstep import LockStep
+from sendas.smtp.stream_pipelined import Pipelined
+from sendas.smtp.submit import Envelope, Outcome, prepare_one
 
-CHUNK_WINDOW = 8
-"""Messages written ahead of their replies with PIPELINING and CHUNKING: a slow link carries
-several at once. A connection lost leaves at most this many ``unknown``."""
+__all__ = ["CHUNK_WINDOW", "SubmitStream", "not_sent", "unknown"]
 
 
-@dataclass(slots=True)
-class _InFlight:
-    """A message whose DATA got 354: its body goes first in the next write."""
-
-    msg: Prepared
-    accepted: list[str]
-    rejected: Rejected
-    discard: bool = False  # the server said 354 although we have nothing to send
-
-
-@dataclass(slots=True)
-class _Replies:
-    """The replies to a message's [RSET] MAIL RCPT...: what DATA or BDAT reply comes after."""
-
-    mail: Reply
-    accepted: list[str]
-    rejected: Rejected
-
-
-class SubmitStream:
+class SubmitStream(LockStep, Pipelined, Chunked):
     """Envelopes fed one at a time (:meth:`feed`) over one connection; their outcomes taken
     in feed order as the replies arrive (:meth:`next`).
 
@@ -72,32 +43,10 @@ class SubmitStream:
     first MAIL FROM was handed to the socket (None: it never was). A link lost makes the
     messages written ahead :class:`DeliveryUnknown`, the ones not written a
     :class:`MailConnectionError` (not sent).
-    """
 
-    def __init__(
-        self,
-        io: SmtpIO,
-        extensions: dict[str, str],
-        *,
-        in_transaction: bool,
-        window: int = CHUNK_WINDOW,
-        start_gate: StartGate | None = None,
-    ) -> None:
-        self.io = io
-        self.extensions = extensions
-        self.in_transaction = in_transaction
-        self.mail_sent_at: float | None = None
-        self.window = max(1, window)
-        self._gate = start_gate
-        self._queue: deque[Prepared] = deque()
-        self._results: dict[int, Outcome] = {}
-        self._fed = 0
-        self._taken = 0
-        self._closed = False
-        self._done = False
-        self._fed_event = asyncio.Event()
-        self._result_event = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+    Made with ``(io, extensions, *, in_transaction, window=CHUNK_WINDOW, start_gate=None)``
+    (:class:`~sendas.smtp.stream_base.StreamBase`, which holds the state).
+    """
 
     # --- the caller's side ---
 
@@ -154,10 +103,6 @@ class SubmitStream:
             self._result_event.clear()
             await self._result_event.wait()
 
-    def _put(self, index: int, outcome: Outcome) -> None:
-        self._results[index] = outcome
-        self._result_event.set()
-
     # --- the connection's side ---
 
     async def run(self) -> None:
@@ -190,270 +135,3 @@ class SubmitStream:
             self._fed_event.clear()
             await self._fed_event.wait()
         return True
-
-    def _send_mail(self, data: bytes, step: str = "mail_from") -> None:
-        self.io.send(data, step)
-        if self.mail_sent_at is None:
-            # Taken after the write: a thread switch before it cannot make it look earlier.
-            self.mail_sent_at = time.monotonic()
-
-    # --- lock-step ---
-
-    async def _lockstep(self) -> None:
-        while self._queue and self.io.usable:
-            msg = self._queue.popleft()
-            try:
-                self._put(msg.index, await self._transaction(msg))
-            except TransportError as exc:
-                self._put(msg.index, exc)
-
-    async def _transaction(self, msg: Prepared) -> SubmitResult:
-        io = self.io
-        if self.in_transaction:
-            await self._rset_quietly()
-        self._send_mail(msg.mail_line)
-        await io.drain("mail_from")
-        mail = await io.read("mail_from")
-        if not mail.ok:
-            raise reply_error("mail_from", mail)
-        self.in_transaction = True
-        accepted: list[str] = []
-        rejected: Rejected = {}
-        for address, line in msg.rcpts:
-            reply = await io.command(line, "rcpt_to")
-            if reply.ok:
-                accepted.append(address)
-            else:
-                rejected[address] = (reply.code, reply.text, reply.kind)
-                if io.broken:  # 421: the server is closing the connection
-                    raise reply_error("rcpt_to", reply, recipient=address)
-        if not accepted:
-            await self._rset_quietly()
-            return SubmitResult(accepted, rejected, None, delivered=False)
-        if not msg.bdat:
-            data = await io.command(b"DATA\r\n", "data")
-            if data.code != SmtpCode.START_MAIL_INPUT:
-                await self._rset_quietly()
-                return SubmitResult(accepted, rejected, (data.code, data.text), delivered=False)
-        try:  # the dot-stuffed body after 354, or BDAT <size> LAST with the exact bytes
-            await io.write(msg.body, "data")
-            final = await io.read("data")
-        except TransportError as exc:
-            raise unknown(exc) from None
-        # A refused chunk may leave the transaction open: the next one starts with RSET.
-        self.in_transaction = msg.bdat and not final.ok
-        return SubmitResult(accepted, rejected, (final.code, final.text), delivered=final.ok)
-
-    async def _rset_quietly(self) -> None:
-        if self.io.usable:
-            await self.io.command(b"RSET\r\n", "rset")
-            self.in_transaction = False
-
-    # --- the replies before the data (one reader for DATA and BDAT) ---
-
-    async def _read_envelope(self, msg: Prepared, rset_sent: bool) -> _Replies:
-        """Read the replies to [RSET] MAIL RCPT...; a 421 raises."""
-        if rset_sent:
-            await self._read_or_raise("rset")
-        mail = await self._read_or_raise("mail_from")
-        accepted: list[str] = []
-        rejected: Rejected = {}
-        for address, _ in msg.rcpts:
-            reply = await self._read_or_raise("rcpt_to", recipient=address)
-            if reply.ok:
-                accepted.append(address)
-            else:
-                rejected[address] = (reply.code, reply.text, reply.kind)
-        return _Replies(mail, accepted, rejected)
-
-    async def _read_or_raise(self, step: str, *, recipient: str | None = None) -> Reply:
-        """One reply; a 421 (the server is closing) raises as the refusal it is."""
-        reply = await self.io.read(step)
-        if self.io.broken:
-            raise reply_error(step, reply, recipient=recipient)
-        return reply
-
-    def _refused_early(self, msg: Prepared, got: _Replies) -> bool:
-        """Record a message refused before its data (MAIL, or every RCPT); True if so."""
-        if not got.mail.ok:
-            self._put(msg.index, reply_error("mail_from", got.mail))
-        elif not got.accepted:
-            self._put(msg.index, SubmitResult([], got.rejected, None, delivered=False))
-        else:
-            return False
-        return True
-
-    # --- pipelined with CHUNKING ---
-
-    async def _chunked(self) -> None:
-        """Each message's [RSET] MAIL RCPT... BDAT in one write, up to ``window`` messages
-        ahead of their replies. Every message but the first of a connection starts with
-        RSET, so that one refused (no open transaction, or one left open) cannot affect the
-        next."""
-        flight: deque[tuple[Prepared, bool]] = deque()  # written, replies not read yet
-        while True:
-            while self._queue and len(flight) < self.window and not self.io.broken:
-                msg = self._queue.popleft()
-                rset = self.in_transaction or self.mail_sent_at is not None
-                if not self._write_chunked(msg, rset, flight):
-                    return
-                flight.append((msg, rset))
-            if not flight:
-                return  # all read (or 421: the server is closing; the rest not sent)
-            msg, rset_sent = flight.popleft()
-            try:
-                await self.io.drain("data")
-                got = await self._read_envelope(msg, rset_sent)
-                final = await self.io.read("data")
-            except TransportError as exc:
-                if self.io.broken and exc.code is not None:  # 421: nothing after it is read
-                    self._put(msg.index, exc)
-                    self._lost([m for m, _ in flight], None)
-                else:
-                    self._lost([msg, *(m for m, _ in flight)], exc)
-                return
-            if not self._refused_early(msg, got):
-                self._put(msg.index, SubmitResult(
-                    got.accepted, got.rejected, (final.code, final.text), delivered=final.ok
-                ))  # fmt: skip
-            self.in_transaction = not (got.mail.ok and got.accepted and final.ok)
-            if self.io.broken:
-                self._lost([m for m, _ in flight], None)
-                return
-
-    def _write_chunked(
-        self, msg: Prepared, rset: bool, flight: deque[tuple[Prepared, bool]]
-    ) -> bool:
-        lines = [b"RSET\r\n"] if rset else []
-        lines += [msg.mail_line, *(line for _, line in msg.rcpts), msg.body]
-        try:
-            self._send_mail(b"".join(lines), "data" if self.mail_sent_at else "mail_from")
-        except TransportError as exc:
-            self._put(msg.index, exc if not flight else not_sent())
-            self._lost([m for m, _ in flight], exc)
-            return False
-        return True
-
-    def _lost(self, written: list[Prepared], exc: TransportError | None) -> None:
-        """The link broke after ``written`` went out: each may have been accepted
-        (``unknown``). ``exc`` None: the server said it is closing (421), so it took none."""
-        for msg in written:
-            if msg.index not in self._results:
-                self._put(msg.index, unknown(exc) if exc is not None else not_sent())
-
-    # --- pipelined ---
-
-    async def _pipelined(self) -> None:
-        pending: _InFlight | None = None
-        need_rset = self.in_transaction
-        while (self._queue or pending is not None) and not self.io.broken:
-            current = self._queue.popleft() if self._queue else None
-            rset_sent = need_rset and current is not None
-            if not self._write_round(pending, current, rset_sent):
-                return
-            if not await self._drain_round(pending, current):
-                return
-            if pending is not None:
-                if not await self._finish(pending):
-                    return
-                need_rset = need_rset or pending.discard
-                pending = None
-                if current is not None and self.io.broken:
-                    self._put(current.index, not_sent())  # 421 after the data: closing
-                    return
-            if current is None:
-                continue
-            try:
-                pending, need_rset = await self._read_data_replies(current, rset_sent)
-            except TransportError as exc:
-                self._put(current.index, exc)
-                return
-            if self.io.broken:
-                return
-        self.in_transaction = need_rset
-
-    def _write_round(
-        self, pending: _InFlight | None, current: Prepared | None, rset_sent: bool
-    ) -> bool:
-        """Hand the previous message's data and the next message's commands to the socket
-        in one write; False (outcomes recorded) when the link is gone."""
-        chunks: list[bytes] = []
-        if pending is not None:
-            chunks.append(b".\r\n" if pending.discard else pending.msg.body)
-        if current is not None:
-            if rset_sent:
-                chunks.append(b"RSET\r\n")
-            chunks.append(current.mail_line)
-            chunks.extend(line for _, line in current.rcpts)
-            chunks.append(b"DATA\r\n")
-        try:
-            self._send_mail(b"".join(chunks), "data" if pending else "mail_from")
-        except TransportError as exc:
-            self._lost_round(exc, pending, current)
-            return False
-        return True
-
-    async def _drain_round(self, pending: _InFlight | None, current: Prepared | None) -> bool:
-        try:
-            await self.io.drain("data" if pending else "mail_from")
-        except TransportError as exc:
-            self._lost_round(exc, pending, current)
-            return False
-        return True
-
-    def _lost_round(
-        self, exc: TransportError, pending: _InFlight | None, current: Prepared | None
-    ) -> None:
-        if pending is not None and not pending.discard:
-            self._put(pending.msg.index, unknown(exc))
-        if current is not None:
-            self._put(current.index, exc if pending is None else not_sent())
-
-    async def _finish(self, pending: _InFlight) -> bool:
-        """Read the reply after a message's data; False when the link broke."""
-        try:
-            final = await self.io.read("data")
-        except TransportError as exc:
-            if not pending.discard:
-                self._put(pending.msg.index, unknown(exc))
-            return False
-        if not pending.discard:
-            self._put(pending.msg.index, SubmitResult(
-                pending.accepted, pending.rejected, (final.code, final.text), delivered=final.ok
-            ))  # fmt: skip
-        return True
-
-    async def _read_data_replies(
-        self, msg: Prepared, rset_sent: bool
-    ) -> tuple[_InFlight | None, bool]:
-        """Read the replies to [RSET] MAIL RCPT... DATA; return (in-flight, need_rset)."""
-        got = await self._read_envelope(msg, rset_sent)
-        data = await self._read_or_raise("data")
-        went_354 = data.code == SmtpCode.START_MAIL_INPUT
-        if self._refused_early(msg, got):
-            discard = _InFlight(msg, [], {}, discard=True) if went_354 else None
-            return discard, bool(got.mail.ok)
-        if not went_354:
-            self._put(msg.index, SubmitResult(
-                got.accepted, got.rejected, (data.code, data.text), delivered=False
-            ))  # fmt: skip
-            return None, True
-        return _InFlight(msg, got.accepted, got.rejected), False
-
-
-def unknown(cause: TransportError) -> DeliveryUnknown:
-    return DeliveryUnknown(
-        "the link broke after the message data was sent; the server may have accepted it "
-        f"({cause})",
-        step="data",
-        hint="Check the recipient's mailbox or the Sent folder, then choose 'send again' or "
-        "'mark as sent'.",
-    )
-
-
-def not_sent() -> MailConnectionError:
-    return MailConnectionError(
-        "not sent: the connection was lost before this message",
-        step="mail_from",
-        hint="The message will be sent again over a new connection.",
-    )
