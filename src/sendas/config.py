@@ -275,7 +275,7 @@ class Settings(BaseSettings):
         "holds the INBOX pass at it this long at most; then it is handled as it stands.",
     )
     worker_wake_ms: float = Field(
-        default=10.0,
+        default=25.0,
         ge=0,
         le=1000,
         description="While a worker waits for its next look for work, it checks this often "

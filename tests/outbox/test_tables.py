@@ -1,6 +1,8 @@
-"""Statements that name messages by id and also check their status find them by primary
-key (``tables.unindexed``): SQLite would otherwise plan them on ``ix_messages_claim`` and
-read every queued message of the database for each chunk marked ``sending``."""
+"""Statements that name messages by id (or Message-ID) and also check their status find
+them by that key (``tables.unindexed``): SQLite would otherwise plan them on
+``ix_messages_claim`` and read every queued message of the database for each chunk
+marked ``sending``, or on ``ix_messages_user_status`` and read a user's whole history for
+each bounce."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from sqlalchemy import event, update
 
 from sendas.context import AppContext
 from sendas.db.models import Message, utcnow
+from sendas.outbox.bounces.apply import apply_report, unrecorded
+from sendas.outbox.bounces.detect import Report
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.late import defer_late
 from sendas.outbox.marking import MarkRequest, mark_many, release_messages
@@ -46,7 +50,7 @@ def plans_by_id(ctx: AppContext, seen: list[tuple[str, Any]]) -> list[tuple[str,
     raw = ctx.db.engine.raw_connection()
     try:
         for sql, params in seen:
-            if "messages.id IN" not in sql:
+            if "messages.id IN" not in sql and "messages.message_id IN" not in sql:
                 continue
             rows = raw.cursor().execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
             out.append((sql, " | ".join(str(r[-1]) for r in rows)))
@@ -82,3 +86,22 @@ def test_claimed_messages_are_found_by_primary_key_among_many_queued(
     for sql, plan in plans:
         assert "ix_messages_claim" not in plan, (sql, plan)
         assert "PRIMARY KEY" in plan, (sql, plan)
+
+
+def test_a_bounce_finds_its_messages_by_message_id_not_by_the_users_history(
+    ctx: AppContext,
+) -> None:
+    person = make_person(ctx, "bounces@example.com")
+    actor = Actor(person.id, person.email, False)
+    alias_id = sink_alias(ctx, actor, 2525, "plans", 0)
+    form_letter(ctx, actor, alias_id, 300)
+    with ctx.db.write() as s:
+        s.execute(update(Message).values(status="sent", message_id=Message.id.concat("@x")))
+    report = Report("bounce", ("1@x", "2@x"))
+    with statements(ctx) as seen, ctx.db.write() as s:
+        apply_report(s, person.id, report, utcnow())
+        unrecorded(s, person.id, report)
+    plans = plans_by_id(ctx, seen)
+    assert len(plans) == 2, plans
+    for sql, plan in plans:
+        assert "ix_messages_message_id" in plan, (sql, plan)

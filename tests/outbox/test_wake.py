@@ -49,6 +49,18 @@ def test_only_a_committed_transaction_that_queued_mail_touches_the_wake_file(
     assert watch.changed()
 
 
+def test_a_savepoint_neither_wakes_early_nor_drops_the_wake(ctx: AppContext) -> None:
+    watch = WakeWatch(ctx.settings.data_dir / WAKE_FILE)
+    with ctx.db.write() as s:
+        wake_workers(s)
+        with s.begin_nested():  # released: not the transaction's commit
+            pass
+        assert not watch.changed()
+        with pytest.raises(_Boom), s.begin_nested():  # rolled back: the queued mail stays
+            raise _Boom
+    assert watch.changed()
+
+
 @pytest.mark.timeout(90)
 async def test_a_worker_between_polls_sends_a_message_queued_meanwhile(
     shared_sqlite: tuple[AppContext, dict[str, str]],

@@ -20,7 +20,7 @@ class OutboxConfig:
     """The heartbeat renews the claims this often (at most a third of ``lease_seconds``)."""
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
-    wake_seconds: float = 0.01
+    wake_seconds: float = 0.025
     """While waiting for the next look, the wake file (:mod:`sendas.outbox.wake`) is checked
     this often (``SENDAS_WORKER_WAKE_MS``; 0: never, poll only)."""
     batch_size: int = 400

@@ -23,6 +23,7 @@ from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.presence import other_live_workers
 from sendas.outbox.tables import LANE, MSG, running_campaign
+from sendas.outbox.wake import wake_workers
 from sendas.statuses import READY
 
 SYSTEM_LANE = "system"
@@ -257,6 +258,7 @@ def resume_after_sign_in(session: Session, alias_id: int) -> None:
     if row is not None and row.needs_attention:
         row.needs_attention = False
         row.paused_reason = None
+        wake_workers(session)
 
 
 def hold_lanes(session: Session, lanes: Sequence[str], reason: str) -> None:
@@ -276,6 +278,7 @@ def release_held(session: Session, lanes: Sequence[str]) -> None:
             .where(Lane.name.in_(list(lanes)), Lane.paused_until == HELD_UNTIL)
             .values(paused_until=None, paused_reason=None)
         )
+        wake_workers(session)
 
 
 _LOCK_LANES = (

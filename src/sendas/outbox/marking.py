@@ -106,14 +106,15 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
                "server_reply": None, "hint": hint, "lease_owner": None,
                "lease_expires_at": None, "updated_at": now}
               for r in requests for i, hint in r.unrenderable.items() if i in ours]  # fmt: skip
-    # A rendered form letter: its subject and Message-ID set as it is marked (the values
-    # all rows share are set by one IN statement: per row, only what differs); its bytes
-    # go to its body (store_raw), written once.
-    rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id}
+    # A rendered form letter: its subject and Message-ID set as it is marked, in the same
+    # row write; its bytes go to its body (store_raw), written once.
+    rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id, **sending}
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     update_rows(session, failed + rendered)
     store_raw(session, {i: x.raw for r in requests for i, x in r.rendered.items() if i in ours})
-    update_ids(session, [i for r in requests for i in r.ids if i in ours], **sending)
+    stored = {row["id"] for row in rendered}
+    update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
+               **sending)  # fmt: skip
     moves = Moves()
     failed_ids = [i for r in requests for i in r.unrenderable if i in ours]
     for i in failed_ids:

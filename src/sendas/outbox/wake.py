@@ -4,24 +4,28 @@ A transaction that makes mail ready to go (a message queued, a form letter creat
 resumed, a message sent again) calls :func:`wake_workers` on its session; once it commits,
 the file ``outbox.wake`` in the data folder is touched. A worker looks at the file's
 modification time every ``worker_wake_ms`` (a ``stat``: microseconds) while it waits for
-its next poll, and polls at once when it changed: mail starts going out within
-milliseconds of the request instead of up to a poll interval later. A worker on another
-machine (sharing a PostgreSQL database) does not see the file and finds the work at its
-next poll, as before; so does work that becomes ready with time (a retry, a pause over).
+its next poll, and polls soon when it changed (not more often than five times per poll
+interval: a stream of API sends must not turn into a poll per message): mail starts
+going out within milliseconds of the request instead of up to a poll interval later. A
+worker with another data folder (on another machine, sharing a PostgreSQL database) does
+not see the file and finds the work at its next poll, as before; so does work that
+becomes ready with time (a retry, a pause over).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from sendas.private_files import private_file
+
+log = logging.getLogger("sendas.outbox")
 
 WAKE_FILE = "outbox.wake"
 _KEY = "sendas.wake_workers"
@@ -34,22 +38,39 @@ def wake_workers(session: Session) -> None:
 
 def touch_on_commit(sessions: sessionmaker[Session], path: Path) -> None:
     """Touch ``path`` after each commit of a session from ``sessions`` that asked to wake
-    the workers."""
-    private_file(path)
+    the workers. A savepoint's release or rollback is not the transaction's: the flag waits
+    for the real commit (or goes with the real rollback)."""
+    try:
+        private_file(path)
+    except OSError as exc:  # a read-only data folder: the workers still poll
+        log.warning("the workers' wake file %s cannot be created (%s): they find new mail "
+                    "at their next poll", path, exc.strerror)  # fmt: skip
 
     def committed(session: Session) -> None:
-        if session.info.pop(_KEY, False):
-            # An explicit time: the kernel's own stamp is coarse (a tick), so two touches
-            # within one tick would look like one.
-            now = time.time_ns()
-            with contextlib.suppress(OSError):  # the worker still polls: never an error
-                os.utime(path, ns=(now, now))
+        if session.in_nested_transaction() or not session.info.pop(_KEY, False):
+            return
+        _touch(path)
 
-    def rolled_back(session: Session, *_: Any) -> None:
-        session.info.pop(_KEY, None)
+    def rolled_back(session: Session, previous: SessionTransaction) -> None:
+        if not previous.nested:
+            session.info.pop(_KEY, None)
 
     event.listen(sessions, "after_commit", committed)
     event.listen(sessions, "after_soft_rollback", rolled_back)
+
+
+def _touch(path: Path) -> None:
+    # An explicit time: the kernel's own stamp is coarse (a tick), so two touches within
+    # one tick would look like one.
+    now = time.time_ns()
+    try:
+        os.utime(path, ns=(now, now))
+    except FileNotFoundError:  # removed while running: made again
+        with contextlib.suppress(OSError):
+            private_file(path)
+            os.utime(path, ns=(now, now))
+    except OSError:  # never an error for the transaction: the workers still poll
+        pass
 
 
 class WakeWatch:

@@ -145,17 +145,21 @@ class Worker:
 
     async def _until_next_poll(self, wake: WakeWatch) -> None:
         """Wait ``poll_interval``, or less: until mail is queued on this machine (the wake
-        file), or the worker is told to stop."""
+        file; at least a fifth of the interval after the last poll, and only while this
+        worker can take more lanes), or the worker is told to stop."""
         if not self.cfg.wake_seconds:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
             return
         loop = asyncio.get_running_loop()
-        due = loop.time() + self.cfg.poll_interval
+        start = loop.time()
+        due, soonest = start + self.cfg.poll_interval, start + self.cfg.poll_interval / 5
+        woken = False
         # A plain sleep per look (a stop waits at most one): cheaper than a timed wait.
         while not self._stopping.is_set() and (left := due - loop.time()) > 0:
             await asyncio.sleep(min(self.cfg.wake_seconds, left))
-            if wake.changed():
+            woken = woken or (wake.changed() and len(self._lanes) < self.cfg.max_lanes)
+            if woken and loop.time() >= soonest:
                 return
 
     def _start_bounce_watch(self) -> asyncio.Task[None] | None:

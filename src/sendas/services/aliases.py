@@ -14,6 +14,7 @@ from sendas.db.models import Alias, ImapAccount, User
 from sendas.endpoints import token_servers
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.outbox import settle
+from sendas.outbox.wake import wake_workers
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field
@@ -115,6 +116,7 @@ def apply_fields(
     """
     fields = data.model_fields_set
     before = destination(alias)
+    stuck = bool(alias.needs_reauth)
     problems = _apply_identity(session, alias, data, creating=creating)
     _apply_connection(alias, data)
     if fields & {"max_connections", "delay_ms"}:
@@ -126,6 +128,8 @@ def apply_fields(
     problems += _keep_password_bound(alias, data, before)
     problems += _keep_token_bound(alias, before)
     _apply_password(alias, data, box)
+    if stuck and not alias.needs_reauth:  # its queued mail can go out again
+        wake_workers(session)
     if not problems:
         problems = _missing_for_password(alias)
     if alias.tls == "none" and alias.allow_plaintext_auth is False and "tls" in fields:

@@ -32,6 +32,7 @@ from sendas.db.models import Message
 from sendas.outbox.bounces.detect import Failure, Report
 from sendas.outbox.bounces.suppress import suppress_bounced
 from sendas.outbox.counts import Moves
+from sendas.outbox.tables import unindexed
 from sendas.statuses import MessageStatus
 
 HANDED_OVER = (MessageStatus.SENT, MessageStatus.UNKNOWN, MessageStatus.BOUNCED)
@@ -66,9 +67,10 @@ def apply_report(session: Session, user_id: int, report: Report, now: datetime) 
         return done
     messages = session.scalars(
         select(Message).where(
+            # Found by Message-ID: the user's other messages are never read (tables.unindexed).
             Message.message_id.in_(report.message_ids),
-            Message.user_id == user_id,
-            Message.status.in_(HANDED_OVER),
+            unindexed(Message.user_id) == user_id,
+            unindexed(Message.status).in_(HANDED_OVER),
         )
     ).all()
     moves = Moves()
@@ -104,8 +106,8 @@ def unrecorded(session: Session, user_id: int, report: Report) -> list[int]:
         session.scalars(
             select(Message.id).where(
                 Message.message_id.in_(report.message_ids),
-                Message.user_id == user_id,
-                Message.status.in_(UNRECORDED),
+                unindexed(Message.user_id) == user_id,
+                unindexed(Message.status).in_(UNRECORDED),
             )
         ).all()
     )
