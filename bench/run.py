@@ -60,7 +60,7 @@ from sqlalchemy import func, select, update
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Lane, Message
-from sendas.outbox.wake import wake_workers
+from sendas.db.wake import wake_workers
 from sendas.schemas import AliasCreate, CampaignTemplatesIn, RecipientIn, UserCreate
 from sendas.services import aliases as alias_service
 from sendas.services import users as user_service
@@ -265,7 +265,7 @@ class Site:
                 .where(Message.next_attempt_at > now + HOLD / 2)
                 .values(next_attempt_at=now)
             )
-            # As resuming a letter or queueing a message does (sendas.outbox.wake).
+            # As resuming a letter or queueing a message does (sendas.db.wake).
             wake_workers(s)
             started = time.time()
         return started

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sendas.config import Settings
 from sendas.db.engine import Database, make_engine
 from sendas.db.migrate import upgrade
-from sendas.outbox.wake import WAKE_FILE, touch_on_commit
+from sendas.db.wake import WAKE_FILE, touch_on_commit
 from sendas.private_files import private_dir
 from sendas.secrets import SecretBox, make_secret_box
 
@@ -26,7 +26,7 @@ class AppContext:
         if migrate:
             upgrade(engine)
         db = Database(engine)
-        # Workers on this machine poll at once when mail was queued (sendas.outbox.wake).
+        # Workers on this machine poll at once when mail was queued (sendas.db.wake).
         touch_on_commit(db.write_sessions, settings.data_dir / WAKE_FILE)
         return cls(settings, db, make_secret_box(settings.secret_key, settings.key_file))
 

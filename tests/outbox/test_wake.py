@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sendas.context import AppContext
-from sendas.outbox.wake import WAKE_FILE, WakeWatch, wake_workers
+from sendas.db.wake import WAKE_FILE, WakeWatch, wake_workers
 from sendas.services.common import Actor
 from tests.conftest import make_person
 from tests.outbox.conftest import (

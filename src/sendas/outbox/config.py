@@ -21,7 +21,7 @@ class OutboxConfig:
     poll_interval: float = 0.25
     """Seconds between looks for lanes with work."""
     wake_seconds: float = 0.025
-    """While waiting for the next look, the wake file (:mod:`sendas.outbox.wake`) is checked
+    """While waiting for the next look, the wake file (:mod:`sendas.db.wake`) is checked
     this often (``SENDAS_WORKER_WAKE_MS``; 0: never, poll only)."""
     batch_size: int = 400
     """Messages one claim of a lane without delay takes, at most (``batch_seconds`` of the

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from sendas.compose import Composed, Content, Sender, compose, needs_smtputf8
 from sendas.db.models import Message, MessageBody, utcnow
+from sendas.db.wake import wake_workers
 from sendas.outbox.counts import init_counts
 from sendas.outbox.lanes import SYSTEM_LANE, alias_lane
-from sendas.outbox.wake import wake_workers
 from sendas.statuses import MessageStatus
 
 INSERT_CHUNK = 5_000

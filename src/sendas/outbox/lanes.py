@@ -19,11 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, Lane, Message, SystemOutgoing
+from sendas.db.wake import wake_workers
 from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.presence import other_live_workers
 from sendas.outbox.tables import LANE, MSG, running_campaign
-from sendas.outbox.wake import wake_workers
 from sendas.statuses import READY
 
 SYSTEM_LANE = "system"

@@ -12,9 +12,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign, Message, utcnow
+from sendas.db.wake import wake_workers
 from sendas.outbox.completion import complete_if_done
 from sendas.outbox.counts import Moves
-from sendas.outbox.wake import wake_workers
 from sendas.statuses import CANCELLABLE, CampaignStatus, MessageStatus
 
 

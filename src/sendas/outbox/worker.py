@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import utcnow
+from sendas.db.wake import WAKE_FILE, WakeWatch
 from sendas.endpoints import TokenProviders
 from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.sent import append_to_sent
@@ -40,7 +41,6 @@ from sendas.outbox.render import Renderer
 from sendas.outbox.settle_from_sent import SentSettler, SettleConfig, remember_filing
 from sendas.outbox.state import DriverContext
 from sendas.outbox.txqueue import TxQueue
-from sendas.outbox.wake import WAKE_FILE, WakeWatch
 from sendas.sandbox import Limits
 
 log = logging.getLogger("sendas.outbox")

@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, ImapAccount, User
+from sendas.db.wake import wake_workers
 from sendas.endpoints import token_servers
 from sendas.errors import FieldProblem, NotFound, ValidationFailed
 from sendas.outbox import settle
-from sendas.outbox.wake import wake_workers
 from sendas.schemas import AliasCreate, AliasOut, AliasPatch
 from sendas.secrets import SecretBox
 from sendas.services.common import Actor, audit, format_server, parse_server_field

@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign
+from sendas.db.wake import wake_workers
 from sendas.errors import Conflict, NotFound
 from sendas.outbox import settle
 from sendas.outbox.completion import complete_if_done
-from sendas.outbox.wake import wake_workers
 from sendas.services.common import Actor, audit
 from sendas.statuses import CampaignStatus
 
