@@ -59,13 +59,19 @@ def plans_by_id(ctx: AppContext, seen: list[tuple[str, Any]]) -> list[tuple[str,
     return out
 
 
+def _letter_of_300(ctx: AppContext) -> int:
+    """A form letter of 300 queued messages (nothing connects: no server needed); its
+    owner's id."""
+    person = make_person(ctx, "plans@example.com")
+    actor = Actor(person.id, person.email, False)
+    form_letter(ctx, actor, sink_alias(ctx, actor, 2525, "plans", 0), 300)
+    return person.id
+
+
 def test_claimed_messages_are_found_by_primary_key_among_many_queued(
     ctx: AppContext,
 ) -> None:
-    person = make_person(ctx, "plans@example.com")
-    actor = Actor(person.id, person.email, False)
-    alias_id = sink_alias(ctx, actor, 2525, "plans", 0)
-    form_letter(ctx, actor, alias_id, 300)
+    _letter_of_300(ctx)
     lease = {"lease_owner": OWNER, "lease_expires_at": utcnow() + timedelta(minutes=5)}
     with ctx.db.write() as s:
         ids = [i for (i,) in s.execute(update(Message).values(**lease).returning(Message.id))]
@@ -91,16 +97,13 @@ def test_claimed_messages_are_found_by_primary_key_among_many_queued(
 def test_a_bounce_finds_its_messages_by_message_id_not_by_the_users_history(
     ctx: AppContext,
 ) -> None:
-    person = make_person(ctx, "bounces@example.com")
-    actor = Actor(person.id, person.email, False)
-    alias_id = sink_alias(ctx, actor, 2525, "plans", 0)
-    form_letter(ctx, actor, alias_id, 300)
+    user_id = _letter_of_300(ctx)
     with ctx.db.write() as s:
         s.execute(update(Message).values(status="sent", message_id=Message.id.concat("@x")))
     report = Report("bounce", ("1@x", "2@x"))
     with statements(ctx) as seen, ctx.db.write() as s:
-        apply_report(s, person.id, report, utcnow())
-        unrecorded(s, person.id, report)
+        apply_report(s, user_id, report, utcnow())
+        unrecorded(s, user_id, report)
     plans = plans_by_id(ctx, seen)
     assert len(plans) == 2, plans
     for sql, plan in plans:
