@@ -17,6 +17,7 @@ from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.schemas import UserCreate
 from sendas.services import users as user_service
+from sendas.services.common import Actor
 
 # The test servers listen on loopback, which the outbound policy refuses unless allowed. Set
 # at import, before any Settings() is built, so that the CLI, `sendas serve` and the worker
@@ -78,6 +79,12 @@ def make_person(ctx: AppContext, email: str, *, admin: bool = False) -> Person:
         )
         _, token = user_service.create_token(s, user, "test")
         return Person(user.id, user.email, token)
+
+
+def make_actor(ctx: AppContext, email: str) -> Actor:
+    """A new person (not an admin) as the services see them."""
+    person = make_person(ctx, email)
+    return Actor(person.id, person.email, False)
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from sendas.context import AppContext
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import (  # noqa: F401 - shared_sqlite is a fixture
     all_final,
     make_alias,
@@ -51,8 +50,7 @@ async def test_serve_runs_worker_processes_and_stops_them(
     tmp_path: Path,
 ) -> None:
     ctx, env = shared_sqlite
-    person = make_person(ctx, "serve@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "serve@example.com")
     server = await smtpd("none", pipelining=True)
     ids = queue(ctx, actor, make_alias(ctx, actor, server), 20)
     env = {**env, "SENDAS_WORKER_PROCESSES": "2", "SENDAS_PORT": str(free_port()),

@@ -20,7 +20,16 @@ from tests.outbox.conftest import (
     statuses,
     wait_for,
 )
-from tests.servers.smtpd import Received, SmtpdFactory
+from tests.servers.smtpd import Received, SmtpdFactory, SmtpdServer
+
+
+async def send_all(ctx: AppContext, server: SmtpdServer, ids: list[int]) -> None:
+    """Run a worker until ``ids`` are settled: every one sent, and received once."""
+    async with running_worker(ctx):
+        await wait_for(all_final(ctx, ids), within=60)
+    assert set(statuses(ctx, ids).values()) == {"sent"}
+    counts = received_ids(server.recorder)
+    assert len(counts) == len(ids) and set(counts.values()) == {1}
 
 
 async def test_relay_alias_opens_its_five_connections_and_sends_each_message_once(
@@ -30,12 +39,7 @@ async def test_relay_alias_opens_its_five_connections_and_sends_each_message_onc
     alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
     ids = queue(ctx, alice_actor, alias_id, 400)
 
-    async with running_worker(ctx):
-        await wait_for(all_final(ctx, ids), within=60)
-
-    assert set(statuses(ctx, ids).values()) == {"sent"}
-    counts = received_ids(server.recorder)
-    assert len(counts) == 400 and set(counts.values()) == {1}
+    await send_all(ctx, server, ids)
     assert server.recorder.connections == 5
     assert server.recorder.most_open == 5
 
@@ -55,12 +59,7 @@ async def test_a_pool_whose_first_connection_runs_dry_lets_the_others_finish_the
     alias_id = make_alias(ctx, alice_actor, server, max_connections=3)
     ids = queue(ctx, alice_actor, alias_id, 600)
 
-    async with running_worker(ctx):
-        await wait_for(all_final(ctx, ids), within=60)
-
-    assert set(statuses(ctx, ids).values()) == {"sent"}
-    counts = received_ids(server.recorder)
-    assert len(counts) == 600 and set(counts.values()) == {1}
+    await send_all(ctx, server, ids)
     assert server.recorder.connections == 3  # one pool, never opened again
 
 
@@ -71,11 +70,7 @@ async def test_personal_alias_uses_one_connection(
     alias_id = make_alias(ctx, alice_actor, server)  # max_connections left at its default
     ids = queue(ctx, alice_actor, alias_id, 200)
 
-    async with running_worker(ctx):
-        await wait_for(all_final(ctx, ids), within=60)
-
-    assert set(statuses(ctx, ids).values()) == {"sent"}
-    assert len(received_ids(server.recorder)) == 200
+    await send_all(ctx, server, ids)
     assert server.recorder.connections == 1
 
 
@@ -90,11 +85,7 @@ async def test_with_a_delay_one_connection_keeps_the_pace(
         s.execute(update(Alias).where(Alias.id == alias_id).values(delay_ms=10))
     ids = queue(ctx, alice_actor, alias_id, 30)
 
-    async with running_worker(ctx):
-        await wait_for(all_final(ctx, ids), within=60)
-
-    assert set(statuses(ctx, ids).values()) == {"sent"}
-    assert len(received_ids(server.recorder)) == 30
+    await send_all(ctx, server, ids)
     assert server.recorder.connections == 1
 
 
@@ -115,11 +106,6 @@ async def test_a_server_that_limits_connections_shrinks_the_pool_without_pausing
     alias_id = make_alias(ctx, alice_actor, server, max_connections=5)
     ids = queue(ctx, alice_actor, alias_id, 300)
 
-    async with running_worker(ctx):
-        await wait_for(all_final(ctx, ids), within=60)
-
-    assert set(statuses(ctx, ids).values()) == {"sent"}
-    counts = received_ids(server.recorder)
-    assert len(counts) == 300 and set(counts.values()) == {1}
+    await send_all(ctx, server, ids)
     assert server.recorder.connections == 5  # two kept, three turned away once each
     assert greeted == 5

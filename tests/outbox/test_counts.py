@@ -24,7 +24,7 @@ from sendas.outbox.counts import full_counts, read_counts
 from sendas.services import messages as message_service
 from sendas.services.campaigns.lifecycle import cancel_campaign, pause_campaign, resume_campaign
 from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import (
     SpawnWorker,
     make_alias,
@@ -148,8 +148,7 @@ async def test_counts_survive_sigkilled_workers_and_reaping(
     tmp_path: Path,
 ) -> None:
     ctx, env = shared_sqlite
-    person = make_person(ctx, "counts@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "counts@example.com")
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     campaign_id = form_letter(ctx, actor, alias_id, 600)
@@ -195,8 +194,7 @@ async def test_counts_hold_with_two_workers_on_postgresql(
     pg_outbox: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, sendas_worker: SpawnWorker
 ) -> None:
     ctx, env = pg_outbox
-    person = make_person(ctx, "pg-counts@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "pg-counts@example.com")
     server = await smtpd("none", pipelining=True)
     letters = [
         form_letter(ctx, actor, make_alias(ctx, actor, server, name=f"A{i}"), 400) for i in range(4)

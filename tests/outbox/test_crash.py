@@ -20,7 +20,7 @@ from sendas.schemas import CampaignTemplatesIn, RecipientIn
 from sendas.services.campaigns.create import create_campaign
 from sendas.services.campaigns.recipients import json_rows
 from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import SpawnWorker, make_alias, received_ids, worker_started
 from tests.servers.smtpd import SmtpdFactory
 
@@ -54,8 +54,7 @@ async def test_sigkill_at_random_points_never_loses_or_doubles_a_message(
     tmp_path: Path,
 ) -> None:
     ctx, env = shared_sqlite
-    person = make_person(ctx, "crash@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "crash@example.com")
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     form_letter(ctx, actor, alias_id, MESSAGES)

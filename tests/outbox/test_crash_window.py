@@ -15,8 +15,7 @@ import pytest
 
 from sendas.context import AppContext
 from sendas.db.models import Message
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import SpawnWorker, make_alias, reap, received_ids
 from tests.outbox.test_crash import form_letter
 from tests.servers.smtpd import SmtpdFactory
@@ -41,8 +40,7 @@ async def test_a_kill_mid_window_leaves_unknown_only_what_may_have_reached_the_s
 ) -> None:
     ctx, env = shared_sqlite
     env = {**env, "SENDAS_SEND_WINDOW": str(WINDOW)}
-    person = make_person(ctx, "window@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "window@example.com")
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     form_letter(ctx, actor, alias_id, MESSAGES)

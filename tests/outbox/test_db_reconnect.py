@@ -22,8 +22,7 @@ from sqlalchemy.orm import Session
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.outbox import driver_writes, worker
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import make_alias, message, queue, running_worker, wait_for
 from tests.outbox.test_copy_to_sent import add_imap, copy_recorded
 from tests.servers.postgres import libpq_conninfo
@@ -40,11 +39,6 @@ def pg_ctx(postgres_url: str, tmp_path: Path) -> Iterator[AppContext]:
     ctx = AppContext.build(settings)
     yield ctx
     ctx.close()
-
-
-def _actor(ctx: AppContext) -> Actor:
-    alice = make_person(ctx, "alice@example.test")
-    return Actor(alice.id, alice.email, False)
 
 
 def _disconnecting(
@@ -92,7 +86,7 @@ async def test_mail_goes_out_once_and_is_recorded_when_the_connection_is_lost(
     """``record_many``: the connection is lost after the server's replies came in (the chaos
     bench's fault); ``mark_many``: before the messages are marked sending."""
     server = await smtpd("none", pipelining=True)
-    actor = _actor(pg_ctx)
+    actor = make_actor(pg_ctx, "alice@example.test")
     ids = queue(pg_ctx, actor, make_alias(pg_ctx, actor, server), 3)
     calls: list[int] = []
     real = getattr(driver_writes, write)
@@ -117,7 +111,7 @@ async def test_the_copy_to_sent_is_recorded_when_the_connection_is_lost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = await smtpd("none", pipelining=True)
-    actor = _actor(pg_ctx)
+    actor = make_actor(pg_ctx, "alice@example.test")
     account = dovecot_server.add_account("reconnect", layout="special")
     imap_id = add_imap(pg_ctx, actor, dovecot_server, account, account.password)
     [mid] = queue(pg_ctx, actor, make_alias(pg_ctx, actor, server, imap_account_id=imap_id), 1)
@@ -139,7 +133,7 @@ async def test_a_copy_to_sent_that_cannot_be_recorded_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = await smtpd("none", pipelining=True)
-    actor = _actor(pg_ctx)
+    actor = make_actor(pg_ctx, "alice@example.test")
     account = dovecot_server.add_account("lostcopy", layout="special")
     imap_id = add_imap(pg_ctx, actor, dovecot_server, account, account.password)
     [mid] = queue(pg_ctx, actor, make_alias(pg_ctx, actor, server, imap_account_id=imap_id), 1)

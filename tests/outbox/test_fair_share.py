@@ -16,8 +16,7 @@ from sendas.outbox import OutboxConfig
 from sendas.outbox.beat import Heartbeat
 from sendas.outbox.lanes import acquire_lanes, alias_lane, excess_lanes, release_lane
 from sendas.outbox.presence import announce, sweep, withdraw
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import queue, sink_alias
 from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 
@@ -34,8 +33,7 @@ def db(request: pytest.FixtureRequest) -> Iterator[AppContext]:
 
 def _four_lanes(ctx: AppContext) -> list[str]:
     """Four aliases with a message queued each (the port is never reached here)."""
-    person = make_person(ctx, "share@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "share@example.com")
     lanes = []
     for k in range(4):
         alias_id = sink_alias(ctx, actor, 9, f"a{k}", 0)

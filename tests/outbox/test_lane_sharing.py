@@ -22,8 +22,7 @@ from sqlalchemy import func, select
 from sendas.context import AppContext
 from sendas.db.models import Lane, LiveWorker, utcnow
 from sendas.outbox.lanes import alias_lane, hold_lanes, release_held
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import (
     SpawnWorker,
     all_final,
@@ -72,8 +71,7 @@ async def _aliases_with_mail(
     ctx: AppContext, smtpd: SmtpdFactory, per_alias: int
 ) -> tuple[list[str], list[int], SmtpdServer]:
     """Four paced aliases with ``per_alias`` messages each, their lanes held."""
-    person = make_person(ctx, "share@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "share@example.com")
     server = await smtpd("none", pipelining=True)
     aliases = [
         make_alias(ctx, actor, server, delay_ms=DELAY_MS, name=f"Share{k}") for k in range(4)

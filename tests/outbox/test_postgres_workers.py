@@ -20,8 +20,7 @@ from sqlalchemy import func, select
 from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import SpawnWorker, make_alias, queue, received_ids, sink_alias
 from tests.servers import stamping_sink
 from tests.servers.smtpd import SmtpdFactory
@@ -71,8 +70,7 @@ async def test_workers_share_the_outbox_without_doubles_and_keep_pacing(
     tmp_path: Path,
 ) -> None:
     ctx, env = pg_shared
-    person = make_person(ctx, "pg@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "pg@example.com")
     # The paced aliases send to a sink in a process of its own that stamps each MAIL FROM
     # with the kernel's receive time: the gaps the server saw, to the microsecond.
     stamps = tmp_path / "stamps.txt"

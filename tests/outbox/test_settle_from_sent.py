@@ -34,7 +34,7 @@ from sendas.services import imap_accounts as imap_service
 from sendas.services import messages as message_service
 from sendas.services.campaigns.progress import campaign_out
 from sendas.services.common import Actor
-from tests.conftest import Person, make_person
+from tests.conftest import Person, make_actor
 from tests.oauth.conftest import USER_EMAIL
 from tests.oauth.test_imap_xoauth2 import signed_in_with_imap
 from tests.oauth.test_web_flow import send, web
@@ -531,8 +531,7 @@ async def test_two_settlers_at_once_on_postgresql(
                         embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
     pg = AppContext.build(settings)
     try:
-        person = make_person(pg, "pat@example.test")
-        actor = Actor(person.id, person.email, False)
+        actor = make_actor(pg, "pat@example.test")
         box = link_sent_box(pg, actor, dovecot_server, "pg")
         server = await smtpd("none")
         alias_id = box.alias(server)

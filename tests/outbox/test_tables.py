@@ -20,8 +20,7 @@ from sendas.outbox.bounces.detect import Report
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.late import defer_late
 from sendas.outbox.marking import MarkRequest, mark_many, release_messages
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import sink_alias
 from tests.outbox.test_crash import form_letter
 
@@ -62,10 +61,9 @@ def plans_by_id(ctx: AppContext, seen: list[tuple[str, Any]]) -> list[tuple[str,
 def _letter_of_300(ctx: AppContext) -> int:
     """A form letter of 300 queued messages (nothing connects: no server needed); its
     owner's id."""
-    person = make_person(ctx, "plans@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "plans@example.com")
     form_letter(ctx, actor, sink_alias(ctx, actor, 2525, "plans", 0), 300)
-    return person.id
+    return actor.id
 
 
 def test_claimed_messages_are_found_by_primary_key_among_many_queued(

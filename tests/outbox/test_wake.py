@@ -11,8 +11,7 @@ import pytest
 
 from sendas.context import AppContext
 from sendas.db.wake import WAKE_FILE, WakeWatch, wake_workers
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import (
     SpawnWorker,
     make_alias,
@@ -70,8 +69,7 @@ async def test_a_worker_between_polls_sends_a_message_queued_meanwhile(
 ) -> None:
     ctx, env = shared_sqlite
     env = {**env, "SENDAS_LOG_LEVEL": "INFO"}  # worker_started reads its start line
-    person = make_person(ctx, "wake@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "wake@example.com")
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     log = tmp_path / "worker.log"

@@ -15,8 +15,7 @@ import pytest
 from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.outbox.window import AHEAD_SECONDS
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import SpawnWorker, make_alias, reap, received_ids
 from tests.outbox.test_crash import form_letter
 from tests.servers.delay_proxy import delayed
@@ -51,8 +50,7 @@ async def test_a_kill_over_a_slow_link_leaves_unknown_only_what_the_link_takes_m
     # CHUNKING), so the link's measured speed gives at most this many marked ahead.
     bound = math.ceil(AHEAD_SECONDS / (2 * ONE_WAY))
     assert bound < window
-    person = make_person(ctx, "slowlink@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "slowlink@example.com")
     server = await smtpd("none", pipelining=True)
     async with delayed(server.port, ONE_WAY) as port:
         server.port = port  # the alias reaches the server through the slow link

@@ -22,8 +22,7 @@ from sendas.context import AppContext
 from sendas.db.models import Lane, utcnow
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.lanes import alias_lane
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import (
     SpawnWorker,
     all_final,
@@ -65,8 +64,7 @@ async def test_a_killed_workers_lane_is_taken_over_after_its_lease_without_doubl
     ctx, env = pg_shared
     env = {**env, "SENDAS_WORKER_TAKEOVER_SECONDS": "1.5",
            "SENDAS_WORKER_HEARTBEAT_SECONDS": "0.2"}  # fmt: skip
-    person = make_person(ctx, "handover@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "handover@example.com")
     server = await smtpd("none", pipelining=True)
     alias_id = make_alias(ctx, actor, server)
     total = 2000
@@ -161,8 +159,7 @@ async def test_a_slow_but_alive_worker_keeps_its_lane(
     # messages in flight) from the other worker.
     env = {**env, "SENDAS_WORKER_TAKEOVER_SECONDS": "2", "SENDAS_WORKER_HEARTBEAT_SECONDS":
            "0.2", "SENDAS_SMTP_TIMEOUT": "15", "SENDAS_LOG_LEVEL": "INFO"}  # fmt: skip
-    person = make_person(ctx, "slow@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "slow@example.com")
     received: list[bytes] = []
     server = await _slow_server(6.0, received)
     port = server.sockets[0].getsockname()[1]

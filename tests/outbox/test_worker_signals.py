@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from sendas.context import AppContext
-from sendas.services.common import Actor
-from tests.conftest import make_person
+from tests.conftest import make_actor
 from tests.outbox.conftest import SpawnWorker, queue, sink_alias, worker_started
 from tests.servers.process import free_port
 
@@ -34,8 +33,7 @@ async def test_sigterm_stops_a_worker_whose_server_refuses_connections(
     tmp_path: Path,
 ) -> None:
     ctx, env = shared_sqlite
-    person = make_person(ctx, "stop@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "stop@example.com")
     alias_id = sink_alias(ctx, actor, free_port(), "refused", 0)  # nothing listens there
     queue(ctx, actor, alias_id, 5)
     log = tmp_path / "worker.log"
@@ -72,8 +70,7 @@ async def test_sigterm_stops_a_worker_waiting_for_a_silent_server(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    person = make_person(ctx, "silent@example.com")
-    actor = Actor(person.id, person.email, False)
+    actor = make_actor(ctx, "silent@example.com")
     queue(ctx, actor, sink_alias(ctx, actor, port, "silent", 0), 3)
     log = tmp_path / "worker.log"
     try:
