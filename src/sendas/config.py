@@ -279,7 +279,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1000,
         description="While a worker waits for its next look for work, it checks this often "
-        "whether mail was just queued on this machine (a file's time in the data folder) and "
+        "whether a process sharing its data folder just queued mail (a file's time there) and "
         "looks at once if so (0: only at its polls).",
     )
     send_window: int = Field(

@@ -26,7 +26,7 @@ class AppContext:
         if migrate:
             upgrade(engine)
         db = Database(engine)
-        # Workers on this machine poll at once when mail was queued (sendas.db.wake).
+        # Workers sharing this data folder poll at once when mail was queued (sendas.db.wake).
         touch_on_commit(db.write_sessions, settings.data_dir / WAKE_FILE)
         return cls(settings, db, make_secret_box(settings.secret_key, settings.key_file))
 

@@ -30,12 +30,11 @@ class OutboxConfig:
     (about a millisecond: the lane, the alias, its endpoint) over more messages, and
     leaves nothing more ``unknown`` after a crash."""
     batch_seconds: float = 0.5
-    """A pipelined batch is sized to take about this long on the wire, so that a slow link
-    gets small batches: a worker killed mid-batch leaves at most one batch, about this much
-    sending, as ``unknown`` (a batch is marked sending in the commit that records the one
-    before it)."""
+    """A claim of a lane without delay is sized to take about this long on the wire, so
+    that a slow link claims little ahead of what it can send (what a crash leaves
+    ``unknown`` is bounded by ``send_window``, not by the claim)."""
     first_batch: int = 20
-    """Messages in a lane's first batch, before the link's speed is known."""
+    """Messages in a lane's first claim, before the link's speed is known."""
     paced_window_seconds: float = 10.0
     """A paced lane claims at most this much time's worth of slots at once."""
     max_paced_batch: int = 50

@@ -144,9 +144,9 @@ class Worker:
             log.info("outbox worker %s stopped", self.id)
 
     async def _until_next_poll(self, wake: WakeWatch) -> None:
-        """Wait ``poll_interval``, or less: until mail is queued on this machine (the wake
-        file; at least a fifth of the interval after the last poll, and only while this
-        worker can take more lanes), or the worker is told to stop."""
+        """Wait ``poll_interval``, or less: until mail is queued by a process sharing the
+        data folder (the wake file; at least a fifth of the interval after the last poll,
+        and only while this worker can take more lanes), or the worker is told to stop."""
         if not self.cfg.wake_seconds:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.poll_interval)
