@@ -20,7 +20,8 @@ b  the same over a 20 ms round trip (bench/proxy.py): 1 connection vs nodemailer
 c  pacing: 200 messages at delay_ms=50 into a sink stamping each MAIL FROM with the kernel's
    receive time (tests/servers/stamping_sink.py): smallest gap and total vs 199 x 50 ms; one
    worker on SQLite, and two workers on PostgreSQL (SENDAS_BENCH_POSTGRES_URL, else a private
-   server).
+   server). The sink and the workers run on different CPUs (apart_cpus), as a server on
+   another machine would.
 d  500 aliases x 10 messages at delay_ms=1000, one worker: wall time.
 e  enqueue 1,000,000 recipients from a CSV (bench/enqueue_csv.py, own process): seconds and
    peak RSS.
@@ -165,12 +166,23 @@ def delay_proxy(target: int, one_way_ms: float) -> Iterator[int]:
         yield port
 
 
-def stamping_sink(path: Path) -> AbstractContextManager[int]:
+def stamping_sink(path: Path, cpus: str | None = None) -> AbstractContextManager[int]:
     """tests/servers/stamping_sink.py: MAIL FROM times as the kernel received them."""
     sys.path.insert(0, str(ROOT))
     from tests.servers.stamping_sink import running
 
-    return running(path)
+    return running(path, cpus=cpus)
+
+
+def apart_cpus() -> tuple[str | None, str | None]:
+    """CPUs for a server and for sendas that do not share one (``taskset -c`` lists), or
+    (None, None) on a single CPU. On loopback the sender's write runs the receiver's side
+    of TCP and wakes it, often on the same CPU, where it can preempt the sender before its
+    write returns; a server on another machine does neither."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return str(cpus[-1]), ",".join(str(c) for c in cpus[:-1])
 
 
 # --- a sendas installation in a temporary folder --------------------------------------------
@@ -312,8 +324,11 @@ class Site:
         return counts, ts[0], ts[1]
 
     @contextmanager
-    def workers(self, count: int = 1) -> Iterator[list[subprocess.Popen[bytes]]]:
-        cmds = [[SENDAS, "worker", "--poll-interval", "0.1"] for _ in range(count)]
+    def workers(
+        self, count: int = 1, cpus: str | None = None
+    ) -> Iterator[list[subprocess.Popen[bytes]]]:
+        pin = ["taskset", "-c", cpus] if cpus else []
+        cmds = [[*pin, SENDAS, "worker", "--poll-interval", "0.1"] for _ in range(count)]
         procs = [subprocess.Popen(c, env=self.env) for c in cmds]
         try:
             yield procs
@@ -328,16 +343,23 @@ class Site:
                     p.wait()
 
     def run(
-        self, total: int, *, workers: int = 1, settle: float = 2.5, until_idle: bool = False
+        self,
+        total: int,
+        *,
+        workers: int = 1,
+        settle: float = 2.5,
+        until_idle: bool = False,
+        cpus: str | None = None,
     ) -> tuple[float, float, dict[str, int]]:
         """Start the worker(s), release the campaigns, wait until drained. ``until_idle``:
         after ``settle``, also wait until every worker and its render processes are idle (on
-        a loaded machine starting them takes longer than ``settle``).
+        a loaded machine starting them takes longer than ``settle``). ``cpus``: keep the
+        workers (and their render processes) to those CPUs.
 
         Returns (seconds from release to the last sent_at, first sent_at - release, counts).
         """
         self._checkpoint()
-        with self.workers(workers) as procs:
+        with self.workers(workers, cpus) as procs:
             time.sleep(settle)  # imports, migrations check, first polls: not what we measure
             if until_idle:
                 _wait_idle([p.pid for p in procs])
@@ -768,15 +790,18 @@ def scenario_c(tmp: Path, count: int, postgres_url: str | None) -> None:
         runs.append(("PostgreSQL, 2 workers", postgres_url, 2))
     else:
         say("c: no PostgreSQL available: the two-worker run is skipped")
+    sink_cpu, sendas_cpus = apart_cpus()
+    if sink_cpu:
+        say(f"c: the sink runs on CPU {sink_cpu}, the workers on {sendas_cpus} (apart_cpus)")
     for name, url, workers in runs:
         say(f"c: pacing, {count} messages at {delay_ms} ms, {name}")
         stamps = tmp / f"c-{workers}.txt"
-        with stamping_sink(stamps) as port:
+        with stamping_sink(stamps, sink_cpu) as port:
             site = Site(tmp / f"c{workers}", url)
             try:
                 [alias_id] = site.aliases(1, port, delay_ms)
                 site.campaign(alias_id, csv_file(tmp / f"c{workers}.csv", count))
-                site.run(count, workers=workers)
+                site.run(count, workers=workers, cpus=sendas_cpus)
             finally:
                 site.close()
         smallest, total, seen = _gaps(stamps)

@@ -108,14 +108,17 @@ def read_stamps(path: Path) -> dict[str, list[float]]:
 
 
 @contextlib.contextmanager
-def running(path: Path) -> Iterator[int]:
+def running(path: Path, *, cpus: str | None = None) -> Iterator[int]:
     """Run the sink in a process of its own (its clock reads must not wait for the test's
-    event loop); yields its port once it accepts connections."""
+    event loop); yields its port once it accepts connections. ``cpus`` (``taskset -c``
+    syntax) keeps it to those CPUs."""
     # Here: the file also runs as a script.
     from tests.servers.process import child_options, free_port, stop_group
 
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, str(port), str(path)], **child_options())
+    pin = ["taskset", "-c", cpus] if cpus else []
+    command = [*pin, sys.executable, __file__, str(port), str(path)]
+    proc = subprocess.Popen(command, **child_options())
     try:
         deadline = time.monotonic() + 15
         while True:

@@ -147,7 +147,7 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
         if after is not None and not eager:
             _start_mark(driver, run, after)  # timed by its own slot
         # Slots are planned from the previous planned slot (no drift); the start waits
-        # for the slot, and for delay_ms (plus a hair) after the previous actual start.
+        # for the slot, and for delay_ms after the previous actual start.
         start = time.monotonic() + ((m.slot or utcnow()) - utcnow()).total_seconds()
         gate = pacing.start_gate(start, previous_start=driver.st.last_start_mono, delay=delay)
         envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw)

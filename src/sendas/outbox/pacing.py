@@ -9,10 +9,6 @@ import time
 
 from sendas.smtp import StartGate
 
-MARGIN = 0.0001
-"""Added to ``delay_ms`` after the previous actual start (just after its MAIL FROM was
-handed to the socket): a hair for the jitter of the network stack."""
-
 SPIN = 0.0015
 """The last moments before a timed start are waited for by yielding to the event loop
 rather than by a timer, whose wake-up is up to a millisecond late."""
@@ -22,11 +18,17 @@ def start_gate(
     not_before: float, *, previous_start: float | None = None, delay: float = 0.0
 ) -> StartGate:
     """A gate that opens at ``not_before`` (``time.monotonic()`` seconds), and never sooner
-    than ``delay`` seconds (plus :data:`MARGIN`) after ``previous_start``, the previous
-    actual start of the lane (which may have been late)."""
+    than ``delay`` seconds after ``previous_start``, the previous actual start of the lane
+    (which may have been late).
+
+    No margin is added: ``previous_start`` is read after the previous write returned (its
+    MAIL FROM was with the kernel by then), and this start's write begins after the gate
+    opens, so the two reach the kernel at least ``delay`` apart. A margin would not cover a
+    real network's jitter, and would add to every gap of a lane that runs behind its
+    slots."""
     deadline = not_before
     if previous_start is not None:
-        deadline = max(deadline, previous_start + delay + MARGIN)
+        deadline = max(deadline, previous_start + delay)
 
     async def gate() -> None:
         await wait_until(deadline)
