@@ -2,24 +2,31 @@
 them by that key (``tables.unindexed``): SQLite would otherwise plan them on
 ``ix_messages_claim`` and read every queued message of the database for each chunk
 marked ``sending``, or on ``ix_messages_user_status`` and read a user's whole history for
-each bounce."""
+each bounce. And the row updates the outbox runs as driver-level executemanys convert
+every type as the ORM would, on both databases."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, update
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import event, select, update
 
+from sendas.config import Settings
 from sendas.context import AppContext
-from sendas.db.models import Message, utcnow
+from sendas.db.models import Message, MessageBody, utcnow
 from sendas.outbox.bounces.apply import apply_report, unrecorded
 from sendas.outbox.bounces.detect import Report
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.late import defer_late
 from sendas.outbox.marking import MarkRequest, mark_many, release_messages
+from sendas.outbox.tables import store_raw, update_rows
+from sendas.statuses import MessageStatus
 from tests.conftest import make_actor
 from tests.outbox.conftest import sink_alias
 from tests.outbox.test_crash import form_letter
@@ -106,3 +113,55 @@ def test_a_bounce_finds_its_messages_by_message_id_not_by_the_users_history(
     assert len(plans) == 2, plans
     for sql, plan in plans:
         assert "ix_messages_message_id" in plan, (sql, plan)
+
+
+# --- update_rows / store_raw: driver-level executemany -------------------------------------
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def either_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppContext]:
+    """An application on SQLite, then on PostgreSQL."""
+    if request.param == "sqlite":
+        yield request.getfixturevalue("ctx")
+        return
+    url = request.getfixturevalue("postgres_url")
+    key = Fernet.generate_key().decode()
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=url, secret_key=key, embedded_worker=False
+    )
+    built = AppContext.build(settings)
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_row_updates_convert_each_type_and_set_updated_at(either_db: AppContext) -> None:
+    ctx = either_db
+    actor = make_actor(ctx, "rows@example.com")
+    form_letter(ctx, actor, sink_alias(ctx, actor, 2525, "rows", 0), 3)
+    with ctx.db.read() as s:
+        before = {m.id: m.updated_at for m in s.scalars(select(Message).order_by(Message.id))}
+    a, b, c = before
+    lease = utcnow() + timedelta(minutes=3)
+    results = {"r0@example.org": {"status": "sent", "code": 250, "reply": "2.0.0 ok é"}}
+    with ctx.db.write() as s:
+        update_rows(s, [
+            {"id": a, "status": MessageStatus.SENT, "recipient_results": results,
+             "lease_expires_at": lease},
+            {"id": b, "status": MessageStatus.FAILED, "recipient_results": None,
+             "lease_expires_at": None},
+            {"id": c, "attempts": 3},
+        ])  # fmt: skip
+        store_raw(s, {a: b"Subject: x\r\n\r\nbody\r\n"})
+    with ctx.db.read() as s:
+        rows = {m.id: m for m in s.scalars(select(Message))}
+        raw = s.scalar(select(MessageBody.raw).where(MessageBody.message_id == a))
+    assert (rows[a].status, rows[a].recipient_results) == ("sent", results)
+    assert rows[a].lease_expires_at == lease
+    assert (rows[b].status, rows[b].recipient_results, rows[b].lease_expires_at) == (
+        "failed", None, None,
+    )  # fmt: skip
+    assert (rows[c].status, rows[c].attempts) == ("queued", 3)
+    assert all(rows[i].updated_at > before[i] for i in (a, b, c))
+    assert raw == b"Subject: x\r\n\r\nbody\r\n"

@@ -15,13 +15,14 @@ submitted: once its lease runs out, any worker may claim it again.
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Text, bindparam, cast, or_, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, SystemOutgoing
@@ -55,15 +56,27 @@ HANDOVER_GUARD = timedelta(milliseconds=3)
 @dataclass
 class RenderInput:
     """What ``merge.render_message`` reads of a form letter's message (and sets: ``subject``,
-    ``message_id``): plain data, so rendering runs outside the claiming transaction."""
+    ``message_id``): plain data, so rendering runs outside the claiming transaction.
+
+    The recipient's values and To arrive as the stored JSON text and are decoded where the
+    letter is rendered (a render process), not by the worker that claims it."""
 
     id: int
     campaign_id: int | None
-    to_addrs: list[str]
+    to_addrs_json: str | None
     recipients: list[str]
-    merge_fields: dict[str, Any] | None
+    merge_fields_json: str | None
     subject: str = ""
     message_id: str = ""
+
+    @property
+    def to_addrs(self) -> list[str]:
+        return list(json.loads(self.to_addrs_json or "null") or [])
+
+    @property
+    def merge_fields(self) -> dict[str, Any] | None:
+        fields: dict[str, Any] | None = json.loads(self.merge_fields_json or "null")
+        return fields
 
 
 @dataclass(frozen=True)
@@ -99,12 +112,16 @@ class Claim:
 
 # --- statements ----------------------------------------------------------------------------
 
-_CLAIM_COLUMNS = [MSG.c[name] for name in (
-    "id", "message_id", "recipients", "recipient_results", "attempts",
-    "envelope_from", "campaign_id", "to_addrs", "status",
-)]  # fmt: skip
+_CLAIM_COLUMNS = [
+    *(MSG.c[name] for name in (
+        "id", "message_id", "recipients", "recipient_results", "attempts",
+        "envelope_from", "campaign_id", "status",
+    )),
+    # As text: only a render process decodes them (see RenderInput).
+    cast(MSG.c.to_addrs, Text).label("to_addrs"),
+]  # fmt: skip
 # The bodies (bytes, a form letter's values) are read beside the status row, never written.
-_BODY_COLUMNS = [BODY.c.raw, BODY.c.merge_fields]
+_BODY_COLUMNS = [BODY.c.raw, cast(BODY.c.merge_fields, Text).label("merge_fields")]
 _CLAIM_LANE = (
     select(LANE.c.owner, LANE.c.needs_attention, LANE.c.paused_until, LANE.c.next_send_at)
     .where(LANE.c.name == bindparam("lane"))
@@ -210,7 +227,7 @@ class _Plan:
         change: dict[str, Any] = {"id": m.id}
         if m.raw is None:
             # Rendered after this transaction (render_many), stored when marked sending.
-            render = RenderInput(m.id, m.campaign_id, list(m.to_addrs or []),
+            render = RenderInput(m.id, m.campaign_id, m.to_addrs,
                                  list(m.recipients), m.merge_fields)  # fmt: skip
         elif not m.message_id:
             found = _MESSAGE_ID.search(m.raw)

@@ -7,13 +7,14 @@ statement handling.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, bindparam, exists, or_, update
+from sqlalchemy import Dialect, Table, Update, bindparam, exists, or_, update
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Campaign, Lane, Message, MessageBody
+from sendas.db.models import Campaign, Lane, Message, MessageBody, utcnow
 from sendas.statuses import CampaignStatus
 
 MSG: Table = Message.metadata.tables[Message.__tablename__]
@@ -35,10 +36,8 @@ def update_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(frozenset(row), []).append(row)
-    for group in groups.values():
-        session.execute(
-            _BY_ID, [{("_id" if k == "id" else k): v for k, v in row.items()} for row in group]
-        )
+    for keys, group in groups.items():
+        _update_many(session, _BY_ID, keys, group)
 
 
 def update_ids(session: Session, ids: Sequence[int], **values: Any) -> None:
@@ -54,7 +53,71 @@ def store_raw(session: Session, raw: dict[int, bytes]) -> None:
     """Write rendered form letters' bytes into their bodies (one executemany), the one
     write of ``raw`` a form letter's message gets; the status row stays narrow."""
     if raw:
-        session.execute(_BODY_RAW, [{"_id": i, "raw": data} for i, data in raw.items()])
+        rows = [{"id": i, "raw": data} for i, data in raw.items()]
+        _update_many(session, _BODY_RAW, frozenset(("id", "raw")), rows)
+
+
+def _update_many(
+    session: Session, statement: Update, keys: frozenset[str], rows: list[dict[str, Any]]
+) -> None:
+    """Run ``statement`` (an UPDATE whose WHERE names ``_id``) for ``rows``, each with the
+    keys ``keys`` (``id`` for ``_id``), as one executemany."""
+    if "updated_at" in statement.table.c and "updated_at" not in keys:
+        # What the column's onupdate would set; a driver statement runs no defaults.
+        now = utcnow()
+        rows = [{**row, "updated_at": now} for row in rows]
+        keys = keys | {"updated_at"}
+    connection = session.connection()
+    plan = _plan(connection.dialect, statement, keys)
+    connection.exec_driver_sql(plan.sql, plan.parameters(rows))
+
+
+@dataclass(frozen=True, slots=True)
+class _ManyPlan:
+    """An UPDATE compiled once for a dialect and a set of columns, with its parameters'
+    order and converters. Through ``Session.execute`` SQLAlchemy builds and converts each
+    row's parameters with its general machinery: a third of the CPU of marking a chunk."""
+
+    sql: str
+    binds: tuple[str, ...]  # the statement's parameters, in its order
+    names: tuple[str, ...]  # the row key of each (``id`` for ``_id``)
+    converters: tuple[Callable[[Any], Any] | None, ...]
+    positional: bool
+
+    def parameters(self, rows: list[dict[str, Any]]) -> list[Any]:
+        if self.positional:
+            pairs = list(zip(self.names, self.converters, strict=True))
+            return [tuple(c(r[n]) if c else r[n] for n, c in pairs) for r in rows]
+        triples = list(zip(self.binds, self.names, self.converters, strict=True))
+        return [{b: c(r[n]) if c else r[n] for b, n, c in triples} for r in rows]
+
+
+_PLANS: dict[tuple[str, int, frozenset[str]], _ManyPlan] = {}
+
+
+def _plan(dialect: Dialect, statement: Update, keys: frozenset[str]) -> _ManyPlan:
+    key = (dialect.name, id(statement), keys)  # statements here are module constants
+    found = _PLANS.get(key)
+    if found is not None:
+        return found
+    columns = sorted(k for k in keys if k != "id")
+    compiled = statement.compile(dialect=dialect, column_keys=columns)
+    processors = compiled._bind_processors
+    binds = compiled.positiontup if compiled.positional else [*columns, "_id"]
+    order = tuple(binds or ())
+    if set(order) != {*columns, "_id"}:  # a column default or a renamed bind
+        raise ValueError(f"cannot run {sorted(order)} as a plain executemany")
+    names = tuple("id" if b == "_id" else b for b in order)
+    converters = tuple(_single(processors.get(b)) for b in order)
+    plan = _ManyPlan(compiled.string, order, names, converters, compiled.positional)
+    _PLANS[key] = plan
+    return plan
+
+
+def _single(processor: object) -> Callable[[Any], Any] | None:
+    if processor is None or callable(processor):
+        return processor
+    raise TypeError("a tuple parameter in a row update")  # none of these statements has one
 
 
 def unindexed(column: Any) -> Any:
