@@ -102,11 +102,12 @@ def _plan(dialect: Dialect, statement: Update, keys: frozenset[str]) -> _ManyPla
         return found
     columns = sorted(k for k in keys if k != "id")
     compiled = statement.compile(dialect=dialect, column_keys=columns)
+    # A private attribute, read once per plan: the converters SQLAlchemy itself applies.
     processors = compiled._bind_processors
+    if set(compiled.binds) != {*columns, "_id"}:  # a column default would need a value
+        raise ValueError(f"cannot run {sorted(compiled.binds)} as a plain executemany")
     binds = compiled.positiontup if compiled.positional else [*columns, "_id"]
     order = tuple(binds or ())
-    if set(order) != {*columns, "_id"}:  # a column default or a renamed bind
-        raise ValueError(f"cannot run {sorted(order)} as a plain executemany")
     names = tuple("id" if b == "_id" else b for b in order)
     converters = tuple(_single(processors.get(b)) for b in order)
     plan = _ManyPlan(compiled.string, order, names, converters, compiled.positional)
