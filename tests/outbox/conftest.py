@@ -204,6 +204,17 @@ async def sendas_worker() -> AsyncIterator[SpawnWorker]:
 
 
 @pytest.fixture
+def pg_ctx(postgres_url: str, tmp_path: Path) -> Iterator[AppContext]:
+    """An application on the test PostgreSQL server (its own database)."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
+                        secret_key=Fernet.generate_key().decode(), embedded_worker=False,
+                        smtp_timeout=3.0)  # fmt: skip
+    ctx = AppContext.build(settings)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
 def shared_sqlite(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
     """A SQLite outbox and key that a ``sendas worker`` process can open too: the context,
     and the environment for the worker."""

@@ -8,18 +8,15 @@ right between the submission and the write of its outcome."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.outbox import driver_writes, worker
 from tests.conftest import make_actor
@@ -29,16 +26,6 @@ from tests.servers.postgres import libpq_conninfo
 from tests.servers.smtpd import SmtpdFactory
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_ctx(postgres_url: str, tmp_path: Path) -> Iterator[AppContext]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url,
-                        secret_key=Fernet.generate_key().decode(), embedded_worker=False,
-                        smtp_timeout=3.0)  # fmt: skip
-    ctx = AppContext.build(settings)
-    yield ctx
-    ctx.close()
 
 
 def _disconnecting(

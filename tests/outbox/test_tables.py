@@ -10,14 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import event, select, update
 
-from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message, MessageBody, utcnow
 from sendas.outbox.bounces.apply import apply_report, unrecorded
@@ -119,21 +116,10 @@ def test_a_bounce_finds_its_messages_by_message_id_not_by_the_users_history(
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def either_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AppContext]:
-    """An application on SQLite, then on PostgreSQL."""
-    if request.param == "sqlite":
-        yield request.getfixturevalue("ctx")
-        return
-    url = request.getfixturevalue("postgres_url")
-    key = Fernet.generate_key().decode()
-    settings = Settings(
-        data_dir=tmp_path / "data", database_url=url, secret_key=key, embedded_worker=False
-    )
-    built = AppContext.build(settings)
-    try:
-        yield built
-    finally:
-        built.close()
+def either_db(request: pytest.FixtureRequest) -> AppContext:
+    """An application on SQLite, then on PostgreSQL (tests/outbox/conftest.py's pg_ctx)."""
+    app: AppContext = request.getfixturevalue("ctx" if request.param == "sqlite" else "pg_ctx")
+    return app
 
 
 def test_row_updates_convert_each_type_and_set_updated_at(either_db: AppContext) -> None:
