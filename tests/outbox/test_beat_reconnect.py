@@ -15,7 +15,7 @@ from sendas.context import AppContext
 from sendas.db.models import Lane, utcnow
 from sendas.outbox import beat
 from sendas.outbox.beat import Heartbeat
-from tests.outbox.test_db_reconnect import _disconnecting, pg_ctx  # noqa: F401
+from tests.outbox.test_db_reconnect import _disconnecting
 
 pytestmark = pytest.mark.postgres
 
@@ -44,7 +44,7 @@ def _held_briefly(ctx: AppContext) -> datetime:
 
 
 def test_a_beat_whose_connection_was_lost_renews_the_leases(
-    pg_ctx: AppContext,  # noqa: F811
+    pg_ctx: AppContext,
     postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -59,7 +59,7 @@ def test_a_beat_whose_connection_was_lost_renews_the_leases(
 
 
 def test_without_a_retry_budget_the_lost_beat_fails(
-    pg_ctx: AppContext,  # noqa: F811
+    pg_ctx: AppContext,
     postgres_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
