@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from sendas.smtp import LocalProblem, ReplyKind, SmtpCode, classify, hint_for
-from sendas.smtp.wire import frame_data, parse_ehlo, wire_address
+from sendas.smtp.wire import crlf_only, frame_chunk, frame_data, parse_ehlo, wire_address
 
 
 @pytest.mark.parametrize(
@@ -83,6 +83,16 @@ def test_frame_data_dot_stuffs_and_terminates() -> None:
     assert frame_data(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
     assert frame_data(b"x\ny\r\n") == b"x\r\ny\r\n.\r\n"
     assert frame_data(b"x\r\n") == b"x\r\n.\r\n"
+
+
+def test_line_endings_are_checked_unless_known_to_be_crlf() -> None:
+    assert crlf_only(b"a\r\nb\r\n") and crlf_only(b"")
+    assert not crlf_only(b"a\nb\r\n") and not crlf_only(b"a\rb\r\n")
+    assert not crlf_only(b"a\n\rb")  # as many CR as LF, but not as pairs
+    for data in (b".a\r\nb\r\n", b"a\r\n.b"):
+        assert frame_data(data, crlf=True) == frame_data(data)
+        assert frame_chunk(data, crlf=True) == frame_chunk(data)
+    assert frame_chunk(b"x\ny") == b"BDAT 4 LAST\r\nx\r\ny"
 
 
 def test_parse_ehlo() -> None:

@@ -48,6 +48,7 @@ from sendas.outbox.tables import (
 from sendas.sandbox import Limits
 from sendas.secrets import SecretBox
 from sendas.smtp import SmtpEndpoint
+from sendas.smtp.wire import crlf_only
 from sendas.statuses import READY, MessageStatus
 
 HANDOVER_GUARD = timedelta(milliseconds=3)
@@ -84,6 +85,7 @@ class Rendered:
     raw: bytes = field(repr=False)
     subject: str
     message_id: str
+    crlf: bool = False  # every line of ``raw`` ends with CRLF (checked as it was rendered)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class ClaimedMessage:
     recipient_results: dict[str, Any] | None
     slot: datetime | None  # planned start of submission (paced lanes)
     render: RenderInput | None = None  # a form letter not rendered yet
+    crlf: bool = False  # as :attr:`Rendered.crlf`: framing ``raw`` skips that check
 
 
 @dataclass(frozen=True)
@@ -175,7 +178,7 @@ def render_many(
             except (SendasError, ImportError, ValueError) as exc:
                 done.append(f"The form letter could not be rendered for this recipient: {exc}")
                 continue
-            done.append(Rendered(raw, item.subject, item.message_id))
+            done.append(Rendered(raw, item.subject, item.message_id, crlf_only(raw)))
         out.append(done)
     return out
 

@@ -88,7 +88,9 @@ class DriverWrites:
         for m in messages:
             if m.id in ours:
                 done = good.get(m.id)
-                out.append(m if done is None else replace(m, raw=done.raw, render=None))
+                out.append(
+                    m if done is None else replace(m, raw=done.raw, crlf=done.crlf, render=None)
+                )
         return out
 
     async def record(

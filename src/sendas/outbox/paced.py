@@ -150,7 +150,7 @@ async def _send_paced(driver: LaneDriver, claim: Claim, run: _Run) -> None:
         # for the slot, and for delay_ms after the previous actual start.
         start = time.monotonic() + ((m.slot or utcnow()) - utcnow()).total_seconds()
         gate = pacing.start_gate(start, previous_start=driver.st.last_start_mono, delay=delay)
-        envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw)
+        envelope = Envelope(ready.envelope_from, ready.recipients, ready.raw, ready.crlf)
         run.marked.pop(ready.id, None)
         answer: SubmitResult | TransportError
         try:

@@ -173,7 +173,7 @@ class Window:
                 return
             for m in marked:
                 self.flight.append((claim, m))
-                self.stream.feed(Envelope(m.envelope_from, m.recipients, m.raw))
+                self.stream.feed(Envelope(m.envelope_from, m.recipients, m.raw, m.crlf))
 
     async def _wait_room(self, size: int) -> None:
         """Until ``size`` more fit in the window once the outcomes taken are recorded."""

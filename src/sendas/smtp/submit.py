@@ -39,6 +39,9 @@ class Envelope:
     envelope_from: str
     recipients: Sequence[str]
     data: bytes = field(repr=False)
+    crlf: bool = False
+    """``data`` is known to end every line with CRLF (:func:`~sendas.smtp.wire.crlf_only`,
+    checked where it was composed): framing it skips that check."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,8 @@ def prepare_one(index: int, envelope: Envelope, extensions: dict[str, str]) -> P
     if not envelope.data.isascii() and "8BITMIME" in extensions:
         params += b" BODY=8BITMIME"
     bdat = "CHUNKING" in extensions
-    body = frame_chunk(envelope.data) if bdat else frame_data(envelope.data)
+    frame = frame_chunk if bdat else frame_data
+    body = frame(envelope.data, crlf=envelope.crlf)
     if "SIZE" in extensions:  # the size of the message (not of the BDAT command line)
         params += b" SIZE=%d" % (len(body) - body.index(b"\n") - 1 if bdat else len(body))
     mail = mail_line(envelope.envelope_from, utf8, params, extensions)

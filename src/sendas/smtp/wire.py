@@ -99,11 +99,19 @@ def auth_mechanisms(extensions: dict[str, str]) -> set[str]:
 _LINE_ENDINGS = re.compile(rb"\r\n|\r|\n")
 
 
-def frame_data(data: bytes) -> bytes:
-    """Message bytes -> what goes on the wire after ``354``: CRLF line endings, dot-stuffed
-    (RFC 5321 4.5.2), ending with ``CRLF.CRLF``."""
+def crlf_only(data: bytes) -> bool:
+    """Whether every line of ``data`` ends with CRLF (no bare CR or LF): three passes over
+    the message, a third of framing it, done once where it is composed (a render process)
+    rather than in the worker that sends it."""
     crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+    return data.count(b"\n") == crlf and data.count(b"\r") == crlf
+
+
+def frame_data(data: bytes, *, crlf: bool = False) -> bytes:
+    """Message bytes -> what goes on the wire after ``354``: CRLF line endings, dot-stuffed
+    (RFC 5321 4.5.2), ending with ``CRLF.CRLF``. ``crlf``: :func:`crlf_only` is known to
+    hold (not checked again)."""
+    if not (crlf or crlf_only(data)):
         data = _LINE_ENDINGS.sub(b"\r\n", data)
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
@@ -113,11 +121,11 @@ def frame_data(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
-def frame_chunk(data: bytes) -> bytes:
+def frame_chunk(data: bytes, *, crlf: bool = False) -> bytes:
     """Message bytes -> one ``BDAT <size> LAST`` command with its chunk (RFC 3030): CRLF
-    line endings, no dot-stuffing and no end-of-data line (the size delimits the data)."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+    line endings, no dot-stuffing and no end-of-data line (the size delimits the data).
+    ``crlf`` as for :func:`frame_data`."""
+    if not (crlf or crlf_only(data)):
         data = _LINE_ENDINGS.sub(b"\r\n", data)
     return b"BDAT %d LAST\r\n" % len(data) + data
 
