@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import Site, _wait_idle, csv_file, smtp_sink
+from run import DEADLINE, Site, _wait_idle, csv_file, smtp_sink
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -75,6 +75,8 @@ def main(aliases: int = 5, connections: int = 1, messages: int = 20_000) -> None
             busy0 = _busy()
             t0 = site.resume_all()
             while site.remaining():
+                if time.time() - t0 > DEADLINE:
+                    raise SystemExit(f"the outbox did not drain within {DEADLINE:g} s")
                 time.sleep(0.1)
             after = {p: _times(Path(f"/proc/{p}/stat")) for p in pids}
             threads1 = _threads(worker)
