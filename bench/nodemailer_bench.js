@@ -5,8 +5,10 @@
 const nodemailer = require("nodemailer");
 
 const [port, count, transports, connections = 1] = process.argv.slice(2).map(Number);
-const LINE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod.\n";
-const body = (first) => `Dear ${first},\n\n` + LINE.repeat(68);
+// The body bench/run.py sends: varied text with "{{ first }}" in place of the name.
+const TEMPLATE = process.env.BENCH_BODY_TEMPLATE;
+if (!TEMPLATE) throw new Error("BENCH_BODY_TEMPLATE is not set (bench/run.py sets it)");
+const body = (first) => TEMPLATE.replace("{{ first }}", first);
 
 async function main() {
   const pools = Array.from({ length: transports }, () =>

@@ -26,6 +26,7 @@ from sqlalchemy import Text, bindparam, cast, or_, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Alias, SystemOutgoing
+from sendas.db.packing import Packed, pack
 from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
 from sendas.errors import SendasError, TemplateTimedOut
 from sendas.imap.endpoint import ImapEndpoint
@@ -85,6 +86,8 @@ class Rendered:
     raw: bytes = field(repr=False)
     subject: str
     message_id: str
+    # ``raw`` as stored (sendas.db.packing), packed where it was rendered: off the worker.
+    packed: Packed = field(repr=False)
     crlf: bool = False  # every line of ``raw`` ends with CRLF (checked as it was rendered)
 
 
@@ -178,7 +181,7 @@ def render_many(
             except (SendasError, ImportError, ValueError) as exc:
                 done.append(f"The form letter could not be rendered for this recipient: {exc}")
                 continue
-            done.append(Rendered(raw, item.subject, item.message_id, crlf_only(raw)))
+            done.append(Rendered(raw, item.subject, item.message_id, pack(raw), crlf_only(raw)))
         out.append(done)
     return out
 

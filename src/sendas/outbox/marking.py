@@ -111,7 +111,7 @@ def mark_many(session: Session, requests: list[MarkRequest]) -> list[list[int]]:
     rendered = [{"id": i, "subject": x.subject, "message_id": x.message_id, **sending}
                 for r in requests for i, x in r.rendered.items() if i in ours]  # fmt: skip
     update_rows(session, failed + rendered)
-    store_raw(session, {i: x.raw for r in requests for i, x in r.rendered.items() if i in ours})
+    store_raw(session, {i: x.packed for r in requests for i, x in r.rendered.items() if i in ours})
     stored = {row["id"] for row in rendered}
     update_ids(session, [i for r in requests for i in r.ids if i in ours and i not in stored],
                **sending)  # fmt: skip

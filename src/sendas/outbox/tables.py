@@ -51,7 +51,8 @@ _BODY_RAW = update(BODY).where(BODY.c.message_id == bindparam("_id"))
 
 def store_raw(session: Session, raw: dict[int, bytes]) -> None:
     """Write rendered form letters' bytes into their bodies (one executemany), the one
-    write of ``raw`` a form letter's message gets; the status row stays narrow."""
+    write of ``raw`` a form letter's message gets; the status row stays narrow. Bytes
+    already :class:`~sendas.db.packing.Packed` are written as they are."""
     if raw:
         rows = [{"id": i, "raw": data} for i, data in raw.items()]
         _update_many(session, _BODY_RAW, frozenset(("id", "raw")), rows)

@@ -13,13 +13,13 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     String,
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from sendas.db.models.base import Base, UtcDateTime, utcnow
+from sendas.db.packing import PackedBytes
 
 
 class Campaign(Base):
@@ -126,8 +126,9 @@ class MessageBody(Base):
         ForeignKey("messages.id", ondelete="CASCADE"),
         primary_key=True,
     )
-    # The exact bytes submitted, so the copy to Sent matches what was sent.
-    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The exact bytes submitted, so the copy to Sent matches what was sent; packed at rest
+    # (sendas.db.packing), read and written as the plain bytes.
+    raw: Mapped[bytes | None] = mapped_column(PackedBytes, nullable=True)
     # A form letter's recipient values; the message is rendered and composed when first sent.
     merge_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
