@@ -17,7 +17,6 @@ before spending a full ``bench/run.py`` on it.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -25,15 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import DEADLINE, Site, _wait_idle, csv_file, smtp_sink
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _times(stat: Path) -> tuple[float, float]:
-    """(user, system) seconds of a /proc stat file (the fields after the command name)."""
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICK, int(fields[12]) / TICK
+from run import DEADLINE, Site, _wait_idle, cpu_times, csv_file, smtp_sink
 
 
 def _processes(pid: int) -> list[int]:
@@ -47,7 +38,7 @@ def _threads(pid: int) -> dict[str, tuple[float, float]]:
     SMTP); Python does not name the others for the kernel, so they go by thread id (in a
     form letter run the busiest of them is the database thread)."""
     tasks = Path(f"/proc/{pid}/task").iterdir()
-    return {"loop" if t.name == str(pid) else t.name: _times(t / "stat") for t in tasks}
+    return {"loop" if t.name == str(pid) else t.name: cpu_times(t / "stat") for t in tasks}
 
 
 def _busy() -> tuple[int, int]:
@@ -70,7 +61,7 @@ def main(aliases: int = 5, connections: int = 1, messages: int = 20_000) -> None
             worker = procs[0].pid
             _wait_idle([worker])
             pids = [*_processes(worker), sink]
-            before = {p: _times(Path(f"/proc/{p}/stat")) for p in pids}
+            before = {p: cpu_times(Path(f"/proc/{p}/stat")) for p in pids}
             threads0 = _threads(worker)
             busy0 = _busy()
             t0 = site.resume_all()
@@ -78,7 +69,7 @@ def main(aliases: int = 5, connections: int = 1, messages: int = 20_000) -> None
                 if time.time() - t0 > DEADLINE:
                     raise SystemExit(f"the outbox did not drain within {DEADLINE:g} s")
                 time.sleep(0.1)
-            after = {p: _times(Path(f"/proc/{p}/stat")) for p in pids}
+            after = {p: cpu_times(Path(f"/proc/{p}/stat")) for p in pids}
             threads1 = _threads(worker)
             busy1 = _busy()
         counts, _first, last = site.outcome()

@@ -408,14 +408,21 @@ class Site:
         return last - t0, first - t0, counts
 
 
+def cpu_times(stat: Path) -> tuple[float, float]:
+    """(user, system) seconds of a /proc stat file, a process's or a thread's (the fields
+    after the command name, which may itself hold spaces)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def _cpu_seconds(pid: int) -> float:
     """CPU time of ``pid`` and its children now running (Linux /proc; 0 if gone)."""
     total = 0.0
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         for p in [str(pid), *children]:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += sum(cpu_times(Path(f"/proc/{p}/stat")))
     except OSError:
         pass
     return total

@@ -3,12 +3,11 @@ bytes that are stored (packed at rest), and read back unchanged."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-
 from sendas.context import AppContext
 from sendas.db.models import Message
 from sendas.db.packing import TAG
 from sendas.services.common import Actor
+from tests.db.test_packing import stored
 from tests.outbox.conftest import FAST, all_final, make_alias, message, running_worker, wait_for
 from tests.outbox.test_crash import form_letter
 from tests.servers.smtpd import SmtpdFactory
@@ -29,10 +28,8 @@ async def test_rendered_letters_are_stored_packed_and_sent_as_stored(
     sent = {m.data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0]: m.data
             for m in server.recorder.messages}  # fmt: skip
     assert len(sent) == 30
-    with ctx.db.engine.connect() as conn:
-        at_rest = dict(conn.execute(text("SELECT message_id, raw FROM message_bodies")).all())
     for i in ids:
         m = message(ctx, i)
         assert m.status == "sent" and m.raw is not None
         assert sent[m.message_id.encode()] == m.raw
-        assert bytes(at_rest[i])[:1] == TAG
+        assert stored(ctx.db.engine, i)[:1] == TAG
