@@ -1,10 +1,12 @@
 """Message bodies are packed at rest and read as the bytes written, on SQLite and
-PostgreSQL; rows written before packing read as they are, and going back past 0017
-unpacks every body for the older code."""
+PostgreSQL; rows written before packing, or packed with zlib by 0017's code, read as they
+are; going back past 0018 rewrites bodies as zlib ones, past 0017 as plain bytes."""
 
 from __future__ import annotations
 
 import random
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import Engine, text
@@ -12,7 +14,7 @@ from sqlalchemy import Engine, text
 from sendas.db.engine import Database
 from sendas.db.migrate import downgrade, upgrade
 from sendas.db.models import Message, MessageBody
-from sendas.db.packing import TAG, Packed, pack, unpack
+from sendas.db.packing import ZLIB, ZSTD, Packed, pack, unpack
 from sendas.outbox.tables import store_raw
 
 
@@ -52,8 +54,21 @@ def read_raw(db: Database, message_id: int) -> bytes | None:
 )
 def test_pack_round_trips_any_bytes(data: bytes) -> None:
     packed = pack(data)
-    assert isinstance(packed, Packed) and packed[:1] == TAG
+    assert isinstance(packed, Packed) and packed[:1] == ZSTD
     assert unpack(packed) == data
+    assert unpack(ZLIB + zlib.compress(data)) == data  # as 0017's code packed it
+
+
+def test_threads_pack_and_unpack_at_once() -> None:
+    """Render threads and API threads pack at the same moment: each has its own context
+    (one shared would mix their streams)."""
+    bodies = [prose_message(seed) for seed in range(64)]
+
+    def round_trip(data: bytes) -> bool:
+        return all(unpack(pack(data)) == data for _ in range(20))
+
+    with ThreadPoolExecutor(8) as threads:
+        assert all(threads.map(round_trip, bodies))
 
 
 def test_bodies_are_packed_at_rest_and_read_as_written(engine: Engine) -> None:
@@ -63,7 +78,7 @@ def test_bodies_are_packed_at_rest_and_read_as_written(engine: Engine) -> None:
     ids = add_messages(db, [first, second])
 
     at_rest = stored(engine, ids[0])
-    assert at_rest[:1] == TAG and len(at_rest) < 0.6 * len(first)
+    assert at_rest[:1] == ZSTD and len(at_rest) < 0.6 * len(first)
     assert read_raw(db, ids[0]) == first
 
     # A body packed where it was rendered is written as it is, not packed twice.
@@ -73,12 +88,10 @@ def test_bodies_are_packed_at_rest_and_read_as_written(engine: Engine) -> None:
     assert read_raw(db, ids[1]) == first
 
 
-def test_plain_bodies_read_as_they_are_and_going_back_unpacks(engine: Engine) -> None:
-    upgrade(engine, "0016")
-    db = Database(engine)
-    plain = prose_message(3)
+def insert_body(engine: Engine, raw: bytes) -> int:
+    """A message whose body row holds ``raw`` as it is (an older version's write)."""
     with engine.begin() as conn:
-        legacy = conn.execute(
+        message_id: int = conn.execute(
             text("INSERT INTO messages (lane, kind, status, envelope_from, recipients, "
                  "to_addrs, cc_addrs, bcc_addrs, subject, message_id, attempts, "
                  "next_attempt_at, created_at, updated_at) VALUES ('system', 'single', "
@@ -88,13 +101,33 @@ def test_plain_bodies_read_as_they_are_and_going_back_unpacks(engine: Engine) ->
         ).scalar_one()  # fmt: skip
         conn.execute(
             text("INSERT INTO message_bodies (message_id, raw) VALUES (:id, :raw)"),
-            {"id": legacy, "raw": plain},
+            {"id": message_id, "raw": raw},
         )
+    return message_id
+
+
+def test_older_rows_read_as_they_are_and_going_back_rewrites(engine: Engine) -> None:
+    upgrade(engine, "0016")
+    db = Database(engine)
+    plain, zlib_body = prose_message(3), prose_message(8)
+    legacy = insert_body(engine, plain)
+    upgrade(engine, "0017")
+    zlib_packed = ZLIB + zlib.compress(zlib_body, 1)
+    from_0017 = insert_body(engine, zlib_packed)
     upgrade(engine)
     assert stored(engine, legacy) == plain and read_raw(db, legacy) == plain
-    packed_ids = add_messages(db, [prose_message(i) for i in range(4, 8)])
-    assert all(stored(engine, i)[:1] == TAG for i in packed_ids)
+    assert stored(engine, from_0017) == zlib_packed and read_raw(db, from_0017) == zlib_body
+    bodies = [prose_message(i) for i in range(4, 8)]
+    packed_ids = add_messages(db, bodies)
+    assert all(stored(engine, i)[:1] == ZSTD for i in packed_ids)
+
+    # 0017's code reads zlib rows only: every Zstandard row becomes one, the rest stay.
+    downgrade(engine, "0017")
+    assert stored(engine, legacy) == plain and stored(engine, from_0017) == zlib_packed
+    at_0017 = [stored(engine, i) for i in packed_ids]
+    assert all(row[:1] == ZLIB for row in at_0017)
+    assert [zlib.decompress(row[1:]) for row in at_0017] == bodies
 
     downgrade(engine, "0016")
-    assert stored(engine, legacy) == plain
-    assert [stored(engine, i) for i in packed_ids] == [prose_message(i) for i in range(4, 8)]
+    assert stored(engine, legacy) == plain and stored(engine, from_0017) == zlib_body
+    assert [stored(engine, i) for i in packed_ids] == bodies

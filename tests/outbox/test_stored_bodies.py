@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sendas.context import AppContext
 from sendas.db.models import Message
-from sendas.db.packing import TAG
+from sendas.db.packing import ZSTD
 from sendas.services.common import Actor
 from tests.db.test_packing import stored
 from tests.outbox.conftest import FAST, all_final, make_alias, message, running_worker, wait_for
@@ -32,4 +32,4 @@ async def test_rendered_letters_are_stored_packed_and_sent_as_stored(
         m = message(ctx, i)
         assert m.status == "sent" and m.raw is not None
         assert sent[m.message_id.encode()] == m.raw
-        assert stored(ctx.db.engine, i)[:1] == TAG
+        assert stored(ctx.db.engine, i)[:1] == ZSTD
