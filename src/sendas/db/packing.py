@@ -6,10 +6,11 @@ cost. So bodies are stored packed: one tag byte, then the compressed bytes. A fo
 letter's body is packed in the render process (:class:`Packed`), off the worker's critical
 path, and every other body as it is written (:class:`PackedBytes`).
 
-Zstandard at level 1 shrinks prose about 2.2x, as zlib's level 1 does, for a fraction of
-its CPU: each ``zlib.compress`` call sets up and clears a quarter of a megabyte of state,
-which in a render process (caches cold between messages) cost 80-90 µs per 5 KB body,
-where a Zstandard context kept per thread costs 15-20 (unpacking: 7 µs against 13).
+Zstandard at level 1 shrinks prose about 2.2x, as zlib's level 1 does, for less CPU:
+each ``zlib.compress`` call sets up and clears a quarter of a megabyte of state. Fed 5 KB
+bodies 32 at a time, a render process spent 60-90 µs per body in zlib and 15-20 in a
+Zstandard context kept per thread (unpacking: 7 µs against 13); in bench a's shape the
+render processes' CPU per message fell by about an eighth.
 
 Tags: ``ZSTD`` (a Zstandard frame, written now) and ``ZLIB`` (a zlib stream, written by
 0017's code, still read). No message begins with a control character (a message begins
