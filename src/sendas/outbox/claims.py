@@ -14,7 +14,9 @@ submitted: once its lease runs out, any worker may claim it again.
 
 from __future__ import annotations
 
+import heapq
 import importlib
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -42,7 +44,7 @@ from sendas.outbox.tables import (
     LANE,
     MSG,
     chunks,
-    running_campaign,
+    running_letters,
     update_ids,
     update_rows,
 )
@@ -134,20 +136,31 @@ _CLAIM_LANE = (
     .with_for_update()
 )
 _UPDATE_LANE = update(LANE).where(LANE.c.name == bindparam("_lane"))  # SET: the other keys
-_CLAIM_MESSAGES = (
-    select(*_CLAIM_COLUMNS, *_BODY_COLUMNS)
-    .select_from(MSG.outerjoin(BODY, BODY.c.message_id == MSG.c.id))
-    .where(
-        MSG.c.status == bindparam("status"),
-        MSG.c.lane == bindparam("lane"),
-        MSG.c.next_attempt_at <= bindparam("now"),
-        or_(MSG.c.lease_expires_at.is_(None), MSG.c.lease_expires_at < bindparam("now")),
-        running_campaign(),
+
+
+def _claim_statement(source: Any) -> Any:
+    """A lane's next ready messages of one source (its single messages, or one form
+    letter), in the order they are due: ``ix_messages_claim`` (status, lane, form letter,
+    time) answers the filter and the order together."""
+    return (
+        select(*_CLAIM_COLUMNS, MSG.c.next_attempt_at, *_BODY_COLUMNS)
+        .select_from(MSG.outerjoin(BODY, BODY.c.message_id == MSG.c.id))
+        .where(
+            MSG.c.status == bindparam("status"),
+            MSG.c.lane == bindparam("lane"),
+            source,
+            MSG.c.next_attempt_at <= bindparam("now"),
+            or_(MSG.c.lease_expires_at.is_(None), MSG.c.lease_expires_at < bindparam("now")),
+        )
+        .order_by(MSG.c.next_attempt_at, MSG.c.id)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True, of=MSG)
     )
-    .order_by(MSG.c.next_attempt_at, MSG.c.id)
-    .limit(bindparam("limit"))
-    .with_for_update(skip_locked=True, of=MSG)
-)
+
+
+_CLAIM_SINGLES = _claim_statement(MSG.c.campaign_id.is_(None))
+_CLAIM_OF_LETTER = _claim_statement(MSG.c.campaign_id == bindparam("letter"))
+_RUNNING_LETTERS = running_letters(bindparam("alias"))
 
 _ALIASES = select(Alias).where(Alias.id.in_(bindparam("ids", expanding=True)))
 _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
@@ -208,12 +221,25 @@ def _lane_source(session: Session, lane: str) -> tuple[Alias | None, int, int] |
 
 
 def _ready_rows(session: Session, lane: str, now: datetime, limit: int) -> list[Any]:
+    """Up to ``limit`` ready messages of the lane, queued ones first, each status in the
+    order they are due: the single messages and those of each running form letter are
+    read apart (so that a paused letter's messages are never read, however many) and
+    merged."""
+    alias_id = lane_alias_id(lane)
+    letters = (
+        [] if alias_id is None else list(session.scalars(_RUNNING_LETTERS, {"alias": alias_id}))
+    )
     rows: list[Any] = []
     for status in READY:
-        if len(rows) >= limit:
+        want = limit - len(rows)
+        if want <= 0:
             break
-        params = {"status": status, "lane": lane, "now": now, "limit": limit - len(rows)}
-        rows.extend(session.execute(_CLAIM_MESSAGES, params).all())
+        params = {"status": status, "lane": lane, "now": now, "limit": want}
+        sources = [session.execute(_CLAIM_SINGLES, params).all()]
+        sources += [session.execute(_CLAIM_OF_LETTER, {**params, "letter": letter}).all()
+                    for letter in letters]  # fmt: skip
+        merged = heapq.merge(*sources, key=lambda r: (r.next_attempt_at, r.id))
+        rows.extend(itertools.islice(merged, want))
     return rows
 
 

@@ -23,7 +23,7 @@ from sendas.db.wake import wake_workers
 from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.presence import other_live_workers
-from sendas.outbox.tables import LANE, MSG, running_campaign
+from sendas.outbox.tables import LANE, MSG, running_letters
 from sendas.statuses import READY
 
 SYSTEM_LANE = "system"
@@ -62,19 +62,28 @@ def _locked(session: Session, lane: str) -> Lane:
     return row
 
 
-def _ready_exists(lane_expr: Any, now: datetime) -> Any:
-    """Some message of the lane can be claimed now (one index seek per status); messages
-    of a paused form letter do not count, or their lanes would be taken and handed back
-    at every poll."""
+def _ready_exists(lane_expr: Any, alias_id: Any, now: datetime) -> Any:
+    """Some message of the lane can be claimed now: a single message, or one of a running
+    form letter of ``alias_id`` (None: the lane has no form letters). Messages of a paused
+    form letter do not count, or their lanes would be taken and handed back at every poll.
+
+    Each test is an index seek (``ix_messages_claim``: status, lane, form letter, time),
+    one per running letter: a paused letter's messages are never read. Checked message by
+    message, a poll read all of them, 0.4 µs each, in a write transaction (130 ms a poll
+    with 300,000 paused, every quarter of a second)."""
+    sources = [Message.campaign_id.is_(None)]
+    if alias_id is not None:
+        sources.append(Message.campaign_id.in_(running_letters(alias_id)))
     return or_(
         *(
             exists().where(
                 Message.status == status,
                 Message.lane == lane_expr,
+                source,
                 Message.next_attempt_at <= now,
-                running_campaign(),
             )
             for status in READY
+            for source in sources
         )
     )
 
@@ -84,12 +93,14 @@ def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
     settings complete), except ``skip``."""
     lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
     alias_ids = session.scalars(
-        select(Alias.id).where(Alias.needs_reauth.is_(False), _ready_exists(lane_expr, now))
+        select(Alias.id).where(
+            Alias.needs_reauth.is_(False), _ready_exists(lane_expr, Alias.id, now)
+        )
     ).all()
     names = [alias_lane(i) for i in alias_ids]
     system = session.get(SystemOutgoing, 1)
     configured = system is not None and system.smtp_host and system.from_address
-    if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), now))):
+    if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), None, now))):
         names.append(SYSTEM_LANE)
     return [n for n in names if n not in skip]
 

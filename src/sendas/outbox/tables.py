@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Dialect, Table, Update, bindparam, exists, or_, update
+from sqlalchemy import Dialect, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from sendas.db.models import Campaign, Lane, Message, MessageBody, utcnow
@@ -153,11 +153,13 @@ def unindexed(column: Any) -> Any:
     return column.concat("")
 
 
-def running_campaign() -> Any:
-    """The message is not part of a form letter, or its form letter is running (Core)."""
-    return or_(
-        MSG.c.campaign_id.is_(None),
-        exists().where(
-            CAMPAIGN.c.id == MSG.c.campaign_id, CAMPAIGN.c.status == CampaignStatus.RUNNING
-        ),
+def running_letters(alias_id: Any) -> Any:
+    """The running form letters of an alias (a Core SELECT of their ids; ``alias_id`` a
+    value, a parameter or a column of an outer query). A form letter's messages go through
+    its alias's lane (``outbox.enqueue``)."""
+    return (
+        select(CAMPAIGN.c.id)
+        .where(CAMPAIGN.c.alias_id == alias_id, CAMPAIGN.c.status == CampaignStatus.RUNNING)
+        # An outer query's alias, even from inside its EXISTS (not a join of every alias).
+        .correlate_except(CAMPAIGN)
     )

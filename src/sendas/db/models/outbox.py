@@ -53,7 +53,9 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        Index("ix_messages_claim", "status", "lane", "next_attempt_at"),
+        # A lane's ready messages per source (its single messages, each form letter), in
+        # the order they are due: a paused letter's are never read (outbox.claims, lanes).
+        Index("ix_messages_claim", "status", "lane", "campaign_id", "next_attempt_at"),
         Index("ix_messages_user_created", "user_id", "created_at"),
         # The per-user cap on messages waiting (sendas.services.quotas) counts by status.
         Index("ix_messages_user_status", "user_id", "status"),
