@@ -214,6 +214,13 @@ def pg_ctx(postgres_url: str, tmp_path: Path) -> Iterator[AppContext]:
     ctx.close()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def either_db(request: pytest.FixtureRequest) -> AppContext:
+    """An application on SQLite, then on PostgreSQL (``pg_ctx``)."""
+    app: AppContext = request.getfixturevalue("ctx" if request.param == "sqlite" else "pg_ctx")
+    return app
+
+
 @pytest.fixture
 def shared_sqlite(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
     """A SQLite outbox and key that a ``sendas worker`` process can open too: the context,

@@ -22,9 +22,6 @@ from sendas.services.common import Actor
 from tests.conftest import make_actor
 from tests.outbox.conftest import sink_alias
 from tests.outbox.test_crash import form_letter
-from tests.outbox.test_tables import either_db
-
-__all__ = ["either_db"]  # a fixture used here
 
 
 def _letter(ctx: AppContext, actor: Actor, alias_id: int, count: int, status: str) -> list[int]:

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select, update
 
 from sendas.context import AppContext
@@ -113,13 +112,6 @@ def test_a_bounce_finds_its_messages_by_message_id_not_by_the_users_history(
 
 
 # --- update_rows / store_raw: driver-level executemany -------------------------------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def either_db(request: pytest.FixtureRequest) -> AppContext:
-    """An application on SQLite, then on PostgreSQL (tests/outbox/conftest.py's pg_ctx)."""
-    app: AppContext = request.getfixturevalue("ctx" if request.param == "sqlite" else "pg_ctx")
-    return app
 
 
 def test_row_updates_convert_each_type_and_set_updated_at(either_db: AppContext) -> None:
