@@ -26,10 +26,15 @@ class Campaign(Base):
     """A form letter: templates plus one message per recipient."""
 
     __tablename__ = "campaigns"
+    __table_args__ = (
+        # An alias's running letters, found at every poll and claim of its lane without
+        # reading its finished ones (and its letters, for deleting it).
+        Index("ix_campaigns_alias_status", "alias_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"), index=True)
+    alias_id: Mapped[int] = mapped_column(ForeignKey("aliases.id", ondelete="CASCADE"))
     subject: Mapped[str] = mapped_column(Text)
     text_template: Mapped[str | None] = mapped_column(Text, nullable=True)
     html_template: Mapped[str | None] = mapped_column(Text, nullable=True)
