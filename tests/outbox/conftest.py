@@ -221,20 +221,33 @@ def either_db(request: pytest.FixtureRequest) -> AppContext:
     return app
 
 
-@pytest.fixture
-def shared_sqlite(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
-    """A SQLite outbox and key that a ``sendas worker`` process can open too: the context,
-    and the environment for the worker."""
+def _for_workers(
+    url: str, tmp_path: Path, log_level: str, **env: str
+) -> Iterator[tuple[AppContext, dict[str, str]]]:
+    """An application on ``url`` with a key that ``sendas worker`` processes open too: the
+    context, and the environment for the workers."""
     key = Fernet.generate_key().decode()
-    url = f"sqlite:///{tmp_path / 'outbox.db'}"
     settings = Settings(data_dir=tmp_path / "data", database_url=url, secret_key=key,
                         embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
     ctx = AppContext.build(settings)
-    env = {**os.environ, "SENDAS_DATABASE_URL": url, "SENDAS_SECRET_KEY": key,
-           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_SMTP_TIMEOUT": "3",
-           "SENDAS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    yield ctx, env
+    yield ctx, {**os.environ, "SENDAS_DATABASE_URL": url, "SENDAS_SECRET_KEY": key,
+                "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_LOG_LEVEL": log_level,
+                **env}  # fmt: skip
     ctx.close()
+
+
+@pytest.fixture
+def shared_sqlite(tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
+    """A SQLite outbox that ``sendas worker`` processes open too, and their environment."""
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    yield from _for_workers(url, tmp_path, "WARNING", SENDAS_SMTP_TIMEOUT="3")
+
+
+@pytest.fixture
+def pg_shared(postgres_url: str, tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
+    """The same on the test PostgreSQL server; the workers log at INFO (each paced
+    submission's start: logger ``sendas.outbox.starts``)."""
+    yield from _for_workers(postgres_url, tmp_path, "INFO")
 
 
 async def worker_started(log: Path, within: float = 30.0) -> None:

@@ -6,18 +6,15 @@ killed mid-submission and the reaping after it; and two workers on PostgreSQL.""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Campaign, Message
 from sendas.outbox.counts import full_counts, read_counts
@@ -176,24 +173,13 @@ async def test_counts_survive_sigkilled_workers_and_reaping(
     assert len(received) >= full["sent"]
 
 
-@pytest.fixture
-def pg_outbox(postgres_url: str, tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
-    key = Fernet.generate_key().decode()
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url, secret_key=key,
-                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
-    ctx = AppContext.build(settings)
-    env = {**os.environ, "SENDAS_DATABASE_URL": postgres_url, "SENDAS_SECRET_KEY": key,
-           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_LOG_LEVEL": "WARNING"}  # fmt: skip
-    yield ctx, env
-    ctx.close()
-
-
 @pytest.mark.postgres
 @pytest.mark.timeout(120)
 async def test_counts_hold_with_two_workers_on_postgresql(
-    pg_outbox: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, sendas_worker: SpawnWorker
+    pg_shared: tuple[AppContext, dict[str, str]], smtpd: SmtpdFactory, sendas_worker: SpawnWorker
 ) -> None:
-    ctx, env = pg_outbox
+    ctx, env = pg_shared
+    env = {**env, "SENDAS_LOG_LEVEL": "WARNING"}
     actor = make_actor(ctx, "pg-counts@example.com")
     server = await smtpd("none", pipelining=True)
     letters = [

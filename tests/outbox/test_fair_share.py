@@ -18,7 +18,6 @@ from sendas.outbox.lanes import acquire_lanes, alias_lane, excess_lanes, release
 from sendas.outbox.presence import announce, sweep, withdraw
 from tests.conftest import make_actor
 from tests.outbox.conftest import queue, sink_alias
-from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 
 CFG = OutboxConfig(lease_seconds=30.0)
 

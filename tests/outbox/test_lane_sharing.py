@@ -34,7 +34,6 @@ from tests.outbox.conftest import (
     stop_workers,
     wait_for,
 )
-from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 from tests.servers.smtpd import SmtpdFactory, SmtpdServer
 
 DELAY_MS = 30

@@ -6,18 +6,14 @@ one, whichever worker made either; the workers' own records agree."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
-from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy import func, select
 
-from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Message
 from tests.conftest import make_actor
@@ -29,19 +25,6 @@ pytestmark = pytest.mark.postgres
 
 OPTIONS = ("--lease-seconds", "2", "--poll-interval", "0.05", "--lane-hold-seconds", "0.3")
 DELAY_MS = 40
-
-
-@pytest.fixture
-def pg_shared(postgres_url: str, tmp_path: Path) -> Iterator[tuple[AppContext, dict[str, str]]]:
-    key = Fernet.generate_key().decode()
-    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url, secret_key=key,
-                        embedded_worker=False, smtp_timeout=3.0)  # fmt: skip
-    ctx = AppContext.build(settings)
-    # INFO: the workers log each paced submission start (logger sendas.outbox.starts).
-    env = {**os.environ, "SENDAS_DATABASE_URL": postgres_url, "SENDAS_SECRET_KEY": key,
-           "SENDAS_DATA_DIR": str(tmp_path / "data"), "SENDAS_LOG_LEVEL": "INFO"}  # fmt: skip
-    yield ctx, env
-    ctx.close()
 
 
 def sent_count(ctx: AppContext) -> int:

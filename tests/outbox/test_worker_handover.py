@@ -36,7 +36,6 @@ from tests.outbox.conftest import (
     stop_workers,
     wait_for,
 )
-from tests.outbox.test_postgres_workers import pg_shared  # noqa: F401 - a fixture
 from tests.servers.smtpd import SmtpdFactory
 
 TAKEOVER = re.compile(r"lane (\S+) taken over from (\S+), whose lease ran out at (\S+); now (\S+)")
@@ -56,7 +55,7 @@ def _takeovers(logs: list[Path]) -> list[tuple[str, str, datetime, datetime]]:
 @pytest.mark.postgres
 @pytest.mark.timeout(180)
 async def test_a_killed_workers_lane_is_taken_over_after_its_lease_without_doubles(
-    pg_shared: tuple[AppContext, dict[str, str]],  # noqa: F811 - the imported fixture
+    pg_shared: tuple[AppContext, dict[str, str]],
     smtpd: SmtpdFactory,
     sendas_worker: SpawnWorker,
     tmp_path: Path,
