@@ -153,3 +153,24 @@ def test_finished_letters_add_nothing_to_a_poll_or_a_claim(ctx: AppContext) -> N
     # Read one by one, 3,000 letters cost about 15 thousand instructions each time.
     for b, a in zip(before, after, strict=True):
         assert a <= b + 5, (before, after)
+
+
+def test_aliases_without_mail_add_nothing_to_a_poll(ctx: AppContext) -> None:
+    """A poll looks only at lanes holding queued or retrying mail: the aliases that send
+    nothing now (most of them, at any moment) are not read one by one."""
+    actor, alias_id, _ = _lane(ctx)
+    lane = alias_lane(alias_id)
+
+    def poll(s: Session) -> None:
+        assert _ready_lanes(s, utcnow(), set()) == [lane]
+
+    idle = [sink_alias(ctx, actor, 2525, f"idle{k}", 0) for k in range(5)]
+    settled = _letter(ctx, actor, idle[0], 3, "running")
+    with ctx.db.write() as s:  # settled mail does not count either
+        s.execute(update(Message).where(Message.id.in_(settled)).values(status="sent"))
+    before = _cost(ctx, poll)
+    for k in range(300):
+        sink_alias(ctx, actor, 2525, f"more{k}", 0)
+    after = _cost(ctx, poll)
+    # Looked at one by one, 300 aliases cost about 20 thousand instructions.
+    assert after <= before + 2, (before, after)

@@ -23,7 +23,7 @@ from sendas.db.wake import wake_workers
 from sendas.outbox.audit import login_refused
 from sendas.outbox.config import OutboxConfig
 from sendas.outbox.presence import other_live_workers
-from sendas.outbox.tables import LANE, MSG, running_letters
+from sendas.outbox.tables import LANE, MSG, chunks, running_letters
 from sendas.statuses import READY
 
 SYSTEM_LANE = "system"
@@ -88,21 +88,54 @@ def _ready_exists(lane_expr: Any, alias_id: Any, now: datetime) -> Any:
     )
 
 
+def _next_lanes() -> Any:
+    """The distinct lanes holding a message of status ``st``: a loose index scan of
+    ``ix_messages_claim`` (status, lane, ...), each step a seek to the first lane after the
+    one found, so one seek per lane with such mail and none per message."""
+    status: Any = bindparam("st")
+    found = (
+        select(func.min(MSG.c.lane).label("lane"))
+        .where(MSG.c.status == status)
+        .cte("found", recursive=True)
+    )
+    after = select(func.min(MSG.c.lane)).where(MSG.c.status == status, MSG.c.lane > found.c.lane)
+    found = found.union_all(select(after.scalar_subquery()).where(found.c.lane.is_not(None)))
+    return select(found.c.lane).where(found.c.lane.is_not(None))
+
+
+_NEXT_LANES = _next_lanes()
+
+
+def _lanes_with_mail(session: Session) -> set[str]:
+    """The lanes holding queued or retrying mail, due or not."""
+    return {lane for st in READY for lane in session.scalars(_NEXT_LANES, {"st": st})}
+
+
 def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
     """The lanes with work that can start now (the alias signed in, the database's own
-    settings complete), except ``skip``."""
+    settings complete), except ``skip``.
+
+    Only lanes holding queued or retrying mail are looked at (``_lanes_with_mail``), due or
+    not (a retry later, a paused letter): looked at alias by alias, a poll cost 2.6 µs per
+    alias, sending or not, in a write transaction four times a second (5.3 ms with 2,000
+    aliases; 1.4 ms now)."""
+    with_mail = _lanes_with_mail(session) - skip
+    candidates = sorted(i for n in with_mail if (i := lane_alias_id(n)) is not None)
     lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
-    alias_ids = session.scalars(
-        select(Alias.id).where(
-            Alias.needs_reauth.is_(False), _ready_exists(lane_expr, Alias.id, now)
-        )
-    ).all()
-    names = [alias_lane(i) for i in alias_ids]
-    system = session.get(SystemOutgoing, 1)
-    configured = system is not None and system.smtp_host and system.from_address
-    if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), None, now))):
-        names.append(SYSTEM_LANE)
-    return [n for n in names if n not in skip]
+    ready = select(Alias.id).where(
+        Alias.needs_reauth.is_(False), _ready_exists(lane_expr, Alias.id, now)
+    )
+    names = [
+        alias_lane(alias_id)
+        for chunk in chunks(candidates)
+        for alias_id in session.scalars(ready.where(Alias.id.in_(chunk)).order_by(Alias.id))
+    ]
+    if SYSTEM_LANE in with_mail:
+        system = session.get(SystemOutgoing, 1)
+        configured = system is not None and system.smtp_host and system.from_address
+        if configured and session.scalar(select(_ready_exists(literal(SYSTEM_LANE), None, now))):
+            names.append(SYSTEM_LANE)
+    return names
 
 
 def _free_count(session: Session, owner: str, now: datetime, names: list[str]) -> int:
