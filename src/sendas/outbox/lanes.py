@@ -125,10 +125,11 @@ def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
     ready = select(Alias.id).where(
         Alias.needs_reauth.is_(False), _ready_exists(lane_expr, Alias.id, now)
     )
+    ready = ready.where(Alias.id.in_(bindparam("ids", expanding=True))).order_by(Alias.id)
     names = [
         alias_lane(alias_id)
         for chunk in chunks(candidates)
-        for alias_id in session.scalars(ready.where(Alias.id.in_(chunk)).order_by(Alias.id))
+        for alias_id in session.scalars(ready, {"ids": chunk})
     ]
     if SYSTEM_LANE in with_mail:
         system = session.get(SystemOutgoing, 1)
