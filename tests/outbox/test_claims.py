@@ -104,20 +104,27 @@ def _cost(ctx: AppContext, work: Callable[[Session], object]) -> int:
     return steps[0]
 
 
-def test_a_paused_letter_adds_nothing_to_a_poll_or_a_claim(ctx: AppContext) -> None:
-    actor, alias_id, _ = _lane(ctx)
-    lane = alias_lane(alias_id)
+def _poll_and_claim(ctx: AppContext, lane: str, ready: int) -> tuple[int, int]:
+    """The cost of a poll that finds only ``lane``, and of a claim that reads its ``ready``
+    messages."""
 
     def poll(s: Session) -> None:
         assert _ready_lanes(s, utcnow(), set()) == [lane]
 
     def claim(s: Session) -> None:
-        assert len(_ready_rows(s, lane, utcnow(), 100)) == 7
+        assert len(_ready_rows(s, lane, utcnow(), 100)) == ready
+
+    return _cost(ctx, poll), _cost(ctx, claim)
+
+
+def test_a_paused_letter_adds_nothing_to_a_poll_or_a_claim(ctx: AppContext) -> None:
+    actor, alias_id, _ = _lane(ctx)
+    lane = alias_lane(alias_id)
 
     _letter(ctx, actor, alias_id, 50, "paused")
-    before = _cost(ctx, poll), _cost(ctx, claim)
+    before = _poll_and_claim(ctx, lane, 7)
     _letter(ctx, actor, alias_id, 3000, "paused")
-    after = _cost(ctx, poll), _cost(ctx, claim)
+    after = _poll_and_claim(ctx, lane, 7)
     # Read one by one, 3,000 more messages cost hundreds of thousands of instructions.
     for b, a in zip(before, after, strict=True):
         assert a <= b + 5, (before, after)
@@ -132,12 +139,6 @@ def test_finished_letters_add_nothing_to_a_poll_or_a_claim(ctx: AppContext) -> N
     _letter(ctx, actor, alias_id, 7, "running")
     lane = alias_lane(alias_id)
 
-    def poll(s: Session) -> None:
-        assert _ready_lanes(s, utcnow(), set()) == [lane]
-
-    def claim(s: Session) -> None:
-        assert len(_ready_rows(s, lane, utcnow(), 100)) == 7
-
     def finished(count: int) -> None:
         with ctx.db.write() as s:
             s.execute(
@@ -148,9 +149,9 @@ def test_finished_letters_add_nothing_to_a_poll_or_a_claim(ctx: AppContext) -> N
             )  # fmt: skip
 
     finished(10)
-    before = _cost(ctx, poll), _cost(ctx, claim)
+    before = _poll_and_claim(ctx, lane, 7)
     finished(3000)
-    after = _cost(ctx, poll), _cost(ctx, claim)
+    after = _poll_and_claim(ctx, lane, 7)
     # Read one by one, 3,000 letters cost about 15 thousand instructions each time.
     for b, a in zip(before, after, strict=True):
         assert a <= b + 5, (before, after)
@@ -162,16 +163,13 @@ def test_aliases_without_mail_add_nothing_to_a_poll(ctx: AppContext) -> None:
     actor, alias_id, _ = _lane(ctx)
     lane = alias_lane(alias_id)
 
-    def poll(s: Session) -> None:
-        assert _ready_lanes(s, utcnow(), set()) == [lane]
-
     idle = [sink_alias(ctx, actor, 2525, f"idle{k}", 0) for k in range(5)]
     settled = _letter(ctx, actor, idle[0], 3, "running")
     with ctx.db.write() as s:  # settled mail does not count either
         s.execute(update(Message).where(Message.id.in_(settled)).values(status="sent"))
-    before = _cost(ctx, poll)
+    before = _poll_and_claim(ctx, lane, 7)[0]
     for k in range(300):
         sink_alias(ctx, actor, 2525, f"more{k}", 0)
-    after = _cost(ctx, poll)
+    after = _poll_and_claim(ctx, lane, 7)[0]
     # Looked at one by one, 300 aliases cost about 25 thousand instructions.
     assert after <= before + 2, (before, after)

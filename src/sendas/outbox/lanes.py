@@ -122,10 +122,12 @@ def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
     with_mail = _lanes_with_mail(session) - skip
     candidates = sorted(i for n in with_mail if (i := lane_alias_id(n)) is not None)
     lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
-    ready = select(Alias.id).where(
-        Alias.needs_reauth.is_(False), _ready_exists(lane_expr, Alias.id, now)
-    )
-    ready = ready.where(Alias.id.in_(bindparam("ids", expanding=True))).order_by(Alias.id)
+    ready = (
+        select(Alias.id)
+        .where(Alias.id.in_(bindparam("ids", expanding=True)), Alias.needs_reauth.is_(False),
+               _ready_exists(lane_expr, Alias.id, now))
+        .order_by(Alias.id)
+    )  # fmt: skip
     names = [
         alias_lane(alias_id)
         for chunk in chunks(candidates)
