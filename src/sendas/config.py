@@ -297,6 +297,20 @@ class Settings(BaseSettings):
         description="Milliseconds a lane without delay gathers the replies that arrive before "
         "recording them in one commit (overlapping with the wire).",
     )
+    render_processes: int = Field(
+        default=2,
+        ge=0,
+        le=64,
+        description="Processes of each outbox worker that render form letters (0: a thread "
+        "of the worker).",
+    )
+    render_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="How much lower the CPU priority of the render processes is than the "
+        "worker's (Unix nice): where the cores are busy, sending comes before rendering ahead.",
+    )
     db_retry_seconds: float = Field(
         default=10.0,
         ge=0,

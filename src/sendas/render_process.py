@@ -9,7 +9,9 @@ failed as over time, and the rest of the job carried on in a fresh child.
 The work is module-level functions passed by reference (so this module imports no other
 part of sendas): ``setup(arg)`` builds the child's state once, ``handle(state, context,
 item, limits)`` answers one item of a job (``context``: what the job's items share).
-Results go back one by one, so a job's finished items survive a kill.
+Results go back one by one, so a job's finished items survive a kill. A child may run at
+a lower CPU priority than its parent (``nice``), so that on a busy machine the parent's own
+work comes first.
 """
 
 from __future__ import annotations
@@ -77,6 +79,15 @@ def _cap_memory() -> None:
         log.debug("no address-space cap for the render process")
 
 
+def _lower_priority(nice: int) -> None:
+    if nice <= 0:
+        return
+    try:
+        os.nice(nice)  # before the setup, which imports most of sendas
+    except (OSError, AttributeError):  # not Unix: it runs at the parent's priority
+        log.debug("the render process keeps its parent's priority")
+
+
 def _watch_parent(parent: int) -> None:
     def orphaned() -> None:  # the parent was killed (SIGKILL): do not linger
         while True:
@@ -122,8 +133,11 @@ class _Answers:
             self.flush()
 
 
-def _serve(conn: Connection, work: Work[Any, Any, Any], limits: Limits, parent: int) -> None:
+def _serve(
+    conn: Connection, work: Work[Any, Any, Any], limits: Limits, parent: int, nice: int
+) -> None:
     """The child's loop: a job is a list of items; one answer per item goes back in order."""
+    _lower_priority(nice)
     _watch_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this stops
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -155,11 +169,13 @@ def _serve(conn: Connection, work: Work[Any, Any, Any], limits: Limits, parent: 
 
 
 class RenderProcess(Generic[S, T, R]):
-    """One child process; :meth:`run` blocks (call it from one thread at a time)."""
+    """One child process; :meth:`run` blocks (call it from one thread at a time). ``nice``:
+    how much lower the child's CPU priority is than this process's (Unix ``nice``)."""
 
-    def __init__(self, work: Work[S, T, R], limits: Limits) -> None:
+    def __init__(self, work: Work[S, T, R], limits: Limits, nice: int = 0) -> None:
         self._work = work
         self._limits = limits
+        self._nice = nice
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self.kills = 0
@@ -181,7 +197,7 @@ class RenderProcess(Generic[S, T, R]):
         ours, theirs = ctx.Pipe()
         process = ctx.Process(
             target=_serve,
-            args=(theirs, self._work, self._limits, os.getpid()),
+            args=(theirs, self._work, self._limits, os.getpid(), self._nice),
             daemon=True,
             name="sendas-render",
         )

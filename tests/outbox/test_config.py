@@ -18,6 +18,8 @@ from sendas.outbox.state import LaneState
         {"batch_seconds": 0},
         {"lease_seconds": 0},
         {"render_processes": -1},
+        {"render_nice": -1},
+        {"render_nice": 20},
         {"max_attempts": 0},
         {"backoff_base": 10.0, "backoff_max": 5.0},
     ],

@@ -55,7 +55,11 @@ class OutboxConfig:
     """Copies to Sent (IMAP APPEND) running at once."""
     smtp_timeout: float = 30.0
     render_processes: int = 2
-    """Processes rendering form letters beside the worker (0: a thread of the worker)."""
+    """Processes rendering form letters beside the worker (0: a thread of the worker;
+    ``SENDAS_RENDER_PROCESSES``)."""
+    render_nice: int = 10
+    """How much lower the render processes' CPU priority is than the worker's (Unix nice,
+    0 to 19; ``SENDAS_RENDER_NICE``)."""
     max_connections: int = 10
     """SMTP connections one lane (without delay) may use at once, whatever its alias says
     (``SENDAS_MAX_CONNECTIONS_CAP``)."""
@@ -80,6 +84,8 @@ class OutboxConfig:
             raise ValueError("batch_seconds must be positive")
         if self.render_processes < 0:
             raise ValueError("render_processes cannot be negative")
+        if not 0 <= self.render_nice <= 19:
+            raise ValueError("render_nice must be from 0 to 19")
         if self.send_window < 1 or self.group_commit_ms < 0:
             raise ValueError("send_window must be at least 1, group_commit_ms not negative")
         if self.max_connections < 1:

@@ -9,6 +9,10 @@ goes to a process of its own, a lane holds at most all processes but one, and a 
 whose render runs past the time limit is killed and replaced (:mod:`sendas.render_process`),
 so another lane waits for at most one over-budget render, never for a whole batch. In the
 thread (no processes) only the sandbox's own, cooperative checks stop a template.
+
+The processes run at a lower CPU priority than the worker (``render_nice``): they render
+ahead of the wire, while the worker's database thread, which marks and records every
+message, is what the sending waits for. Where the cores are busy, it gets them first.
 """
 
 from __future__ import annotations
@@ -119,7 +123,9 @@ class Renderer:
     are served earliest ``due`` (monotonic seconds) first, among lanes not already holding
     their share of the processes."""
 
-    def __init__(self, engine: Engine, processes: int, limits: Limits | None = None) -> None:
+    def __init__(
+        self, engine: Engine, processes: int, limits: Limits | None = None, nice: int = 0
+    ) -> None:
         url = engine.url
         in_memory = url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
         count = 0 if in_memory else max(0, processes)
@@ -127,7 +133,7 @@ class Renderer:
         slots: list[_Slot]
         if count:
             work = Work(_setup, url.render_as_string(hide_password=False), _handle, _overtime)
-            slots = [RenderProcess(work, self.limits) for _ in range(count)]
+            slots = [RenderProcess(work, self.limits, nice) for _ in range(count)]
         else:
             slots = [_ThreadSlot(engine, self.limits)]
         self._slots = slots

@@ -58,6 +58,8 @@ def config_from_settings(settings: Settings) -> OutboxConfig:
         max_connections=settings.max_connections_cap,
         send_window=settings.send_window,
         group_commit_ms=settings.group_commit_ms,
+        render_processes=settings.render_processes,
+        render_nice=settings.render_nice,
         wake_seconds=settings.worker_wake_ms / 1000,
     )
 
@@ -89,7 +91,9 @@ class Worker:
         self._copy_slots = asyncio.Semaphore(self.cfg.copy_concurrency)
         self._tx = TxQueue(ctx.db, retry_seconds=ctx.settings.db_retry_seconds)
         limits = Limits(ctx.settings.template_render_timeout, ctx.settings.template_max_output)
-        self._renderer = Renderer(ctx.db.engine, self.cfg.render_processes, limits)
+        self._renderer = Renderer(
+            ctx.db.engine, self.cfg.render_processes, limits, self.cfg.render_nice
+        )
         if token_providers is None:
             # Signed-in aliases: access tokens refreshed before expiry, one refresh at a time.
             token_providers = AliasTokens(ctx.db, ctx.secrets).token_provider
