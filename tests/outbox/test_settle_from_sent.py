@@ -27,7 +27,7 @@ from sendas.config import Settings
 from sendas.context import AppContext
 from sendas.db.models import Alias, Campaign, ImapAccount, Message, utcnow
 from sendas.outbox.record import reap_expired
-from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, SettleConfig
+from sendas.outbox.settle_from_sent import CONFIRMED_IN_SENT, SentSettler, SettleConfig, _Picker
 from sendas.schemas import AliasPatch, ImapCreate, MessageIn
 from sendas.services import aliases as alias_service
 from sendas.services import imap_accounts as imap_service
@@ -46,9 +46,11 @@ from tests.outbox.conftest import (
     queue,
     received_ids,
     running_worker,
+    sink_alias,
     wait_for,
 )
 from tests.outbox.test_campaign_completion import form_letter
+from tests.outbox.test_claims import vm_steps
 from tests.outbox.test_copy_to_sent import add_imap
 from tests.servers.dovecot import DovecotAccount, DovecotOAuthFactory, DovecotServer
 from tests.servers.filing import filing_script
@@ -555,3 +557,39 @@ async def test_two_settlers_at_once_on_postgresql(
         assert left.status == "unknown" and (left.hint or "").startswith("Not found in")
     finally:
         pg.close()
+
+
+def test_unknown_mail_that_cannot_be_checked_adds_nothing_to_a_pass(
+    ctx: AppContext, alice_actor: Actor
+) -> None:
+    """A pass reads only the lanes of aliases with an IMAP account: the ``unknown``
+    messages of aliases without one, which nothing checks and which stay due for ever, are
+    not read at every pass (counted in SQLite's virtual machine instructions)."""
+    data = ImapCreate(imap_server="127.0.0.1:1", tls="none", username="u",
+                      password=SecretStr("p"))  # fmt: skip
+    with ctx.db.write() as s:
+        imap_id = imap_service.create_imap_account(s, alice_actor, data, ctx.secrets).id
+    checked = sink_alias(ctx, alice_actor, 2525, "checked", 0)
+    unchecked = sink_alias(ctx, alice_actor, 2525, "unchecked", 0)
+    with ctx.db.write() as s:
+        s.execute(update(Alias).where(Alias.id == checked).values(imap_account_id=imap_id))
+    lost = crashed_before_sending(ctx, alice_actor, checked)
+    with ctx.db.write() as s:
+        assert reap_expired(s, utcnow()) == 1
+    due_now(ctx, lost)
+    pick = _Picker(SettleConfig(), ctx.secrets, None, ctx.settings.outbound_policy)
+
+    def cost() -> int:
+        with ctx.db.scratch() as s, vm_steps(s) as steps:  # rolled back: the claim too
+            assert [item.id for group in pick(s) for item in group.items] == [lost]
+        return steps[0]
+
+    before = cost()
+    letter = form_letter(ctx, alice_actor, unchecked, 3000)
+    long_due = utcnow() - timedelta(hours=1)
+    with ctx.db.write() as s:
+        s.execute(update(Message).where(Message.campaign_id == letter)
+                  .values(status="unknown", next_attempt_at=long_due))  # fmt: skip
+    after = cost()
+    # Read one by one (and joined to their alias), 3,000 messages cost about 27 thousand.
+    assert after <= before + 2, (before, after)

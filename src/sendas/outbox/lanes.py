@@ -106,9 +106,15 @@ def _next_lanes() -> Any:
 _NEXT_LANES = _next_lanes()
 
 
+def lanes_holding(session: Session, status: str) -> list[str]:
+    """The lanes holding a message of ``status``, due or not, in order: one index seek per
+    lane, none per message."""
+    return list(session.scalars(_NEXT_LANES, {"st": status}))
+
+
 def _lanes_with_mail(session: Session) -> set[str]:
     """The lanes holding queued or retrying mail, due or not."""
-    return {lane for st in READY for lane in session.scalars(_NEXT_LANES, {"st": st})}
+    return {lane for st in READY for lane in lanes_holding(session, st)}
 
 
 def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:

@@ -16,6 +16,8 @@ Bounded: at most :attr:`SettleConfig.batch` messages per pass, one pass every
 :attr:`SettleConfig.every_seconds`, one IMAP connection per account per pass, a few at once.
 Messages are claimed by moving their ``next_attempt_at`` (unused while ``unknown``), so two
 workers never check the same one, and a message not settled is looked at less and less often.
+A pass reads only the lanes of aliases with an IMAP account: the ``unknown`` messages of the
+others, which nothing can check and which stay due, are never read one by one.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from sendas.config import Settings
@@ -39,7 +41,9 @@ from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
 from sendas.imap.search import SentLookup, look_up_in_sent
 from sendas.net.policy import OutboundPolicy
+from sendas.outbox.lanes import alias_lane, lane_alias_id, lanes_holding
 from sendas.outbox.settle import mark_sent, send_again
+from sendas.outbox.tables import chunks
 from sendas.secrets import SecretBox
 from sendas.statuses import CampaignStatus, MessageStatus
 
@@ -198,15 +202,19 @@ class _Picker:
     def __call__(self, session: Session) -> list[_Group]:
         now = utcnow()
         m = Message
-        rows = session.execute(
-            select(m.id, m.message_id, m.alias_id, m.updated_at, m.lease_expires_at)
-            .join(Alias, Alias.id == m.alias_id)
-            .where(m.status == MessageStatus.UNKNOWN, m.next_attempt_at <= now,
-                   Alias.imap_account_id.is_not(None))
-            .order_by(m.next_attempt_at, m.id)
-            .limit(self.cfg.batch)
-            .with_for_update(skip_locked=True, of=m)
-        ).all()  # fmt: skip
+        rows: list[Any] = []
+        for lanes in chunks(_checkable_lanes(session)):
+            rows += session.execute(
+                select(m.id, m.message_id, m.alias_id, m.updated_at, m.lease_expires_at,
+                       m.next_attempt_at)
+                .join(Alias, Alias.id == m.alias_id)
+                .where(m.status == MessageStatus.UNKNOWN, m.lane.in_(lanes),
+                       m.next_attempt_at <= now, Alias.imap_account_id.is_not(None))
+                .order_by(m.next_attempt_at, m.id)
+                .limit(self.cfg.batch)
+                .with_for_update(skip_locked=True, of=m)
+            ).all()  # fmt: skip
+        rows = sorted(rows, key=lambda r: (r.next_attempt_at, r.id))[: self.cfg.batch]
         if not rows:
             return []
         # Claimed: another worker's pass skips them until the check is recorded.
@@ -230,6 +238,20 @@ class _Picker:
             since = _since(row.updated_at, row.lease_expires_at)
             groups[key].items.append(_Item(row.id, row.message_id, since, claim))
         return list(groups.values())
+
+
+_WITH_IMAP = select(Alias.id).where(
+    Alias.id.in_(bindparam("ids", expanding=True)), Alias.imap_account_id.is_not(None)
+)
+
+
+def _checkable_lanes(session: Session) -> list[str]:
+    """The lanes holding ``unknown`` mail whose alias has an IMAP account to look in."""
+    lanes = lanes_holding(session, MessageStatus.UNKNOWN)
+    ids = sorted(i for n in lanes if (i := lane_alias_id(n)) is not None)
+    return [
+        alias_lane(i) for chunk in chunks(ids) for i in session.scalars(_WITH_IMAP, {"ids": chunk})
+    ]
 
 
 async def _check(group: _Group, slots: asyncio.Semaphore) -> _Checked:

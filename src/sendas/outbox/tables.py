@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Dialect, Table, Update, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -25,10 +25,11 @@ _BY_ID = update(MSG).where(MSG.c.id == bindparam("_id"))  # SET: the other keys
 _BY_IDS = update(MSG).where(MSG.c.id.in_(bindparam("ids", expanding=True)))
 
 CHUNK = 500
+T = TypeVar("T")
 
 
-def chunks(ids: Sequence[int]) -> list[list[int]]:
-    return [list(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)]
+def chunks(items: Sequence[T]) -> list[list[T]]:
+    return [list(items[i : i + CHUNK]) for i in range(0, len(items), CHUNK)]
 
 
 def update_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
