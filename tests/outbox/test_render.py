@@ -20,13 +20,13 @@ def _render_processes(worker: int) -> dict[int, int]:
     tracker) and the priority of each."""
     found: dict[int, int] = {}
     for task in Path(f"/proc/{worker}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
+        try:
+            for child in (task / "children").read_text().split():
                 command = Path(f"/proc/{child}/cmdline").read_bytes()
                 if b"spawn_main" in command and b"resource_tracker" not in command:
                     found[int(child)] = os.getpriority(os.PRIO_PROCESS, int(child))
-            except (FileNotFoundError, ProcessLookupError):  # it just ended
-                continue
+        except (FileNotFoundError, ProcessLookupError):  # a thread or a child just ended
+            continue
     return found
 
 
