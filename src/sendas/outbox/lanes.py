@@ -9,7 +9,7 @@ the end (``aliases_needing_attention``, ``lane_pause``), which only read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -112,6 +112,13 @@ def lanes_holding(session: Session, status: str) -> list[str]:
     return list(session.scalars(_NEXT_LANES, {"st": status}))
 
 
+def alias_lanes_where(session: Session, lanes: Iterable[str], query: Any) -> list[str]:
+    """The alias lanes among ``lanes`` whose alias ``query`` returns (a SELECT of alias ids
+    given an expanding ``ids``), in alias order: one query per 500 aliases."""
+    ids = sorted(i for n in lanes if (i := lane_alias_id(n)) is not None)
+    return [alias_lane(i) for chunk in chunks(ids) for i in session.scalars(query, {"ids": chunk})]
+
+
 def _lanes_with_mail(session: Session) -> set[str]:
     """The lanes holding queued or retrying mail, due or not."""
     return {lane for st in READY for lane in lanes_holding(session, st)}
@@ -126,7 +133,6 @@ def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
     alias, sending or not, in a write transaction four times a second (5.3 ms with 2,000
     aliases; 1.4 ms now)."""
     with_mail = _lanes_with_mail(session) - skip
-    candidates = sorted(i for n in with_mail if (i := lane_alias_id(n)) is not None)
     lane_expr = literal(ALIAS_LANE_PREFIX) + cast(Alias.id, String)
     ready = (
         select(Alias.id)
@@ -134,11 +140,7 @@ def _ready_lanes(session: Session, now: datetime, skip: set[str]) -> list[str]:
                _ready_exists(lane_expr, Alias.id, now))
         .order_by(Alias.id)
     )  # fmt: skip
-    names = [
-        alias_lane(alias_id)
-        for chunk in chunks(candidates)
-        for alias_id in session.scalars(ready, {"ids": chunk})
-    ]
+    names = alias_lanes_where(session, with_mail, ready)
     if SYSTEM_LANE in with_mail:
         system = session.get(SystemOutgoing, 1)
         configured = system is not None and system.smtp_host and system.from_address

@@ -41,7 +41,7 @@ from sendas.imap.endpoint import ImapEndpoint
 from sendas.imap.providers import files_own_sent_copy
 from sendas.imap.search import SentLookup, look_up_in_sent
 from sendas.net.policy import OutboundPolicy
-from sendas.outbox.lanes import alias_lane, lane_alias_id, lanes_holding
+from sendas.outbox.lanes import alias_lanes_where, lanes_holding
 from sendas.outbox.settle import mark_sent, send_again
 from sendas.outbox.tables import chunks
 from sendas.secrets import SecretBox
@@ -247,11 +247,7 @@ _WITH_IMAP = select(Alias.id).where(
 
 def _checkable_lanes(session: Session) -> list[str]:
     """The lanes holding ``unknown`` mail whose alias has an IMAP account to look in."""
-    lanes = lanes_holding(session, MessageStatus.UNKNOWN)
-    ids = sorted(i for n in lanes if (i := lane_alias_id(n)) is not None)
-    return [
-        alias_lane(i) for chunk in chunks(ids) for i in session.scalars(_WITH_IMAP, {"ids": chunk})
-    ]
+    return alias_lanes_where(session, lanes_holding(session, MessageStatus.UNKNOWN), _WITH_IMAP)
 
 
 async def _check(group: _Group, slots: asyncio.Semaphore) -> _Checked:
