@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
-from sendas.db.models import MessageBody
+from sendas.db.models import Message
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import SENDAS, Site, csv_file, smtp_sink
@@ -37,10 +38,11 @@ def wchar(pid: int | str = "self") -> int:
 
 
 def body_bytes(site: Site) -> int:
-    """The message bytes sent: read through the body column's type, which unpacks them
-    (``length(raw)`` in SQL would count the packed bytes at rest)."""
+    """The message bytes sent: read through ``Message.raw``, which unpacks them (with a
+    form letter's dictionary); ``length(raw)`` in SQL would count the packed bytes at rest."""
     with site.ctx.db.read() as s:
-        return sum(len(raw) for raw in s.scalars(select(MessageBody.raw)) if raw)
+        every = select(Message).options(selectinload(Message.body))
+        return sum(len(m.raw or b"") for m in s.scalars(every))
 
 
 def main() -> None:

@@ -267,6 +267,7 @@ class _Letter:
     alias_name: str
     from_address: str
     reply_to: str | None
+    body_dictionary: bytes  # what its rendered messages are packed with (sendas.db.packing)
 
 
 # Per session (one transaction), the campaigns already looked up: the session's identity map
@@ -290,9 +291,16 @@ def _letter(session: Session, campaign_id: int) -> _Letter:
     if alias is None:
         raise TemplateError(f"the alias of campaign {campaign_id} no longer exists")
     templates = compile_templates(campaign.subject, campaign.text_template, campaign.html_template)
-    letter = _Letter(templates, alias.alias_name, alias.from_address, alias.reply_to)
+    letter = _Letter(templates, alias.alias_name, alias.from_address, alias.reply_to,
+                     campaign.body_dictionary)  # fmt: skip
     known[campaign_id] = letter
     return letter
+
+
+def body_dictionary(session: Session, campaign_id: int) -> bytes:
+    """The dictionary a campaign's rendered messages are packed with, kept with its
+    compiled templates (looked up once per session, as they are)."""
+    return _letter(session, campaign_id).body_dictionary
 
 
 def render_message(session: Session, message: Any, limits: Limits | None = None) -> bytes:

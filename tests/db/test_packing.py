@@ -1,6 +1,7 @@
 """Message bodies are packed at rest and read as the bytes written, on SQLite and
 PostgreSQL; rows written before packing, or packed with zlib by 0017's code, read as they
-are; going back past 0018 rewrites bodies as zlib ones, past 0017 as plain bytes."""
+are; going back past 0018 rewrites bodies as zlib ones, past 0017 as plain bytes. A form
+letter's bodies are packed against its templates, and going back past 0021 unpacks them."""
 
 from __future__ import annotations
 
@@ -9,12 +10,27 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import zstandard
 from sqlalchemy import Engine, text
 
 from sendas.db.engine import Database
 from sendas.db.migrate import downgrade, upgrade
-from sendas.db.models import Message, MessageBody
-from sendas.db.packing import ZLIB, ZSTD, Packed, pack, unpack
+from sendas.db.models import Alias, Campaign, Message, MessageBody, User
+from sendas.db.packing import (
+    _CODECS_KEPT,
+    _CONTEXTS,
+    DICTIONARY_MAX,
+    LETTER,
+    ZLIB,
+    ZSTD,
+    LetterPacked,
+    Packed,
+    letter_dictionary,
+    pack,
+    pack_letter,
+    unpack,
+    unpack_letter,
+)
 from sendas.outbox.tables import store_raw
 
 
@@ -131,3 +147,86 @@ def test_older_rows_read_as_they_are_and_going_back_rewrites(engine: Engine) -> 
     downgrade(engine, "0016")
     assert stored(engine, legacy) == plain and stored(engine, from_0017) == zlib_body
     assert [stored(engine, i) for i in packed_ids] == bodies
+
+
+LETTER_TEXT = "Dear {{ first }},\n\n" + prose_message(5).decode().split("\r\n\r\n", 1)[1].strip()
+
+
+def letter_message(name: str) -> bytes:
+    """One of LETTER_TEXT's messages as a letter renders it (CRLF, its own headers)."""
+    body = LETTER_TEXT.replace("{{ first }}", name).replace("\n", "\r\n")
+    return (f"Subject: Hello {name}\r\nMessage-ID: <{name}@example.com>\r\n\r\n{body}").encode()
+
+
+def test_a_letter_packs_against_its_templates_and_reads_only_with_them() -> None:
+    dictionary = letter_dictionary("Hello {{ first }}", LETTER_TEXT, None)
+    assert b"\r\n" in dictionary and b"\n\n" not in dictionary  # as on the wire
+    raw = letter_message("Zoe")
+    packed = pack_letter(raw, dictionary)
+    assert packed[:1] == LETTER and isinstance(packed, Packed)
+    # What the letter's messages share is in the dictionary: 5 KB packs to a few hundred
+    # bytes, where plain Zstandard keeps about half.
+    assert len(packed) < len(raw) // 8 and len(packed) < len(pack(raw)) // 4
+    assert unpack_letter(packed, dictionary) == raw
+    assert unpack_letter(pack(raw), dictionary) == raw  # other rows need none
+    with pytest.raises(ValueError, match="dictionary"):
+        unpack(packed)
+    other = letter_dictionary("Hello {{ first }}", LETTER_TEXT.replace("e", "a"), None)
+    with pytest.raises(zstandard.ZstdError):  # checked: never other bytes
+        unpack_letter(packed, other)
+
+
+def test_a_letter_dictionary_and_the_codecs_kept_are_bounded() -> None:
+    huge = letter_dictionary("Hi", "x" * (DICTIONARY_MAX + 10), "y" * 100)
+    assert len(huge) == DICTIONARY_MAX
+    for n in range(_CODECS_KEPT + 5):
+        dictionary = letter_dictionary(f"Letter {n}", LETTER_TEXT, None)
+        assert unpack_letter(pack_letter(b"Subject: x\r\n\r\nhi\r\n", dictionary), dictionary)
+    assert len(_CONTEXTS.letter_packers) == len(_CONTEXTS.letter_unpackers) == _CODECS_KEPT
+
+
+def _letter_with_messages(db: Database, bodies: list[bytes], single: bytes) -> list[int]:
+    """A form letter with LETTER_TEXT whose messages hold ``bodies`` packed against it,
+    and a single email holding ``single``: their message ids (the single one last)."""
+    with db.write() as s:
+        user = User(email="ann@example.com", name="Ann")
+        s.add(user)
+        s.flush()
+        alias = Alias(user_id=user.id, description="Work", description_key="work",
+                      from_address="work@example.com", is_default=True)  # fmt: skip
+        s.add(alias)
+        s.flush()
+        letter = Campaign(user_id=user.id, alias_id=alias.id, subject="Hello {{ first }}",
+                          text_template=LETTER_TEXT, total=len(bodies))  # fmt: skip
+        s.add(letter)
+        s.flush()
+        rows = [Message(user_id=user.id, alias_id=alias.id, campaign_id=letter.id,
+                        lane=f"alias:{alias.id}", kind="campaign", status="sent",
+                        envelope_from="work@example.com", recipients=[f"r{i}@example.org"],
+                        body=MessageBody(raw=pack_letter(raw, letter.body_dictionary)))
+                for i, raw in enumerate(bodies)]  # fmt: skip
+        alone = Message(lane="system", kind="single", envelope_from="a@example.com",
+                        recipients=["b@example.org"], body=MessageBody(raw=single))  # fmt: skip
+        rows.append(alone)
+        s.add_all(rows)
+        s.flush()
+        return [m.id for m in rows]
+
+
+def test_letter_bodies_read_in_a_session_and_going_back_unpacks_them(engine: Engine) -> None:
+    upgrade(engine)
+    db = Database(engine)
+    bodies = [letter_message(name) for name in ("Ann", "Bob", "Zoë")]
+    single = prose_message(9)
+    ids = _letter_with_messages(db, bodies, single)
+    assert [stored(engine, i)[:1] for i in ids] == [LETTER, LETTER, LETTER, ZSTD]
+    assert [read_raw(db, i) for i in ids] == [*bodies, single]
+    with db.read() as s:  # the column alone cannot read it, and says so
+        assert isinstance(s.get_one(MessageBody, ids[0]).raw, LetterPacked)
+
+    # 0020's code reads no LETTER rows: each becomes a plain Zstandard row, the rest stay.
+    before = stored(engine, ids[-1])
+    downgrade(engine, "0020")
+    assert [stored(engine, i)[:1] for i in ids] == [ZSTD] * 4
+    assert [unpack(stored(engine, i)) for i in ids] == [*bodies, single]
+    assert stored(engine, ids[-1]) == before

@@ -27,8 +27,8 @@ from typing import Any
 from sqlalchemy import Text, bindparam, cast, or_, select, update
 from sqlalchemy.orm import Session
 
-from sendas.db.models import Alias, SystemOutgoing
-from sendas.db.packing import Packed, pack
+from sendas.db.models import Alias, Campaign, SystemOutgoing
+from sendas.db.packing import LetterPacked, Packed, pack_letter, unpack_letter
 from sendas.endpoints import TokenProviders, alias_endpoint, imap_for, smtp_endpoint
 from sendas.errors import SendasError, TemplateTimedOut
 from sendas.imap.endpoint import ImapEndpoint
@@ -169,11 +169,27 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(<[^>\r\n]+>)", re.IGNORECASE | re
 # --- rendering -----------------------------------------------------------------------------
 
 
-def _render(session: Session, message: RenderInput, limits: Limits | None) -> bytes:
-    """A form letter's recipient: rendered and composed by ``sendas.merge``."""
+def letter_dictionaries(session: Session) -> Callable[[int | None], bytes]:
+    """Each form letter's body dictionary (``Campaign.body_dictionary``), made once per
+    letter for the session's caller."""
+    known: dict[int | None, bytes] = {}
+
+    def dictionary(campaign_id: int | None) -> bytes:
+        if campaign_id not in known:
+            known[campaign_id] = session.get_one(Campaign, campaign_id).body_dictionary
+        return known[campaign_id]
+
+    return dictionary
+
+
+def _render(session: Session, message: RenderInput, limits: Limits | None) -> tuple[bytes, Packed]:
+    """A form letter's recipient: rendered and composed by ``sendas.merge``, then packed
+    with its letter's dictionary."""
     merge = importlib.import_module("sendas.merge")
     render: Callable[[Session, RenderInput, Limits | None], bytes] = merge.render_message
-    return render(session, message, limits)
+    raw = render(session, message, limits)
+    dictionary: Callable[[Session, int | None], bytes] = merge.body_dictionary
+    return raw, pack_letter(raw, dictionary(session, message.campaign_id))
 
 
 def render_many(
@@ -187,14 +203,14 @@ def render_many(
         done: list[Rendered | str] = []
         for item in batch:
             try:
-                raw = _render(session, item, limits)
+                raw, packed = _render(session, item, limits)
             except TemplateTimedOut as exc:  # load, not the template: retried (outbox.late)
                 done.append(RenderLate(f"The form letter could not be rendered in time: {exc}"))
                 continue
             except (SendasError, ImportError, ValueError) as exc:
                 done.append(f"The form letter could not be rendered for this recipient: {exc}")
                 continue
-            done.append(Rendered(raw, item.subject, item.message_id, pack(raw), crlf_only(raw)))
+            done.append(Rendered(raw, item.subject, item.message_id, packed, crlf_only(raw)))
         out.append(done)
     return out
 
@@ -250,6 +266,7 @@ class _Plan:
 
     slot: datetime
     delay_ms: int
+    dictionary: Callable[[int | None], bytes]  # a form letter's (letter_dictionaries)
     claimed: list[ClaimedMessage] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
     moves: Moves = field(default_factory=Moves)
@@ -257,12 +274,15 @@ class _Plan:
     def add(self, m: Any) -> None:
         render: RenderInput | None = None
         change: dict[str, Any] = {"id": m.id}
-        if m.raw is None:
+        raw: bytes | None = m.raw
+        if isinstance(raw, LetterPacked):  # a form letter's, sent before: read it again
+            raw = unpack_letter(raw, self.dictionary(m.campaign_id))
+        if raw is None:
             # Rendered after this transaction (render_many), stored when marked sending.
             render = RenderInput(m.id, m.campaign_id, m.to_addrs,
                                  list(m.recipients), m.merge_fields)  # fmt: skip
         elif not m.message_id:
-            found = _MESSAGE_ID.search(m.raw)
+            found = _MESSAGE_ID.search(raw)
             change["message_id"] = found.group(1).decode("ascii", "replace") if found else ""
         pending = pending_recipients(list(m.recipients), m.recipient_results)
         if not pending:  # every recipient already has a final result
@@ -277,7 +297,7 @@ class _Plan:
         paced = self.delay_ms > 0
         self.claimed.append(
             ClaimedMessage(
-                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=m.raw or b"",
+                id=m.id, envelope_from=m.envelope_from, recipients=pending, raw=raw or b"",
                 attempts=m.attempts, recipient_results=m.recipient_results,
                 slot=self.slot if paced else None, render=render,
             )
@@ -332,7 +352,8 @@ def claim_batch(
         # Taking over from another worker: its last start reached the wire a little after
         # it was stamped, so keep a hair more than the delay (no drift within one worker).
         reserved += HANDOVER_GUARD
-    plan = _Plan(max(x for x in (now, reserved, not_before) if x is not None), delay_ms)
+    start = max(x for x in (now, reserved, not_before) if x is not None)
+    plan = _Plan(start, delay_ms, letter_dictionaries(session))
     for m in rows:
         plan.add(m)
     update_rows(session, plan.changes)

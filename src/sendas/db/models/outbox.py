@@ -16,10 +16,15 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from sendas.db.models.base import Base, UtcDateTime, utcnow
-from sendas.db.packing import PackedBytes
+from sendas.db.packing import (
+    LetterPacked,
+    PackedBytes,
+    letter_dictionary,
+    unpack_letter,
+)
 
 
 class Campaign(Base):
@@ -47,6 +52,11 @@ class Campaign(Base):
     # 0015): {"count": n, "addresses": the first ones}; NULL, none. JSON, so that code
     # written against an older schema still inserts letters (the ORM leaves it out).
     suppressed_skips: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+    @property
+    def body_dictionary(self) -> bytes:
+        """What its messages' bodies are packed with (``sendas.db.packing``)."""
+        return letter_dictionary(self.subject, self.text_template, self.html_template)
 
 
 class Message(Base):
@@ -110,7 +120,14 @@ class Message(Base):
     @property
     def raw(self) -> bytes | None:
         """The exact bytes submitted (None: a form letter's message not rendered yet)."""
-        return self.body.raw if self.body is not None else None
+        raw = self.body.raw if self.body is not None else None
+        if isinstance(raw, LetterPacked):  # packed with its letter's templates
+            session = object_session(self)
+            campaign = session.get(Campaign, self.campaign_id) if session else None
+            if campaign is None:
+                raise ValueError(f"message {self.id}: its body needs its form letter to be read")
+            raw = unpack_letter(raw, campaign.body_dictionary)
+        return raw
 
     @property
     def merge_fields(self) -> dict[str, Any] | None:
