@@ -14,7 +14,7 @@ render processes' CPU per message fell by about an eighth.
 
 A form letter's messages share all but a few words: each is packed with its letter's
 templates as a Zstandard dictionary (:func:`letter_dictionary`), which shrinks a 5 KB
-letter to about 250 bytes instead of 2.5 KB. Such a row reads as :class:`LetterPacked`
+letter to a few hundred bytes instead of 2.5 KB. Such a row reads as :class:`LetterPacked`
 (still packed) until :func:`unpack_letter` is given its letter's dictionary: the column
 alone cannot know it (``Message.raw`` and the claim resolve it).
 
@@ -118,7 +118,8 @@ def pack(data: bytes) -> Packed:
 
 def letter_dictionary(subject: str, text: str | None, html: str | None) -> bytes:
     """A form letter's dictionary: its templates as they appear on the wire (CRLF line
-    ends). Made from what a letter never changes, so each row stays readable."""
+    ends). Made from what a letter never changes, so each row stays readable; a different
+    recipe would need a tag of its own, as rows made with this one cannot be read by it."""
     joined = "\n".join((subject, text or "", html or ""))
     return joined.replace("\r\n", "\n").replace("\n", "\r\n").encode()[:DICTIONARY_MAX]
 
