@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from sendas.db.engine import Database
 from sendas.db.migrate import upgrade
@@ -10,18 +11,24 @@ from sendas.db.models import Alias, Campaign, Message, User
 from sendas.outbox.counts import full_counts, read_counts
 
 
+def add_owner(s: Session) -> tuple[User, Alias]:
+    """A user with one default alias (work@example.com), flushed: their ids are known."""
+    user = User(email="ann@example.com", name="Ann")
+    s.add(user)
+    s.flush()
+    alias = Alias(user_id=user.id, description="Work", description_key="work",
+                  from_address="work@example.com", is_default=True)  # fmt: skip
+    s.add(alias)
+    s.flush()
+    return user, alias
+
+
 def test_existing_letters_get_their_counts(engine: Engine) -> None:
     upgrade(engine, "0009")
     db = Database(engine)
     statuses = ["sent"] * 5 + ["failed"] * 2 + ["queued"] * 3 + ["unknown"]
     with db.write() as s:
-        user = User(email="ann@example.com", name="Ann")
-        s.add(user)
-        s.flush()
-        alias = Alias(user_id=user.id, description="Work", description_key="work",
-                      from_address="work@example.com", is_default=True)  # fmt: skip
-        s.add(alias)
-        s.flush()
+        user, alias = add_owner(s)
         letters = [Campaign(user_id=user.id, alias_id=alias.id, subject="Hi", total=n)
                    for n in (len(statuses), 0)]  # fmt: skip
         s.add_all(letters)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from sendas.db.engine import Database
 from sendas.db.migrate import downgrade, upgrade
-from sendas.db.models import Alias, Campaign, Message, MessageBody, User
+from sendas.db.models import Campaign, Message, MessageBody
 from sendas.db.packing import (
     _CODECS_KEPT,
     _CONTEXTS,
@@ -32,6 +32,7 @@ from sendas.db.packing import (
     unpack_letter,
 )
 from sendas.outbox.tables import store_raw
+from tests.db.test_counts_migration import add_owner
 
 
 def prose_message(seed: int) -> bytes:
@@ -189,13 +190,7 @@ def _letter_with_messages(db: Database, bodies: list[bytes], single: bytes) -> l
     """A form letter with LETTER_TEXT whose messages hold ``bodies`` packed against it,
     and a single email holding ``single``: their message ids (the single one last)."""
     with db.write() as s:
-        user = User(email="ann@example.com", name="Ann")
-        s.add(user)
-        s.flush()
-        alias = Alias(user_id=user.id, description="Work", description_key="work",
-                      from_address="work@example.com", is_default=True)  # fmt: skip
-        s.add(alias)
-        s.flush()
+        user, alias = add_owner(s)
         letter = Campaign(user_id=user.id, alias_id=alias.id, subject="Hello {{ first }}",
                           text_template=LETTER_TEXT, total=len(bodies))  # fmt: skip
         s.add(letter)

@@ -185,45 +185,51 @@ def as_plain(stored: bytes) -> bytes | None:
     return unpack(stored) if is_packed(stored) else None
 
 
+_WRITE_BODY = text("UPDATE message_bodies SET raw = :raw WHERE message_id = :id").bindparams(
+    bindparam("raw", type_=LargeBinary)
+)
+
+
+def _rewrite(conn: Connection, read: str, convert: Callable[..., bytes | None]) -> None:
+    """Rewrite each body that ``convert`` changes (None: left as it is), 500 rows held at a
+    time. ``read`` selects ``message_id``, ``raw`` and what else ``convert`` takes, after
+    ``:after``, in ``message_id`` order."""
+    after = 0
+    while rows := conn.execute(text(read), {"after": after}).all():
+        after = rows[-1][0]
+        changed = [{"id": i, "raw": new} for i, raw, *more in rows
+                   if (new := convert(bytes(raw), *more)) is not None]  # fmt: skip
+        if changed:
+            conn.execute(_WRITE_BODY, changed)
+
+
 def rewrite_bodies(conn: Connection, convert: Callable[[bytes], bytes | None]) -> None:
-    """Rewrite each stored body that ``convert`` changes (None: left as it is), 500 rows
-    held at a time: what a migration going back to an older format does."""
-    read = text(
+    """Rewrite each stored body that ``convert`` changes (None: left as it is): what a
+    migration going back to an older format does."""
+    read = (
         "SELECT message_id, raw FROM message_bodies WHERE message_id > :after "
         "AND raw IS NOT NULL ORDER BY message_id LIMIT 500"
     )
-    write = text("UPDATE message_bodies SET raw = :raw WHERE message_id = :id").bindparams(
-        bindparam("raw", type_=LargeBinary)
-    )
-    after = 0
-    while rows := conn.execute(read, {"after": after}).all():
-        after = rows[-1][0]
-        changed = [{"id": i, "raw": new} for i, raw in rows
-                   if (new := convert(bytes(raw))) is not None]  # fmt: skip
-        if changed:
-            conn.execute(write, changed)
+    _rewrite(conn, read, convert)
+
+
+def _as_plain_zstd(
+    stored: bytes, subject: str, text_template: str | None, html_template: str | None
+) -> bytes | None:
+    """A ``LETTER`` row as a plain Zstandard one (None: any other row stays)."""
+    if stored[:1] != LETTER:
+        return None
+    dictionary = letter_dictionary(subject, text_template, html_template)
+    return pack(unpack_letter(stored, dictionary))
 
 
 def unpack_letters(conn: Connection) -> None:
     """Rewrite each form letter's body packed with its letter's dictionary as a plain
-    Zstandard one (500 rows held at a time): going back past 0021, whose code reads no
-    ``LETTER`` rows."""
-    read = text(
+    Zstandard one: going back past 0021, whose code reads no ``LETTER`` rows."""
+    read = (
         "SELECT b.message_id, b.raw, c.subject, c.text_template, c.html_template "
         "FROM message_bodies b JOIN messages m ON m.id = b.message_id "
         "JOIN campaigns c ON c.id = m.campaign_id "
         "WHERE b.message_id > :after AND b.raw IS NOT NULL ORDER BY b.message_id LIMIT 500"
     )
-    write = text("UPDATE message_bodies SET raw = :raw WHERE message_id = :id").bindparams(
-        bindparam("raw", type_=LargeBinary)
-    )
-    after = 0
-    while rows := conn.execute(read, {"after": after}).all():
-        after = rows[-1][0]
-        changed = [
-            {"id": i, "raw": pack(unpack_letter(bytes(raw), letter_dictionary(s, t, h)))}
-            for i, raw, s, t, h in rows
-            if bytes(raw[:1]) == LETTER
-        ]
-        if changed:
-            conn.execute(write, changed)
+    _rewrite(conn, read, _as_plain_zstd)
