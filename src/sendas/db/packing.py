@@ -71,42 +71,42 @@ class _Contexts(threading.local):
         self.letter_unpackers: OrderedDict[bytes, zstandard.ZstdDecompressor] = OrderedDict()
 
     def letter_packer(self, dictionary: bytes) -> zstandard.ZstdCompressor:
-        packer = _recent(self.letter_packers, dictionary)
-        if packer is None:
-            data = _raw_dictionary(dictionary)
-            data.precompute_compress(level=LEVEL)
-            # With a checksum: a raw dictionary has no id, and read with another one a
-            # body must fail, not read as other bytes.
-            packer = zstandard.ZstdCompressor(dict_data=data, write_checksum=True)
-            _keep(self.letter_packers, dictionary, packer)
-        return packer
+        return _kept(self.letter_packers, dictionary, _letter_packer)
 
     def letter_unpacker(self, dictionary: bytes) -> zstandard.ZstdDecompressor:
-        unpacker = _recent(self.letter_unpackers, dictionary)
-        if unpacker is None:
-            unpacker = zstandard.ZstdDecompressor(dict_data=_raw_dictionary(dictionary))
-            _keep(self.letter_unpackers, dictionary, unpacker)
-        return unpacker
+        return _kept(self.letter_unpackers, dictionary, _letter_unpacker)
 
 
 def _raw_dictionary(dictionary: bytes) -> zstandard.ZstdCompressionDict:
     return zstandard.ZstdCompressionDict(dictionary, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
 
 
+def _letter_packer(dictionary: bytes) -> zstandard.ZstdCompressor:
+    data = _raw_dictionary(dictionary)
+    data.precompute_compress(level=LEVEL)
+    # With a checksum: a raw dictionary has no id, and read with another one a body must
+    # fail, not read as other bytes.
+    return zstandard.ZstdCompressor(dict_data=data, write_checksum=True)
+
+
+def _letter_unpacker(dictionary: bytes) -> zstandard.ZstdDecompressor:
+    return zstandard.ZstdDecompressor(dict_data=_raw_dictionary(dictionary))
+
+
 _V = TypeVar("_V")
 
 
-def _recent(kept: OrderedDict[bytes, _V], key: bytes) -> _V | None:
+def _kept(kept: OrderedDict[bytes, _V], key: bytes, build: Callable[[bytes], _V]) -> _V:
+    """``kept[key]``, built from ``key`` if missing; the least recently used one goes past
+    :data:`_CODECS_KEPT`."""
     value = kept.get(key)
-    if value is not None:
+    if value is None:
+        value = kept[key] = build(key)
+        if len(kept) > _CODECS_KEPT:
+            kept.popitem(last=False)
+    else:
         kept.move_to_end(key)
     return value
-
-
-def _keep(kept: OrderedDict[bytes, _V], key: bytes, value: _V) -> None:
-    kept[key] = value
-    if len(kept) > _CODECS_KEPT:
-        kept.popitem(last=False)
 
 
 _CONTEXTS = _Contexts()
